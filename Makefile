@@ -1,0 +1,40 @@
+# Slipcast: `make demo` runs the main job end to end, `make test` runs the tests.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+DEMO_DATA := data/demo
+
+.PHONY: setup demo data features train serve test bench eval-real clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+data: setup
+	$(BIN)/slipcast generate --out $(DEMO_DATA) --projects 8 --tickets 8000 --seed 1
+
+features: data
+	$(BIN)/slipcast features --data $(DEMO_DATA)
+
+train: features
+	$(BIN)/slipcast train --features work/features
+
+serve: setup
+	$(BIN)/slipcast serve
+
+demo: train
+	$(BIN)/python -m serving.demo
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/python -m benchmarks.run
+
+clean:
+	rm -rf work data mlruns/mlflow.db mlruns/artifacts

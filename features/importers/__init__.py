@@ -1,0 +1,23 @@
+"""Importers: tracker exports in, canonical tables out, every record accounted for."""
+
+from features.importers.report import ImportError_, ImportReport
+
+FORMATS = ("jira-json", "jira-csv", "github", "canonical")
+
+
+def run_import(fmt: str, src, out, settings, **options) -> ImportReport:
+    """Import ``src`` in format ``fmt`` to the folder ``out``; return the reconciled report."""
+    if fmt == "jira-json":
+        from features.importers.jira_json import import_jira_json as importer
+    elif fmt == "jira-csv":
+        from features.importers.jira_csv import import_jira_csv as importer
+    elif fmt == "github":
+        from features.importers.github import import_github as importer
+    elif fmt == "canonical":
+        from features.importers.canonical import import_canonical as importer
+    else:
+        raise ValueError(f"unknown format {fmt!r}; choose one of {FORMATS}")
+    return importer(src, out, settings, **options)
+
+
+__all__ = ["FORMATS", "ImportReport", "ImportError_", "run_import"]

@@ -1,0 +1,189 @@
+"""GitHub REST shapes: milestones, issues and issue events of one repository.
+
+``src`` is a folder holding ``milestones.json``, ``issues.json`` and optionally
+``events.json`` (``GET /repos/{o}/{r}/issues/events``), or one JSON file with those three
+keys. Milestones become release milestones (``due_on``, ``closed_at``); ``milestoned``,
+``demilestoned``, ``closed``, ``reopened``, ``assigned`` and ``unassigned`` events become
+canonical events; an issue's milestone at creation is rebuilt by replaying them backwards.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from features.importers.report import ImportError_, ImportReport, finish
+from features.importers.sources import read_json
+from features.importers.vocab import FieldError, end_of_day, parse_time
+
+HANDLED = {"milestoned", "demilestoned", "closed", "reopened", "assigned", "unassigned"}
+
+
+def _load(src: Path, report: ImportReport, encoding: str) -> dict:
+    if src.is_file():
+        payload = read_json(src, report, encoding)
+        if not isinstance(payload, dict):
+            raise ImportError_(f"{src}: expected an object with milestones, issues and events")
+        return {k: (str(src), payload.get(k) or []) for k in ("milestones", "issues", "events")}
+    if not src.is_dir():
+        raise ImportError_(f"{src}: no such file or folder")
+    parts = {}
+    for name in ("milestones", "issues", "events"):
+        path = src / f"{name}.json"
+        if not path.exists():
+            if name == "events":
+                parts[name] = (str(path), [])
+                continue
+            raise ImportError_(f"{path}: missing (a GitHub export needs {name}.json)")
+        payload = read_json(path, report, encoding)
+        parts[name] = (str(path), payload if isinstance(payload, list) else [])
+    return parts
+
+
+def _repo(issue: dict) -> str | None:
+    url = issue.get("repository_url") or ""
+    return "/".join(url.rstrip("/").split("/")[-2:]) if url else None
+
+
+def import_github(src, out, settings, project: str | None = None) -> ImportReport:
+    """Import a GitHub repository's milestones, issues and events into ``out``."""
+    report = ImportReport(source=str(src))
+    parts = _load(Path(src), report, settings.imports.fallback_encoding)
+    ms_file, raw_ms = parts["milestones"]
+    is_file, raw_issues = parts["issues"]
+    ev_file, raw_events = parts["events"]
+    project = project or next((_repo(i) for i in raw_issues if isinstance(i, dict) and _repo(i)), "github")
+    milestones, by_title = {}, {}
+    for i, m in enumerate(raw_ms):
+        report.saw("milestones")
+        try:
+            number = m["number"]
+            mid = f"gh-{project}-ms-{number}"
+            row = {"milestone_id": mid, "project": project, "name": m.get("title") or mid, "kind": "release",
+                   "start_at": parse_time(m.get("created_at")),
+                   "due_at": _due(m.get("due_on")), "completed_at": parse_time(m.get("closed_at"))}
+        except (KeyError, TypeError):
+            report.reject("milestones", ms_file, f"#{i}", "number", "missing")
+            continue
+        except FieldError as exc:
+            report.reject("milestones", ms_file, f"milestone {m.get('number')}", "dates", str(exc))
+            continue
+        if mid in milestones:
+            report.reject("milestones", ms_file, f"milestone {number}", "number", "duplicate milestone")
+            continue
+        milestones[mid] = row
+        by_title[row["name"]] = mid
+        report.accept("milestones")
+
+    def milestone_ref(ref) -> str | None:
+        if not ref:
+            return None
+        if ref.get("number") is not None:
+            return f"gh-{project}-ms-{ref['number']}"
+        return by_title.get(ref.get("title"))
+
+    events_by_issue: dict[int, list[tuple[pd.Timestamp, dict]]] = {}
+    for i, e in enumerate(raw_events):
+        report.saw("events")
+        kind = e.get("event") if isinstance(e, dict) else None
+        number = ((e.get("issue") or {}).get("number") if isinstance(e, dict) else None)
+        if kind not in HANDLED:
+            report.ignore("events")
+            continue
+        try:
+            at = parse_time(e.get("created_at"))
+            if at is None or number is None:
+                raise FieldError("created_at or issue.number missing")
+        except FieldError as exc:
+            report.reject("events", ev_file, f"event {e.get('id', i)}", "created_at", str(exc))
+            continue
+        events_by_issue.setdefault(number, []).append((at, e))
+
+    tickets, events, seen = [], [], set()
+    for i, issue in enumerate(raw_issues):
+        report.saw("tickets")
+        number = issue.get("number") if isinstance(issue, dict) else None
+        record = f"issue {number}" if number is not None else f"#{i}"
+        try:
+            if number is None:
+                raise FieldError("number: missing")
+            if number in seen:
+                raise FieldError("number: duplicate issue")
+            created = parse_time(issue.get("created_at"))
+            if created is None:
+                raise FieldError("created_at: missing")
+            closed = parse_time(issue.get("closed_at"))
+            state = issue.get("state")
+            if state not in ("open", "closed"):
+                raise FieldError(f"state: unknown state {state!r}")
+        except FieldError as exc:
+            field_, _, reason = str(exc).partition(": ")
+            report.reject("tickets", is_file, record, field_, reason)
+            for _, e in events_by_issue.get(number, []):
+                report.reject("events", ev_file, f"event {e.get('id')}", "issue", "belongs to a rejected issue")
+            continue
+        seen.add(number)
+        key = f"{project}#{number}"
+        current_ms = milestone_ref(issue.get("milestone"))
+        if current_ms and current_ms not in milestones:
+            ref = issue["milestone"]
+            milestones[current_ms] = {"milestone_id": current_ms, "project": project,
+                                      "name": ref.get("title") or current_ms, "kind": "release",
+                                      "due_at": _due(ref.get("due_on")),
+                                      "start_at": parse_time(ref.get("created_at")),
+                                      "completed_at": parse_time(ref.get("closed_at"))}
+        labels = [lab.get("name", "") for lab in issue.get("labels") or [] if isinstance(lab, dict)]
+        assignees = [a.get("login") for a in issue.get("assignees") or [] if isinstance(a, dict)]
+        tickets.append({"ticket_id": key, "project": project,
+                        "type": "pull_request" if issue.get("pull_request") else
+                        ("bug" if any("bug" in lab.lower() for lab in labels) else "issue"),
+                        "priority": next((lab for lab in labels if lab.lower().startswith(("priority", "p0", "p1", "p2"))), None),
+                        "created_at": created, "resolved_at": closed if state == "closed" else None,
+                        "story_points": None, "assignee": assignees[0] if assignees else None,
+                        "status": "done" if state == "closed" else "todo", "milestone_id": current_ms})
+        report.accept("tickets")
+        changes = []
+        for at, e in sorted(events_by_issue.get(number, []), key=lambda p: p[0]):
+            kind = e["event"]
+            base = {"ticket_id": key, "milestone_id": None, "at": max(at, created)}
+            if kind in ("milestoned", "demilestoned"):
+                mid = milestone_ref(e.get("milestone"))
+                if mid is None:
+                    report.reject("events", ev_file, f"event {e.get('id')}", "milestone", "names no known milestone")
+                    continue
+                changes.append(dict(base, field="milestone", from_value=None if kind == "milestoned" else mid,
+                                    to_value=mid if kind == "milestoned" else None))
+            elif kind in ("closed", "reopened"):
+                changes.append(dict(base, field="status", from_value="todo" if kind == "closed" else "done",
+                                    to_value="done" if kind == "closed" else "todo"))
+            else:
+                who = (e.get("assignee") or {}).get("login")
+                changes.append(dict(base, field="assignee", from_value=None if kind == "assigned" else who,
+                                    to_value=who if kind == "assigned" else None))
+            report.accept("events")
+        members = {current_ms} - {None}
+        for c in reversed([c for c in changes if c["field"] == "milestone"]):
+            members.discard(c["to_value"])
+            if c["from_value"]:
+                members.add(c["from_value"])
+        status_changes = [c for c in changes if c["field"] == "status"]
+        closed_untracked = state == "closed" and not status_changes and closed is not None
+        first_status = (status_changes[0]["from_value"] if status_changes
+                        else "todo" if closed_untracked or state == "open" else "done")
+        init = {"ticket_id": key, "milestone_id": None, "at": created, "from_value": None}
+        events.append(dict(init, field="status", to_value=first_status))
+        events += [dict(init, field="milestone", to_value=m) for m in sorted(members)]
+        if closed_untracked:
+            events.append(dict(init, at=max(closed, created), field="status", from_value="todo", to_value="done"))
+        events += changes
+    return finish(report, {"milestones": pd.DataFrame(list(milestones.values())),
+                           "tickets": pd.DataFrame(tickets), "events": pd.DataFrame(events),
+                           "links": pd.DataFrame()}, Path(out))
+
+
+def _due(value):
+    """GitHub's due_on is a date shown at 07:00 or 08:00 UTC; due means by the end of that day."""
+    ts = parse_time(value)
+    return None if ts is None else end_of_day(ts.normalize())
+

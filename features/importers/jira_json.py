@@ -1,0 +1,408 @@
+"""Jira REST issues (``expand=changelog``) to canonical tables.
+
+Accepts one issue per file, search-result pages (``{"issues": [...]}``) or lists of issues,
+as a file or a folder. Fix versions become release milestones, sprints become sprint
+milestones, changelog items become events, issue links and subtasks become links. The state
+each issue had when it was created is rebuilt by replaying its changelog backwards and
+emitted as events at ``created_at``, so the events alone reconstruct any past moment.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from features.importers.report import ImportReport, finish
+from features.importers.sources import list_files, read_json
+from features.importers.vocab import FieldError, Vocabulary, end_of_day, parse_time
+
+SPRINT_RE = re.compile(r"\[(.*)\]\s*$")
+SCALAR_FIELDS = {  # Jira changelog field -> (canonical field, use ids rather than display strings)
+    "status": ("status", False),
+    "assignee": ("assignee", True),
+    "priority": ("priority", False),
+    "story points": ("story_points", False),
+    "resolution": ("resolution", False),
+    "issuetype": ("type", False),
+    "duedate": ("due_at", False),
+}
+
+
+def parse_sprint(text: str) -> dict:
+    """Fields of a GreenHopper sprint string ``...Sprint@1a[id=3,name=A, B,state=..]``."""
+    match = SPRINT_RE.search(text)
+    if not match:
+        raise FieldError(f"unreadable sprint {text[:80]!r}")
+    body = match.group(1)
+    keys = list(re.finditer(r"(?:^|,)(\w+)=", body))
+    out = {}
+    for i, m in enumerate(keys):
+        end = keys[i + 1].start() if i + 1 < len(keys) else len(body)
+        value = body[m.end():end]
+        out[m.group(1)] = None if value == "<null>" else value
+    if not out.get("id"):
+        raise FieldError(f"sprint without id {text[:80]!r}")
+    return out
+
+
+def _user(value) -> str | None:
+    if not value:
+        return None
+    return value.get("name") or value.get("accountId") or value.get("displayName")
+
+
+def _issues_of(payload) -> list | None:
+    if isinstance(payload, dict) and isinstance(payload.get("issues"), list):
+        return payload["issues"]
+    if isinstance(payload, dict) and ("key" in payload or "fields" in payload):
+        return [payload]
+    if isinstance(payload, list):
+        return payload
+    return None
+
+
+class _Builder:
+    """Accumulates canonical rows for one import."""
+
+    def __init__(self, settings, report: ImportReport):
+        imp = settings.imports
+        self.status = Vocabulary("status", imp.status_categories)
+        self.link_kind = Vocabulary("link", imp.link_kinds)
+        self.points_fields = imp.jira_story_points_fields
+        self.sprint_fields = imp.jira_sprint_fields
+        self.report = report
+        self.milestones: dict[str, dict] = {}
+        self.tickets: list[dict] = []
+        self.events: list[dict] = []
+        self.links: dict[tuple, dict] = {}
+        self.link_times: dict[tuple[str, str], pd.Timestamp] = {}
+        self.seen: set[str] = set()
+
+    # -- milestones -------------------------------------------------------------------------
+    def version(self, v: dict, project: str) -> str:
+        mid = f"jira-version-{v['id']}"
+        due = end_of_day(parse_time(v.get("releaseDate")))
+        row = self.milestones.setdefault(
+            mid, {"milestone_id": mid, "project": project, "name": v.get("name") or mid, "kind": "release"}
+        )
+        if due is not None:
+            row["due_at"] = due
+            row["completed_at"] = due if v.get("released") else None
+        row["start_at"] = parse_time(v.get("startDate")) or row.get("start_at")
+        return mid
+
+    def version_ref(self, vid: str, name: str | None, project: str) -> str:
+        """A version known only from the changelog (removed since): no dates known."""
+        mid = f"jira-version-{vid}"
+        self.milestones.setdefault(
+            mid, {"milestone_id": mid, "project": project, "name": name or mid, "kind": "release"}
+        )
+        return mid
+
+    def sprint(self, s: dict, project: str) -> str:
+        mid = f"jira-sprint-{s['id']}"
+        self.milestones[mid] = {
+            "milestone_id": mid,
+            "project": self.milestones.get(mid, {}).get("project", project),
+            "name": s.get("name") or mid,
+            "kind": "sprint",
+            "start_at": parse_time(s.get("startDate")),
+            "due_at": parse_time(s.get("endDate")),
+            "completed_at": parse_time(s.get("completeDate")),
+        }
+        return mid
+
+    # -- issues -----------------------------------------------------------------------------
+    def issue(self, issue: dict, file: str, index: int) -> None:
+        rep = self.report
+        key = issue.get("key") if isinstance(issue, dict) else None
+        record = key or f"#{index}"
+        rep.saw("tickets")
+        try:
+            if not key:
+                raise FieldError("key: missing")
+            if key in self.seen:
+                raise FieldError("key: duplicate issue (already imported from another record)")
+            fields = issue.get("fields")
+            if not isinstance(fields, dict):
+                raise FieldError("fields: missing")
+            row = self._ticket_row(key, fields)
+        except FieldError as exc:
+            field_, _, reason = str(exc).partition(": ") if ": " in str(exc) else ("-", "", str(exc))
+            rep.reject("tickets", file, record, field_, reason)
+            self._count_unread_children(issue)
+            return
+        self.seen.add(key)
+        self.tickets.append(row)
+        rep.accept("tickets")
+        self._changelog(key, issue, fields, row, file)
+        self._links(key, fields, file)
+
+    def _ticket_row(self, key: str, fields: dict) -> dict:
+        project = (fields.get("project") or {}).get("key") or key.rsplit("-", 1)[0]
+        created = self._time(fields, "created", required=True)
+        status_name = (fields.get("status") or {}).get("name")
+        if status_name is None:
+            raise FieldError("status: missing")
+        try:
+            status = self.status(status_name)
+        except FieldError as exc:
+            raise FieldError(f"status: {exc}") from None
+        milestone_ids = [self.version(v, project) for v in fields.get("fixVersions") or []]
+        sprint_ids = [self.sprint(s, project) for s in self._sprints(fields)]
+        points = next((fields[f] for f in self.points_fields if fields.get(f) is not None), None)
+        dated = sorted(
+            (self.milestones[m].get("due_at") or pd.Timestamp.max.tz_localize("UTC"), m)
+            for m in milestone_ids
+        )
+        current = dated[0][1] if dated else (sprint_ids[-1] if sprint_ids else None)
+        return {
+            "ticket_id": key,
+            "project": project,
+            "type": (fields.get("issuetype") or {}).get("name"),
+            "priority": (fields.get("priority") or {}).get("name"),
+            "created_at": created,
+            "resolved_at": self._time(fields, "resolutiondate"),
+            "story_points": float(points) if points is not None else None,
+            "assignee": _user(fields.get("assignee")),
+            "status": status,
+            "milestone_id": current,
+            "_members": set(milestone_ids) | set(sprint_ids),
+            "_due": parse_time(fields.get("duedate")),
+        }
+
+    def _time(self, fields: dict, name: str, required: bool = False):
+        try:
+            value = parse_time(fields.get(name))
+        except FieldError as exc:
+            raise FieldError(f"{name}: {exc}") from None
+        if value is None and required:
+            raise FieldError(f"{name}: missing")
+        return value
+
+    def _sprints(self, fields: dict) -> list[dict]:
+        for name in self.sprint_fields:
+            values = fields.get(name)
+            if values and isinstance(values, list) and all(isinstance(v, str) for v in values):
+                if any("Sprint@" in v or "id=" in v for v in values):
+                    return [parse_sprint(v) for v in values]
+            if values and isinstance(values, list) and all(isinstance(v, dict) for v in values):
+                return [dict(v, id=str(v.get("id"))) for v in values if v.get("id") is not None]
+        return []
+
+    def _count_unread_children(self, issue) -> None:
+        """Changelog items of a rejected issue are rejected with it, so counts still reconcile."""
+        try:
+            histories = issue["changelog"]["histories"]
+        except (TypeError, KeyError):
+            return
+        for h in histories:
+            for item in h.get("items") or []:
+                self.report.saw("events")
+                self.report.reject("events", "-", f"{issue.get('key')} history {h.get('id')}",
+                                   item.get("field"), "belongs to a rejected issue")
+
+    # -- changelog --------------------------------------------------------------------------
+    def _changelog(self, key: str, issue: dict, fields: dict, row: dict, file: str) -> None:
+        rep = self.report
+        histories = list(((issue.get("changelog") or {}).get("histories")) or [])
+        items: list[tuple[pd.Timestamp, dict]] = []
+        for h in histories:
+            for item in h.get("items") or []:
+                rep.saw("events")
+                try:
+                    at = parse_time(h.get("created"))
+                    if at is None:
+                        raise FieldError("missing")
+                except FieldError as exc:
+                    rep.reject("events", file, f"{key} history {h.get('id')}", "created", str(exc))
+                    continue
+                items.append((at, item))
+        if any(items[i][0] > items[i + 1][0] for i in range(len(items) - 1)):
+            rep.warnings.append(f"{file}: {key} changelog out of time order; sorted by time")
+            items.sort(key=lambda pair: pair[0])
+        created = row["created_at"]
+        ticket_events: list[dict] = []
+        for at, item in items:
+            name = str(item.get("field", "")).lower()
+            where = f"{key} at {at.isoformat()}"
+            if at < created:
+                rep.reject("events", file, where, item.get("field"), "change dated before the issue was created")
+                continue
+            try:
+                produced = self._item_events(key, at, name, item, row)
+            except FieldError as exc:
+                rep.reject("events", file, where, item.get("field"), str(exc))
+                continue
+            if produced is None:
+                rep.ignore("events")
+                continue
+            ticket_events.extend(produced)
+            rep.accept("events")
+        self.events.extend(self._initial_state(key, created, row, ticket_events))
+        self.events.extend(ticket_events)
+
+    def _item_events(self, key, at, name, item, row) -> list[dict] | None:
+        base = {"ticket_id": key, "milestone_id": None, "at": at}
+        if name == "fix version":
+            project = row["project"]
+            old = self.version_ref(item["from"], item.get("fromString"), project) if item.get("from") else None
+            new = self.version_ref(item["to"], item.get("toString"), project) if item.get("to") else None
+            return [dict(base, field="milestone", from_value=old, to_value=new)]
+        if name == "sprint":
+            old = {s.strip() for s in str(item.get("from") or "").split(",") if s.strip()}
+            new = {s.strip() for s in str(item.get("to") or "").split(",") if s.strip()}
+            out = []
+            for sid in sorted(new - old):
+                out.append(dict(base, field="milestone", from_value=None, to_value=self._sprint_ref(sid, row)))
+            for sid in sorted(old - new):
+                out.append(dict(base, field="milestone", from_value=self._sprint_ref(sid, row), to_value=None))
+            return out
+        if name == "link":
+            other = item.get("to") or item.get("from")
+            if other:
+                pair = (key, other)
+                self.link_times[pair] = min(self.link_times.get(pair, at), at)
+            return None
+        if name not in SCALAR_FIELDS:
+            return None
+        field_, use_ids = SCALAR_FIELDS[name]
+        old = item.get("from") if use_ids else item.get("fromString")
+        new = item.get("to") if use_ids else item.get("toString")
+        if field_ == "status":
+            old = self.status(old) if old is not None else None
+            new = self.status(new) if new is not None else None
+        elif field_ == "due_at":
+            old, new = (_iso(end_of_day(parse_time(_date_part(v)))) for v in (old, new))
+        elif field_ == "story_points":
+            old, new = (_number(v) for v in (old, new))
+        return [dict(base, field=field_, from_value=old, to_value=new)]
+
+    def _sprint_ref(self, sid: str, row: dict) -> str:
+        mid = f"jira-sprint-{sid}"
+        self.milestones.setdefault(
+            mid, {"milestone_id": mid, "project": row["project"], "name": mid, "kind": "sprint"}
+        )
+        return mid
+
+    def _initial_state(self, key, created, row, changes: list[dict]) -> list[dict]:
+        """Events at creation carrying the state the changelog implies the issue began with."""
+        members = set(row.pop("_members"))
+        for e in reversed([e for e in changes if e["field"] == "milestone"]):
+            if e["to_value"]:
+                members.discard(e["to_value"])
+            if e["from_value"]:
+                members.add(e["from_value"])
+        current = {
+            "status": row["status"],
+            "assignee": row["assignee"],
+            "priority": row["priority"],
+            "story_points": _number(row["story_points"]),
+            "due_at": _iso(end_of_day(row.pop("_due"))),
+        }
+        initial = []
+        for field_, value in current.items():
+            first = next((e for e in changes if e["field"] == field_), None)
+            start = first["from_value"] if first is not None else value
+            if field_ == "status" and start is None:
+                start = "todo"
+            if start is not None:
+                initial.append({"ticket_id": key, "milestone_id": None, "at": created,
+                                "field": field_, "from_value": None, "to_value": start})
+        for mid in sorted(members):
+            initial.append({"ticket_id": key, "milestone_id": None, "at": created,
+                            "field": "milestone", "from_value": None, "to_value": mid})
+        return initial
+
+    # -- links ------------------------------------------------------------------------------
+    def _links(self, key: str, fields: dict, file: str) -> None:
+        rep = self.report
+        for link in fields.get("issuelinks") or []:
+            rep.saw("links")
+            type_name = (link.get("type") or {}).get("name")
+            try:
+                kind = self.link_kind(type_name)
+            except FieldError as exc:
+                rep.reject("links", file, f"{key} link {link.get('id')}", "type", str(exc))
+                continue
+            if link.get("outwardIssue"):
+                pair = (key, link["outwardIssue"].get("key"))
+            elif link.get("inwardIssue"):
+                pair = (link["inwardIssue"].get("key"), key)
+            else:
+                rep.reject("links", file, f"{key} link {link.get('id')}", "outwardIssue", "link names no issue")
+                continue
+            self._add_link(pair, kind)
+        parent = (fields.get("parent") or {}).get("key")
+        subtasks = [s.get("key") for s in fields.get("subtasks") or []]
+        for pair in ([(parent, key)] if parent else []) + [(key, s) for s in subtasks]:
+            rep.saw("links")
+            self._add_link(pair, "parent")
+
+    def _add_link(self, pair: tuple[str, str], kind: str) -> None:
+        """Links are seen from both ends: the second sighting is the same record."""
+        rep = self.report
+        k = (pair[0], pair[1], kind)
+        if k in self.links:
+            rep.ignore("links")
+            return
+        self.links[k] = {"from_ticket": pair[0], "to_ticket": pair[1], "kind": kind}
+        rep.accept("links")
+
+    # -- output -----------------------------------------------------------------------------
+    def frames(self) -> dict[str, pd.DataFrame]:
+        for k, link in self.links.items():
+            times = [self.link_times.get((link["from_ticket"], link["to_ticket"])),
+                     self.link_times.get((link["to_ticket"], link["from_ticket"]))]
+            times = [t for t in times if t is not None]
+            link["created_at"] = min(times) if times else None
+        events = pd.DataFrame(self.events)
+        milestones = pd.DataFrame(list(self.milestones.values()))
+        if len(events) and len(milestones):
+            first_seen = (events[events["field"] == "milestone"].dropna(subset=["to_value"])
+                          .groupby("to_value")["at"].min())
+            missing = milestones["start_at"].isna() if "start_at" in milestones else True
+            milestones.loc[missing, "start_at"] = milestones.loc[missing, "milestone_id"].map(first_seen)
+        return {
+            "milestones": milestones,
+            "tickets": pd.DataFrame(self.tickets),
+            "events": events,
+            "links": pd.DataFrame(list(self.links.values())),
+        }
+
+
+def _iso(ts) -> str | None:
+    return None if ts is None else ts.isoformat()
+
+
+def _date_part(value):
+    return None if value in (None, "") else str(value)[:10]
+
+
+def _number(value) -> str | None:
+    if value is None or value == "":
+        return None
+    try:
+        return repr(float(value))
+    except (TypeError, ValueError):
+        raise FieldError(f"story points {value!r} is not a number") from None
+
+
+def import_jira_json(src, out, settings) -> ImportReport:
+    """Import Jira REST JSON (issues with changelog) from a file or folder into ``out``."""
+    report = ImportReport(source=str(src))
+    builder = _Builder(settings, report)
+    for path in list_files(Path(src), (".json",)):
+        payload = read_json(path, report, settings.imports.fallback_encoding)
+        if payload is None:
+            continue
+        issues = _issues_of(payload)
+        if issues is None:
+            report.saw("files")
+            report.reject("files", str(path), "-", "-", "not a Jira issue, issue list or search result")
+            continue
+        for i, issue in enumerate(issues):
+            builder.issue(issue, str(path), i)
+    return finish(report, builder.frames(), Path(out))

@@ -1,0 +1,72 @@
+"""Parsing shared by importers: timestamps and the status and link vocabularies."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+
+import pandas as pd
+
+
+class FieldError(ValueError):
+    """A value that cannot be read; the message says why."""
+
+
+def parse_time(value, *, tz: str | None = None, formats: tuple[str, ...] = ()) -> pd.Timestamp | None:
+    """An aware UTC timestamp from ISO-8601 (or one of ``formats``), None for empty values.
+
+    A timestamp without an offset is refused unless ``tz`` says what zone it is in; a bare
+    date is taken as midnight UTC.
+    """
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return None
+    text = str(value).strip()
+    if not text:
+        return None
+    parsed = None
+    for fmt in formats:
+        try:
+            parsed = datetime.strptime(text, fmt)
+            break
+        except ValueError:
+            continue
+    if parsed is None:
+        try:
+            parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise FieldError(f"unreadable timestamp {text!r}") from exc
+    if isinstance(parsed, date) and not isinstance(parsed, datetime):  # pragma: no cover
+        parsed = datetime(parsed.year, parsed.month, parsed.day)
+    if parsed.tzinfo is None:
+        if len(text) == 10:  # a calendar date
+            parsed = parsed.replace(tzinfo=timezone.utc)
+        elif tz:
+            return pd.Timestamp(parsed).tz_localize(tz).tz_convert("UTC")
+        else:
+            raise FieldError(f"naive timestamp {text!r} (no UTC offset; give the time zone)")
+    return pd.Timestamp(parsed).tz_convert("UTC")
+
+
+def end_of_day(ts: pd.Timestamp | None) -> pd.Timestamp | None:
+    """The end of a calendar date given as its midnight: due 'on' a date means by its end."""
+    return None if ts is None else ts + timedelta(days=1) - timedelta(microseconds=1)
+
+
+class Vocabulary:
+    """Maps tracker names (case-insensitive) onto canonical categories from settings."""
+
+    def __init__(self, what: str, categories: dict[str, list[str]]):
+        self.what = what
+        self._lookup = {name.strip().lower(): cat for cat, names in categories.items() for name in names}
+        self._lookup.update({cat: cat for cat in categories})
+
+    def __call__(self, name) -> str:
+        key = str(name).strip().lower() if name is not None else ""
+        try:
+            return self._lookup[key]
+        except KeyError:
+            raise FieldError(
+                f"unknown {self.what} {name!r} (map it under imports.{self.what}_categories"
+                f" in the settings profile)"
+                if self.what == "status"
+                else f"unknown {self.what} {name!r} (map it under imports.link_kinds)"
+            ) from None

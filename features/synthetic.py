@@ -1,0 +1,373 @@
+"""A simulator of teams working through milestones: the embedded default history.
+
+Slips are never planted. Each team has its own capacity, weekly noise, holidays and
+vacations, estimation error and planning optimism; scope arrives mid-milestone (urgent bugs),
+finished work reopens, tickets wait on other teams' tickets, managers move due dates or
+descope when behind, and whatever is unfinished at the due date moves to the next milestone.
+Whether a milestone slips follows from those mechanics alone. Same seed, same history.
+
+Projects are simulated in order, so a ticket may depend on a ticket of an earlier project whose
+completion time is already known; that is how cross-team blocking enters.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from features.tables import Tables, make_tables
+
+EPOCH = pd.Timestamp("2022-01-03", tz="UTC")  # a Monday
+TYPES = (("Story", 0.55), ("Bug", 0.30), ("Task", 0.15))
+PRIORITIES = (("High", 0.15), ("Medium", 0.60), ("Low", 0.25))
+PRIORITY_RANK = {"High": 0, "Medium": 1, "Low": 2}
+POINTS = ((1, 0.15), (2, 0.25), (3, 0.30), (5, 0.22), (8, 0.08))
+
+
+@dataclass(frozen=True)
+class SimulationConfig:
+    """Size and seed of a simulated history."""
+
+    projects: int = 6
+    tickets: int = 6000
+    seed: int = 1
+    open_share: float = 0.08  # share of the timeline after the export cut (open milestones)
+
+
+@dataclass
+class _Team:
+    key: str
+    members: int
+    velocity: float  # points per member per working day
+    optimism: float  # committed / expected capacity
+    estimate_noise: float
+    unplanned_per_week: float
+    replan_p: float
+    descope_p: float
+    reopen_p: float
+    span_days: int
+    kind: str
+    dependency_p: float
+
+
+class _Recorder:
+    """Columnar event log; times are float days since EPOCH."""
+
+    def __init__(self):
+        self.ticket: list = []
+        self.milestone: list = []
+        self.at: list[float] = []
+        self.field: list[str] = []
+        self.old: list = []
+        self.new: list = []
+
+    def add(self, at, field, old, new, ticket=None, milestone=None):
+        self.ticket.append(ticket)
+        self.milestone.append(milestone)
+        self.at.append(at)
+        self.field.append(field)
+        self.old.append(old)
+        self.new.append(new)
+
+
+def _choice(rng: random.Random, table):
+    x, acc = rng.random(), 0.0
+    for value, p in table:
+        acc += p
+        if x < acc:
+            return value
+    return table[-1][0]
+
+
+def _team(rng: random.Random, index: int) -> _Team:
+    kind = "sprint" if rng.random() < 0.5 else "release"
+    return _Team(
+        key=f"P{index:03d}",
+        members=rng.randint(3, 8),
+        velocity=rng.lognormvariate(np.log(0.55), 0.25),
+        optimism=rng.uniform(0.6, 1.3),
+        estimate_noise=rng.uniform(0.25, 0.7),
+        unplanned_per_week=rng.uniform(0.0, 3.0),
+        replan_p=rng.uniform(0.05, 0.6),
+        descope_p=rng.uniform(0.1, 0.7),
+        reopen_p=rng.uniform(0.02, 0.15),
+        span_days=14 if kind == "sprint" else rng.choice((28, 42, 56)),
+        kind=kind,
+        dependency_p=rng.uniform(0.0, 0.15) if index else 0.0,
+    )
+
+
+
+def _simulate_project(rng: random.Random, nrng: np.random.Generator, team: _Team, budget: int,
+                      rec: _Recorder, tickets: list[dict], milestones: list[dict],
+                      done_index: dict, first_day: int) -> None:
+    """Run one team through successive milestones until its ticket budget is spent."""
+    week_factor: dict[int, float] = {}
+    backlog: list[dict] = []  # open tickets in no milestone: carried over or descoped
+    day = first_day
+    seq = 0
+    recent: list[float] = []  # points done per milestone day, for the planner's velocity
+    created = 0
+    upstream = [t for t in tickets if t["project"] != team.key]
+
+    def new_ticket(at: float, unplanned: bool) -> dict:
+        nonlocal created
+        created += 1
+        ttype = "Bug" if unplanned else _choice(rng, TYPES)
+        prio = "High" if unplanned else _choice(rng, PRIORITIES)
+        points = _choice(rng, POINTS)
+        t = {
+            "ticket_id": f"{team.key}-{created}",
+            "project": team.key,
+            "type": ttype,
+            "priority": prio,
+            "created_at": at,
+            "story_points": float(points),
+            "effort": points * rng.lognormvariate(0.0, team.estimate_noise),
+            "status": "todo",
+            "assignee": None,
+            "blocked_until": None,
+            "milestone": None,
+        }
+        t["remaining"] = t["effort"]
+        rec.add(at, "status", None, "todo", ticket=t["ticket_id"])
+        rec.add(at, "priority", None, prio, ticket=t["ticket_id"])
+        rec.add(at, "story_points", None, repr(float(points)), ticket=t["ticket_id"])
+        if upstream and rng.random() < team.dependency_p:
+            near = [u for u in upstream[-400:] if abs(u["created_at"] - at) < 45]
+            if near:
+                u = rng.choice(near)
+                t["blocked_until"] = done_index.get(u["ticket_id"])
+                t["depends_on"] = u["ticket_id"]
+        tickets.append(t)
+        return t
+
+    def assign(t: dict, mid: str, at: float) -> None:
+        if t["milestone"] is not None:
+            rec.add(at, "milestone", t["milestone"], None, ticket=t["ticket_id"])
+        t["milestone"] = mid
+        rec.add(at, "milestone", None, mid, ticket=t["ticket_id"])
+
+    while created < budget:
+        seq += 1
+        mid = f"{team.key}-{team.kind[0].upper()}{seq}"
+        start = day
+        due = start + team.span_days
+        milestone = {"milestone_id": mid, "project": team.key, "name": f"{team.key} {team.kind} {seq}",
+                     "kind": team.kind, "start_at": start + 0.375, "due_at": due + 0.75,
+                     "completed_at": None}
+        milestones.append(milestone)
+        rec.add(start + 0.375, "due_at", None, due + 0.75, milestone=mid)
+        workdays = sum(1 for d in range(start, due) if (EPOCH + pd.Timedelta(days=d)).dayofweek < 5)
+        velocity = np.mean(recent[-20:]) if len(recent) >= 5 else team.members * team.velocity * rng.uniform(0.8, 1.2)
+        target = team.optimism * velocity * workdays
+        scope = []
+        at = start + 0.375
+        backlog.sort(key=lambda t: (PRIORITY_RANK[t["priority"]], t["created_at"]))
+        committed = 0.0
+        while backlog and committed < target:
+            t = backlog.pop(0)
+            assign(t, mid, at)
+            if rng.random() < 0.15:  # re-estimated at planning
+                new_points = float(_choice(rng, POINTS))
+                if new_points != t["story_points"]:
+                    rec.add(at + 0.001, "story_points", repr(t["story_points"]), repr(new_points),
+                            ticket=t["ticket_id"])
+                    t["story_points"] = new_points
+            scope.append(t)
+            committed += t["story_points"]
+        while committed < target and created < budget:
+            t = new_ticket(start - rng.uniform(0.5, 40.0), unplanned=False)
+            assign(t, mid, at + rng.uniform(0.0, 0.05))
+            scope.append(t)
+            committed += t["story_points"]
+        replanned = False
+        day_done_points = []
+        d = start
+        reopen_queue: list[tuple[float, int, dict]] = []
+        while d < due:
+            date = EPOCH + pd.Timedelta(days=d)
+            week = d // 7
+            if week not in week_factor:
+                week_factor[week] = rng.lognormvariate(0.0, 0.25)
+            working = date.dayofweek < 5
+            holiday = (date.month == 12 and date.day >= 23) or (date.month == 1 and date.day <= 2)
+            present = sum(1 for _ in range(team.members) if rng.random() > 0.05)
+            capacity = (team.velocity * present * week_factor[week] * (0.1 if holiday else 1.0)) if working else 0.0
+            # unplanned work arrives
+            if working and created < budget and rng.random() < team.unplanned_per_week / 5:
+                t = new_ticket(d + rng.uniform(0.3, 0.7), unplanned=True)
+                assign(t, mid, t["created_at"] + 0.01)
+                scope.append(t)
+            # reopenings due today
+            while reopen_queue and reopen_queue[0][0] < d + 1:
+                when, _, t = heapq.heappop(reopen_queue)
+                if t["milestone"] == mid and t["status"] == "done":
+                    rec.add(when, "status", "done", "todo", ticket=t["ticket_id"])
+                    rec.add(when, "resolution", "Fixed", None, ticket=t["ticket_id"])
+                    t["status"] = "todo"
+                    t["remaining"] = 0.3 * t["effort"]
+                    t["resolved_at"] = None
+            # work: each present member takes the next workable ticket
+            open_ = sorted((t for t in scope if t["status"] != "done" and t["milestone"] == mid),
+                           key=lambda t: (PRIORITY_RANK[t["priority"]], t["created_at"]))
+            done_points = 0.0
+            if capacity > 0:
+                workable = []
+                for t in open_:
+                    bu = t.get("blocked_until")
+                    blocked = "depends_on" in t and (bu is None or bu > d + 0.5)
+                    if blocked:
+                        if t["status"] != "blocked":
+                            rec.add(d + 0.4, "status", t["status"], "blocked", ticket=t["ticket_id"])
+                            t["status"] = "blocked"
+                        continue
+                    if t["status"] == "blocked":
+                        rec.add(bu, "status", "blocked", "todo", ticket=t["ticket_id"])
+                        t["status"] = "todo"
+                    workable.append(t)
+                    if len(workable) >= present:
+                        break
+                share = capacity / max(1, present)
+                for i, t in enumerate(workable):
+                    when = d + 0.375 + 0.05 * i
+                    if t["status"] == "todo":
+                        rec.add(when, "status", "todo", "in_progress", ticket=t["ticket_id"])
+                        t["status"] = "in_progress"
+                    if t["assignee"] is None or rng.random() < 0.01:
+                        who = f"{team.key}.dev{rng.randint(1, team.members)}"
+                        if who != t["assignee"]:
+                            rec.add(when, "assignee", t["assignee"], who, ticket=t["ticket_id"])
+                            t["assignee"] = who
+                    t["remaining"] -= share
+                    if t["remaining"] <= 0:
+                        finish = d + rng.uniform(0.45, 0.75)
+                        rec.add(finish, "status", "in_progress", "done", ticket=t["ticket_id"])
+                        rec.add(finish, "resolution", None, "Fixed", ticket=t["ticket_id"])
+                        t["status"] = "done"
+                        t["resolved_at"] = finish
+                        done_index[t["ticket_id"]] = finish
+                        done_points += t["story_points"]
+                        p = team.reopen_p * (2.0 if t["type"] == "Bug" else 1.0)
+                        if rng.random() < p:
+                            heapq.heappush(reopen_queue, (finish + rng.uniform(1, 7), id(t), t))
+                    if rng.random() < 0.002:
+                        new_p = rng.choice([p for p in PRIORITY_RANK if p != t["priority"]])
+                        rec.add(when + 0.01, "priority", t["priority"], new_p, ticket=t["ticket_id"])
+                        t["priority"] = new_p
+            day_done_points.append(done_points)
+            recent.append(done_points)
+            # mid-course correction at ~60 % of the span
+            if d == start + int(0.6 * (due - start)) and not replanned:
+                replanned = True
+                left = [t for t in scope if t["status"] != "done" and t["milestone"] == mid]
+                need = sum(t["story_points"] for t in left)
+                recent_v = np.mean(day_done_points[-10:]) if day_done_points else 0.0
+                can = recent_v * (due - d) + 1e-9
+                if need > 1.15 * can:
+                    if rng.random() < team.replan_p:
+                        push = rng.choice((7, 14))
+                        rec.add(d + 0.6, "due_at", due + 0.75, due + push + 0.75, milestone=mid)
+                        due += push
+                        milestone["due_at"] = due + 0.75
+                    elif rng.random() < team.descope_p:
+                        for t in sorted(left, key=lambda t: (-PRIORITY_RANK[t["priority"]], -t["created_at"])):
+                            if need <= can or t["status"] == "in_progress":
+                                continue
+                            rec.add(d + 0.65, "milestone", mid, None, ticket=t["ticket_id"])
+                            t["milestone"] = None
+                            backlog.append(t)
+                            need -= t["story_points"]
+            d += 1
+        milestone["completed_at"] = due + 0.75
+        for t in scope:
+            if t["status"] != "done" and t["milestone"] == mid:
+                rec.add(due + 0.76, "milestone", mid, None, ticket=t["ticket_id"])
+                t["milestone"] = None
+                backlog.append(t)
+        day = due + 1
+
+
+def _events_frame(rec: _Recorder) -> pd.DataFrame:
+    frame = pd.DataFrame({
+        "ticket_id": rec.ticket, "milestone_id": rec.milestone,
+        "at": np.asarray(rec.at, dtype=float), "field": rec.field,
+        "from_value": rec.old, "to_value": rec.new,
+    })
+    due = frame["field"] == "due_at"
+    for col in ("from_value", "to_value"):
+        values = frame.loc[due, col]
+        frame.loc[due, col] = [None if v is None else _iso(v) for v in values]
+        frame[col] = frame[col].astype(object)
+    return frame
+
+
+def _iso(days: float) -> str:
+    return (EPOCH + pd.to_timedelta(days, unit="D")).floor("s").isoformat()
+
+
+def _to_time(days) -> np.ndarray:
+    """Float days since EPOCH as UTC timestamps (whole seconds), positionally."""
+    series = EPOCH + pd.to_timedelta(pd.Series(np.asarray(days, dtype="float64")), unit="D")
+    return series.dt.floor("s").to_numpy()
+
+
+def generate(config: SimulationConfig) -> Tables:
+    """Simulate a history and return it as canonical tables, cut at an export time."""
+    rng = random.Random(config.seed)
+    nrng = np.random.default_rng(config.seed)
+    teams = [_team(rng, i) for i in range(config.projects)]
+    weights = np.array([rng.uniform(0.5, 1.5) for _ in teams])
+    budgets = np.maximum(20, np.round(weights / weights.sum() * config.tickets)).astype(int)
+    rec = _Recorder()
+    tickets: list[dict] = []
+    milestones: list[dict] = []
+    done_index: dict[str, float] = {}
+    links = []
+    for team, budget in zip(teams, budgets):
+        before = len(tickets)
+        _simulate_project(rng, nrng, team, int(budget), rec, tickets, milestones, done_index,
+                          first_day=rng.randint(0, 20))
+        links += [{"from_ticket": t["ticket_id"], "to_ticket": t["depends_on"], "kind": "depends_on",
+                   "created_at": t["created_at"]} for t in tickets[before:] if "depends_on" in t]
+    events = _events_frame(rec)
+    end_day = float(events["at"].max())
+    cut = end_day * (1 - config.open_share)
+    events = events[events["at"] <= cut]
+    links = [link for link in links if link["created_at"] <= cut]
+    return _assemble(tickets, milestones, events, links, cut)
+
+
+def _assemble(tickets, milestones, events, links, cut: float) -> Tables:
+    """Canonical tables as the export at day ``cut`` would show them."""
+    ms = pd.DataFrame(milestones)
+    ms = ms[ms["start_at"] <= cut].copy()
+    ms.loc[ms["completed_at"] > cut, "completed_at"] = np.nan
+    due_events = events[(events["field"] == "due_at") & events["milestone_id"].notna()]
+    last_due = due_events.groupby("milestone_id")["to_value"].last()
+    ms["due_at"] = pd.to_datetime(ms["milestone_id"].map(last_due), utc=True)
+    for col in ("start_at", "completed_at"):
+        ms[col] = _to_time(ms[col].to_numpy())
+    tk = pd.DataFrame(tickets)
+    tk = tk[tk["created_at"] <= cut].copy()
+    state = (events[events["ticket_id"].notna()]
+             .groupby(["ticket_id", "field"], sort=False)["to_value"].last().unstack())
+    tk["status"] = tk["ticket_id"].map(state["status"])
+    tk["assignee"] = tk["ticket_id"].map(state.get("assignee"))
+    tk["priority"] = tk["ticket_id"].map(state["priority"])
+    tk["milestone_id"] = tk["ticket_id"].map(state.get("milestone"))
+    done_at = events[(events["field"] == "status") & (events["to_value"] == "done")]
+    last_done = done_at.groupby("ticket_id")["at"].last()
+    resolved = tk["ticket_id"].map(last_done).where(tk["status"] == "done")
+    tk["resolved_at"] = _to_time(resolved.to_numpy())
+    tk["created_at"] = _to_time(tk["created_at"].to_numpy())
+    ev = events.copy()
+    ev["at"] = _to_time(ev["at"].to_numpy())
+    lk = pd.DataFrame(links, columns=["from_ticket", "to_ticket", "kind", "created_at"])
+    lk["created_at"] = _to_time(lk["created_at"].to_numpy())
+    lk = lk.drop_duplicates(["from_ticket", "to_ticket", "kind"])
+    return make_tables(ms, tk, ev, lk)

@@ -1,0 +1,138 @@
+"""The ``slipcast`` command: import, generate, features, train, serve, export."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from slipcast.settings import get_settings
+
+
+def _cmd_import(args) -> int:
+    from features.importers import run_import
+
+    settings = get_settings()
+    options = {}
+    if args.format == "jira-csv":
+        options = {"tz": args.tz, "date_format": args.date_format}
+    if args.format == "github":
+        options = {"project": args.project}
+    started = time.perf_counter()
+    report = run_import(args.format, Path(args.src), Path(args.out), settings, **options)
+    print(report.format())
+    print(f"  wrote {args.out} in {time.perf_counter() - started:.1f}s "
+          f"(rejections.csv lists {len(report.rejections)} rejected records)")
+    return 0
+
+
+def _cmd_generate(args) -> int:
+    from features.synthetic import SimulationConfig, generate
+    from features.tables import write_tables
+
+    started = time.perf_counter()
+    config = SimulationConfig(projects=args.projects, tickets=args.tickets, seed=args.seed)
+    tables = generate(config)
+    write_tables(tables, Path(args.out))
+    counts = ", ".join(f"{k}={v}" for k, v in tables.counts().items())
+    print(f"generated {counts} in {time.perf_counter() - started:.1f}s -> {args.out}")
+    return 0
+
+
+def _cmd_features(args) -> int:
+    from features.pipeline import build_training_sets, write_training_set
+    from features.tables import read_tables
+
+    settings = get_settings()
+    data = Path(args.data) if args.data else settings.resolve(settings.data_dir)
+    started = time.perf_counter()
+    tables = read_tables(data)
+    sets = build_training_sets(tables, settings.features, engine=args.engine)
+    out = Path(args.out) if args.out else settings.resolve(settings.work_dir) / "features"
+    for target, frame in sets.items():
+        path = write_training_set(frame, out, target)
+        labelled = int(frame["label"].notna().sum())
+        slipped = int((frame["label"] == 1).sum())
+        print(f"{target}: {len(frame)} snapshots, {labelled} labelled ({slipped} slipped), "
+              f"{len(frame) - labelled} still open -> {path}")
+    print(f"features built in {time.perf_counter() - started:.1f}s")
+    return 0
+
+
+def _cmd_train(args) -> int:
+    from training.run import train
+
+    settings = get_settings()
+    result = train(settings, data_dir=Path(args.data) if args.data else None,
+                   features_dir=Path(args.features) if args.features else None,
+                   targets=args.target)
+    print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+def _cmd_serve(args) -> int:
+    import uvicorn
+
+    settings = get_settings()
+    uvicorn.run("serving.app:create_app", factory=True, host=args.host or settings.serving.host,
+                port=args.port or settings.serving.port, log_level="info")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand (each has --help)."""
+    from features.importers import FORMATS
+
+    parser = argparse.ArgumentParser(prog="slipcast", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("import", help="turn a tracker export into canonical tables")
+    p.add_argument("format", choices=FORMATS, help="the export's format")
+    p.add_argument("src", help="export file or folder")
+    p.add_argument("--out", required=True, help="folder for the canonical Parquet tables")
+    p.add_argument("--tz", default=None, help="jira-csv: time zone of the export's naive times")
+    p.add_argument("--date-format", default=None, help="jira-csv: strptime format of its dates")
+    p.add_argument("--project", default=None, help="github: project key (default: the repository)")
+    p.set_defaults(func=_cmd_import)
+
+    p = sub.add_parser("generate", help="simulate a realistic tracker history")
+    p.add_argument("--out", required=True, help="folder for the canonical tables")
+    p.add_argument("--projects", type=int, default=6, help="teams/projects to simulate")
+    p.add_argument("--tickets", type=int, default=6000, help="total tickets to simulate")
+    p.add_argument("--seed", type=int, default=1, help="random seed (same seed, same history)")
+    p.set_defaults(func=_cmd_generate)
+
+    p = sub.add_parser("features", help="build point-in-time training sets from canonical tables")
+    p.add_argument("--data", help="canonical tables folder (default: settings data_dir)")
+    p.add_argument("--out", help="output folder (default: <work_dir>/features)")
+    p.add_argument("--engine", choices=("pandas",), default="pandas", help="execution engine")
+    p.set_defaults(func=_cmd_features)
+
+    p = sub.add_parser("train", help="backtest candidates, log to MLflow, guard the champion")
+    p.add_argument("--data", help="canonical tables folder (features are built from it)")
+    p.add_argument("--features", help="folder of training sets written by `slipcast features`")
+    p.add_argument("--target", action="append", choices=("milestone", "ticket"),
+                   help="target(s) to train (default: both)")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("serve", help="run the forecast API")
+    p.add_argument("--host", help="bind address (default: settings serving.host)")
+    p.add_argument("--port", type=int, help="port (default: settings serving.port)")
+    p.set_defaults(func=_cmd_serve)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``slipcast`` console command."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"slipcast {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,157 @@
+"""The one place Slipcast's configuration lives.
+
+Settings come from a profile file (``profiles/local.yaml`` by default, ``profiles/cluster.yaml``
+or any path via ``SLIPCAST_PROFILE``), overridden by environment variables prefixed
+``SLIPCAST_`` with ``__`` between nested names (``SLIPCAST_SERVING__PORT=9000``).
+``MLFLOW_TRACKING_URI`` overrides the tracking location as MLflow users expect.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+PROFILES_DIR = Path(__file__).parent / "profiles"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class ImportSettings(BaseModel):
+    """How importers map tracker vocabularies onto the canonical one."""
+
+    status_categories: dict[str, list[str]] = Field(
+        description="Canonical status category -> tracker status names (case-insensitive)."
+    )
+    link_kinds: dict[str, list[str]] = Field(
+        description="Canonical link kind -> tracker link type names (case-insensitive)."
+    )
+    jira_story_points_fields: list[str] = Field(
+        description="Jira custom fields that may hold story points, first non-null wins."
+    )
+    jira_sprint_fields: list[str] = Field(description="Jira custom fields that hold sprints.")
+    fallback_encoding: str = Field(
+        description="Encoding tried when a file is not UTF-8; the import reports every such file."
+    )
+
+
+class FeatureSettings(BaseModel):
+    """The as-of schedule, the label definition and feature windows."""
+
+    span_fractions: list[float] = Field(description="As-of points as shares of the planned span.")
+    every_n_days: int | None = Field(description="Extra as-of points every N days, or none.")
+    grace_days: float = Field(description="Grace period after the due date before a slip counts.")
+    throughput_weeks: int = Field(description="Weeks of project throughput history used.")
+    monte_carlo_runs: int = Field(description="Simulations per snapshot for the Monte Carlo feature.")
+    seed: int = Field(description="Seed for the Monte Carlo feature.")
+    min_history_weeks: int = Field(
+        description="Weeks of project history below which a forecast says 'insufficient history'."
+    )
+
+
+class TrainingSettings(BaseModel):
+    """Backtest and candidate settings."""
+
+    folds: int = Field(description="Rolling-origin folds in the backtest.")
+    min_train_rows: int = Field(description="Fewest labelled rows a fold may train on.")
+    min_train_positives: int = Field(description="Fewest slipped and on-time rows a fold needs.")
+    inner_folds: int = Field(description="Inner time-ordered folds that choose the calibration.")
+    bootstrap_rounds: int = Field(description="Bootstrap resamples over milestones for intervals.")
+    leak_auc: float = Field(description="Single-feature AUC at or above which a leak is flagged.")
+    seed: int = Field(description="Seed for every random choice in training.")
+    experiment_prefix: str = Field(description="MLflow experiment name is prefix + target.")
+    model_prefix: str = Field(description="Registered model name is prefix + target.")
+
+
+class ServingSettings(BaseModel):
+    """The forecast service."""
+
+    host: str
+    port: int
+    api_keys: list[str] = Field(default_factory=list, description="Empty: auth off.")
+    cors_origins: list[str] = Field(default_factory=list)
+    max_body_bytes: int = Field(description="Requests larger than this get 413.")
+    max_batch: int = Field(description="Most milestones in one batch request.")
+    reload_seconds: float = Field(description="How often the service checks for a new champion.")
+    model_source: str = Field(description="'registry' (fallback to export) or 'export' only.")
+    top_drivers: int = Field(description="Drivers returned per forecast.")
+    risk_bands: dict[str, float] = Field(description="Band name -> lower probability bound.")
+
+
+class Settings(BaseSettings):
+    """Everything configurable in Slipcast, in one typed object."""
+
+    model_config = SettingsConfigDict(env_prefix="SLIPCAST_", env_nested_delimiter="__")
+
+    profile: str = "local"
+    data_dir: Path = Field(description="Canonical tables the demo and training use by default.")
+    work_dir: Path = Field(description="Where generated features, reports and scratch files go.")
+    models_dir: Path = Field(description="Exported champion models (joblib + metadata).")
+    tracking_uri: str = Field(description="MLflow tracking URI.")
+    artifact_location: str | None = Field(
+        default=None, description="Artifact root for new experiments; None: the server's default."
+    )
+    imports: ImportSettings
+    features: FeatureSettings
+    training: TrainingSettings
+    serving: ServingSettings
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _ProfileSource(settings_cls))
+
+    def resolve(self, path: Path) -> Path:
+        """A configured path, relative ones taken from the repository root."""
+        return path if path.is_absolute() else REPO_ROOT / path
+
+
+class _ProfileSource(PydanticBaseSettingsSource):
+    """Reads the YAML profile named by SLIPCAST_PROFILE (a name or a path)."""
+
+    def get_field_value(self, field, field_name):  # pragma: no cover - unused by pydantic here
+        return None, field_name, False
+
+    def __call__(self) -> dict:
+        return load_profile(os.environ.get("SLIPCAST_PROFILE", "local"))
+
+
+def load_profile(name: str) -> dict:
+    """The raw values of a profile: a name in ``slipcast/profiles`` or a YAML path."""
+    path = Path(name) if name.endswith((".yaml", ".yml")) else PROFILES_DIR / f"{name}.yaml"
+    if not path.exists():
+        known = sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))
+        raise FileNotFoundError(f"profile {name!r} not found (known: {known}, or give a .yaml path)")
+    values = yaml.safe_load(path.read_text()) or {}
+    base = values.pop("extends", None)
+    if base:
+        values = _deep_merge(load_profile(base), values)
+    tracking = os.environ.get("MLFLOW_TRACKING_URI")
+    if tracking:
+        values["tracking_uri"] = tracking
+    return values
+
+
+def _deep_merge(base: dict, override: dict) -> dict:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (cached; call ``get_settings.cache_clear()`` after env changes)."""
+    return Settings()

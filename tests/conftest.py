@@ -1,0 +1,89 @@
+"""Shared fixtures: settings, a small simulated history, the real data folders."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+
+from features.synthetic import SimulationConfig, generate
+from slipcast.settings import REPO_ROOT, get_settings
+
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def settings():
+    return get_settings()
+
+
+@pytest.fixture(scope="session")
+def small_history():
+    """A few hundred milestones of simulated history: realistic and quick."""
+    return generate(SimulationConfig(projects=4, tickets=1500, seed=3))
+
+
+@pytest.fixture(scope="session")
+def duraspace_dir() -> Path:
+    path = SHARED_DATA / "jira-duraspace"
+    if not path.is_dir():
+        pytest.skip(f"real data absent: {path} (see ../shared/data/README.md)")
+    return path
+
+
+BASE_ISSUE = {
+    "expand": "renderedFields,names,schema,changelog",
+    "id": "17236",
+    "key": "DS-1000",
+    "fields": {
+        "project": {"id": "10100", "key": "DS", "name": "DSpace"},
+        "issuetype": {"id": "4", "name": "Improvement"},
+        "priority": {"id": "3", "name": "Major"},
+        "status": {"id": "6", "name": "Closed"},
+        "created": "2011-08-19T03:34:46.761+0000",
+        "resolutiondate": "2011-08-25T10:00:00.000+0000",
+        "duedate": "2011-09-01",
+        "assignee": {"name": "kshepherd", "displayName": "Kim Shepherd"},
+        "customfield_10023": 3.0,
+        "fixVersions": [{"id": "10343", "name": "1.8.0", "released": True, "releaseDate": "2011-11-04"}],
+        "issuelinks": [
+            {"id": "1", "type": {"name": "Dependency", "inward": "required by", "outward": "depends on"},
+             "outwardIssue": {"key": "DS-999"}},
+        ],
+        "subtasks": [{"key": "DS-1001"}],
+    },
+    "changelog": {
+        "startAt": 0, "maxResults": 3, "total": 3,
+        "histories": [
+            {"id": "1", "created": "2011-08-19T03:45:30.551+0000",
+             "items": [{"field": "status", "fieldtype": "jira", "from": "10001", "fromString": "Received",
+                        "to": "1", "toString": "Open"},
+                       {"field": "Fix Version", "fieldtype": "jira", "from": None, "fromString": None,
+                        "to": "10343", "toString": "1.8.0"}]},
+            {"id": "2", "created": "2011-08-20T09:00:00.000+0000",
+             "items": [{"field": "description", "fieldtype": "jira", "from": None, "fromString": "a",
+                        "to": None, "toString": "b"},
+                       {"field": "Story Points", "fieldtype": "custom", "from": None, "fromString": "2",
+                        "to": None, "toString": "3"}]},
+            {"id": "3", "created": "2011-08-25T10:00:00.000+0000",
+             "items": [{"field": "status", "fieldtype": "jira", "from": "1", "fromString": "Open",
+                        "to": "6", "toString": "Closed"},
+                       {"field": "resolution", "fieldtype": "jira", "from": None, "fromString": None,
+                        "to": "1", "toString": "Fixed"}]},
+        ],
+    },
+}
+
+
+def jira_issue(key: str = "DS-1000", **field_overrides) -> dict:
+    """A Jira REST issue shaped like the Duraspace export, with overrides to ``fields``."""
+    issue = copy.deepcopy(BASE_ISSUE)
+    issue["key"] = key
+    issue["fields"]["project"]["key"] = key.rsplit("-", 1)[0]
+    for name, value in field_overrides.items():
+        if value is None:
+            issue["fields"].pop(name, None)
+        else:
+            issue["fields"][name] = value
+    return issue
