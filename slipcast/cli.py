@@ -42,7 +42,7 @@ def _cmd_generate(args) -> int:
 
 
 def _cmd_features(args) -> int:
-    from features.pipeline import build_training_sets, write_training_set
+    from features.pipeline import build_training_sets, training_set_fingerprint, write_training_set
     from features.tables import read_tables
 
     settings = get_settings()
@@ -50,14 +50,15 @@ def _cmd_features(args) -> int:
     started = time.perf_counter()
     tables = read_tables(data)
     sets = build_training_sets(tables, settings.features, engine=args.engine)
+    fp = training_set_fingerprint(tables, settings.features)
     out = Path(args.out) if args.out else settings.resolve(settings.work_dir) / "features"
     for target, frame in sets.items():
-        path = write_training_set(frame, out, target)
+        path = write_training_set(frame, out, target, fp)
         labelled = int(frame["label"].notna().sum())
         slipped = int((frame["label"] == 1).sum())
         print(f"{target}: {len(frame)} snapshots, {labelled} labelled ({slipped} slipped), "
               f"{len(frame) - labelled} still open -> {path}")
-    print(f"features built in {time.perf_counter() - started:.1f}s")
+    print(f"features built in {time.perf_counter() - started:.1f}s (fingerprint {fp})")
     return 0
 
 
@@ -67,8 +68,18 @@ def _cmd_train(args) -> int:
     settings = get_settings()
     result = train(settings, data_dir=Path(args.data) if args.data else None,
                    features_dir=Path(args.features) if args.features else None,
-                   targets=args.target)
-    print(json.dumps(result, indent=2, default=str))
+                   targets=args.target, candidates=args.candidate,
+                   on_stage=lambda stage, target: print(f"[{target}] {stage}", flush=True))
+    for target, r in result.items():
+        b = r["backtest"]
+        print(f"{target}: chose {r['chosen']} (Brier {b['brier']:.4f}, skill {b['brier_skill']:+.3f}, "
+              f"AUC {b['roc_auc']:.3f}, ECE {b['ece']:.3f}); {r['model']} v{r['version']}, run {r['run_id']}")
+        print(f"  champion: {'promoted' if r['decision']['promoted'] else 'kept'} - {r['decision']['reason']}")
+        print(f"  report: {r['report']}")
+        for leak in r["leaks"]:
+            print(f"  LEAK AUDIT: {leak['feature']} alone reaches AUC {leak['auc']:.3f}")
+    if args.json:
+        print(json.dumps(result, indent=2, default=str))
     return 0
 
 
@@ -115,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--features", help="folder of training sets written by `slipcast features`")
     p.add_argument("--target", action="append", choices=("milestone", "ticket"),
                    help="target(s) to train (default: both)")
+    p.add_argument("--candidate", action="append",
+                   help="candidate(s) to backtest (default: settings training.candidates)")
+    p.add_argument("--json", action="store_true", help="also print the full result as JSON")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("serve", help="run the forecast API")
@@ -129,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (FileNotFoundError, ValueError) as exc:
+    except (FileNotFoundError, ValueError, KeyError) as exc:
         print(f"slipcast {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

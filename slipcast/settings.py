@@ -55,9 +55,18 @@ class FeatureSettings(BaseModel):
 class TrainingSettings(BaseModel):
     """Backtest and candidate settings."""
 
+    candidates: list[str] = Field(description="Candidates backtested, baselines included.")
     folds: int = Field(description="Rolling-origin folds in the backtest.")
+    first_cutoff_quantile: float = Field(
+        description="Share of labelled history (by time) before the first fold's cutoff."
+    )
+    max_iter: int = Field(description="Boosting iterations of the gradient-boosting candidate.")
+    n_jobs: int = Field(description="Parallel fits while choosing calibration (cores to use).")
     min_train_rows: int = Field(description="Fewest labelled rows a fold may train on.")
     min_train_positives: int = Field(description="Fewest slipped and on-time rows a fold needs.")
+    min_improvement: float = Field(
+        description="Brier score by which a challenger must beat the champion to take the alias."
+    )
     inner_folds: int = Field(description="Inner time-ordered folds that choose the calibration.")
     bootstrap_rounds: int = Field(description="Bootstrap resamples over milestones for intervals.")
     leak_auc: float = Field(description="Single-feature AUC at or above which a leak is flagged.")

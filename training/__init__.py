@@ -1,0 +1,1 @@
+"""Backtests, calibrated candidates, MLflow tracking, the guarded champion and its export."""

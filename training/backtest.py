@@ -1,0 +1,128 @@
+"""Run every candidate on the same rolling-origin folds and score the pooled forecasts."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from training.candidates import BASELINES, chosen_calibration, make_candidate
+from training.folds import Fold, backtest_folds, inner_splits
+from training.metrics import bootstrap, by_horizon, leak_audit, scores
+
+log = logging.getLogger(__name__)
+REFERENCE = "monte_carlo_raw"  # the practitioners' number used as is, scored beside the candidates
+
+
+@dataclass
+class CandidateResult:
+    """One candidate's forecasts on every fold, and their scores."""
+
+    name: str
+    predictions: np.ndarray  # aligned with Backtest.test_rows
+    folds: list[dict] = field(default_factory=list)
+    overall: dict = field(default_factory=dict)
+    horizons: dict = field(default_factory=dict)
+    intervals: dict = field(default_factory=dict)
+    calibration: list = field(default_factory=list)
+    last_model: object = None
+    fit_seconds: float = 0.0
+
+
+@dataclass
+class Backtest:
+    """The folds, the pooled test rows and every candidate's result."""
+
+    target: str
+    frame: pd.DataFrame  # labelled rows, sorted by as_of
+    features: list[str]
+    folds: list[Fold]
+    test_rows: np.ndarray
+    base_rate: np.ndarray  # per pooled test row: its fold's training slip rate
+    results: dict[str, CandidateResult]
+    leaks: list[dict]
+    backtest_id: str
+
+    def ranking(self) -> list[str]:
+        """Candidates from lowest to highest pooled Brier score (the reference excluded)."""
+        names = [n for n in self.results if n != REFERENCE]
+        return sorted(names, key=lambda n: self.results[n].overall["brier"])
+
+
+def labelled_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows whose outcome is known, oldest first."""
+    out = frame[frame["label"].notna()].sort_values(["as_of", "milestone_id"], kind="stable")
+    return out.reset_index(drop=True)
+
+
+def split_columns(frame: pd.DataFrame, features: list[str]) -> tuple[list[str], list[str]]:
+    """Numeric and categorical feature columns."""
+    categorical = [c for c in features if not pd.api.types.is_numeric_dtype(frame[c])]
+    return [c for c in features if c not in categorical], categorical
+
+
+def fit_candidate(name: str, frame: pd.DataFrame, idx: np.ndarray, features: list[str], settings):
+    """Fit one candidate on the rows ``idx`` of ``frame`` (inner folds chosen inside them)."""
+    numeric, categorical = split_columns(frame, features)
+    splits = None if name in BASELINES else inner_splits(frame, idx, settings.inner_folds)
+    model = make_candidate(name, numeric, categorical, settings, splits)
+    X = frame.iloc[idx][features]
+    y = frame["label"].to_numpy()[idx].astype(int)
+    model.fit(X, y)
+    return model
+
+
+def _backtest_id(frame: pd.DataFrame, folds: list[Fold], features: list[str], fingerprint: str) -> str:
+    spec = {"fingerprint": fingerprint, "features": features,
+            "folds": [(str(f.cutoff), len(f.train), len(f.test)) for f in folds]}
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def run_backtest(frame: pd.DataFrame, target: str, features: list[str], candidates: list[str],
+                 settings, fingerprint: str = "") -> Backtest:
+    """Backtest ``candidates`` on rolling-origin folds of the labelled rows of ``frame``."""
+    data = labelled_rows(frame)
+    folds = backtest_folds(data, settings.folds, settings.first_cutoff_quantile,
+                           settings.min_train_rows, settings.min_train_positives)
+    test_rows = np.concatenate([f.test for f in folds])
+    y_all = data["label"].to_numpy().astype(int)
+    base = np.concatenate([np.full(len(f.test), y_all[f.train].mean()) for f in folds])
+    names = list(candidates) + ([REFERENCE] if "monte_carlo_on_time" in features else [])
+    results = {n: CandidateResult(n, np.empty(len(test_rows))) for n in names}
+    offset = 0
+    for fold in folds:
+        y_test = y_all[fold.test]
+        prior = y_all[fold.train].mean()
+        sl = slice(offset, offset + len(fold.test))
+        for name in names:
+            res = results[name]
+            started = time.perf_counter()
+            if name == REFERENCE:
+                mc = data["monte_carlo_on_time"].to_numpy()[fold.test]
+                p = np.where(np.isnan(mc), prior, 1.0 - mc)
+            else:
+                model = fit_candidate(name, data, fold.train, features, settings)
+                p = model.predict_proba(data.iloc[fold.test][features])[:, 1]
+                res.last_model = model
+                res.calibration.append(chosen_calibration(model))
+            res.fit_seconds += time.perf_counter() - started
+            res.predictions[sl] = p
+            res.folds.append({"fold": fold.number, "cutoff": str(fold.cutoff), "train": len(fold.train),
+                              **scores(y_test, p, prior)})
+        log.info("fold %d (cutoff %s): %d train, %d test", fold.number, fold.cutoff, len(fold.train), len(fold.test))
+        offset += len(fold.test)
+    y = y_all[test_rows]
+    elapsed = data["span_elapsed"].to_numpy()[test_rows]
+    groups = data["milestone_id"].to_numpy()[test_rows]
+    for res in results.values():
+        res.overall = scores(y, res.predictions, base)
+        res.horizons = by_horizon(y, res.predictions, elapsed, base)
+        res.intervals = bootstrap(y, res.predictions, groups, base, settings.bootstrap_rounds, settings.seed)
+    leaks = leak_audit(data, [c for c in features if pd.api.types.is_numeric_dtype(data[c])], settings.leak_auc)
+    return Backtest(target, data, features, folds, test_rows, base, results, leaks,
+                    _backtest_id(data, folds, features, fingerprint))

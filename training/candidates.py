@@ -1,0 +1,92 @@
+"""The candidates: honest baselines and calibrated models, all plain scikit-learn objects.
+
+Every candidate is a Pipeline or meta-estimator built from scikit-learn parts only, so a
+saved model loads anywhere scikit-learn is installed, without this package.
+
+- ``base_rate``: the training slip rate (the Brier-skill reference).
+- ``project_rate``: the project's own past slip rate (``past_slip_rate``), mapped to a probability.
+- ``throughput_rule``: does remaining work need more throughput than the team has shown?
+- ``monte_carlo``: the practitioners' Monte Carlo on-time probability, calibrated.
+- ``logistic``, ``gradient_boosting``: every feature, with sigmoid or isotonic calibration
+  chosen on inner time-ordered folds.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.compose import ColumnTransformer
+from sklearn.dummy import DummyClassifier
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import Binarizer, OneHotEncoder, OrdinalEncoder, StandardScaler
+
+BASELINES = ("base_rate", "project_rate", "throughput_rule", "monte_carlo")
+MODELS = ("logistic", "gradient_boosting")
+ALL = BASELINES + MODELS
+
+
+def _single_feature(column: str, step=None) -> Pipeline:
+    """A probability from one column: impute, optionally transform, logistic link."""
+    prep = [("impute", SimpleImputer(strategy="median", add_indicator=True))]
+    if step is not None:
+        prep.append(step)
+    select = ColumnTransformer([(column, Pipeline(prep), [column])], remainder="drop")
+    return Pipeline([("select", select), ("link", LogisticRegression())])
+
+
+def _logistic(numeric: list[str], categorical: list[str]) -> Pipeline:
+    prep = ColumnTransformer([
+        ("num", Pipeline([("impute", SimpleImputer(strategy="median", add_indicator=True)),
+                          ("scale", StandardScaler())]), numeric),
+        ("cat", OneHotEncoder(handle_unknown="ignore"), categorical),
+    ])
+    return Pipeline([("prep", prep), ("model", LogisticRegression(C=0.5, max_iter=2000))])
+
+
+def _boosting(numeric: list[str], categorical: list[str], max_iter: int, seed: int) -> Pipeline:
+    prep = ColumnTransformer([
+        ("cat", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=np.nan,
+                               encoded_missing_value=np.nan), categorical),
+        ("num", "passthrough", numeric),
+    ])
+    model = HistGradientBoostingClassifier(
+        max_iter=max_iter, learning_rate=0.08, max_leaf_nodes=15, min_samples_leaf=40,
+        l2_regularization=1.0, categorical_features=list(range(len(categorical))),
+        early_stopping=False, random_state=seed)
+    return Pipeline([("prep", prep), ("model", model)])
+
+
+def _calibrated(base, inner_splits: list, n_jobs: int) -> GridSearchCV:
+    """The base model with sigmoid or isotonic calibration, whichever scores the lower Brier
+    on inner folds that are ordered in time (never the outer test fold)."""
+    calibrated = CalibratedClassifierCV(base, cv=3, method="sigmoid")
+    return GridSearchCV(calibrated, {"method": ["sigmoid", "isotonic"]}, cv=inner_splits,
+                        scoring="neg_brier_score", refit=True, error_score="raise", n_jobs=n_jobs)
+
+
+def make_candidate(name: str, numeric: list[str], categorical: list[str], settings,
+                   inner_splits: list | None = None):
+    """An unfitted candidate by name; models need ``inner_splits`` for their calibration."""
+    if name == "base_rate":
+        return DummyClassifier(strategy="prior")
+    if name == "project_rate":
+        return _single_feature("past_slip_rate")
+    if name == "throughput_rule":
+        return _single_feature("required_vs_observed", ("fires", Binarizer(threshold=1.0)))
+    if name == "monte_carlo":
+        return _single_feature("monte_carlo_on_time")
+    if name == "logistic":
+        return _calibrated(_logistic(numeric, categorical), inner_splits, settings.n_jobs)
+    if name == "gradient_boosting":
+        return _calibrated(_boosting(numeric, categorical, settings.max_iter, settings.seed),
+                           inner_splits, settings.n_jobs)
+    raise ValueError(f"unknown candidate {name!r}; known: {list(ALL)}")
+
+
+def chosen_calibration(model) -> str | None:
+    """The calibration method a fitted model chose, if it is a calibrated candidate."""
+    return model.best_params_["method"] if isinstance(model, GridSearchCV) else None

@@ -1,0 +1,150 @@
+"""One training run per target: backtest, report, fit, log, register, guard the champion, export."""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import mlflow
+import numpy as np
+from mlflow.models import infer_signature
+
+from features.pipeline import (TARGETS, build_training_sets, feature_columns, read_training_set,
+                               training_set_fingerprint)
+from features.tables import read_tables
+from training.backtest import Backtest, fit_candidate, run_backtest
+from training.export import export_model
+from training.report import write_report
+from training.tracking import (CHAMPION, code_version, configure, current_champion, experiment_id,
+                               model_name, trusted_types)
+
+log = logging.getLogger(__name__)
+METRICS = ("brier", "brier_skill", "log_loss", "roc_auc", "pr_auc", "ece")
+
+
+def load_training_sets(settings, data_dir: Path | None, features_dir: Path | None) -> tuple[dict, dict]:
+    """Training sets and their fingerprints, from saved features or built from tables."""
+    if features_dir is not None:
+        sets, prints = {}, {}
+        for target in TARGETS:
+            path = Path(features_dir) / f"{target}.parquet"
+            if path.exists():
+                sets[target], prints[target] = read_training_set(path)
+        if not sets:
+            raise FileNotFoundError(f"{features_dir}: no milestone.parquet or ticket.parquet (run `slipcast features`)")
+        return sets, prints
+    data_dir = Path(data_dir) if data_dir else settings.resolve(settings.data_dir)
+    tables = read_tables(data_dir)
+    fp = training_set_fingerprint(tables, settings.features)
+    return build_training_sets(tables, settings.features), {t: fp for t in TARGETS}
+
+
+def decide(client, name: str, bt: Backtest, chosen: str, settings, fingerprint: str) -> dict:
+    """Whether the new model takes the champion alias, and why (DESIGN §5)."""
+    new = bt.results[chosen].overall["brier"]
+    current = current_champion(client, name)
+    if current is None:
+        return {"promoted": True, "reason": "no champion yet", "champion_brier": None}
+    run = client.get_run(current.run_id)
+    recipe = run.data.params.get("chosen")
+    if run.data.tags.get("backtest_id") == bt.backtest_id and "backtest_brier" in run.data.metrics:
+        theirs, how = run.data.metrics["backtest_brier"], "its score on this same backtest"
+    else:
+        if recipe not in bt.results:
+            rerun = run_backtest(bt.frame, bt.target, bt.features, [recipe], settings.training)
+            bt.results[recipe] = rerun.results[recipe]
+        theirs, how = bt.results[recipe].overall["brier"], f"its recipe ({recipe}) re-run on these folds"
+    margin = settings.training.min_improvement
+    base = {"champion_version": current.version, "champion_brier": theirs}
+    if new < theirs - margin:
+        return {**base, "promoted": True,
+                "reason": f"Brier {new:.4f} beats champion v{current.version} ({how}: {theirs:.4f}) by more than {margin}"}
+    fresher = recipe == chosen and run.data.tags.get("data_fingerprint") != fingerprint
+    if fresher and new <= theirs + margin:
+        return {**base, "promoted": True,
+                "reason": f"same recipe ({chosen}) refit on newer data, backtest no worse "
+                          f"({new:.4f} vs {theirs:.4f}, {how})"}
+    return {**base, "promoted": False,
+            "reason": f"Brier {new:.4f} does not beat champion v{current.version} ({how}: {theirs:.4f}) by {margin}"}
+
+
+def train_target(client, settings, target: str, frame, fingerprint: str, candidates: list[str],
+                 on_stage: Callable[[str, str], None], command: str) -> dict:
+    """Backtest, log and maybe promote one target's model; the run is marked failed on any error."""
+    name = model_name(settings, target)
+    features = feature_columns(target)
+    exp = experiment_id(client, settings, target)
+    started = datetime.now(timezone.utc)
+    with mlflow.start_run(experiment_id=exp, run_name=f"{target}-{started:%Y%m%d-%H%M%S}") as run:
+        mlflow.set_tags({"data_fingerprint": fingerprint, "code_version": code_version(), "target": target})
+        mlflow.log_params({"candidates": ",".join(candidates), "folds": settings.training.folds,
+                           "first_cutoff_quantile": settings.training.first_cutoff_quantile,
+                           "seed": settings.training.seed, "n_features": len(features),
+                           "span_fractions": ",".join(map(str, settings.features.span_fractions)),
+                           "grace_days": settings.features.grace_days})
+        on_stage("backtest", target)
+        bt = run_backtest(frame, target, features, candidates, settings.training, fingerprint)
+        chosen = bt.ranking()[0]
+        mlflow.set_tag("backtest_id", bt.backtest_id)
+        mlflow.log_params({"chosen": chosen, "labelled_rows": len(bt.frame), "test_rows": len(bt.test_rows)})
+        for cand, res in bt.results.items():
+            mlflow.log_metrics({f"{cand}.{m}": res.overall[m] for m in METRICS if not np.isnan(res.overall[m])})
+            for f in res.folds:
+                mlflow.log_metrics({f"{cand}.fold_brier": f["brier"]}, step=f["fold"])
+        chosen_scores = bt.results[chosen].overall
+        mlflow.log_metrics({f"backtest_{m}": chosen_scores[m] for m in METRICS if not np.isnan(chosen_scores[m])})
+        mlflow.set_tag("leaks_flagged", ",".join(x["feature"] for x in bt.leaks) or "none")
+
+        on_stage("decide", target)
+        decision = decide(client, name, bt, chosen, settings, fingerprint)
+        mlflow.set_tags({"decision": "promoted" if decision["promoted"] else "kept champion",
+                         "decision_reason": decision["reason"]})
+
+        on_stage("report", target)
+        report_dir = settings.resolve(settings.work_dir) / "reports" / target / run.info.run_id
+        report = write_report(bt, chosen, decision, report_dir, settings.training.seed, command, fingerprint)
+        mlflow.log_artifacts(str(report_dir), artifact_path="report")
+
+        on_stage("fit", target)
+        model = fit_candidate(chosen, bt.frame, np.arange(len(bt.frame)), features, settings.training)
+        X = bt.frame[features]
+        on_stage("log_model", target)
+        info = mlflow.sklearn.log_model(
+            model, name="model", registered_model_name=name,
+            signature=infer_signature(X.head(200), model.predict_proba(X.head(200))),
+            input_example=X.head(3), skops_trusted_types=trusted_types(model))
+        version = str(info.registered_model_version)
+        client.set_model_version_tag(name, version, "backtest_brier", f"{chosen_scores['brier']:.6f}")
+
+        on_stage("promote", target)
+        if decision["promoted"]:
+            client.set_registered_model_alias(name, CHAMPION, version)
+            export_model(model, settings.resolve(settings.models_dir), target, features=features, frame=X,
+                         metadata={"model_name": name, "model_version": version, "run_id": run.info.run_id,
+                                   "candidate": chosen, "data_fingerprint": fingerprint,
+                                   "code_version": code_version(), "backtest_id": bt.backtest_id,
+                                   "metrics": chosen_scores,
+                                   "baselines": {n: r.overall for n, r in bt.results.items() if n != chosen},
+                                   "trained_at": started.isoformat()})
+    return {"target": target, "run_id": run.info.run_id, "model": name, "version": version,
+            "chosen": chosen, "backtest": chosen_scores, "decision": decision, "report": str(report),
+            "leaks": bt.leaks}
+
+
+def train(settings, data_dir: Path | None = None, features_dir: Path | None = None,
+          targets: list[str] | None = None, candidates: list[str] | None = None,
+          on_stage: Callable[[str, str], None] | None = None) -> dict:
+    """Train every target; return a summary per target."""
+    sets, prints = load_training_sets(settings, data_dir, features_dir)
+    client = configure(settings)
+    command = " ".join(shlex.quote(a) for a in ["slipcast"] + sys.argv[1:])
+    stage = on_stage or (lambda s, t: log.info("%s: %s", t, s))
+    out = {}
+    for target in targets or [t for t in TARGETS if t in sets]:
+        out[target] = train_target(client, settings, target, sets[target], prints[target],
+                                   candidates or settings.training.candidates, stage, command)
+    return out
