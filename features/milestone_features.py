@@ -186,7 +186,7 @@ def milestone_features(tables: Tables, tl: Timelines, snaps: pd.DataFrame, setti
     f["monte_carlo_on_time"] = monte_carlo_on_time(
         weekly, f["remaining_count"].to_numpy(), f["days_left"].to_numpy(),
         settings.monte_carlo_runs, settings.seed)
-    f["history_weeks"] = history_weeks(snaps, tl)
+    f["history_weeks"] = history_weeks(snaps, tl, weeks)
 
     f["reopened_count"] = sums["reopened"]
     f["reassignments"] = sums["reassignments"]

@@ -21,38 +21,37 @@ def weekly_throughput(rows: pd.DataFrame, tl: Timelines, weeks: int) -> np.ndarr
     return cum[:, :-1] - cum[:, 1:]
 
 
-def history_weeks(rows: pd.DataFrame, tl: Timelines) -> np.ndarray:
-    """Weeks between the project's first finished ticket and as_of (0 where none)."""
+def history_weeks(rows: pd.DataFrame, tl: Timelines, cap: int) -> np.ndarray:
+    """Weeks between the project's first finished ticket and as_of (0 where none), capped at
+    ``cap`` so that it does not depend on how far back a client's history reaches."""
     first = tl.done.groupby("project")["at"].min()
     since = rows["as_of"] - rows["project"].map(first)
-    return (since.dt.total_seconds() / 86400 / 7).clip(lower=0).fillna(0.0).to_numpy()
+    return (since.dt.total_seconds() / 86400 / 7).clip(lower=0, upper=cap).fillna(0.0).to_numpy()
 
 
 def monte_carlo_on_time(weekly: np.ndarray, remaining: np.ndarray, days_left: np.ndarray,
                         runs: int, seed: int, max_cells: int = 20_000_000) -> np.ndarray:
     """P(finish ``remaining`` tickets in ``days_left``), resampling past weeks' throughput.
 
-    Each run draws one past week per future week (the last one pro rata); NaN where there is
-    no throughput history at all.
+    Each run draws one past week per future week (the last one pro rata). The draws are common
+    random numbers: the same for every row, generated week by week from ``seed``, so a row's
+    value depends on its own history only, never on which rows share the batch. NaN where
+    there is no throughput history at all.
     """
-    rng = np.random.default_rng(seed)
     n, w = weekly.shape
     out = np.full(n, np.nan)
     weeks_left = np.maximum(days_left, 0) / 7.0
-    horizon = int(np.ceil(weeks_left.max())) if n else 0
-    has_history = weekly.sum(axis=1) > 0
+    horizon = int(np.ceil(np.nanmax(weeks_left))) if n else 0
+    if horizon == 0:
+        return np.where(remaining <= 0, 1.0, 0.0)
+    picks = (np.random.default_rng(seed).random((horizon, runs)).T * w).astype(np.intp)  # (runs, horizon)
+    weight = np.clip(weeks_left[:, None] - np.arange(horizon)[None, :], 0.0, 1.0)  # (n, horizon)
     chunk = max(1, max_cells // max(1, runs * horizon))
     for lo in range(0, n, chunk):
         hi = min(n, lo + chunk)
-        m = hi - lo
-        if horizon == 0:
-            out[lo:hi] = (remaining[lo:hi] <= 0).astype(float)
-            continue
-        draws = rng.integers(0, w, size=(m, runs, horizon))
-        sampled = np.take_along_axis(weekly[lo:hi, None, :], draws, axis=2)
-        weight = np.clip(weeks_left[lo:hi, None] - np.arange(horizon)[None, :], 0.0, 1.0)
-        finished = (sampled * weight[:, None, :]).sum(axis=2)
+        sampled = weekly[lo:hi][:, picks]  # (m, runs, horizon)
+        finished = (sampled * weight[lo:hi, None, :]).sum(axis=2)
         out[lo:hi] = (finished >= remaining[lo:hi, None]).mean(axis=1)
-    out[~has_history & (remaining > 0)] = np.nan
+    out[weekly.sum(axis=1) <= 0] = np.nan
     out[remaining <= 0] = 1.0
     return out

@@ -123,6 +123,18 @@ class Settings(BaseSettings):
         """A configured path, relative ones taken from the repository root."""
         return path if path.is_absolute() else REPO_ROOT / path
 
+    def sqlite_path(self) -> Path | None:
+        """The SQLite file of an embedded tracking store (relative to the repository), if any."""
+        prefix = "sqlite:///"
+        if not self.tracking_uri.startswith(prefix):
+            return None
+        return self.resolve(Path(self.tracking_uri[len(prefix):]))
+
+    def resolved_tracking_uri(self) -> str:
+        """The tracking URI with an embedded store's path made absolute."""
+        path = self.sqlite_path()
+        return self.tracking_uri if path is None else f"sqlite:///{path}"
+
 
 class _ProfileSource(PydanticBaseSettingsSource):
     """Reads the YAML profile named by SLIPCAST_PROFILE (a name or a path)."""

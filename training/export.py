@@ -42,25 +42,27 @@ def reference_values(frame: pd.DataFrame, features: list[str]) -> dict:
     return out
 
 
-def export_model(model, models_dir: Path, target: str, *, features: list[str], frame: pd.DataFrame,
-                 metadata: dict) -> Path:
-    """Write ``<target>.joblib`` and ``<target>.json`` atomically; return the metadata path."""
+def model_metadata(target: str, features: list[str], frame: pd.DataFrame, extra: dict) -> dict:
+    """What serving needs to know about a model beyond the model itself."""
+    return {
+        "target": target,
+        "features": [{"name": c, "type": "number" if pd.api.types.is_numeric_dtype(frame[c]) else "category"}
+                     for c in features],
+        "reference": reference_values(frame, features),
+        "packages": {p: version(p) for p in PACKAGES},
+        **extra,
+    }
+
+
+def export_model(model, models_dir: Path, target: str, metadata: dict) -> Path:
+    """Write ``<target>.joblib`` and ``<target>.json`` (metadata + SHA-256) atomically."""
     models_dir = Path(models_dir)
     models_dir.mkdir(parents=True, exist_ok=True)
     model_path = models_dir / f"{target}.joblib"
     meta_path = models_dir / f"{target}.json"
     tmp_model = model_path.with_suffix(".joblib.tmp")
     joblib.dump(model, tmp_model)
-    meta = {
-        "target": target,
-        "features": [{"name": c, "type": "number" if pd.api.types.is_numeric_dtype(frame[c]) else "category"}
-                     for c in features],
-        "reference": reference_values(frame, features),
-        "packages": {p: version(p) for p in PACKAGES},
-        "exported_at": datetime.now(timezone.utc).isoformat(),
-        "sha256": sha256_file(tmp_model),
-        **metadata,
-    }
+    meta = {**metadata, "exported_at": datetime.now(timezone.utc).isoformat(), "sha256": sha256_file(tmp_model)}
     tmp_meta = meta_path.with_suffix(".json.tmp")
     tmp_meta.write_text(json.dumps(meta, indent=2, default=str))
     os.replace(tmp_model, model_path)

@@ -17,7 +17,7 @@ from features.pipeline import (TARGETS, build_training_sets, feature_columns, re
                                training_set_fingerprint)
 from features.tables import read_tables
 from training.backtest import Backtest, fit_candidate, run_backtest
-from training.export import export_model
+from training.export import export_model, model_metadata
 from training.report import write_report
 from training.tracking import (CHAMPION, code_version, configure, current_champion, experiment_id,
                                model_name, trusted_types)
@@ -120,16 +120,17 @@ def train_target(client, settings, target: str, frame, fingerprint: str, candida
         version = str(info.registered_model_version)
         client.set_model_version_tag(name, version, "backtest_brier", f"{chosen_scores['brier']:.6f}")
 
+        metadata = model_metadata(target, features, X, {
+            "model_name": name, "model_version": version, "run_id": run.info.run_id, "candidate": chosen,
+            "data_fingerprint": fingerprint, "code_version": code_version(), "backtest_id": bt.backtest_id,
+            "metrics": chosen_scores, "trained_at": started.isoformat(),
+            "baselines": {n: r.overall for n, r in bt.results.items() if n != chosen}})
+        mlflow.log_dict(metadata, "slipcast/metadata.json")
+
         on_stage("promote", target)
         if decision["promoted"]:
             client.set_registered_model_alias(name, CHAMPION, version)
-            export_model(model, settings.resolve(settings.models_dir), target, features=features, frame=X,
-                         metadata={"model_name": name, "model_version": version, "run_id": run.info.run_id,
-                                   "candidate": chosen, "data_fingerprint": fingerprint,
-                                   "code_version": code_version(), "backtest_id": bt.backtest_id,
-                                   "metrics": chosen_scores,
-                                   "baselines": {n: r.overall for n, r in bt.results.items() if n != chosen},
-                                   "trained_at": started.isoformat()})
+            export_model(model, settings.resolve(settings.models_dir), target, metadata)
     return {"target": target, "run_id": run.info.run_id, "model": name, "version": version,
             "chosen": chosen, "backtest": chosen_scores, "decision": decision, "report": str(report),
             "leaks": bt.leaks}

@@ -14,20 +14,12 @@ from slipcast.settings import REPO_ROOT
 CHAMPION = "champion"
 
 
-def tracking_uri(settings) -> str:
-    """The configured tracking URI, a relative SQLite path taken from the repository root."""
-    uri = settings.tracking_uri
-    prefix = "sqlite:///"
-    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
-        path = settings.resolve(Path(uri[len(prefix):]))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return prefix + str(path)
-    return uri
-
-
 def configure(settings) -> MlflowClient:
     """Point MLflow at the configured store and return a client for it."""
-    uri = tracking_uri(settings)
+    path = settings.sqlite_path()
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    uri = settings.resolved_tracking_uri()
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     return MlflowClient(uri, uri)

@@ -1,0 +1,1 @@
+"""The forecast API: FastAPI over the champion model and the features/ code."""

@@ -1,0 +1,205 @@
+"""The champion models the service answers with, and how they are (re)loaded.
+
+The registry (``models:/<name>@champion``) is asked first; where it cannot be reached or
+holds no champion, the export in ``models/`` is used once its SHA-256 matches its metadata.
+A model that fails to load, fails its hash or fails a trial prediction is refused and the
+last good one keeps serving. A background thread repeats this every ``reload_seconds``, so a
+new champion is picked up without a restart; requests hold the model they started with, so
+a swap never fails one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pandas as pd
+
+# a down tracking server must not stall the service for minutes of retries
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+
+log = logging.getLogger(__name__)
+TARGETS = ("milestone", "ticket")
+
+
+class ModelRefused(RuntimeError):
+    """A model artifact that must not serve (bad hash, unloadable, fails a trial prediction)."""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """One loaded model with its metadata."""
+
+    target: str
+    model: object
+    metadata: dict
+    source: str  # "registry" or "export"
+    version: str
+    loaded_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+
+    @property
+    def features(self) -> list[str]:
+        return [f["name"] for f in self.metadata["features"]]
+
+    def frame(self, features: pd.DataFrame) -> pd.DataFrame:
+        """The model's inputs, in order and with the dtypes it was trained on."""
+        X = features[self.features].copy()
+        for f in self.metadata["features"]:
+            if f["type"] == "number":
+                X[f["name"]] = pd.to_numeric(X[f["name"]]).astype("float64")
+            else:
+                X[f["name"]] = X[f["name"]].astype(object)
+        return X
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        return self.model.predict_proba(X)[:, 1]
+
+
+def _trial(loaded: LoadedModel) -> LoadedModel:
+    """Refuse a model that cannot score its own reference row."""
+    row = pd.DataFrame([{f: loaded.metadata["reference"].get(f) for f in loaded.features}])
+    try:
+        p = loaded.predict(loaded.frame(row))
+    except Exception as exc:  # any failure here means the artifact is unusable
+        raise ModelRefused(f"{loaded.target} v{loaded.version}: trial prediction failed: {exc}") from exc
+    if not (0.0 <= float(p[0]) <= 1.0):
+        raise ModelRefused(f"{loaded.target} v{loaded.version}: trial prediction {p[0]} is not a probability")
+    return loaded
+
+
+def load_export(models_dir: Path, target: str) -> LoadedModel:
+    """The exported model of ``target`` after checking its SHA-256 against its metadata."""
+    meta_path = Path(models_dir) / f"{target}.json"
+    model_path = Path(models_dir) / f"{target}.joblib"
+    if not meta_path.exists() or not model_path.exists():
+        raise FileNotFoundError(f"no exported {target} model in {models_dir}")
+    meta = json.loads(meta_path.read_text())
+    data = model_path.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != meta.get("sha256"):
+        raise ModelRefused(f"{model_path}: SHA-256 {digest[:12]}... does not match its metadata "
+                           f"({str(meta.get('sha256'))[:12]}...): corrupted or replaced artifact refused")
+    try:
+        model = joblib.load(model_path)
+    except Exception as exc:
+        raise ModelRefused(f"{model_path}: cannot be loaded: {exc}") from exc
+    return _trial(LoadedModel(target, model, meta, "export", str(meta.get("model_version"))))
+
+
+def registry_champion(settings, target: str):
+    """(version, run_id) of the registry's champion, or None if there is none."""
+    from mlflow.exceptions import MlflowException
+
+    from serving.registry import client_for
+
+    client = client_for(settings)
+    name = settings.training.model_prefix + target
+    try:
+        mv = client.get_model_version_by_alias(name, "champion")
+    except MlflowException as exc:
+        if "RESOURCE_DOES_NOT_EXIST" in str(exc) or "not found" in str(exc).lower():
+            return None
+        raise
+    return mv.version, mv.run_id
+
+
+def load_registry(settings, target: str, version: str, run_id: str) -> LoadedModel:
+    """A registered model version and the Slipcast metadata its run logged."""
+    import mlflow
+
+    from serving.registry import client_for
+
+    client = client_for(settings)
+    name = settings.training.model_prefix + target
+    try:
+        model = mlflow.sklearn.load_model(f"models:/{name}/{version}")
+        meta_file = client.download_artifacts(run_id, "slipcast/metadata.json")
+        meta = json.loads(Path(meta_file).read_text())
+    except Exception as exc:
+        raise ModelRefused(f"{name} v{version}: cannot be loaded from the registry: {exc}") from exc
+    return _trial(LoadedModel(target, model, meta, "registry", str(version)))
+
+
+class ModelStore:
+    """The current model per target, swapped atomically when a new champion appears."""
+
+    def __init__(self, settings, targets: tuple[str, ...] = TARGETS):
+        self.settings = settings
+        self.targets = targets
+        self._models: dict[str, LoadedModel] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.errors: dict[str, str] = {}
+
+    def get(self, target: str) -> LoadedModel | None:
+        return self._models.get(target)
+
+    def _swap(self, loaded: LoadedModel) -> None:
+        with self._lock:
+            self._models[loaded.target] = loaded
+        log.info("serving %s model %s v%s", loaded.target, loaded.source, loaded.version)
+
+    def refresh(self) -> None:
+        """Load each target's champion if it differs from the one serving."""
+        for target in self.targets:
+            try:
+                self._refresh_target(target)
+                self.errors.pop(target, None)
+            except Exception as exc:  # keep serving the last good model whatever went wrong
+                self.errors[target] = str(exc)
+                log.warning("%s model not refreshed: %s", target, exc)
+
+    def _refresh_target(self, target: str) -> None:
+        current = self.get(target)
+        if self.settings.serving.model_source == "registry":
+            try:
+                champion = registry_champion(self.settings, target)
+            except Exception as exc:
+                log.warning("registry unreachable (%s); using the export", exc)
+                champion = None
+            if champion is not None:
+                version, run_id = champion
+                if current and current.source == "registry" and current.version == str(version):
+                    return
+                self._swap(load_registry(self.settings, target, str(version), run_id))
+                return
+        models_dir = self.settings.resolve(self.settings.models_dir)
+        meta_path = models_dir / f"{target}.json"
+        if not meta_path.exists():
+            if current is None:
+                raise FileNotFoundError(f"no {target} champion in the registry and no export in {models_dir}")
+            return
+        if current and current.source == "export" and current.metadata.get("sha256") == json.loads(
+                meta_path.read_text()).get("sha256"):
+            return
+        self._swap(load_export(models_dir, target))
+
+    def start(self) -> None:
+        """Refresh now, then every ``reload_seconds`` in a background thread."""
+        self.refresh()
+        interval = self.settings.serving.reload_seconds
+        if interval <= 0 or self._thread is not None:
+            return
+
+        def loop():
+            while not self._stop.wait(interval):
+                self.refresh()
+
+        self._thread = threading.Thread(target=loop, name="slipcast-model-refresh", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None

@@ -1,0 +1,147 @@
+"""Request and response schemas of the HTTP API (v1). Times must carry a UTC offset."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+Status = Literal["todo", "in_progress", "blocked", "done"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MilestoneIn(Strict):
+    milestone_id: str = Field(min_length=1, max_length=200)
+    project: str = Field(min_length=1, max_length=200, description="Team or project the milestone belongs to.")
+    name: str | None = Field(default=None, max_length=500)
+    kind: Literal["release", "sprint", "epic"] = "release"
+    start_at: AwareDatetime
+    due_at: AwareDatetime
+    completed_at: AwareDatetime | None = None
+
+
+class TicketIn(Strict):
+    ticket_id: str = Field(min_length=1, max_length=200)
+    project: str | None = Field(default=None, max_length=200, description="Defaults to the milestone's project.")
+    type: str | None = Field(default=None, max_length=100)
+    priority: str | None = Field(default=None, max_length=100)
+    created_at: AwareDatetime
+    resolved_at: AwareDatetime | None = None
+    story_points: float | None = Field(default=None, ge=0, le=10000)
+    assignee: str | None = Field(default=None, max_length=200)
+    status: Status
+    milestone_id: str | None = Field(default=None, description="Null for the team's tickets in no milestone.")
+
+
+class EventIn(Strict):
+    ticket_id: str | None = None
+    milestone_id: str | None = None
+    at: AwareDatetime
+    field: Literal["status", "milestone", "due_at", "assignee", "priority", "story_points", "resolution", "type"]
+    from_value: str | None = None
+    to_value: str | None = None
+
+
+class LinkIn(Strict):
+    from_ticket: str
+    to_ticket: str
+    kind: Literal["blocks", "depends_on", "relates", "duplicates", "parent"]
+    created_at: AwareDatetime | None = None
+
+
+class PastMilestone(Strict):
+    known_at: AwareDatetime = Field(description="When the outcome became known (due date or completion).")
+    slipped: bool
+
+
+class ForecastRequest(Strict):
+    """One milestone's state now: its tickets (and the team's recent ones), events and links."""
+
+    milestone: MilestoneIn
+    tickets: list[TicketIn] = Field(max_length=50000)
+    events: list[EventIn] = Field(default_factory=list, max_length=500000)
+    links: list[LinkIn] = Field(default_factory=list, max_length=50000)
+    past_milestones: list[PastMilestone] = Field(default_factory=list, max_length=10000)
+    as_of: AwareDatetime | None = Field(default=None, description="Defaults to the time of the request.")
+    explain: bool = Field(default=True, description="Compute the drivers behind the forecast.")
+
+
+class Driver(BaseModel):
+    feature: str
+    value: float | str | None
+    reference: float | str | None = Field(description="Typical value in the training data.")
+    effect: float = Field(description="Probability with this value minus with the typical value.")
+    direction: Literal["raises risk", "lowers risk"]
+
+
+class ModelRef(BaseModel):
+    name: str
+    version: str
+    run_id: str | None
+    candidate: str | None
+    source: Literal["registry", "export"]
+
+
+class Forecast(BaseModel):
+    milestone_id: str
+    as_of: AwareDatetime
+    status: Literal["ok", "insufficient_history", "past_due"]
+    probability: float | None = Field(
+        description="Probability the milestone slips; null when insufficient history or past due.")
+    risk_band: str | None
+    message: str | None = None
+    drivers: list[Driver] = Field(default_factory=list)
+    features: dict[str, float | str | None] = Field(default_factory=dict)
+    model: ModelRef
+
+
+class BatchRequest(Strict):
+    items: list[ForecastRequest] = Field(min_length=1)
+
+
+class BatchResponse(BaseModel):
+    forecasts: list[Forecast]
+
+
+class Change(Strict):
+    remove_tickets: list[str] = Field(default_factory=list, description="Tickets taken out of the milestone.")
+    add_tickets: list[TicketIn] = Field(default_factory=list, description="Tickets added to the milestone now.")
+    due_at: AwareDatetime | None = Field(default=None, description="A new due date.")
+    add_people: int = Field(default=0, ge=0, le=100, description="People joining (each takes open tickets).")
+
+
+class WhatIfRequest(Strict):
+    forecast: ForecastRequest
+    change: Change
+
+
+class WhatIfResponse(BaseModel):
+    before: Forecast
+    after: Forecast
+    delta: float | None = Field(description="after - before probability, null if either is unavailable.")
+
+
+class TicketForecast(BaseModel):
+    ticket_id: str
+    probability: float | None
+
+
+class TicketForecasts(BaseModel):
+    milestone_id: str
+    as_of: AwareDatetime
+    tickets: list[TicketForecast]
+    model: ModelRef
+
+
+class ModelInfo(BaseModel):
+    target: str
+    model: ModelRef
+    features: list[dict]
+    metrics: dict
+    baselines: dict
+    data_fingerprint: str | None
+    trained_at: str | None
+    loaded_at: AwareDatetime
