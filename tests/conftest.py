@@ -87,3 +87,36 @@ def jira_issue(key: str = "DS-1000", **field_overrides) -> dict:
         else:
             issue["fields"][name] = value
     return issue
+
+
+def configured(settings, root: Path, **training):
+    """Settings whose stores live under ``root``, with quick training settings."""
+    quick = {"folds": 2, "inner_folds": 2, "bootstrap_rounds": 20, "max_iter": 25, "min_train_rows": 60,
+             "min_train_positives": 5, "n_jobs": 1, **training}
+    return settings.model_copy(update={
+        "tracking_uri": f"sqlite:///{root / 'mlruns' / 'mlflow.db'}",
+        "artifact_location": str(root / "mlruns" / "artifacts"),
+        "models_dir": root / "models",
+        "work_dir": root / "work",
+        "training": settings.training.model_copy(update=quick),
+        "serving": settings.serving.model_copy(update={"reload_seconds": 0}),
+    })
+
+
+TRAIN_CANDIDATES = ["base_rate", "monte_carlo", "logistic", "gradient_boosting"]
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory, small_history, settings):
+    """A real MLflow store with both targets trained once on the small history."""
+    from features.pipeline import build_training_sets, training_set_fingerprint, write_training_set
+    from training.run import train
+
+    root = tmp_path_factory.mktemp("store")
+    s = configured(settings, root)
+    sets = build_training_sets(small_history, s.features)
+    fp = training_set_fingerprint(small_history, s.features)
+    for target, frame in sets.items():
+        write_training_set(frame, root / "features", target, fp)
+    result = train(s, features_dir=root / "features", candidates=TRAIN_CANDIDATES)
+    return {"settings": s, "result": result, "sets": sets, "root": root, "tables": small_history}

@@ -1,0 +1,127 @@
+"""Training against a real local MLflow store: champion guard, failures, export, honesty."""
+
+import json
+
+import joblib
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from features.pipeline import feature_columns
+from slipcast.cli import main
+from training.backtest import labelled_rows, run_backtest
+from training.folds import InsufficientHistory
+from training.metrics import leak_audit
+from training.run import train
+from training.tracking import configure, current_champion
+
+
+def _client(s) -> MlflowClient:
+    return configure(s)
+
+
+def test_first_run_registers_and_sets_champion(trained):
+    s, result = trained["settings"], trained["result"]
+    client = _client(s)
+    for target in ("milestone", "ticket"):
+        r = result[target]
+        assert r["decision"]["promoted"] and r["decision"]["reason"] == "no champion yet"
+        champion = current_champion(client, r["model"])
+        assert str(champion.version) == r["version"] == "1"
+        run = client.get_run(r["run_id"])
+        assert run.info.status == "FINISHED"
+        assert run.data.tags["data_fingerprint"] and run.data.tags["code_version"]
+        assert run.data.params["chosen"] == r["chosen"]
+        for m in ("backtest_brier", "backtest_brier_skill", "backtest_roc_auc", "backtest_ece",
+                  "base_rate.brier", "monte_carlo_raw.brier"):
+            assert m in run.data.metrics
+        artifacts = {a.path for a in client.list_artifacts(r["run_id"], "report")}
+        assert {"report/report.md", "report/reliability.png", "report/roc.png",
+                "report/brier_by_horizon.png", "report/feature_importance.png"} <= artifacts
+    # the model beats the base rate it is measured against
+    assert result["milestone"]["backtest"]["brier_skill"] > 0
+
+
+def test_export_predicts_like_the_registered_model(trained):
+    s, r = trained["settings"], trained["result"]["milestone"]
+    meta = json.loads((s.models_dir / "milestone.json").read_text())
+    assert meta["run_id"] == r["run_id"] and meta["model_version"] == r["version"]
+    assert [f["name"] for f in meta["features"]] == feature_columns("milestone")
+    assert {"scikit-learn", "pandas", "mlflow"} <= set(meta["packages"])
+    exported = joblib.load(s.models_dir / "milestone.joblib")
+    _client(s)
+    registered = mlflow.sklearn.load_model(f"models:/{r['model']}@champion")
+    X = trained["sets"]["milestone"][feature_columns("milestone")].head(50)
+    np.testing.assert_allclose(exported.predict_proba(X), registered.predict_proba(X))
+
+
+def test_worse_model_does_not_take_the_alias(trained):
+    s = trained["settings"]
+    out = train(s, features_dir=trained["root"] / "features", targets=["milestone"], candidates=["base_rate"])
+    r = out["milestone"]
+    assert not r["decision"]["promoted"]
+    assert "does not beat champion v1" in r["decision"]["reason"]
+    client = _client(s)
+    assert str(current_champion(client, r["model"]).version) == "1"
+    run = client.get_run(r["run_id"])
+    assert run.data.tags["decision"] == "kept champion"
+    assert json.loads((s.models_dir / "milestone.json").read_text())["model_version"] == "1"
+
+
+def test_interrupted_run_is_failed_and_never_champion(trained):
+    s = trained["settings"]
+
+    def interrupt(stage, target):
+        if stage == "promote":
+            raise KeyboardInterrupt
+
+    client = _client(s)
+    before = {r.info.run_id for r in client.search_runs([client.get_experiment_by_name("slipcast-milestone").experiment_id])}
+    with pytest.raises(KeyboardInterrupt):
+        train(s, features_dir=trained["root"] / "features", targets=["milestone"],
+              candidates=["logistic"], on_stage=interrupt)
+    exp = client.get_experiment_by_name("slipcast-milestone").experiment_id
+    new = [r for r in client.search_runs([exp]) if r.info.run_id not in before]
+    assert [r.info.status for r in new] == ["FAILED"]
+    assert str(current_champion(client, "slipcast-milestone").version) == "1"
+
+
+def test_folds_train_on_known_labels_and_test_later(trained):
+    s = trained["settings"]
+    bt = run_backtest(trained["sets"]["milestone"], "milestone", feature_columns("milestone"), ["base_rate"], s.training)
+    for fold in bt.folds:
+        train_rows, test_rows = bt.frame.iloc[fold.train], bt.frame.iloc[fold.test]
+        assert (train_rows["label_known_at"] <= fold.cutoff).all()
+        assert (test_rows["as_of"] > fold.cutoff).all()
+        assert not set(train_rows["milestone_id"]) & set(test_rows["milestone_id"])
+
+
+def test_same_data_and_seed_give_the_same_metrics(trained):
+    s = trained["settings"]
+    frame = trained["sets"]["milestone"]
+    a = run_backtest(frame, "milestone", feature_columns("milestone"), ["logistic"], s.training)
+    b = run_backtest(frame, "milestone", feature_columns("milestone"), ["logistic"], s.training)
+    assert a.results["logistic"].overall == b.results["logistic"].overall
+    assert a.backtest_id == b.backtest_id
+
+
+def test_leak_audit_flags_a_feature_that_carries_the_outcome(trained):
+    frame = labelled_rows(trained["sets"]["milestone"])
+    rng = np.random.default_rng(0)
+    frame = frame.assign(days_until_done=frame["label"] * 10 + rng.random(len(frame)))
+    flagged = leak_audit(frame, feature_columns("milestone") + ["days_until_done"], 0.98)
+    assert [f["feature"] for f in flagged] == ["days_until_done"]
+
+
+def test_too_little_history_stops_with_a_clear_message(trained, tmp_path, capsys):
+    s = trained["settings"]
+    tiny = trained["sets"]["milestone"].head(30)
+    with pytest.raises(InsufficientHistory, match="insufficient history: .* labelled snapshots"):
+        run_backtest(tiny, "milestone", feature_columns("milestone"), ["base_rate"], s.training)
+    (tmp_path / "f").mkdir()
+    tiny.to_parquet(tmp_path / "f" / "milestone.parquet")
+    code = main(["train", "--features", str(tmp_path / "f"), "--target", "milestone"])
+    assert code == 2
+    assert "insufficient history" in capsys.readouterr().err
