@@ -57,7 +57,8 @@ def ticket_state(scope: pd.DataFrame, tables: Tables, tl: Timelines) -> pd.DataF
         out[f"{name}_changes"] = pd.to_numeric(got["changes"]).fillna(0)
     static = tables.tickets.set_index("ticket_id")
     out["type"] = out["type"].fillna(rows["ticket_id"].map(static["type"]))
-    out["created_at"] = rows["ticket_id"].map(static["created_at"])
+    created = static["created_at"].reindex(rows["ticket_id"].to_numpy())
+    out["created_at"] = pd.Series(created.to_numpy(), index=rows.index, dtype="datetime64[us, UTC]")
     out["points"] = pd.to_numeric(out["points"])
     out["open"] = out["status"] != "done"
     return out

@@ -24,6 +24,8 @@ def weekly_throughput(rows: pd.DataFrame, tl: Timelines, weeks: int) -> np.ndarr
 def history_weeks(rows: pd.DataFrame, tl: Timelines, cap: int) -> np.ndarray:
     """Weeks between the project's first finished ticket and as_of (0 where none), capped at
     ``cap`` so that it does not depend on how far back a client's history reaches."""
+    if tl.done.empty:
+        return np.zeros(len(rows))
     first = tl.done.groupby("project")["at"].min()
     since = rows["as_of"] - rows["project"].map(first)
     return (since.dt.total_seconds() / 86400 / 7).clip(lower=0, upper=cap).fillna(0.0).to_numpy()

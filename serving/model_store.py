@@ -114,16 +114,11 @@ def registry_champion(settings, target: str):
 
 def load_registry(settings, target: str, version: str, run_id: str) -> LoadedModel:
     """A registered model version and the Slipcast metadata its run logged."""
-    import mlflow
+    from serving.registry import download_model
 
-    from serving.registry import client_for
-
-    client = client_for(settings)
     name = settings.training.model_prefix + target
     try:
-        model = mlflow.sklearn.load_model(f"models:/{name}/{version}")
-        meta_file = client.download_artifacts(run_id, "slipcast/metadata.json")
-        meta = json.loads(Path(meta_file).read_text())
+        model, meta = download_model(settings, name, version, run_id)
     except Exception as exc:
         raise ModelRefused(f"{name} v{version}: cannot be loaded from the registry: {exc}") from exc
     return _trial(LoadedModel(target, model, meta, "registry", str(version)))

@@ -1,19 +1,40 @@
-"""The MLflow client the service uses, for the configured tracking URI."""
+"""The service's view of the MLflow registry, with the tracking URI passed explicitly.
+
+The service never sets MLflow's process-wide tracking URI: its refresher runs in a
+background thread, and global state changed there would redirect anything else in the process.
+"""
 
 from __future__ import annotations
 
+import json
+import tempfile
+from pathlib import Path
+
+import mlflow
 from mlflow import MlflowClient
 
 
-def client_for(settings) -> MlflowClient:
-    """A client of the configured registry; a missing embedded database means no registry
-    (it is not created here: serving never writes to the store)."""
-    import mlflow
-
+def registry_uri(settings) -> str:
+    """The configured registry; a missing embedded database means no registry (serving never
+    creates or writes to the store)."""
     path = settings.sqlite_path()
     if path is not None and not path.exists():
         raise ConnectionError(f"no tracking database at {path}")
-    uri = settings.resolved_tracking_uri()
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    return MlflowClient(uri, uri)
+    return settings.resolved_tracking_uri()
+
+
+def client_for(settings) -> MlflowClient:
+    uri = registry_uri(settings)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def download_model(settings, name: str, version: str, run_id: str) -> tuple[object, dict]:
+    """A registered model version, loaded, and the Slipcast metadata its run logged."""
+    uri = registry_uri(settings)
+    with tempfile.TemporaryDirectory(prefix="slipcast-model-") as tmp:
+        local = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=tmp,
+                                                    tracking_uri=uri, registry_uri=uri)
+        model = mlflow.sklearn.load_model(local)
+        meta = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="slipcast/metadata.json",
+                                                   dst_path=tmp, tracking_uri=uri)
+        return model, json.loads(Path(meta).read_text())

@@ -1,0 +1,29 @@
+"""Property-based run of the OpenAPI schema: no input, however odd, gets a 5xx."""
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings as hsettings
+
+from serving.app import create_app
+from serving.model_store import ModelStore
+from slipcast.settings import get_settings
+
+# the schema does not depend on the model: the app is built now, its store filled below
+_IDLE = get_settings().model_copy(update={"serving": get_settings().serving.model_copy(update={"reload_seconds": 0})})
+STORE = ModelStore(_IDLE)
+APP = create_app(_IDLE, store=STORE)
+schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def champion_loaded(trained):
+    STORE.settings = trained["settings"]
+    STORE.refresh()
+    assert STORE.get("milestone") is not None
+
+
+@schema.parametrize()
+@hsettings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+def test_no_server_errors(case):
+    response = case.call()
+    assert response.status_code < 500, f"{case.method} {case.path}: {response.status_code} {response.text[:500]}"

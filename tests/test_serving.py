@@ -1,0 +1,271 @@
+"""The forecast API: in-process and as a real uvicorn process on loopback."""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pandas as pd
+import pytest
+import schemathesis
+from fastapi.testclient import TestClient
+from mlflow import MlflowClient
+
+from features.milestone_features import MILESTONE_FEATURES
+from serving.app import create_app
+from serving.demo import request_for
+from serving.model_store import ModelRefused, ModelStore, load_export
+from training.run import train
+
+
+@pytest.fixture(scope="module")
+def env(trained):
+    sets, tables = trained["sets"], trained["tables"]
+    m = sets["milestone"]
+    last = m.dropna(subset=["label"]).sort_values("as_of").groupby("milestone_id").tail(1)
+    outcomes = pd.DataFrame({"project": last["project"], "known_at": last["label_known_at"], "slipped": last["label"]})
+    row = m[(m["remaining_count"] >= 3) & (m["history_weeks"] >= 4)].sort_values("as_of").iloc[-1]
+    body = request_for(tables, row["milestone_id"], row["as_of"], outcomes)
+    return {**trained, "body": body, "row": row}
+
+
+@pytest.fixture(scope="module")
+def client(env):
+    with TestClient(create_app(env["settings"])) as c:
+        yield c
+
+
+def test_forecast_round_trip_matches_offline_features(client, env):
+    r = client.post("/v1/forecasts", json=env["body"])
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["status"] == "ok" and 0 <= out["probability"] <= 1
+    assert out["risk_band"] in ("low", "medium", "high")
+    assert out["model"]["version"] == "1" and out["model"]["source"] == "registry"
+    assert out["model"]["run_id"] == env["result"]["milestone"]["run_id"]
+    assert 1 <= len(out["drivers"]) <= 5
+    assert all(d["direction"] in ("raises risk", "lowers risk") for d in out["drivers"])
+    # the same features code online as offline: the API's inputs equal the training row
+    row = env["row"]
+    for name in MILESTONE_FEATURES:
+        expected, got = row[name], out["features"][name]
+        if isinstance(expected, float) and pd.isna(expected):
+            assert got is None, name
+        elif isinstance(expected, str):
+            assert got == expected, name
+        else:
+            assert got == pytest.approx(expected, rel=1e-9, abs=1e-9), name
+
+
+def test_batch_equals_singles(client, env):
+    body = env["body"]
+    other = json.loads(json.dumps(body))
+    other["as_of"] = (pd.Timestamp(body["as_of"]) - pd.Timedelta(days=3)).isoformat()
+    other["tickets"] = [t for t in other["tickets"] if t["created_at"] <= other["as_of"]]
+    other["events"] = [e for e in other["events"] if e["at"] <= other["as_of"]]
+    batch = client.post("/v1/forecasts/batch", json={"items": [body, other]})
+    assert batch.status_code == 200, batch.text
+    singles = [client.post("/v1/forecasts", json=b).json() for b in (body, other)]
+    for got, single in zip(batch.json()["forecasts"], singles):
+        assert got["probability"] == single["probability"]
+        assert got["features"] == single["features"]
+
+
+def test_what_if_descoping_and_more_time_lower_risk(client, env):
+    body = env["body"]
+    mid = body["milestone"]["milestone_id"]
+    open_ = [t["ticket_id"] for t in body["tickets"] if t["milestone_id"] == mid and t["status"] != "done"]
+    later = (pd.Timestamp(body["milestone"]["due_at"]) + pd.Timedelta(days=60)).isoformat()
+    r = client.post("/v1/forecasts/what-if", json={"forecast": body, "change": {"remove_tickets": open_, "due_at": later}})
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["after"]["features"]["remaining_count"] == 0
+    assert out["after"]["features"]["due_replans"] == out["before"]["features"]["due_replans"] + 1
+    assert out["after"]["probability"] < out["before"]["probability"]
+    assert out["delta"] == pytest.approx(out["after"]["probability"] - out["before"]["probability"], abs=1e-4)
+    bad = client.post("/v1/forecasts/what-if", json={"forecast": body, "change": {"remove_tickets": ["NOPE-1"]}})
+    assert bad.status_code == 422 and "NOPE-1" in bad.text
+
+
+def test_ticket_forecasts(client, env):
+    r = client.post("/v1/forecasts/tickets", json=env["body"])
+    assert r.status_code == 200, r.text
+    tickets = r.json()["tickets"]
+    assert len(tickets) == env["row"]["remaining_count"]
+    assert all(0 <= t["probability"] <= 1 for t in tickets)
+
+
+def test_insufficient_history_is_a_state_not_a_number(client, env):
+    body = json.loads(json.dumps(env["body"]))
+    mid = body["milestone"]["milestone_id"]
+    body["tickets"] = [dict(t, status="todo", resolved_at=None) for t in body["tickets"] if t["milestone_id"] == mid]
+    body["events"] = []
+    body["past_milestones"] = []
+    out = client.post("/v1/forecasts", json=body).json()
+    assert out["status"] == "insufficient_history" and out["probability"] is None
+    assert "weeks of finished work" in out["message"]
+
+
+def test_past_due(client, env):
+    body = dict(env["body"], as_of=(pd.Timestamp(env["body"]["milestone"]["due_at"]) + pd.Timedelta(days=1)).isoformat())
+    out = client.post("/v1/forecasts", json=body).json()
+    assert out["status"] == "past_due" and out["probability"] is None
+
+
+@pytest.mark.parametrize("mutate,where", [
+    (lambda b: b["milestone"].update(due_at="2024-01-01T00:00:00"), ["milestone", "due_at"]),
+    (lambda b: b["tickets"][0].update(status="sleeping"), ["tickets", 0, "status"]),
+    (lambda b: b["milestone"].update(due_at=b["milestone"]["start_at"]), ["milestone", "due_at"]),
+    (lambda b: b["tickets"].append(dict(b["tickets"][0])), ["tickets"]),
+    (lambda b: b["tickets"][0].pop("created_at"), ["tickets", 0, "created_at"]),
+    (lambda b: b.update(as_of="2000-01-01T00:00:00+00:00"), ["as_of"]),
+    (lambda b: b["tickets"][0].update(story_points=-3), ["tickets", 0, "story_points"]),
+])
+def test_bad_input_is_a_4xx_naming_the_field(client, env, mutate, where):
+    body = json.loads(json.dumps(env["body"]))
+    mutate(body)
+    r = client.post("/v1/forecasts", json=body)
+    assert r.status_code == 422, r.text
+    locs = [e["loc"] for e in r.json()["detail"]]
+    assert any(loc[1:1 + len(where)] == where for loc in locs), locs
+
+
+def test_operations_endpoints(client, env):
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["models"]["milestone"] == "1"
+    info = client.get("/v1/model").json()
+    assert info["model"]["name"] == "slipcast-milestone" and "brier" in info["metrics"]
+    assert "base_rate" in info["baselines"]
+    client.post("/v1/forecasts", json=env["body"])
+    metrics = client.get("/metrics").text
+    assert 'slipcast_requests_total{method="POST",path="/v1/forecasts",status="200"}' in metrics
+    assert "slipcast_forecast_probability_bucket" in metrics
+    assert client.get("/openapi.json").json()["info"]["title"] == "Slipcast"
+
+
+def test_api_key_auth_and_body_limit(env):
+    s = env["settings"]
+    locked = s.model_copy(update={"serving": s.serving.model_copy(update={"api_keys": ["k-123"], "max_body_bytes": 200_000})})
+    with TestClient(create_app(locked)) as c:
+        assert c.post("/v1/forecasts", json=env["body"]).status_code == 401
+        assert c.post("/v1/forecasts", json=env["body"], headers={"X-API-Key": "wrong"}).status_code == 401
+        assert c.post("/v1/forecasts", json=env["body"], headers={"X-API-Key": "k-123"}).status_code == 200
+        assert c.get("/healthz").status_code == 200  # probes need no key
+        big = {**env["body"], "tickets": env["body"]["tickets"] * 60}
+        assert c.post("/v1/forecasts", json=big, headers={"X-API-Key": "k-123"}).status_code == 413
+
+
+def test_falls_back_to_the_export_when_the_registry_is_down(env, tmp_path):
+    s = env["settings"]
+    for uri in (f"sqlite:///{tmp_path / 'gone' / 'mlflow.db'}", "http://127.0.0.1:9"):
+        down = s.model_copy(update={"tracking_uri": uri})
+        store = ModelStore(down)
+        started = time.perf_counter()
+        store.refresh()
+        assert time.perf_counter() - started < 30
+        loaded = store.get("milestone")
+        assert loaded is not None and loaded.source == "export" and loaded.version == "1"
+
+
+def test_corrupted_artifact_is_refused_and_last_good_keeps_serving(env, tmp_path):
+    s = env["settings"]
+    models = tmp_path / "models"
+    shutil.copytree(s.models_dir, models)
+    local = s.model_copy(update={"models_dir": models,
+                                 "serving": s.serving.model_copy(update={"model_source": "export"})})
+    store = ModelStore(local)
+    store.refresh()
+    good = store.get("milestone")
+    assert good.source == "export"
+    # a new export arrives whose model file does not match its recorded hash
+    meta = json.loads((models / "milestone.json").read_text())
+    meta["model_version"] = "99"
+    meta["sha256"] = "0" * 64
+    (models / "milestone.json").write_text(json.dumps(meta))
+    store.refresh()
+    assert store.get("milestone") is good
+    assert "does not match" in store.errors["milestone"]
+    with pytest.raises(ModelRefused):
+        load_export(models, "milestone")
+    # a truncated model file with a matching hash fails to load and is refused as well
+    (models / "milestone.joblib").write_bytes(b"not a model")
+    import hashlib
+    meta["sha256"] = hashlib.sha256(b"not a model").hexdigest()
+    (models / "milestone.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelRefused, match="cannot be loaded"):
+        load_export(models, "milestone")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture()
+def server(env):
+    s = env["settings"]
+    port = _free_port()
+    environ = {**os.environ, "SLIPCAST_TRACKING_URI": s.tracking_uri, "SLIPCAST_MODELS_DIR": str(s.models_dir),
+               "SLIPCAST_WORK_DIR": str(s.work_dir), "SLIPCAST_SERVING__RELOAD_SECONDS": "0.5"}
+    environ.pop("MLFLOW_TRACKING_URI", None)
+    proc = subprocess.Popen([sys.executable, "-m", "slipcast.cli", "serve", "--port", str(port)], env=environ,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            try:
+                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if proc.poll() is not None:
+                raise RuntimeError(proc.stderr.read().decode())
+            time.sleep(0.1)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.mark.slow
+def test_real_server_round_trip_and_hot_swap_under_load(server, env):
+    s = env["settings"]
+    body = env["body"]
+    first = httpx.post(f"{server}/v1/forecasts", json=body, timeout=30)
+    assert first.status_code == 200 and first.json()["model"]["version"] == "1"
+    # a second version is registered (not promoted), then promoted while requests flow
+    out = train(s, features_dir=env["root"] / "features", targets=["milestone"], candidates=["base_rate"])
+    new_version = out["milestone"]["version"]
+    client = MlflowClient(s.resolved_tracking_uri(), s.resolved_tracking_uri())
+    seen, failures, stop = set(), [], threading.Event()
+
+    def hammer():
+        with httpx.Client(timeout=30) as http:
+            while not stop.is_set():
+                r = http.post(f"{server}/v1/forecasts", json=body)
+                if r.status_code != 200:
+                    failures.append(r.status_code)
+                else:
+                    seen.add(r.json()["model"]["version"])
+
+    with ThreadPoolExecutor(4) as pool:
+        for _ in range(4):
+            pool.submit(hammer)
+        time.sleep(1.0)
+        client.set_registered_model_alias("slipcast-milestone", "champion", new_version)
+        deadline = time.time() + 60
+        while new_version not in seen and time.time() < deadline:
+            time.sleep(0.2)
+        time.sleep(0.5)
+        stop.set()
+    client.set_registered_model_alias("slipcast-milestone", "champion", "1")
+    assert failures == []
+    assert {"1", new_version} <= seen
