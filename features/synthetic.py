@@ -12,9 +12,12 @@ completion time is already known; that is how cross-team blocking enters.
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import random
 from dataclasses import dataclass
+from datetime import date, timedelta
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
@@ -22,6 +25,7 @@ import pandas as pd
 from features.tables import Tables, make_tables
 
 EPOCH = pd.Timestamp("2022-01-03", tz="UTC")  # a Monday
+UPSTREAM_TEAMS = 3  # a team may wait on tickets of the three teams simulated before it
 TYPES = (("Story", 0.55), ("Bug", 0.30), ("Task", 0.15))
 PRIORITIES = (("High", 0.15), ("Medium", 0.60), ("Low", 0.25))
 PRIORITY_RANK = {"High": 0, "Medium": 1, "Low": 2}
@@ -83,6 +87,13 @@ def _choice(rng: random.Random, table):
     return table[-1][0]
 
 
+@lru_cache(maxsize=None)
+def _calendar(day: int) -> tuple[bool, bool]:
+    """(working day, year-end holiday) of a simulation day."""
+    d = date(2022, 1, 3) + timedelta(days=day)
+    return d.weekday() < 5, (d.month == 12 and d.day >= 23) or (d.month == 1 and d.day <= 2)
+
+
 def _team(rng: random.Random, index: int) -> _Team:
     kind = "sprint" if rng.random() < 0.5 else "release"
     return _Team(
@@ -102,9 +113,9 @@ def _team(rng: random.Random, index: int) -> _Team:
 
 
 
-def _simulate_project(rng: random.Random, nrng: np.random.Generator, team: _Team, budget: int,
+def _simulate_project(rng: random.Random, team: _Team, budget: int,
                       rec: _Recorder, tickets: list[dict], milestones: list[dict],
-                      done_index: dict, first_day: int) -> None:
+                      done_index: dict, first_day: int, upstream: list[dict]) -> None:
     """Run one team through successive milestones until its ticket budget is spent."""
     week_factor: dict[int, float] = {}
     backlog: list[dict] = []  # open tickets in no milestone: carried over or descoped
@@ -112,7 +123,7 @@ def _simulate_project(rng: random.Random, nrng: np.random.Generator, team: _Team
     seq = 0
     recent: list[float] = []  # points done per milestone day, for the planner's velocity
     created = 0
-    upstream = [t for t in tickets if t["project"] != team.key]
+    upstream_times = [u["created_at"] for u in upstream]
 
     def new_ticket(at: float, unplanned: bool) -> dict:
         nonlocal created
@@ -138,9 +149,9 @@ def _simulate_project(rng: random.Random, nrng: np.random.Generator, team: _Team
         rec.add(at, "priority", None, prio, ticket=t["ticket_id"])
         rec.add(at, "story_points", None, repr(float(points)), ticket=t["ticket_id"])
         if upstream and rng.random() < team.dependency_p:
-            near = [u for u in upstream[-400:] if abs(u["created_at"] - at) < 45]
-            if near:
-                u = rng.choice(near)
+            lo, hi = bisect.bisect_left(upstream_times, at - 45), bisect.bisect_right(upstream_times, at + 45)
+            if hi > lo:
+                u = upstream[rng.randrange(lo, hi)]
                 t["blocked_until"] = done_index.get(u["ticket_id"])
                 t["depends_on"] = u["ticket_id"]
         tickets.append(t)
@@ -162,7 +173,7 @@ def _simulate_project(rng: random.Random, nrng: np.random.Generator, team: _Team
                      "completed_at": None}
         milestones.append(milestone)
         rec.add(start + 0.375, "due_at", None, due + 0.75, milestone=mid)
-        workdays = sum(1 for d in range(start, due) if (EPOCH + pd.Timedelta(days=d)).dayofweek < 5)
+        workdays = sum(1 for d in range(start, due) if _calendar(d)[0])
         velocity = np.mean(recent[-20:]) if len(recent) >= 5 else team.members * team.velocity * rng.uniform(0.8, 1.2)
         target = team.optimism * velocity * workdays
         scope = []
@@ -190,12 +201,10 @@ def _simulate_project(rng: random.Random, nrng: np.random.Generator, team: _Team
         d = start
         reopen_queue: list[tuple[float, int, dict]] = []
         while d < due:
-            date = EPOCH + pd.Timedelta(days=d)
             week = d // 7
             if week not in week_factor:
                 week_factor[week] = rng.lognormvariate(0.0, 0.25)
-            working = date.dayofweek < 5
-            holiday = (date.month == 12 and date.day >= 23) or (date.month == 1 and date.day <= 2)
+            working, holiday = _calendar(d)
             present = sum(1 for _ in range(team.members) if rng.random() > 0.05)
             capacity = (team.velocity * present * week_factor[week] * (0.1 if holiday else 1.0)) if working else 0.0
             # unplanned work arrives
@@ -319,7 +328,6 @@ def _to_time(days) -> np.ndarray:
 def generate(config: SimulationConfig) -> Tables:
     """Simulate a history and return it as canonical tables, cut at an export time."""
     rng = random.Random(config.seed)
-    nrng = np.random.default_rng(config.seed)
     teams = [_team(rng, i) for i in range(config.projects)]
     weights = np.array([rng.uniform(0.5, 1.5) for _ in teams])
     budgets = np.maximum(20, np.round(weights / weights.sum() * config.tickets)).astype(int)
@@ -328,10 +336,13 @@ def generate(config: SimulationConfig) -> Tables:
     milestones: list[dict] = []
     done_index: dict[str, float] = {}
     links = []
+    starts = [0]
     for team, budget in zip(teams, budgets):
         before = len(tickets)
-        _simulate_project(rng, nrng, team, int(budget), rec, tickets, milestones, done_index,
-                          first_day=rng.randint(0, 20))
+        upstream = sorted(tickets[starts[max(0, len(starts) - 1 - UPSTREAM_TEAMS)]:], key=lambda t: t["created_at"])
+        _simulate_project(rng, team, int(budget), rec, tickets, milestones, done_index,
+                          first_day=rng.randint(0, 20), upstream=upstream)
+        starts.append(len(tickets))
         links += [{"from_ticket": t["ticket_id"], "to_ticket": t["depends_on"], "kind": "depends_on",
                    "created_at": t["created_at"]} for t in tickets[before:] if "depends_on" in t]
     events = _events_frame(rec)

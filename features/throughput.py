@@ -42,10 +42,11 @@ def monte_carlo_on_time(weekly: np.ndarray, remaining: np.ndarray, days_left: np
     """
     n, w = weekly.shape
     out = np.full(n, np.nan)
-    weeks_left = np.maximum(days_left, 0) / 7.0
-    horizon = int(np.ceil(np.nanmax(weeks_left))) if n else 0
+    unknown = np.isnan(days_left)
+    weeks_left = np.where(unknown, 0.0, np.maximum(days_left, 0) / 7.0)
+    horizon = int(np.ceil(weeks_left.max())) if n else 0
     if horizon == 0:
-        return np.where(remaining <= 0, 1.0, 0.0)
+        return np.where(unknown, np.nan, np.where(remaining <= 0, 1.0, 0.0))
     picks = (np.random.default_rng(seed).random((horizon, runs)).T * w).astype(np.intp)  # (runs, horizon)
     weight = np.clip(weeks_left[:, None] - np.arange(horizon)[None, :], 0.0, 1.0)  # (n, horizon)
     chunk = max(1, max_cells // max(1, runs * horizon))
@@ -56,4 +57,5 @@ def monte_carlo_on_time(weekly: np.ndarray, remaining: np.ndarray, days_left: np
         out[lo:hi] = (finished >= remaining[lo:hi, None]).mean(axis=1)
     out[weekly.sum(axis=1) <= 0] = np.nan
     out[remaining <= 0] = 1.0
+    out[unknown] = np.nan
     return out

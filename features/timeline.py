@@ -13,7 +13,8 @@ import pandas as pd
 
 from features.tables import Tables
 
-FAR_FUTURE = pd.Timestamp("2262-01-01", tz="UTC").as_unit("us")
+FAR_FUTURE = pd.Timestamp("9999-01-01", tz="UTC").as_unit("us")
+FAR_PAST = pd.Timestamp("1000-01-01", tz="UTC").as_unit("us")
 
 
 @dataclass
@@ -96,7 +97,7 @@ def _due_changes(dev: pd.DataFrame, tables: Tables) -> pd.DataFrame:
     no_history = ms[~ms["milestone_id"].isin(rows["milestone_id"]) & ms["due_at"].notna()]
     static = pd.DataFrame({
         "milestone_id": no_history["milestone_id"],
-        "at": pd.Timestamp("1970-01-01", tz="UTC").as_unit("us"),
+        "at": FAR_PAST,
         "due": no_history["due_at"],
         "replan": np.int32(0),
     })

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from datetime import datetime
+from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 Status = Literal["todo", "in_progress", "blocked", "done"]
+
+
+def _plausible(value: datetime) -> datetime:
+    if not 1900 <= value.year <= 2200:
+        raise ValueError("timestamp outside the years 1900-2200")
+    return value
+
+
+When = Annotated[AwareDatetime, AfterValidator(_plausible)]
 
 
 class Strict(BaseModel):
@@ -18,9 +28,9 @@ class MilestoneIn(Strict):
     project: str = Field(min_length=1, max_length=200, description="Team or project the milestone belongs to.")
     name: str | None = Field(default=None, max_length=500)
     kind: Literal["release", "sprint", "epic"] = "release"
-    start_at: AwareDatetime
-    due_at: AwareDatetime
-    completed_at: AwareDatetime | None = None
+    start_at: When
+    due_at: When
+    completed_at: When | None = None
 
 
 class TicketIn(Strict):
@@ -28,8 +38,8 @@ class TicketIn(Strict):
     project: str | None = Field(default=None, max_length=200, description="Defaults to the milestone's project.")
     type: str | None = Field(default=None, max_length=100)
     priority: str | None = Field(default=None, max_length=100)
-    created_at: AwareDatetime
-    resolved_at: AwareDatetime | None = None
+    created_at: When
+    resolved_at: When | None = None
     story_points: float | None = Field(default=None, ge=0, le=10000)
     assignee: str | None = Field(default=None, max_length=200)
     status: Status
@@ -39,7 +49,7 @@ class TicketIn(Strict):
 class EventIn(Strict):
     ticket_id: str | None = None
     milestone_id: str | None = None
-    at: AwareDatetime
+    at: When
     field: Literal["status", "milestone", "due_at", "assignee", "priority", "story_points", "resolution", "type"]
     from_value: str | None = None
     to_value: str | None = None
@@ -49,11 +59,11 @@ class LinkIn(Strict):
     from_ticket: str
     to_ticket: str
     kind: Literal["blocks", "depends_on", "relates", "duplicates", "parent"]
-    created_at: AwareDatetime | None = None
+    created_at: When | None = None
 
 
 class PastMilestone(Strict):
-    known_at: AwareDatetime = Field(description="When the outcome became known (due date or completion).")
+    known_at: When = Field(description="When the outcome became known (due date or completion).")
     slipped: bool
 
 
@@ -65,7 +75,7 @@ class ForecastRequest(Strict):
     events: list[EventIn] = Field(default_factory=list, max_length=500000)
     links: list[LinkIn] = Field(default_factory=list, max_length=50000)
     past_milestones: list[PastMilestone] = Field(default_factory=list, max_length=10000)
-    as_of: AwareDatetime | None = Field(default=None, description="Defaults to the time of the request.")
+    as_of: When | None = Field(default=None, description="Defaults to the time of the request.")
     explain: bool = Field(default=True, description="Compute the drivers behind the forecast.")
 
 
@@ -87,7 +97,7 @@ class ModelRef(BaseModel):
 
 class Forecast(BaseModel):
     milestone_id: str
-    as_of: AwareDatetime
+    as_of: When
     status: Literal["ok", "insufficient_history", "past_due"]
     probability: float | None = Field(
         description="Probability the milestone slips; null when insufficient history or past due.")
@@ -109,7 +119,7 @@ class BatchResponse(BaseModel):
 class Change(Strict):
     remove_tickets: list[str] = Field(default_factory=list, description="Tickets taken out of the milestone.")
     add_tickets: list[TicketIn] = Field(default_factory=list, description="Tickets added to the milestone now.")
-    due_at: AwareDatetime | None = Field(default=None, description="A new due date.")
+    due_at: When | None = Field(default=None, description="A new due date.")
     add_people: int = Field(default=0, ge=0, le=100, description="People joining (each takes open tickets).")
 
 
@@ -131,7 +141,7 @@ class TicketForecast(BaseModel):
 
 class TicketForecasts(BaseModel):
     milestone_id: str
-    as_of: AwareDatetime
+    as_of: When
     tickets: list[TicketForecast]
     model: ModelRef
 
@@ -144,4 +154,4 @@ class ModelInfo(BaseModel):
     baselines: dict
     data_fingerprint: str | None
     trained_at: str | None
-    loaded_at: AwareDatetime
+    loaded_at: When
