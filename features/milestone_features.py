@@ -58,7 +58,7 @@ def ticket_state(scope: pd.DataFrame, tables: Tables, tl: Timelines) -> pd.DataF
     static = tables.tickets.set_index("ticket_id")
     out["type"] = out["type"].fillna(rows["ticket_id"].map(static["type"]))
     created = static["created_at"].reindex(rows["ticket_id"].to_numpy())
-    out["created_at"] = pd.Series(created.to_numpy(), index=rows.index, dtype="datetime64[us, UTC]")
+    out["created_at"] = pd.Series(created.array, index=rows.index, dtype="datetime64[us, UTC]")
     out["points"] = pd.to_numeric(out["points"])
     out["open"] = out["status"] != "done"
     return out

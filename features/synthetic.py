@@ -152,7 +152,8 @@ def _simulate_project(rng: random.Random, team: _Team, budget: int,
             lo, hi = bisect.bisect_left(upstream_times, at - 45), bisect.bisect_right(upstream_times, at + 45)
             if hi > lo:
                 u = upstream[rng.randrange(lo, hi)]
-                t["blocked_until"] = done_index.get(u["ticket_id"])
+                # a dependency that never finishes is worked around after a few weeks
+                t["blocked_until"] = min(done_index.get(u["ticket_id"], np.inf), at + rng.uniform(20.0, 60.0))
                 t["depends_on"] = u["ticket_id"]
         tickets.append(t)
         return t
@@ -174,8 +175,10 @@ def _simulate_project(rng: random.Random, team: _Team, budget: int,
         milestones.append(milestone)
         rec.add(start + 0.375, "due_at", None, due + 0.75, milestone=mid)
         workdays = sum(1 for d in range(start, due) if _calendar(d)[0])
-        velocity = np.mean(recent[-20:]) if len(recent) >= 5 else team.members * team.velocity * rng.uniform(0.8, 1.2)
-        target = team.optimism * velocity * workdays
+        nominal = team.members * team.velocity
+        velocity = np.mean(recent[-20:]) if len(recent) >= 5 else nominal * rng.uniform(0.8, 1.2)
+        # planners never plan on (almost) nothing, even after a quiet spell such as the holidays
+        target = max(team.optimism * max(velocity, 0.3 * nominal) * workdays, 1.0)
         scope = []
         at = start + 0.375
         backlog.sort(key=lambda t: (PRIORITY_RANK[t["priority"]], t["created_at"]))
@@ -229,7 +232,7 @@ def _simulate_project(rng: random.Random, team: _Team, budget: int,
                 workable = []
                 for t in open_:
                     bu = t.get("blocked_until")
-                    blocked = "depends_on" in t and (bu is None or bu > d + 0.5)
+                    blocked = "depends_on" in t and bu > d + 0.5
                     if blocked:
                         if t["status"] != "blocked":
                             rec.add(d + 0.4, "status", t["status"], "blocked", ticket=t["ticket_id"])
@@ -319,10 +322,10 @@ def _iso(days: float) -> str:
     return (EPOCH + pd.to_timedelta(days, unit="D")).floor("s").isoformat()
 
 
-def _to_time(days) -> np.ndarray:
+def _to_time(days):
     """Float days since EPOCH as UTC timestamps (whole seconds), positionally."""
     series = EPOCH + pd.to_timedelta(pd.Series(np.asarray(days, dtype="float64")), unit="D")
-    return series.dt.floor("s").to_numpy()
+    return series.dt.floor("s").array
 
 
 def generate(config: SimulationConfig) -> Tables:

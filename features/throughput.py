@@ -48,11 +48,12 @@ def monte_carlo_on_time(weekly: np.ndarray, remaining: np.ndarray, days_left: np
     if horizon == 0:
         return np.where(unknown, np.nan, np.where(remaining <= 0, 1.0, 0.0))
     picks = (np.random.default_rng(seed).random((horizon, runs)).T * w).astype(np.intp)  # (runs, horizon)
-    weight = np.clip(weeks_left[:, None] - np.arange(horizon)[None, :], 0.0, 1.0)  # (n, horizon)
+    weight = np.clip(weeks_left[:, None] - np.arange(horizon)[None, :], 0.0, 1.0).astype(np.float32)
+    weekly32 = weekly.astype(np.float32)
     chunk = max(1, max_cells // max(1, runs * horizon))
     for lo in range(0, n, chunk):
         hi = min(n, lo + chunk)
-        sampled = weekly[lo:hi][:, picks]  # (m, runs, horizon)
+        sampled = weekly32[lo:hi][:, picks]  # (m, runs, horizon)
         finished = (sampled * weight[lo:hi, None, :]).sum(axis=2)
         out[lo:hi] = (finished >= remaining[lo:hi, None]).mean(axis=1)
     out[weekly.sum(axis=1) <= 0] = np.nan
