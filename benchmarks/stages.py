@@ -107,7 +107,135 @@ def stage_train(rows: int) -> dict:
             "roc_auc": {n: round(r.overall["roc_auc"], 3) for n, r in bt.results.items()}}
 
 
-STAGES = {"import": stage_import, "generate": stage_generate, "features": stage_features, "train": stage_train}
+def _percentiles(samples: list[float]) -> dict:
+    ms = np.array(samples) * 1000
+    return {"p50_ms": round(float(np.percentile(ms, 50)), 2), "p99_ms": round(float(np.percentile(ms, 99)), 2)}
+
+
+def _load(url: str, body: dict, workers: int, seconds: float) -> dict:
+    """Bounded load from ``workers`` threads against loopback: requests/s and errors."""
+    import threading
+
+    import httpx
+
+    ok, errors, stop = [0] * workers, [0] * workers, threading.Event()
+
+    def work(i):
+        with httpx.Client(timeout=30) as http:
+            while not stop.is_set():
+                try:
+                    r = http.post(url, json=body)
+                    ok[i] += r.status_code == 200
+                    errors[i] += r.status_code != 200
+                except httpx.HTTPError:
+                    errors[i] += 1
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(workers)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    time.sleep(seconds)
+    stop.set()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - started
+    return {"concurrency": workers, "requests_per_s": round(sum(ok) / elapsed, 1), "errors": sum(errors)}
+
+
+def stage_serve() -> dict:
+    """Forecast latency through HTTP on loopback next to the bare model on the same input."""
+    import os
+    import socket
+    import subprocess
+
+    import httpx
+
+    from features.pipeline import build_training_sets, write_training_set
+    from features.synthetic import SimulationConfig, generate
+    from serving.demo import request_for
+    from serving.forecast import forecast_many, request_frames
+    from serving.model_store import ModelStore
+    from serving.schemas import ForecastRequest
+    from features.online import features_now
+    from training.run import train
+
+    root = WORK / "serve"
+    settings = get_settings()
+    s = settings.model_copy(update={
+        "tracking_uri": f"sqlite:///{root / 'mlflow.db'}", "artifact_location": str(root / "artifacts"),
+        "models_dir": root / "models", "work_dir": root / "work",
+        "training": settings.training.model_copy(update={"bootstrap_rounds": 20})})
+    tables = generate(SimulationConfig(projects=4, tickets=2000, seed=3))
+    sets = build_training_sets(tables, s.features)
+    for target, frame in sets.items():
+        write_training_set(frame, root / "features", target)
+    if not (root / "models" / "milestone.json").exists():
+        train(s, features_dir=root / "features", targets=["milestone"], candidates=["gradient_boosting"])
+    m = sets["milestone"]
+    last = m.dropna(subset=["label"]).sort_values("as_of").groupby("milestone_id").tail(1)
+    outcomes = pd.DataFrame({"project": last["project"], "known_at": last["label_known_at"], "slipped": last["label"]})
+    row = m[(m["remaining_count"] >= 5) & (m["history_weeks"] >= 4)].sort_values("as_of").iloc[-1]
+    body = request_for(tables, row["milestone_id"], row["as_of"], outcomes)
+    plain = {**body, "explain": False}
+
+    store = ModelStore(s)
+    store.refresh()
+    loaded = store.get("milestone")
+    req = ForecastRequest.model_validate(plain)
+    t, snaps, outs = request_frames([req], [req.as_of])
+    X = loaded.frame(features_now(t, snaps, s.features, outs)[0])
+    bare, inproc = [], []
+    for _ in range(200):
+        started = time.perf_counter()
+        loaded.predict(X)
+        bare.append(time.perf_counter() - started)
+    for _ in range(30):
+        started = time.perf_counter()
+        forecast_many([req], loaded, s)
+        inproc.append(time.perf_counter() - started)
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "SLIPCAST_TRACKING_URI": s.tracking_uri, "SLIPCAST_MODELS_DIR": str(s.models_dir),
+           "SLIPCAST_SERVING__RELOAD_SECONDS": "30", "SLIPCAST_SERVING__MAX_BODY_BYTES": "200000000"}
+    server = subprocess.Popen([sys.executable, "-m", "slipcast.cli", "serve", "--port", str(port)], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            try:
+                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        http_plain, http_explain = [], []
+        with httpx.Client(timeout=60) as http:
+            for samples, payload in ((http_plain, plain), (http_explain, body)):
+                for _ in range(60):
+                    started = time.perf_counter()
+                    assert http.post(f"{base}/v1/forecasts", json=payload).status_code == 200
+                    samples.append(time.perf_counter() - started)
+            items = [dict(plain, milestone=dict(plain["milestone"], milestone_id=f"m{i}")) for i in range(1000)]
+            started = time.perf_counter()
+            r = http.post(f"{base}/v1/forecasts/batch", json={"items": items})
+            batch_s = time.perf_counter() - started
+            assert r.status_code == 200, r.text[:300]
+        load = [_load(f"{base}/v1/forecasts", plain, n, 5.0) for n in (1, 4, 16)]
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    b, h = _percentiles(bare), _percentiles(http_plain)
+    return {"request_tickets": len(body["tickets"]), "request_events": len(body["events"]),
+            "bare_predict": b, "in_process_forecast": _percentiles(inproc), "http_forecast": h,
+            "http_forecast_with_drivers": _percentiles(http_explain),
+            "http_over_bare_p50_ms": round(h["p50_ms"] - b["p50_ms"], 2),
+            "batch_1000_s": round(batch_s, 2), "load": load, "peak_mb": round(peak_mb())}
+
+
+STAGES = {"import": stage_import, "generate": stage_generate, "features": stage_features, "train": stage_train,
+          "serve": stage_serve}
 
 if __name__ == "__main__":
     name, *args = sys.argv[1:]

@@ -29,11 +29,18 @@ def client_for(settings) -> MlflowClient:
 
 
 def download_model(settings, name: str, version: str, run_id: str) -> tuple[object, dict]:
-    """A registered model version, loaded, and the Slipcast metadata its run logged."""
+    """A registered model version, loaded, and the Slipcast metadata its run logged.
+
+    The version's artifacts are located through this client (a ``models:/`` URI would be
+    resolved against MLflow's global tracking URI, which serving leaves alone).
+    """
+    client = client_for(settings)
     uri = registry_uri(settings)
+    source = client.get_model_version(name, version).source
+    if source.startswith("models:/m-"):
+        source = client.get_logged_model(source.removeprefix("models:/")).artifact_location
     with tempfile.TemporaryDirectory(prefix="slipcast-model-") as tmp:
-        local = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=tmp,
-                                                    tracking_uri=uri, registry_uri=uri)
+        local = mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=tmp, tracking_uri=uri)
         model = mlflow.sklearn.load_model(local)
         meta = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="slipcast/metadata.json",
                                                    dst_path=tmp, tracking_uri=uri)

@@ -240,7 +240,8 @@ def test_real_server_round_trip_and_hot_swap_under_load(server, env):
     s = env["settings"]
     body = env["body"]
     first = httpx.post(f"{server}/v1/forecasts", json=body, timeout=30)
-    assert first.status_code == 200 and first.json()["model"]["version"] == "1"
+    assert first.status_code == 200, first.text
+    assert first.json()["model"]["version"] == "1" and first.json()["model"]["source"] == "registry"
     # a second version is registered (not promoted), then promoted while requests flow
     out = train(s, features_dir=env["root"] / "features", targets=["milestone"], candidates=["base_rate"])
     new_version = out["milestone"]["version"]

@@ -1,0 +1,58 @@
+"""``make bench``: every benchmark stage in its own process, figures printed as they come.
+
+Sizes come from the environment: BENCH_TICKETS (default 1,000,000), BENCH_PROJECTS (default
+200), BENCH_TRAIN_ROWS (default 100,000). Results are also written to work/bench/results.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from benchmarks.stages import WORK
+
+
+def run(stage: str, *args) -> dict:
+    print(f"\n== {stage} {' '.join(map(str, args))}", flush=True)
+    out = subprocess.run([sys.executable, "-m", "benchmarks.stages", stage, *map(str, args)],
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        print(out.stderr[-3000:], file=sys.stderr)
+        raise SystemExit(f"benchmark stage {stage} failed")
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    print(json.dumps(result, indent=2), flush=True)
+    return result
+
+
+def main() -> int:
+    tickets = int(os.environ.get("BENCH_TICKETS", 1_000_000))
+    projects = int(os.environ.get("BENCH_PROJECTS", 200))
+    rows = int(os.environ.get("BENCH_TRAIN_ROWS", 100_000))
+    WORK.mkdir(parents=True, exist_ok=True)
+    results = {
+        "import": run("import"),
+        "generate": run("generate", tickets, projects),
+        "features": run("features"),
+        "train": run("train", rows),
+        "serve": run("serve"),
+    }
+    (WORK / "results.json").write_text(json.dumps(results, indent=2))
+    f, s = results["features"], results["serve"]
+    print("\n== summary")
+    print(f"import: {results['import'].get('records_per_s')} records/s on Duraspace")
+    print(f"generate: {results['generate']['tickets']} tickets, {results['generate']['events']} events in "
+          f"{results['generate']['seconds']} s, peak {results['generate']['peak_mb']} MB")
+    print(f"features: {f['seconds']} s = {f['ratio_to_pass']}x one sorted group-by pass over the events; "
+          f"peak {f['peak_mb']} MB = {f['peak_over_data']}x the tables in memory")
+    print(f"train: backtest + final fit on {results['train']['snapshots']} snapshots in {results['train']['seconds']} s, "
+          f"peak {results['train']['peak_mb']} MB; Brier skill {results['train']['brier_skill']}")
+    print(f"serve: p50 {s['http_forecast']['p50_ms']} ms over HTTP vs {s['bare_predict']['p50_ms']} ms bare "
+          f"(+{s['http_over_bare_p50_ms']} ms); 1,000-milestone batch {s['batch_1000_s']} s; "
+          + ", ".join(f"{x['requests_per_s']} req/s at {x['concurrency']} ({x['errors']} errors)" for x in s["load"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
