@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 data: setup
-	$(BIN)/slipcast generate --out $(DEMO_DATA) --projects 8 --tickets 8000 --seed 1
+	$(BIN)/slipcast generate --out $(DEMO_DATA) --projects 5 --tickets 2500 --seed 1
 
 features: data
 	$(BIN)/slipcast features --data $(DEMO_DATA)

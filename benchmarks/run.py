@@ -1,7 +1,7 @@
 """``make bench``: every benchmark stage in its own process, figures printed as they come.
 
 Sizes come from the environment: BENCH_TICKETS (default 1,000,000), BENCH_PROJECTS (default
-200), BENCH_TRAIN_ROWS (default 100,000). Results are also written to work/bench/results.json.
+3000), BENCH_TRAIN_ROWS (default 100,000). Results are also written to work/bench/results.json.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def run(stage: str, *args) -> dict:
 
 def main() -> int:
     tickets = int(os.environ.get("BENCH_TICKETS", 1_000_000))
-    projects = int(os.environ.get("BENCH_PROJECTS", 200))
+    projects = int(os.environ.get("BENCH_PROJECTS", 3000))
     rows = int(os.environ.get("BENCH_TRAIN_ROWS", 100_000))
     WORK.mkdir(parents=True, exist_ok=True)
     results = {

@@ -26,6 +26,7 @@ from features.tables import Tables, make_tables
 
 EPOCH = pd.Timestamp("2022-01-03", tz="UTC")  # a Monday
 UPSTREAM_TEAMS = 3  # a team may wait on tickets of the three teams simulated before it
+MAX_DAYS = 25 * 365  # a team still going after 25 years stops there
 TYPES = (("Story", 0.55), ("Bug", 0.30), ("Task", 0.15))
 PRIORITIES = (("High", 0.15), ("Medium", 0.60), ("Low", 0.25))
 PRIORITY_RANK = {"High": 0, "Medium": 1, "Low": 2}
@@ -164,7 +165,7 @@ def _simulate_project(rng: random.Random, team: _Team, budget: int,
         t["milestone"] = mid
         rec.add(at, "milestone", None, mid, ticket=t["ticket_id"])
 
-    while created < budget:
+    while created < budget and day < MAX_DAYS:
         seq += 1
         mid = f"{team.key}-{team.kind[0].upper()}{seq}"
         start = day
@@ -332,7 +333,8 @@ def generate(config: SimulationConfig) -> Tables:
     """Simulate a history and return it as canonical tables, cut at an export time."""
     rng = random.Random(config.seed)
     teams = [_team(rng, i) for i in range(config.projects)]
-    weights = np.array([rng.uniform(0.5, 1.5) for _ in teams])
+    # budgets follow capacity, so every team covers about the same stretch of calendar
+    weights = np.array([t.members * t.velocity * rng.uniform(0.8, 1.2) for t in teams])
     budgets = np.maximum(20, np.round(weights / weights.sum() * config.tickets)).astype(int)
     rec = _Recorder()
     tickets: list[dict] = []
