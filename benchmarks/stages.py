@@ -10,7 +10,6 @@ import json
 import resource
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -144,10 +143,6 @@ def _load(url: str, body: dict, workers: int, seconds: float) -> dict:
 
 def stage_serve() -> dict:
     """Forecast latency through HTTP on loopback next to the bare model on the same input."""
-    import os
-    import socket
-    import subprocess
-
     import httpx
 
     from features.pipeline import build_training_sets, write_training_set
@@ -155,6 +150,7 @@ def stage_serve() -> dict:
     from serving.demo import request_for
     from serving.forecast import forecast_many, request_frames
     from serving.model_store import ModelStore
+    from serving.process import free_port, running_service
     from serving.schemas import ForecastRequest
     from features.online import features_now
     from training.run import train
@@ -194,22 +190,9 @@ def stage_serve() -> dict:
         forecast_many([req], loaded, s)
         inproc.append(time.perf_counter() - started)
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    env = {**os.environ, "SLIPCAST_TRACKING_URI": s.tracking_uri, "SLIPCAST_MODELS_DIR": str(s.models_dir),
+    env = {"SLIPCAST_TRACKING_URI": s.tracking_uri, "SLIPCAST_MODELS_DIR": str(s.models_dir),
            "SLIPCAST_SERVING__RELOAD_SECONDS": "30", "SLIPCAST_SERVING__MAX_BODY_BYTES": "200000000"}
-    server = subprocess.Popen([sys.executable, "-m", "slipcast.cli", "serve", "--port", str(port)], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(600):
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
+    with running_service(free_port(), env) as base:
         http_plain, http_explain = [], []
         with httpx.Client(timeout=60) as http:
             for samples, payload in ((http_plain, plain), (http_explain, body)):
@@ -223,9 +206,6 @@ def stage_serve() -> dict:
             batch_s = time.perf_counter() - started
             assert r.status_code == 200, r.text[:300]
         load = [_load(f"{base}/v1/forecasts", plain, n, 5.0) for n in (1, 4, 16)]
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
     b, h = _percentiles(bare), _percentiles(http_plain)
     return {"request_tickets": len(body["tickets"]), "request_events": len(body["events"]),
             "bare_predict": b, "in_process_forecast": _percentiles(inproc), "http_forecast": h,

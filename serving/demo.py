@@ -12,14 +12,13 @@ import argparse
 import json
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import httpx
 import pandas as pd
 
 from features.pipeline import read_training_set
 from features.tables import Tables, read_tables
+from serving.process import running_service
 from slipcast.settings import get_settings
 
 
@@ -94,25 +93,13 @@ def main(argv=None) -> int:
           f"({len(body['tickets'])} tickets, {len(body['events'])} events) written to {path}")
     print("Ask the service (ready-to-paste):\n")
     print(f"  curl -s -X POST {base}/v1/forecasts -H 'Content-Type: application/json' -d @{path}\n")
-    cmd = [sys.executable, "-m", "slipcast.cli", "serve"]
     if not args.check:
         print(f"Serving on {base} (docs at {base}/docs); Ctrl-C stops.\n", flush=True)
-        return subprocess.call(cmd)
-    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        for _ in range(300):
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        answer = httpx.post(f"{base}/v1/forecasts", json=body, timeout=30)
-        print(json.dumps(answer.json(), indent=2))
-        return 0 if answer.status_code == 200 else 1
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+        return subprocess.call([sys.executable, "-m", "slipcast.cli", "serve"])
+    with running_service(settings.serving.port) as url:
+        answer = httpx.post(f"{url}/v1/forecasts", json=body, timeout=30)
+    print(json.dumps(answer.json(), indent=2))
+    return 0 if answer.status_code == 200 else 1
 
 
 if __name__ == "__main__":

@@ -1,11 +1,7 @@
 """The forecast API: in-process and as a real uvicorn process on loopback."""
 
 import json
-import os
 import shutil
-import socket
-import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -13,7 +9,6 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pandas as pd
 import pytest
-import schemathesis
 from fastapi.testclient import TestClient
 from mlflow import MlflowClient
 
@@ -21,6 +16,7 @@ from features.milestone_features import MILESTONE_FEATURES
 from serving.app import create_app
 from serving.demo import request_for
 from serving.model_store import ModelRefused, ModelStore, load_export
+from serving.process import free_port, running_service
 from training.run import train
 
 
@@ -203,36 +199,13 @@ def test_corrupted_artifact_is_refused_and_last_good_keeps_serving(env, tmp_path
         load_export(models, "milestone")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture()
 def server(env):
     s = env["settings"]
-    port = _free_port()
-    environ = {**os.environ, "SLIPCAST_TRACKING_URI": s.tracking_uri, "SLIPCAST_MODELS_DIR": str(s.models_dir),
-               "SLIPCAST_WORK_DIR": str(s.work_dir), "SLIPCAST_SERVING__RELOAD_SECONDS": "0.5"}
-    environ.pop("MLFLOW_TRACKING_URI", None)
-    proc = subprocess.Popen([sys.executable, "-m", "slipcast.cli", "serve", "--port", str(port)], env=environ,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(600):
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None:
-                raise RuntimeError(proc.stderr.read().decode())
-            time.sleep(0.1)
+    with running_service(free_port(), {"SLIPCAST_TRACKING_URI": s.tracking_uri, "SLIPCAST_MODELS_DIR": str(s.models_dir),
+                                       "SLIPCAST_WORK_DIR": str(s.work_dir), "SLIPCAST_SERVING__RELOAD_SECONDS": "0.5",
+                                       "MLFLOW_TRACKING_URI": None}) as base:
         yield base
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 @pytest.mark.slow
