@@ -12,6 +12,7 @@ from __future__ import annotations
 import pandas as pd
 
 from features.milestone_features import milestone_features
+from features.schema import EVENTS, MILESTONES, TICKETS, conform
 from features.tables import Tables, make_tables
 from features.timeline import build_timelines
 
@@ -55,10 +56,10 @@ def state_tables(milestones: pd.DataFrame, tickets: pd.DataFrame, events: pd.Dat
     A milestone without due-date events keeps its ``due_at`` as known from the start, as in
     any export that keeps only the final date.
     """
-    partial = make_tables(milestones, tickets, events, links)
-    implied = _implied_events(partial.tickets, partial.milestones, partial.events)
-    events = pd.concat([partial.events, implied], ignore_index=True)
-    return make_tables(partial.milestones, partial.tickets, events, partial.links)
+    milestones, tickets = conform(milestones, MILESTONES), conform(tickets, TICKETS)
+    events = conform(events, EVENTS)
+    implied = _implied_events(tickets, milestones, events)
+    return make_tables(milestones, tickets, pd.concat([events, implied], ignore_index=True), links)
 
 
 def features_now(tables: Tables, snapshots: pd.DataFrame, settings,

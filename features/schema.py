@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -118,6 +119,11 @@ LINKS = TableSpec(
 TABLES: dict[str, TableSpec] = {t.name: t for t in (MILESTONES, TICKETS, EVENTS, LINKS)}
 
 
+# the pandas dtype each arrow type conforms to: a column already of it is left as it is
+CANONICAL_DTYPES = {UTC_TS: pd.DatetimeTZDtype("us", "UTC"), pa.float64(): np.dtype("float64"),
+                    pa.string(): pd.StringDtype(na_value=np.nan)}
+
+
 class SchemaError(ValueError):
     """A canonical table does not meet its contract."""
 
@@ -140,6 +146,8 @@ def conform(frame: pd.DataFrame, spec: TableSpec) -> pd.DataFrame:
     frame = frame[spec.columns]
     for f in spec.schema:
         col = frame[f.name]
+        if col.dtype == CANONICAL_DTYPES.get(f.type, None):
+            continue
         if pa.types.is_timestamp(f.type):
             if not isinstance(col.dtype, pd.DatetimeTZDtype):
                 if col.notna().any() and pd.api.types.is_datetime64_any_dtype(col.dtype):

@@ -17,7 +17,8 @@ from features.schema import SchemaError
 from features.tables import Tables
 from serving.explain import drivers
 from serving.model_store import LoadedModel
-from serving.schemas import Forecast, ForecastRequest, ModelRef, TicketForecast, TicketForecasts
+from serving.schemas import (EventIn, Forecast, ForecastRequest, LinkIn, MilestoneIn, ModelRef, PastMilestone,
+                             TicketForecast, TicketForecasts, TicketIn)
 
 INSUFFICIENT = "insufficient_history"
 
@@ -48,39 +49,47 @@ def check_request(req: ForecastRequest, now: datetime, loc: list) -> datetime:
     return as_of
 
 
-def _ns(i: int, value):
-    return None if value is None or (isinstance(value, float) and np.isnan(value)) else f"{i}{SEP}{value}"
+def _frame(rows: list, model: type, index: list[int]) -> pd.DataFrame:
+    """Pydantic objects as one frame (their attributes read directly), tagged with their request."""
+    frame = pd.DataFrame([r.__dict__ for r in rows], columns=list(model.model_fields))
+    frame["_req"] = np.asarray(index, dtype=np.int64)
+    return frame
+
+
+def _namespace(frame: pd.DataFrame, columns: list[str], where: pd.Series | None = None) -> None:
+    """Prefix ids with their request's number (on the rows ``where`` holds), so requests in one
+    batch never share an id."""
+    prefix = frame["_req"].astype(str) + SEP
+    for col in columns:
+        keep = frame[col].notna() if where is None else frame[col].notna() & where
+        frame[col] = frame[col].astype(object).mask(keep, prefix + frame[col].astype(object))
 
 
 def request_frames(reqs: list[ForecastRequest], as_ofs: list[datetime]) -> tuple[Tables, pd.DataFrame, pd.DataFrame]:
     """Canonical tables, snapshots and past outcomes of a batch, ids namespaced per request."""
-    ms, tk, ev, lk, past, snaps = [], [], [], [], [], []
-    for i, (req, as_of) in enumerate(zip(reqs, as_ofs)):
-        m = req.milestone.model_dump()
-        project = m["project"]
-        ms.append({**m, "milestone_id": _ns(i, m["milestone_id"]), "project": _ns(i, project),
-                   "name": m["name"] or m["milestone_id"]})
-        for t in req.tickets:
-            d = t.model_dump()
-            tk.append({**d, "ticket_id": _ns(i, d["ticket_id"]), "project": _ns(i, d["project"] or project),
-                       "milestone_id": _ns(i, d["milestone_id"])})
-        for e in req.events:
-            d = e.model_dump()
-            if d["field"] == "milestone":
-                d["from_value"], d["to_value"] = _ns(i, d["from_value"]), _ns(i, d["to_value"])
-            ev.append({**d, "ticket_id": _ns(i, d["ticket_id"]), "milestone_id": _ns(i, d["milestone_id"])})
-        for link in req.links:
-            d = link.model_dump()
-            lk.append({**d, "from_ticket": _ns(i, d["from_ticket"]), "to_ticket": _ns(i, d["to_ticket"])})
-        past += [{"project": _ns(i, project), "known_at": p.known_at, "slipped": float(p.slipped)}
-                 for p in req.past_milestones]
-        snaps.append({"milestone_id": _ns(i, m["milestone_id"]), "as_of": as_of})
-    frames = [pd.DataFrame(x) for x in (ms, tk, ev, lk)]
-    tables = state_tables(*frames)
-    outcomes = pd.DataFrame(past, columns=["project", "known_at", "slipped"])
-    if len(outcomes):
-        outcomes["known_at"] = pd.to_datetime(outcomes["known_at"], utc=True)
-    return tables, pd.DataFrame(snaps), outcomes
+    ms = _frame([r.milestone for r in reqs], MilestoneIn, list(range(len(reqs))))
+    ms["name"] = ms["name"].fillna(ms["milestone_id"])
+
+    def gather(attr: str, model: type) -> pd.DataFrame:
+        rows = [(i, x) for i, r in enumerate(reqs) for x in getattr(r, attr)]
+        return _frame([x for _, x in rows], model, [i for i, _ in rows])
+
+    tk, ev, lk, past = (gather("tickets", TicketIn), gather("events", EventIn), gather("links", LinkIn),
+                        gather("past_milestones", PastMilestone))
+    project = ms["project"].to_numpy()
+    tk["project"] = tk["project"].fillna(pd.Series(project[tk["_req"]], index=tk.index, dtype=object))
+    past["project"] = project[past["_req"]]
+    _namespace(ev, ["from_value", "to_value"], where=ev["field"] == "milestone")  # they name milestones
+    _namespace(ms, ["milestone_id", "project"])
+    _namespace(tk, ["ticket_id", "project", "milestone_id"])
+    _namespace(ev, ["ticket_id", "milestone_id"])
+    _namespace(lk, ["from_ticket", "to_ticket"])
+    _namespace(past, ["project"])
+    snaps = pd.DataFrame({"milestone_id": ms["milestone_id"], "as_of": as_ofs})
+    tables = state_tables(*(f.drop(columns="_req") for f in (ms, tk, ev, lk)))
+    outcomes = pd.DataFrame({"project": past["project"], "known_at": pd.to_datetime(past["known_at"], utc=True),
+                             "slipped": past["slipped"].astype(float)})
+    return tables, snaps, outcomes
 
 
 def band(p: float, bands: dict[str, float]) -> str:
