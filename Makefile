@@ -36,5 +36,8 @@ test: setup
 bench: setup
 	$(BIN)/python -m benchmarks.run
 
+eval-real: setup
+	$(BIN)/slipcast eval-real
+
 clean:
 	rm -rf work data mlruns/mlflow.db mlruns/artifacts

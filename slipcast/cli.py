@@ -92,6 +92,17 @@ def _cmd_serve(args) -> int:
     return 0
 
 
+def _cmd_eval_real(args) -> int:
+    from evaluation.results import eval_real
+
+    settings = get_settings()
+    if args.data:
+        settings = settings.model_copy(update={"evaluation": settings.evaluation.model_copy(
+            update={"shared_data_dir": Path(args.data).resolve()})})
+    print(f"wrote {eval_real(settings)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand (each has --help)."""
     from features.importers import FORMATS
@@ -135,6 +146,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", help="bind address (default: settings serving.host)")
     p.add_argument("--port", type=int, help="port (default: settings serving.port)")
     p.set_defaults(func=_cmd_serve)
+
+    p = sub.add_parser("eval-real", help="evaluate on the public datasets; write docs/results.md")
+    p.add_argument("--data", help="folder of the public datasets (default: settings evaluation.shared_data_dir)")
+    p.set_defaults(func=_cmd_eval_real)
     return parser
 
 

@@ -61,18 +61,33 @@ class TrainingSettings(BaseModel):
         description="Share of labelled history (by time) before the first fold's cutoff."
     )
     max_iter: int = Field(description="Boosting iterations of the gradient-boosting candidate.")
-    n_jobs: int = Field(description="Parallel fits while choosing calibration (cores to use).")
     min_train_rows: int = Field(description="Fewest labelled rows a fold may train on.")
     min_train_positives: int = Field(description="Fewest slipped and on-time rows a fold needs.")
     min_improvement: float = Field(
         description="Brier score by which a challenger must beat the champion to take the alias."
     )
-    inner_folds: int = Field(description="Inner time-ordered folds that choose the calibration.")
+    calibration_share: float = Field(
+        gt=0, lt=1, description="Share of a model's training rows, the latest, kept to calibrate it.")
     bootstrap_rounds: int = Field(description="Bootstrap resamples over milestones for intervals.")
     leak_auc: float = Field(description="Single-feature AUC at or above which a leak is flagged.")
     seed: int = Field(description="Seed for every random choice in training.")
     experiment_prefix: str = Field(description="MLflow experiment name is prefix + target.")
     model_prefix: str = Field(description="Registered model name is prefix + target.")
+
+
+class EvaluationSettings(BaseModel):
+    """``slipcast eval-real``: the public datasets and the protocols run on them."""
+
+    shared_data_dir: Path = Field(description="The public datasets (never copied into the repository).")
+    results_file: Path = Field(description="The Markdown results page; plots and tables go beside it.")
+    paper_folds: int = Field(description="Interleaved folds of the TSE 2017 protocol.")
+    forward_folds: int = Field(description="Rolling-origin folds of the forward-only protocol.")
+    forward_first_share: float = Field(gt=0, lt=1, description="Share of rows before the first cutoff.")
+    embargo_days: float = Field(
+        ge=0, description="Issues opened this close before a cutoff are left out of its training set "
+                          "(their outcome may not have been known yet).")
+    value_leak_auc: float = Field(
+        description="Cross-validated single-feature tree AUC at or above which a column is flagged.")
 
 
 class ServingSettings(BaseModel):
@@ -107,6 +122,7 @@ class Settings(BaseSettings):
     features: FeatureSettings
     training: TrainingSettings
     serving: ServingSettings
+    evaluation: EvaluationSettings
 
     @classmethod
     def settings_customise_sources(

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from features.synthetic import SimulationConfig, generate
-from slipcast.settings import REPO_ROOT, get_settings
+from slipcast.settings import get_settings
 
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+SHARED_DATA = get_settings().resolve(get_settings().evaluation.shared_data_dir)
 
 
 @pytest.fixture(scope="session")
@@ -91,8 +91,8 @@ def jira_issue(key: str = "DS-1000", **field_overrides) -> dict:
 
 def configured(settings, root: Path, **training):
     """Settings whose stores live under ``root``, with quick training settings."""
-    quick = {"folds": 2, "inner_folds": 2, "bootstrap_rounds": 20, "max_iter": 25, "min_train_rows": 60,
-             "min_train_positives": 5, "n_jobs": 1, **training}
+    quick = {"folds": 2, "bootstrap_rounds": 20, "max_iter": 25, "min_train_rows": 60,
+             "min_train_positives": 5, **training}
     return settings.model_copy(update={
         "tracking_uri": f"sqlite:///{root / 'mlruns' / 'mlflow.db'}",
         "artifact_location": str(root / "mlruns" / "artifacts"),

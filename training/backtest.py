@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 
 from training.candidates import BASELINES, chosen_calibration, make_candidate
-from training.folds import Fold, backtest_folds, inner_splits
+from training.calibration import calibrate, calibration_split
+from training.folds import Fold, backtest_folds
 from training.metrics import bootstrap, by_horizon, leak_audit, scores
 
 log = logging.getLogger(__name__)
@@ -67,14 +68,17 @@ def split_columns(frame: pd.DataFrame, features: list[str]) -> tuple[list[str], 
 
 
 def fit_candidate(name: str, frame: pd.DataFrame, idx: np.ndarray, features: list[str], settings):
-    """Fit one candidate on the rows ``idx`` of ``frame`` (inner folds chosen inside them)."""
+    """Fit one candidate on the rows ``idx`` of ``frame`` (oldest first); a model fits the
+    earlier of them and is calibrated on the later ones."""
     numeric, categorical = split_columns(frame, features)
-    splits = None if name in BASELINES else inner_splits(frame, idx, settings.inner_folds)
-    model = make_candidate(name, numeric, categorical, settings, splits)
+    model = make_candidate(name, numeric, categorical, settings)
     X = frame.iloc[idx][features]
     y = frame["label"].to_numpy()[idx].astype(int)
-    model.fit(X, y)
-    return model
+    if name in BASELINES:
+        return model.fit(X, y)
+    fit, cal = calibration_split(frame, idx, settings.calibration_share)
+    model.fit(X.iloc[fit], y[fit])
+    return calibrate(model, X.iloc[cal], y[cal])
 
 
 def _backtest_id(frame: pd.DataFrame, folds: list[Fold], features: list[str], fingerprint: str) -> str:

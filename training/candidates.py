@@ -7,8 +7,8 @@ saved model loads anywhere scikit-learn is installed, without this package.
 - ``project_rate``: the project's own past slip rate (``past_slip_rate``), mapped to a probability.
 - ``throughput_rule``: does remaining work need more throughput than the team has shown?
 - ``monte_carlo``: the practitioners' Monte Carlo on-time probability, calibrated.
-- ``logistic``, ``gradient_boosting``: every feature, with sigmoid or isotonic calibration
-  chosen on inner time-ordered folds.
+- ``logistic``, ``gradient_boosting``: every feature, then calibrated (sigmoid or isotonic)
+  on rows later than those they were fitted on (``training.calibration``).
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from sklearn.dummy import DummyClassifier
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import Binarizer, OneHotEncoder, OrdinalEncoder, StandardScaler
 
@@ -60,17 +59,8 @@ def _boosting(numeric: list[str], categorical: list[str], max_iter: int, seed: i
     return Pipeline([("prep", prep), ("model", model)])
 
 
-def _calibrated(base, inner_splits: list, n_jobs: int) -> GridSearchCV:
-    """The base model with sigmoid or isotonic calibration, whichever scores the lower Brier
-    on inner folds that are ordered in time (never the outer test fold)."""
-    calibrated = CalibratedClassifierCV(base, cv=3, method="sigmoid")
-    return GridSearchCV(calibrated, {"method": ["sigmoid", "isotonic"]}, cv=inner_splits,
-                        scoring="neg_brier_score", refit=True, error_score="raise", n_jobs=n_jobs)
-
-
-def make_candidate(name: str, numeric: list[str], categorical: list[str], settings,
-                   inner_splits: list | None = None):
-    """An unfitted candidate by name; models need ``inner_splits`` for their calibration."""
+def make_candidate(name: str, numeric: list[str], categorical: list[str], settings):
+    """An unfitted candidate by name (models come uncalibrated: see ``training.calibration``)."""
     if name == "base_rate":
         return DummyClassifier(strategy="prior")
     if name == "project_rate":
@@ -80,13 +70,12 @@ def make_candidate(name: str, numeric: list[str], categorical: list[str], settin
     if name == "monte_carlo":
         return _single_feature("monte_carlo_on_time")
     if name == "logistic":
-        return _calibrated(_logistic(numeric, categorical), inner_splits, settings.n_jobs)
+        return _logistic(numeric, categorical)
     if name == "gradient_boosting":
-        return _calibrated(_boosting(numeric, categorical, settings.max_iter, settings.seed),
-                           inner_splits, settings.n_jobs)
+        return _boosting(numeric, categorical, settings.max_iter, settings.seed)
     raise ValueError(f"unknown candidate {name!r}; known: {list(ALL)}")
 
 
 def chosen_calibration(model) -> str | None:
     """The calibration method a fitted model chose, if it is a calibrated candidate."""
-    return model.best_params_["method"] if isinstance(model, GridSearchCV) else None
+    return model.method if isinstance(model, CalibratedClassifierCV) else None

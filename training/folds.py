@@ -1,4 +1,4 @@
-"""Time-ordered splits: rolling-origin backtest folds and inner calibration folds.
+"""Time-ordered splits: rolling-origin backtest folds (and, with one fold, calibration splits).
 
 A fold with cutoff c trains on rows whose label was known by c and tests on rows with as_of
 after c (up to the next cutoff); a milestone never sits on both sides of one fold.
@@ -52,12 +52,3 @@ def backtest_folds(frame: pd.DataFrame, n_folds: int, first_quantile: float,
             "insufficient history: no fold has enough labelled history before its cutoff "
             f"({min_train_rows} rows with {min_positives} of each outcome) and later rows to test")
     return folds
-
-
-def inner_splits(frame: pd.DataFrame, idx: np.ndarray, n_splits: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Rolling-origin splits inside one training set (positions relative to ``idx``), by the
-    same rule as the outer folds, for choosing the calibration method."""
-    sub = frame.iloc[idx].reset_index(drop=True)
-    folds = backtest_folds(sub, n_splits, first_quantile=0.4, min_train_rows=20, min_positives=3)
-    return [(f.train, f.test) for f in folds
-            if len(np.unique(sub["label"].to_numpy()[f.test])) == 2]

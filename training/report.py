@@ -142,7 +142,7 @@ def write_report(bt: Backtest, chosen: str, decision: dict, out_dir: Path, seed:
                          f"{_fmt(f['brier'])} | {_fmt(f['brier_skill'])} | {_fmt(f['roc_auc'])} |")
     cal = bt.results[chosen].calibration
     if any(cal):
-        lines += ["", f"Calibration chosen on inner time-ordered folds, per outer fold: {', '.join(map(str, cal))}."]
+        lines += ["", f"Calibration chosen on the latest training rows, per fold: {', '.join(map(str, cal))}."]
     lines += ["", "## Leak audit", ""]
     if bt.leaks:
         lines += [f"- **FLAGGED** `{x['feature']}` alone reaches AUC {x['auc']:.3f}: check it cannot see the outcome"

@@ -1,0 +1,1 @@
+"""Slipcast on real public data, side by side with the published results (``make eval-real``)."""

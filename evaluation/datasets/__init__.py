@@ -1,0 +1,2 @@
+"""Adapters for public datasets their authors already reduced to features: one module each,
+kept apart from the canonical importers in ``features/importers``."""

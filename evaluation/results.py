@@ -1,0 +1,245 @@
+"""``slipcast eval-real``: run every public-data evaluation and write ``docs/results.md``.
+
+The page holds the tables, the exact command, the data fingerprints and the code version;
+plots and per-project CSVs go in a folder beside it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from sklearn.calibration import calibration_curve  # noqa: E402
+
+from evaluation.duraspace import evaluate_duraspace  # noqa: E402
+from evaluation.issue_delay import PAPER_AVERAGE, PAPER_TABLE7, evaluate_issue_delay  # noqa: E402
+from evaluation.sprints import PAPER, evaluate_sprints  # noqa: E402
+from training.backtest import Backtest  # noqa: E402
+
+DATASETS = ("tse2017-sprints", "emse2017-issue-delay", "jira-duraspace")
+COMMAND = "make eval-real  # = slipcast eval-real"
+
+
+class DataMissing(FileNotFoundError):
+    """The public datasets are not where the settings say."""
+
+
+def data_fingerprint(folder: Path) -> str:
+    """SHA-256 over the relative paths and bytes of every file under ``folder``."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(folder)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _table(frame: pd.DataFrame, columns: list[str], digits: int = 3) -> list[str]:
+    """A Markdown table of ``columns`` of ``frame``."""
+    def cell(v):
+        if isinstance(v, (float, np.floating)):
+            return "n/a" if np.isnan(v) else f"{v:.{digits}f}"
+        return str(v)
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(r[c]) for c in columns) + " |" for _, r in frame.iterrows()]
+    return lines
+
+
+def _reliability(pooled: dict, names: tuple[str, ...], title: str, path: Path) -> None:
+    """Reliability curves of ``names`` over all pooled forecasts in ``pooled``."""
+    y = np.concatenate([p["y"] for p in pooled.values()])
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot([0, 1], [0, 1], "k:", label="perfect")
+    for name in names:
+        p = np.concatenate([v[name] for v in pooled.values()])
+        frac, mean = calibration_curve(y, p, n_bins=10, strategy="quantile")
+        ax.plot(mean, frac, "o-", label=name)
+    ax.set(xlabel="forecast probability", ylabel="observed rate", title=title)
+    ax.legend()
+    fig.savefig(path, dpi=90, bbox_inches="tight")
+    plt.close(fig)
+
+
+def _sprint_section(binary: pd.DataFrame, multi: pd.DataFrame, report, fp: str) -> list[str]:
+    metrics = ["precision", "recall", "f1", "roc_auc", "brier", "brier_skill", "ece"]
+    avg = binary.groupby(["protocol", "point", "candidate"], sort=False)[metrics].mean().reset_index()
+    avg3 = multi.groupby(["protocol", "point", "candidate"], sort=False)[
+        ["precision", "recall", "f1", "roc_auc", "brier"]].mean().reset_index()
+    paper_row = pd.DataFrame([{"protocol": "paper's own (TSE 2017)", "point": "all", "candidate": "gradient boosting",
+                               **PAPER, "brier": float("nan")}])
+    best3 = avg3[avg3["candidate"] == "gradient_boosting"]
+    gap = {m: PAPER[m] - best3[m].mean() for m in PAPER}
+    lines = [
+        "## 1. Sprint delivery (tse2017-sprints)", "",
+        f"Data fingerprint `{fp}`; {report.accepted['sprints']} of {report.read['sprints']} sprint rows "
+        f"accepted (rows with unquoted commas in the name repaired), {len(report.rejections)} rejected. "
+        "Features: the iteration file's columns at the prediction point, the issue file aggregated per "
+        "sprint (issue count, shares by type and priority, mean activity counts, share of hard-to-read "
+        "descriptions) and the board's earlier sprints (count, mean gap, under-delivery rate as "
+        "`past_slip_rate`, last sprint under-delivered). The issue-link file cannot be joined to sprints "
+        "(it has no sprint key) and is not used.", "",
+        "Protocols: **paper** = 10 folds over sprints sorted by id, every 10th sprint in one fold (later "
+        "sprints train the model that predicts earlier ones); **forward** = 5 rolling-origin folds by "
+        "sprint id from the median on, each trained only on earlier sprints. Forecasts are pooled over "
+        "folds, then averaged over the four projects (per-project rows: "
+        "[results/sprints_binary.csv](results/sprints_binary.csv), "
+        "[results/sprints_classes.csv](results/sprints_classes.csv)).", "",
+        "### (a) Under-delivery (`vel_diff < 0`) as a calibrated probability", "",
+        "Precision, recall and F1 of the under-delivered class at p >= 0.5; Brier skill against the "
+        "training base rate; ECE = expected calibration error.", "",
+        *_table(avg, ["protocol", "point", "candidate", *metrics]), "",
+        "![sprint reliability](results/sprints_reliability.png)", "",
+        "### (b) The paper's three classes (under / on / over target)", "",
+        "Class boundaries: the 33rd and 66th percentiles of `vel_diff` in each fold's training rows. "
+        "Macro averages; multi-class Brier score (0 perfect, 2 worst).", "",
+        *_table(pd.concat([avg3, paper_row], ignore_index=True),
+                ["protocol", "point", "candidate", "precision", "recall", "f1", "roc_auc", "brier"]), "",
+        "Against the paper's averages, our gradient boosting (mean over protocols and points) differs by "
+        + ", ".join(f"{m} {-g:+.3f}" for m, g in gap.items()) + ". "
+        "The paper averages per-fold scores over its own projects (Apache, Duraspace, JBoss, JIRA, "
+        "MongoDB, Spring, Talendforge; only four are here) and reports its best feature set; we pool "
+        "folds and use macro averages, so the comparison is indicative, not exact.", "",
+    ]
+    return lines
+
+
+def _issue_section(results: pd.DataFrame, leaks: pd.DataFrame, evidence: pd.DataFrame, report, fp: str
+                   ) -> list[str]:
+    flagged = leaks[leaks["flagged"]]
+    ours = results[results["candidate"] == "gradient_boosting"]
+    base = results[results["candidate"] == "base_rate"][["project", "time", "columns", "brier"]]
+    table = ours.merge(base.rename(columns={"brier": "base_rate_brier"}), on=["project", "time", "columns"])
+    paper = pd.DataFrame([{"project": p, "time": "paper (Table 7)", "columns": "all", "precision": v[0],
+                           "recall": v[1], "f1": v[2], "roc_auc": v[3]} for p, v in PAPER_TABLE7.items()])
+    table = pd.concat([table, paper], ignore_index=True).sort_values(["project", "columns"], kind="stable")
+    avg = results.groupby(["columns", "candidate"], sort=False)[
+        ["precision", "recall", "f1", "roc_auc", "brier", "brier_skill", "ece"]].mean().reset_index()
+    honest = avg[(avg["columns"] == "without") & (avg["candidate"] == "gradient_boosting")].iloc[0]
+    leaky = avg[(avg["columns"] != "without") & (avg["candidate"] == "gradient_boosting")].iloc[0]
+    cols = ["project", "time", "columns", "precision", "recall", "f1", "roc_auc", "brier", "base_rate_brier", "ece"]
+    return [
+        "## 2. Issue delay (emse2017-issue-delay)", "",
+        f"Data fingerprint `{fp}`; {report.accepted['issues']} of {report.read['issues']} issue rows accepted, "
+        f"{len(report.rejections)} rejected. Target: `delaydays > 0`. Protocol: 5 rolling-origin folds by "
+        "opening date from the median on; each trains only on issues opened at least 90 days before its "
+        "cutoff (the files carry no resolution date, so an embargo stands in for 'outcome known by the "
+        "cutoff') and tests on the issues opened after it. Models: our gradient boosting and logistic "
+        "regression, calibrated on their latest training rows; baselines: base rate and the paper's "
+        "random classifier.", "",
+        "### Which columns carry the outcome", "",
+        "Leak audit per file: out-of-fold AUC of a small tree on each column alone (it sees a single "
+        "telling value, which the AUC of the raw value misses). Columns at or above "
+        f"{leaks.attrs.get('threshold', 0.75)}:", "",
+        *_table(flagged, ["project", "time", "feature", "raw_auc", "tree_auc"]), "",
+        "`RemainingDay` concentrates the delayed issues on one value:", "",
+        *_table(evidence, ["project", "time", "share_of_issues_at_1", "delayed_rate_at_1",
+                           "delayed_rate_elsewhere", "share_of_delayed_at_1"]), "",
+        "An issue with `RemainingDay = 1` is delayed far more often than any other, in the `_creation` "
+        "files too, where nothing about the eventual resolution should be known. A value that marks the "
+        "outcome this sharply at creation time is most likely derived from the resolution (or from a due "
+        "date recorded after the fact); the paper's own 0.55 AUC at creation time cannot be reproduced "
+        "with it, and reaches about its level without it. We therefore treat `RemainingDay` as a leak: "
+        "**the honest numbers are the rows `without`**. Other flagged columns (`repetition`, "
+        "`no_issuelink`, `perofdelay` at later prediction times) are plausible signals known at that "
+        "time and are kept; the audit lists them so a reader can judge.", "",
+        "### Results (our gradient boosting; the paper's Table 7 row beside each project)", "",
+        *_table(table, cols), "",
+        "Averages over the five projects and three prediction times:", "",
+        *_table(avg, ["columns", "candidate", "precision", "recall", "f1", "roc_auc", "brier", "brier_skill", "ece"]),
+        "",
+        f"With `RemainingDay` our average AUC is {leaky['roc_auc']:.3f}; without it {honest['roc_auc']:.3f}, "
+        f"against the paper's {PAPER_AVERAGE[3]:.2f} (its average over eight projects). The paper's "
+        "protocol is not forward-only and its prediction-time features may include the same column: "
+        f"our honest F1 {honest['f1']:.3f} vs its {PAPER_AVERAGE[2]:.2f} is a gap of "
+        f"{PAPER_AVERAGE[2] - honest['f1']:+.3f}, and what closes most of it is the column we refuse.", "",
+        "![issue-delay reliability](results/issue_delay_reliability.png)", "",
+    ]
+
+
+def _duraspace_section(results: dict, summary: dict, fp: str) -> list[str]:
+    lines = ["## 3. Raw Jira, end to end (jira-duraspace)", "",
+             f"Data fingerprint `{fp}` (files); canonical tables `{summary['tables_fingerprint']}`. Our "
+             f"importer read {summary['read']} and accepted {summary['accepted']} (ignored: {summary['ignored']}; "
+             f"rejected: {summary['rejected'] or 'none'}). Point-in-time snapshots: {summary['snapshots']}, "
+             f"of which labelled {summary['labelled']}. The backtest is the product's own (rolling-origin "
+             "folds, every candidate on the same folds).", ""]
+    for target, res in results.items():
+        what = "release-level slip" if target == "milestone" else "ticket-level slip"
+        lines += [f"### {target} ({what})", ""]
+        if not isinstance(res, Backtest):
+            lines += [f"No backtest: {res}", ""]
+            continue
+        rows = pd.DataFrame([{"candidate": n, **r.overall} for n, r in res.results.items()])
+        chosen = res.ranking()[0]
+        horizons = pd.DataFrame([{"candidate": n, "horizon": h, **s}
+                                 for n, r in res.results.items() for h, s in r.horizons.items()])
+        lines += [f"{len(res.frame)} labelled snapshots, {len(res.test_rows)} pooled test rows over "
+                  f"{len(res.folds)} folds; lowest Brier: **{chosen}**. Full report with plots: "
+                  f"[results/duraspace-{target}/report.md](results/duraspace-{target}/report.md).", "",
+                  *_table(rows, ["candidate", "n", "slip_rate", "brier", "brier_skill", "roc_auc", "ece"]), "",
+                  "By horizon (share of the planned span elapsed):", ""]
+        if len(horizons):
+            lines += _table(horizons, ["candidate", "horizon", "n", "brier", "brier_skill", "roc_auc"])
+        lines.append("")
+    return lines
+
+
+def _code_version() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              check=True, cwd=Path(__file__).parent).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def eval_real(settings) -> Path:
+    """Run the three evaluations and write the results page; returns its path."""
+    ev = settings.evaluation
+    root = settings.resolve(ev.shared_data_dir)
+    missing = [d for d in DATASETS if not (root / d).is_dir()]
+    if missing:
+        raise DataMissing(f"public datasets missing under {root}: {missing} (see ../shared/data/README.md)")
+    page = settings.resolve(ev.results_file)
+    out = page.parent / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    prints = {d: data_fingerprint(root / d) for d in DATASETS}
+
+    binary, multi, sprint_pooled, sprint_report = evaluate_sprints(root / DATASETS[0], ev, settings.training)
+    binary.to_csv(out / "sprints_binary.csv", index=False)
+    multi.to_csv(out / "sprints_classes.csv", index=False)
+    _reliability(sprint_pooled, ("gradient_boosting", "logistic", "project_rate", "base_rate"),
+                 "Under-delivery, forward-only, 0 % point", out / "sprints_reliability.png")
+
+    issues, leaks, evidence, issue_pooled, issue_report = evaluate_issue_delay(root / DATASETS[1], ev,
+                                                                              settings.training)
+    leaks.attrs["threshold"] = ev.value_leak_auc
+    issues.to_csv(out / "issue_delay.csv", index=False)
+    leaks.to_csv(out / "issue_delay_leak_audit.csv", index=False)
+    _reliability(issue_pooled, ("gradient_boosting", "logistic", "base_rate"),
+                 "Issue delay, forward-only, without RemainingDay", out / "issue_delay_reliability.png")
+
+    dura, summary, tables_print = evaluate_duraspace(root / DATASETS[2], settings, out)
+    summary["tables_fingerprint"] = tables_print
+
+    minutes = (time.perf_counter() - started) / 60
+    lines = [
+        "# Slipcast on real public data", "",
+        f"Regenerate with `{COMMAND}` ({minutes:.0f} min on this 2-core machine). Written "
+        f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by Slipcast `{_code_version()}`, profile "
+        f"`{settings.profile}`, seed {settings.training.seed}. The data stays in `{ev.shared_data_dir}` "
+        "(see its README for provenance); nothing here was tuned on it.", "",
+        *_sprint_section(binary, multi, sprint_report, prints[DATASETS[0]]),
+        *_issue_section(issues, leaks, evidence, issue_report, prints[DATASETS[1]]),
+        *_duraspace_section(dura, summary, prints[DATASETS[2]]),
+    ]
+    page.write_text("\n".join(lines) + "\n")
+    return page

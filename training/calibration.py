@@ -1,0 +1,54 @@
+"""Calibrating a fitted model on later rows than it was fitted on.
+
+A model's training rows are split by time with the backtest's own rule (``backtest_folds``
+with one fold): the base model fits the earlier rows, and its scores on the later rows fit the
+calibration. Sigmoid or isotonic is chosen on those later rows too, fitting each on their first
+half and scoring it on their second. The result is a plain ``CalibratedClassifierCV`` around
+the frozen base model: one pipeline to run at serving time, and one base fit per training
+(instead of one per method, inner fold and calibration fold).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.frozen import FrozenEstimator
+from sklearn.metrics import brier_score_loss
+from sklearn.model_selection import KFold
+
+from training.folds import InsufficientHistory, backtest_folds
+
+METHODS = ("sigmoid", "isotonic")
+
+
+def calibration_split(frame: pd.DataFrame, idx: np.ndarray, share: float) -> tuple[np.ndarray, np.ndarray]:
+    """Positions in ``idx`` for the base fit (labels known by the cut) and for the calibration
+    (as_of after the cut, no milestone on both sides); the cut leaves ``share`` of rows after it."""
+    sub = frame.iloc[idx].reset_index(drop=True)
+    try:
+        (fold,) = backtest_folds(sub, 1, first_quantile=1.0 - share, min_train_rows=20, min_positives=3)
+    except InsufficientHistory as exc:
+        raise InsufficientHistory(f"too little history to calibrate on later rows: {exc}") from exc
+    if len(np.unique(sub["label"].to_numpy()[fold.test])) < 2:
+        raise InsufficientHistory("insufficient history: the calibration rows hold a single outcome")
+    return fold.train, fold.test
+
+
+def _fit(base, method: str, X: pd.DataFrame, y: np.ndarray) -> CalibratedClassifierCV:
+    # a frozen model is never refit: the splits only batch its predictions on every row, so
+    # plain halves do (a stratified split would warn about rare outcomes for nothing)
+    return CalibratedClassifierCV(FrozenEstimator(base), method=method, cv=KFold(2)).fit(X, y)
+
+
+def calibrate(base, X: pd.DataFrame, y: np.ndarray) -> CalibratedClassifierCV:
+    """The fitted ``base`` calibrated on (``X``, ``y``), rows later than its own, oldest first,
+    with the method that scores the lower Brier on the later half of them."""
+    half = len(y) // 2
+    scores = {}
+    if min(np.bincount(y[:half], minlength=2)) > 0 and len(np.unique(y[half:])) == 2:
+        for method in METHODS:
+            p = _fit(base, method, X.iloc[:half], y[:half]).predict_proba(X.iloc[half:])[:, 1]
+            scores[method] = brier_score_loss(y[half:], p)
+    method = min(scores, key=scores.get) if scores else "sigmoid"
+    return _fit(base, method, X, y)
