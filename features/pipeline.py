@@ -34,11 +34,14 @@ def milestone_outcomes(snaps: pd.DataFrame, lab: pd.DataFrame, project: pd.Serie
                          "slipped": last["label"]}).reset_index(drop=True)
 
 
-def build_training_sets(tables: Tables, settings, engine: str = "pandas") -> dict[str, pd.DataFrame]:
-    """Milestone and ticket training sets, every feature computed as of its row's time."""
-    if engine != "pandas":
-        raise ValueError(f"unknown engine {engine!r}")
-    tl = build_timelines(tables)
+def build_training_sets(tables: Tables, settings, data_end: pd.Timestamp | None = None) -> dict[str, pd.DataFrame]:
+    """Milestone and ticket training sets, every feature computed as of its row's time.
+
+    ``data_end`` (default: the last event of ``tables``) is when the export was taken: no
+    snapshot after it, no label known after it. A partition of a larger history (one project,
+    see ``features.spark_engine``) passes the whole history's.
+    """
+    tl = build_timelines(tables, data_end)
     snaps = schedule(tables, tl, settings.span_fractions, settings.every_n_days)
     scope = scope_rows(snaps, tl)
     lab, ticket_slip = labels(snaps, scope, tables, tl, settings.grace_days)

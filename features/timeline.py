@@ -29,8 +29,9 @@ class Timelines:
     data_end: pd.Timestamp
 
 
-def build_timelines(tables: Tables) -> Timelines:
-    """Split and sort the events of ``tables`` into the timelines the features use."""
+def build_timelines(tables: Tables, data_end: pd.Timestamp | None = None) -> Timelines:
+    """Split and sort the events of ``tables`` into the timelines the features use; the data
+    ends at ``data_end`` (default: the last event)."""
     ev = tables.events
     tev = ev[ev["ticket_id"].notna()]
     values = {}
@@ -51,7 +52,8 @@ def build_timelines(tables: Tables) -> Timelines:
     done = done.assign(project=done["ticket_id"].map(tables.tickets.set_index("ticket_id")["project"]))
     done = done.dropna(subset=["project"]).sort_values("at", kind="stable")
     done["cum_done"] = done.groupby("project").cumcount() + 1
-    data_end = ev["at"].max() if len(ev) else pd.Timestamp.now(tz="UTC")
+    if data_end is None:
+        data_end = ev["at"].max() if len(ev) else pd.Timestamp.now(tz="UTC")
     return Timelines(values, membership, moves, due, done[["project", "at", "cum_done"]], data_end)
 
 

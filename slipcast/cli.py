@@ -49,7 +49,13 @@ def _cmd_features(args) -> int:
     data = Path(args.data) if args.data else settings.resolve(settings.data_dir)
     started = time.perf_counter()
     tables = read_tables(data)
-    sets = build_training_sets(tables, settings.features, engine=args.engine)
+    engine = args.engine or settings.features.engine
+    if engine == "spark":
+        from features.spark_engine import build_training_sets_spark
+
+        sets = build_training_sets_spark(data, settings.features)
+    else:
+        sets = build_training_sets(tables, settings.features)
     fp = training_set_fingerprint(tables, settings.features)
     out = Path(args.out) if args.out else settings.resolve(settings.work_dir) / "features"
     for target, frame in sets.items():
@@ -129,7 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("features", help="build point-in-time training sets from canonical tables")
     p.add_argument("--data", help="canonical tables folder (default: settings data_dir)")
     p.add_argument("--out", help="output folder (default: <work_dir>/features)")
-    p.add_argument("--engine", choices=("pandas",), default="pandas", help="execution engine")
+    p.add_argument("--engine", choices=("pandas", "spark"),
+                   help="pandas in this process, or per project on Spark (default: settings features.engine)")
     p.set_defaults(func=_cmd_features)
 
     p = sub.add_parser("train", help="backtest candidates, log to MLflow, guard the champion")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, Field
@@ -50,6 +51,10 @@ class FeatureSettings(BaseModel):
     min_history_weeks: int = Field(
         description="Weeks of project history below which a forecast says 'insufficient history'."
     )
+    engine: Literal["pandas", "spark"] = Field(
+        description="Where `slipcast features` runs: one pandas process, or per project on Spark.")
+    spark_master: str = Field(description="Spark master URL for the spark engine (local[2]: this machine).")
+    spark_partitions: int = Field(gt=0, description="Buckets of whole projects the spark engine maps over.")
 
 
 class TrainingSettings(BaseModel):
