@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import os
 import time
 from contextlib import asynccontextmanager
 from datetime import datetime, timezone
@@ -118,7 +119,7 @@ def create_app(settings: Settings | None = None, store: ModelStore | None = None
     @app.get("/healthz", tags=["operations"])
     def healthz() -> dict:
         """The process is up."""
-        return {"status": "ok"}
+        return {"status": "ok", "worker": os.getpid()}
 
     @app.get("/readyz", tags=["operations"], responses={503: {"description": "no model loaded"}})
     def readyz(response: Response) -> dict:
@@ -127,7 +128,8 @@ def create_app(settings: Settings | None = None, store: ModelStore | None = None
         if loaded is None:
             response.status_code = 503
             return {"status": "not ready", "errors": store.errors}
-        return {"status": "ready", "models": {t: m.version for t in store.targets if (m := store.get(t))}}
+        return {"status": "ready", "worker": os.getpid(),
+                "models": {t: m.version for t in store.targets if (m := store.get(t))}}
 
     @app.get("/metrics", tags=["operations"], response_class=Response)
     def prometheus() -> Response:

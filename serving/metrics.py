@@ -1,8 +1,15 @@
-"""Prometheus metrics of one app instance: requests, latencies, forecast distribution."""
+"""Prometheus metrics of one app instance: requests, latencies, forecast distribution.
+
+With several worker processes (``slipcast serve --workers N``), PROMETHEUS_MULTIPROC_DIR is
+set and every worker writes its values there; any worker's /metrics answers for all of them.
+"""
 
 from __future__ import annotations
 
+import os
+
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 
 class Metrics:
@@ -19,4 +26,9 @@ class Metrics:
         self.states = Counter("slipcast_forecasts_total", "Forecasts by state", ["status"], registry=self.registry)
 
     def render(self) -> bytes:
+        """The exposition text: this process's metrics, or every worker's in multiprocess mode."""
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry)
+            return generate_latest(registry)
         return generate_latest(self.registry)

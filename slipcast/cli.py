@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -90,11 +91,22 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_serve(args) -> int:
+    settings = get_settings()
+    host, port = args.host or settings.serving.host, args.port or settings.serving.port
+    workers = args.workers or settings.serving.workers
+    if workers > 1:
+        # gunicorn's master with uvicorn workers: each worker loads and refreshes the champion
+        # itself (uvicorn's own --workers loses TCP_NODELAY: DESIGN §9); metrics are pooled
+        # across workers through a shared folder
+        import tempfile
+
+        os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="slipcast-metrics-"))
+        os.execv(sys.executable, [sys.executable, "-m", "gunicorn", "--worker-class", "uvicorn_worker.UvicornWorker",
+                                  "--workers", str(workers), "--bind", f"{host}:{port}",
+                                  "--graceful-timeout", "10", "serving.app:create_app()"])
     import uvicorn
 
-    settings = get_settings()
-    uvicorn.run("serving.app:create_app", factory=True, host=args.host or settings.serving.host,
-                port=args.port or settings.serving.port, log_level="info")
+    uvicorn.run("serving.app:create_app", factory=True, host=host, port=port, log_level="info")
     return 0
 
 
@@ -152,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="run the forecast API")
     p.add_argument("--host", help="bind address (default: settings serving.host)")
     p.add_argument("--port", type=int, help="port (default: settings serving.port)")
+    p.add_argument("--workers", type=int, help="worker processes (default: settings serving.workers)")
     p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser("eval-real", help="evaluate on the public datasets; write docs/results.md")

@@ -100,6 +100,7 @@ class ServingSettings(BaseModel):
 
     host: str
     port: int
+    workers: int = Field(ge=1, description="Worker processes; above 1, gunicorn runs uvicorn workers.")
     api_keys: list[str] = Field(default_factory=list, description="Empty: auth off.")
     cors_origins: list[str] = Field(default_factory=list)
     max_body_bytes: int = Field(description="Requests larger than this get 413.")
