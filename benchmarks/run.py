@@ -35,6 +35,7 @@ def main() -> int:
         "import": run("import"),
         "generate": run("generate", tickets, projects),
         "features": run("features"),
+        "spark": run("spark"),
         "train": run("train", rows),
         "serve": run("serve"),
     }
@@ -46,6 +47,10 @@ def main() -> int:
           f"{results['generate']['seconds']} s, peak {results['generate']['peak_mb']} MB")
     print(f"features: {f['seconds']} s = {f['ratio_to_pass']}x one sorted group-by pass over the events; "
           f"peak {f['peak_mb']} MB = {f['peak_over_data']}x the tables in memory")
+    sp = results["spark"]
+    print(f"spark ({sp['master']}, {sp['partitions']} buckets): {sp['seconds']} s = "
+          f"{sp['seconds'] / f['seconds']:.2f}x the pandas engine; peak {sp['peak_tree_mb']} MB (driver, JVM and "
+          f"workers) = {sp['peak_tree_mb'] / f['peak_mb']:.2f}x pandas; same rows: {sp['same_rows_as_pandas']}")
     print(f"train: backtest + final fit on {results['train']['snapshots']} snapshots in {results['train']['seconds']} s, "
           f"peak {results['train']['peak_mb']} MB; Brier skill {results['train']['brier_skill']}")
     print(f"serve: p50 {s['http_forecast']['p50_ms']} ms over HTTP vs {s['bare_predict']['p50_ms']} ms bare "

@@ -84,6 +84,66 @@ def stage_features() -> dict:
             "peak_over_data": round(peak_mb() / max(data_mb, 1), 1), "peak_before_mb": round(base_peak)}
 
 
+class TreeMemory:
+    """Peak resident memory of this process and all its descendants (a JVM and its Python
+    workers, for Spark), sampled from /proc every ``every`` seconds in a thread."""
+
+    def __init__(self, every: float = 0.5):
+        import threading
+
+        self.peak, self.every, self._stop = 0.0, every, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _tree_mb(self) -> float:
+        import os
+        from pathlib import Path
+
+        parents, rss = {}, {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            pid = int(stat.parent.name)
+            parents[pid], rss[pid] = int(fields[1]), int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+        tree, frontier = {os.getpid()}, [os.getpid()]
+        while frontier:
+            children = [p for p, parent in parents.items() if parent in frontier and p not in tree]
+            tree.update(children)
+            frontier = children
+        return sum(rss.get(p, 0) for p in tree) / 2**20
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            self.peak = max(self.peak, self._tree_mb())
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def stage_spark() -> dict:
+    """The Spark engine (local mode, settings' master) on the history ``features`` used; its
+    output row counts are checked against the pandas stage's."""
+    from features.pipeline import read_training_set
+    from features.spark_engine import build_training_sets_spark
+
+    settings = get_settings().features
+    with TreeMemory() as memory:
+        started = time.perf_counter()
+        sets = build_training_sets_spark(WORK / "history", settings)
+        seconds = time.perf_counter() - started
+    pandas_rows = {t: len(read_training_set(WORK / "features" / f"{t}.parquet")[0]) for t in sets}
+    return {"master": settings.spark_master, "partitions": settings.spark_partitions,
+            "milestone_rows": len(sets["milestone"]), "ticket_rows": len(sets["ticket"]),
+            "same_rows_as_pandas": all(len(f) == pandas_rows[t] for t, f in sets.items()),
+            "seconds": round(seconds, 1), "peak_tree_mb": round(memory.peak)}
+
+
 def stage_train(rows: int) -> dict:
     """Full backtest of every candidate plus the final fit on ``rows`` milestone snapshots."""
     from features.pipeline import feature_columns, read_training_set
@@ -102,6 +162,7 @@ def stage_train(rows: int) -> dict:
     seconds = time.perf_counter() - started
     return {"snapshots": len(frame), "labelled": len(labelled_rows(frame)), "seconds": round(seconds, 1),
             "peak_mb": round(peak_mb()), "chosen": chosen,
+            "fit_seconds": {n: round(r.fit_seconds, 1) for n, r in bt.results.items()},
             "brier_skill": {n: round(r.overall["brier_skill"], 3) for n, r in bt.results.items()},
             "roc_auc": {n: round(r.overall["roc_auc"], 3) for n, r in bt.results.items()}}
 
@@ -214,8 +275,8 @@ def stage_serve() -> dict:
             "batch_1000_s": round(batch_s, 2), "load": load, "peak_mb": round(peak_mb())}
 
 
-STAGES = {"import": stage_import, "generate": stage_generate, "features": stage_features, "train": stage_train,
-          "serve": stage_serve}
+STAGES = {"import": stage_import, "generate": stage_generate, "features": stage_features, "spark": stage_spark,
+          "train": stage_train, "serve": stage_serve}
 
 if __name__ == "__main__":
     name, *args = sys.argv[1:]

@@ -19,6 +19,7 @@ TARGETS = ("milestone", "ticket")
 ID_COLUMNS = {"milestone": ["milestone_id", "project", "as_of"],
               "ticket": ["ticket_id", "milestone_id", "project", "as_of"]}
 LABEL_COLUMNS = ["label", "label_known_at"]
+ENGINE_SETTINGS = {"engine", "spark_master", "spark_partitions", "spark_conf"}
 
 
 def feature_columns(target: str) -> list[str]:
@@ -65,7 +66,8 @@ def build_training_sets(tables: Tables, settings, data_end: pd.Timestamp | None 
 
 def training_set_fingerprint(tables: Tables, settings) -> str:
     """Hash of the canonical tables and the as-of schedule that produced a training set."""
-    schedule_spec = json.dumps(settings.model_dump(), sort_keys=True, default=str)
+    # where the features run (engine, Spark settings) does not change them: not in the hash
+    schedule_spec = json.dumps(settings.model_dump(exclude=ENGINE_SETTINGS), sort_keys=True, default=str)
     return hashlib.sha256((fingerprint(tables) + schedule_spec).encode()).hexdigest()[:16]
 
 

@@ -27,18 +27,18 @@ from features.tables import make_tables
 TABLE_NAMES = ("milestones", "tickets", "events", "links")
 
 
-def spark_session(master: str, app_name: str = "slipcast-features"):
-    """A Spark session in UTC with Arrow transfers (the only time zone the tables use).
-    Python workers run this interpreter unless PYSPARK_PYTHON names another (a cluster's)."""
+def spark_session(master: str, conf: dict[str, str], app_name: str = "slipcast-features"):
+    """A Spark session in UTC with Arrow transfers (the only time zone the tables use), plus
+    ``conf``. Python workers run this interpreter unless PYSPARK_PYTHON names another."""
     from pyspark.sql import SparkSession
 
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-
-    return (SparkSession.builder.master(master).appName(app_name)
-            .config("spark.sql.session.timeZone", "UTC")
-            .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-            .config("spark.ui.enabled", "false")
-            .getOrCreate())
+    builder = (SparkSession.builder.master(master).appName(app_name)
+               .config("spark.sql.session.timeZone", "UTC")
+               .config("spark.sql.execution.arrow.pyspark.enabled", "true"))
+    for key, value in conf.items():
+        builder = builder.config(key, value)
+    return builder.getOrCreate()
 
 
 def output_schema() -> pa.Schema:
@@ -123,7 +123,7 @@ def build_training_sets_spark(data_dir: Path, settings) -> dict[str, pd.DataFram
     from pyspark.sql import functions as F
     from pyspark.sql.pandas.types import from_arrow_schema
 
-    spark = spark_session(settings.spark_master)
+    spark = spark_session(settings.spark_master, settings.spark_conf)
     spark.conf.set("spark.sql.shuffle.partitions", str(settings.spark_partitions))
     tables = {name: spark.read.parquet(str(Path(data_dir) / f"{name}.parquet")) for name in TABLE_NAMES}
     # events at the same instant keep the export's order, as they do in one pandas run

@@ -55,6 +55,7 @@ class FeatureSettings(BaseModel):
         description="Where `slipcast features` runs: one pandas process, or per project on Spark.")
     spark_master: str = Field(description="Spark master URL for the spark engine (local[2]: this machine).")
     spark_partitions: int = Field(gt=0, description="Buckets of whole projects the spark engine maps over.")
+    spark_conf: dict[str, str] = Field(default_factory=dict, description="Extra Spark settings for the session.")
 
 
 class TrainingSettings(BaseModel):
