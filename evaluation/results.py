@@ -46,7 +46,7 @@ def _table(frame: pd.DataFrame, columns: list[str], digits: int = 3) -> list[str
     """A Markdown table of ``columns`` of ``frame``."""
     def cell(v):
         if isinstance(v, (float, np.floating)):
-            return "n/a" if np.isnan(v) else f"{v:.{digits}f}"
+            return "n/a" if np.isnan(v) else f"{int(v)}" if v.is_integer() and abs(v) >= 1 else f"{v:.{digits}f}"
         return str(v)
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(cell(r[c]) for c in columns) + " |" for _, r in frame.iterrows()]
@@ -75,8 +75,10 @@ def _sprint_section(binary: pd.DataFrame, multi: pd.DataFrame, report, fp: str) 
         ["precision", "recall", "f1", "roc_auc", "brier"]].mean().reset_index()
     paper_row = pd.DataFrame([{"protocol": "paper's own (TSE 2017)", "point": "all", "candidate": "gradient boosting",
                                **PAPER, "brier": float("nan")}])
-    best3 = avg3[avg3["candidate"] == "gradient_boosting"]
-    gap = {m: PAPER[m] - best3[m].mean() for m in PAPER}
+    ours = avg3[avg3["candidate"] == "gradient_boosting"].groupby("protocol")[list(PAPER)].mean()
+
+    def versus(protocol: str) -> str:
+        return ", ".join(f"{m} {ours.loc[protocol, m]:.3f} ({ours.loc[protocol, m] - PAPER[m]:+.3f})" for m in PAPER)
     lines = [
         "## 1. Sprint delivery (tse2017-sprints)", "",
         f"Data fingerprint `{fp}`; {report.accepted['sprints']} of {report.read['sprints']} sprint rows "
@@ -102,11 +104,18 @@ def _sprint_section(binary: pd.DataFrame, multi: pd.DataFrame, report, fp: str) 
         "Macro averages; multi-class Brier score (0 perfect, 2 worst).", "",
         *_table(pd.concat([avg3, paper_row], ignore_index=True),
                 ["protocol", "point", "candidate", "precision", "recall", "f1", "roc_auc", "brier"]), "",
-        "Against the paper's averages, our gradient boosting (mean over protocols and points) differs by "
-        + ", ".join(f"{m} {-g:+.3f}" for m, g in gap.items()) + ". "
-        "The paper averages per-fold scores over its own projects (Apache, Duraspace, JBoss, JIRA, "
-        "MongoDB, Spring, Talendforge; only four are here) and reports its best feature set; we pool "
-        "folds and use macro averages, so the comparison is indicative, not exact.", "",
+        "Our gradient boosting, averaged over the four prediction points, against the paper's averages "
+        f"(difference in brackets): under the paper's protocol {versus('paper')}; forward-only "
+        f"{versus('forward')}. Under its own protocol Slipcast matches or exceeds the paper; forward-only, "
+        "the honest setting for a forecast, it falls short of the paper's figures by the amounts shown. "
+        "The interleaved folds let a model learn from a board's neighbouring sprints, before and after "
+        "the one it predicts, which the forward protocol forbids; that difference, not the model, "
+        "accounts for most of the gap between our two rows. The paper averages per-fold scores over "
+        "its own project list (only four of its projects are here) with its best feature set; we pool "
+        "folds and use macro averages, so the comparison is indicative, not exact. What we tried: "
+        "logistic regression and gradient boosting on the same features (gradient boosting has the "
+        "lower Brier score in most settings), board history as features, class boundaries from training "
+        "rows only.", "",
     ]
     return lines
 
@@ -124,6 +133,8 @@ def _issue_section(results: pd.DataFrame, leaks: pd.DataFrame, evidence: pd.Data
         ["precision", "recall", "f1", "roc_auc", "brier", "brier_skill", "ece"]].mean().reset_index()
     honest = avg[(avg["columns"] == "without") & (avg["candidate"] == "gradient_boosting")].iloc[0]
     leaky = avg[(avg["columns"] != "without") & (avg["candidate"] == "gradient_boosting")].iloc[0]
+    creation = ours[ours["time"] == "creation"].groupby("columns")["roc_auc"].mean()
+    closed = (leaky["f1"] - honest["f1"]) / (PAPER_AVERAGE[2] - honest["f1"])
     cols = ["project", "time", "columns", "precision", "recall", "f1", "roc_auc", "brier", "base_rate_brier", "ece"]
     return [
         "## 2. Issue delay (emse2017-issue-delay)", "",
@@ -145,21 +156,30 @@ def _issue_section(results: pd.DataFrame, leaks: pd.DataFrame, evidence: pd.Data
         "An issue with `RemainingDay = 1` is delayed far more often than any other, in the `_creation` "
         "files too, where nothing about the eventual resolution should be known. A value that marks the "
         "outcome this sharply at creation time is most likely derived from the resolution (or from a due "
-        "date recorded after the fact); the paper's own 0.55 AUC at creation time cannot be reproduced "
-        "with it, and reaches about its level without it. We therefore treat `RemainingDay` as a leak: "
-        "**the honest numbers are the rows `without`**. Other flagged columns (`repetition`, "
-        "`no_issuelink`, `perofdelay` at later prediction times) are plausible signals known at that "
-        "time and are kept; the audit lists them so a reader can judge.", "",
+        "date recorded after the fact). At creation time our average AUC is "
+        f"{creation.drop('without').iloc[0]:.3f} with it and {creation['without']:.3f} without it, against "
+        "the paper's 0.55 at creation. We treat `RemainingDay` as a leak: **the honest numbers are the "
+        "rows `without`**. The audit flags other columns too: `repetition`, `perofdelay` and `workload` "
+        "at the due and discussion times are plausible signals known by then and are kept; "
+        "`no_issuelink` in Duraspace's `_creation` file is suspect as well (links usually accrue after "
+        "creation, so the value may be the final count) and is kept in both variants, so Duraspace's "
+        "creation-time row may still be optimistic.", "",
         "### Results (our gradient boosting; the paper's Table 7 row beside each project)", "",
         *_table(table, cols), "",
         "Averages over the five projects and three prediction times:", "",
         *_table(avg, ["columns", "candidate", "precision", "recall", "f1", "roc_auc", "brier", "brier_skill", "ece"]),
         "",
         f"With `RemainingDay` our average AUC is {leaky['roc_auc']:.3f}; without it {honest['roc_auc']:.3f}, "
-        f"against the paper's {PAPER_AVERAGE[3]:.2f} (its average over eight projects). The paper's "
-        "protocol is not forward-only and its prediction-time features may include the same column: "
-        f"our honest F1 {honest['f1']:.3f} vs its {PAPER_AVERAGE[2]:.2f} is a gap of "
-        f"{PAPER_AVERAGE[2] - honest['f1']:+.3f}, and what closes most of it is the column we refuse.", "",
+        f"against the paper's {PAPER_AVERAGE[3]:.2f} (its average over eight projects). Honest F1 "
+        f"{honest['f1']:.3f} against the paper's {PAPER_AVERAGE[2]:.2f}: we fall short by "
+        f"{PAPER_AVERAGE[2] - honest['f1']:.3f}, and the refused column alone would close "
+        f"{100 * closed:.0f} % of that gap. Our protocol is forward-only with an embargo; the paper's is "
+        "not, and its features may include the same column, so part of the remaining gap is protocol. "
+        "What we tried: gradient boosting and logistic regression, each calibrated on its latest "
+        "training rows (gradient boosting is better on average), with and without the suspect column; "
+        "the models beat the base rate's Brier score on average in both variants (see the table). "
+        "Precision, recall and F1 are at p >= 0.5 on calibrated probabilities: with a rare delayed "
+        "class (javanet: 16 %) few forecasts cross 0.5, which costs recall, not Brier score.", "",
         "![issue-delay reliability](results/issue_delay_reliability.png)", "",
     ]
 
@@ -167,10 +187,18 @@ def _issue_section(results: pd.DataFrame, leaks: pd.DataFrame, evidence: pd.Data
 def _duraspace_section(results: dict, summary: dict, fp: str) -> list[str]:
     lines = ["## 3. Raw Jira, end to end (jira-duraspace)", "",
              f"Data fingerprint `{fp}` (files); canonical tables `{summary['tables_fingerprint']}`. Our "
-             f"importer read {summary['read']} and accepted {summary['accepted']} (ignored: {summary['ignored']}; "
-             f"rejected: {summary['rejected'] or 'none'}). Point-in-time snapshots: {summary['snapshots']}, "
-             f"of which labelled {summary['labelled']}. The backtest is the product's own (rolling-origin "
-             "folds, every candidate on the same folds).", ""]
+             "importer read, accepted, ignored and rejected:", "",
+             *_table(pd.DataFrame([{"record": k, "read": summary["read"].get(k, 0),
+                                    "accepted": summary["accepted"].get(k, 0),
+                                    "ignored": summary["ignored"].get(k, 0),
+                                    "rejected": summary["rejected"].get(k, 0)} for k in summary["read"]]),
+                     ["record", "read", "accepted", "ignored", "rejected"]), "",
+             "Point-in-time snapshots: " + ", ".join(f"{t} {n} ({summary['labelled'][t]} labelled)"
+                                                     for t, n in summary["snapshots"].items())
+             + ". The backtest is the product's own (rolling-origin folds, every candidate on the same "
+             "folds). Jira keeps only a fix version's final release date, so a release's due-date history "
+             "is unknown and every snapshot is judged against the final date: the release target is "
+             "easier to predict late in the span than a tracker with due-date history would be.", ""]
     for target, res in results.items():
         what = "release-level slip" if target == "milestone" else "ticket-level slip"
         lines += [f"### {target} ({what})", ""]

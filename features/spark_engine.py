@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -87,10 +88,12 @@ def _partitioned(spark_tables: dict, partitions: int):
 
 
 def _utc(frame: pd.DataFrame, columns) -> pd.DataFrame:
-    """Spark hands timestamps over naive (in the session's UTC): make them UTC-aware again."""
+    """Timestamps as UTC-aware microseconds (Spark hands them over naive, in its UTC session)."""
     for col in columns:
         if col in frame.columns:
-            frame[col] = pd.to_datetime(frame[col]).dt.tz_localize("UTC").astype("datetime64[us, UTC]")
+            times = pd.to_datetime(frame[col])
+            times = times.dt.tz_convert("UTC") if times.dt.tz is not None else times.dt.tz_localize("UTC")
+            frame[col] = times.astype("datetime64[us, UTC]")
     return frame
 
 
@@ -133,7 +136,10 @@ def build_training_sets_spark(data_dir: Path, settings) -> dict[str, pd.DataFram
     schema = output_schema()
     result = _partitioned(tables, settings.spark_partitions).groupBy("_part").applyInPandas(
         lambda rows: partition_features(rows, settings, data_end), from_arrow_schema(schema))
-    frame = _utc(result.toPandas(), ("as_of", "label_known_at"))
+    # written by the executors, read back with pyarrow: the rows never pass through the driver's heap
+    with tempfile.TemporaryDirectory(prefix="slipcast-spark-") as tmp:
+        result.write.parquet(f"{tmp}/sets")
+        frame = _utc(pd.read_parquet(f"{tmp}/sets"), ("as_of", "label_known_at"))
     out = {}
     for target in TARGETS:
         keys = ID_COLUMNS[target]

@@ -89,7 +89,7 @@ def test_three_classes_use_training_boundaries():
 
 
 def test_sprint_model_beats_base_rate_forward(sprints_dir, settings):
-    frame = load_sprints(sprints_dir, "jira", 0)
+    frame = load_sprints(sprints_dir, "apache", 0)
     binary, multi, pooled = evaluate_frame(frame, "forward", settings.evaluation, settings.training)
     scores = {r["candidate"]: r for r in binary}
     assert scores["gradient_boosting"]["brier"] < scores["base_rate"]["brier"]
