@@ -59,10 +59,11 @@ def _frame(rows: list, model: type, index: list[int]) -> pd.DataFrame:
 def _namespace(frame: pd.DataFrame, columns: list[str], where: pd.Series | None = None) -> None:
     """Prefix ids with their request's number (on the rows ``where`` holds), so requests in one
     batch never share an id."""
-    prefix = frame["_req"].astype(str) + SEP
     for col in columns:
         keep = frame[col].notna() if where is None else frame[col].notna() & where
-        frame[col] = frame[col].astype(object).mask(keep, prefix + frame[col].astype(object))
+        spaced = frame[col].astype(object)
+        spaced[keep] = (frame.loc[keep, "_req"].astype(str) + SEP + frame.loc[keep, col].astype(str)).to_numpy(object)
+        frame[col] = spaced
 
 
 def request_frames(reqs: list[ForecastRequest], as_ofs: list[datetime]) -> tuple[Tables, pd.DataFrame, pd.DataFrame]:

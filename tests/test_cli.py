@@ -7,7 +7,7 @@ import pytest
 
 from slipcast.cli import build_parser
 
-SUBCOMMANDS = ["import", "generate", "features", "train", "serve"]
+SUBCOMMANDS = ["import", "generate", "features", "train", "serve", "eval-real"]
 
 
 @pytest.mark.parametrize("command", SUBCOMMANDS)

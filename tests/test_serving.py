@@ -1,6 +1,7 @@
 """The forecast API: in-process and as a real uvicorn process on loopback."""
 
 import json
+import os
 import shutil
 import threading
 import time
@@ -133,7 +134,7 @@ def test_bad_input_is_a_4xx_naming_the_field(client, env, mutate, where):
 
 
 def test_operations_endpoints(client, env):
-    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/healthz").json() == {"status": "ok", "worker": os.getpid()}
     ready = client.get("/readyz")
     assert ready.status_code == 200 and ready.json()["models"]["milestone"] == "1"
     info = client.get("/v1/model").json()
