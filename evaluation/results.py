@@ -26,7 +26,7 @@ from evaluation.sprints import PAPER, evaluate_sprints  # noqa: E402
 from training.backtest import Backtest  # noqa: E402
 
 DATASETS = ("tse2017-sprints", "emse2017-issue-delay", "jira-duraspace")
-COMMAND = "make eval-real  # = slipcast eval-real"
+COMMAND = "make eval-real"
 
 
 class DataMissing(FileNotFoundError):
@@ -261,7 +261,8 @@ def eval_real(settings) -> Path:
     minutes = (time.perf_counter() - started) / 60
     lines = [
         "# Slipcast on real public data", "",
-        f"Regenerate with `{COMMAND}` ({minutes:.0f} min on this 2-core machine). Written "
+        f"Regenerate with `{COMMAND}` (it runs `slipcast eval-real`; {minutes:.0f} min on this 2-core "
+        "machine). Written "
         f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by Slipcast `{_code_version()}`, profile "
         f"`{settings.profile}`, seed {settings.training.seed}. The data stays in `{ev.shared_data_dir}` "
         "(see its README for provenance); nothing here was tuned on it.", "",
