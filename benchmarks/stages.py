@@ -240,7 +240,7 @@ def stage_serve() -> dict:
     loaded = store.get("milestone")
     req = ForecastRequest.model_validate(plain)
     t, snaps, outs = request_frames([req], [req.as_of])
-    X = loaded.frame(features_now(t, snaps, s.features, outs)[0])
+    X = loaded.frame(features_now(t, snaps, s.features, outs)[0])  # the bare model's input: the same row
     bare, inproc = [], []
     for _ in range(200):
         started = time.perf_counter()

@@ -1,8 +1,9 @@
 """Milestone and ticket features at an as-of time, from the committed scope and timelines.
 
 ``milestone_features`` is the one implementation used offline (many snapshots, for training)
-and online (one milestone now, for serving). Every input it reads is an as-of join at or
-before the snapshot's time; ``docs/features.md`` defines each feature.
+and online (one milestone now, for serving). Every input it reads is a timeline lookup at or
+before the snapshot's time; sums over a snapshot's tickets are one ``bincount`` each.
+``docs/features.md`` defines each feature.
 """
 
 from __future__ import annotations
@@ -10,14 +11,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from features.snapshots import scope_rows
-from features.tables import Tables
+from features.snapshots import Scope, Snapshots, scope_rows
 from features.throughput import history_weeks, monte_carlo_on_time, weekly_throughput
-from features.timeline import Timelines, asof
+from features.timeline import DAY_US, NAT, Timeline, Timelines, expand, later, micros, pick, shifted, take
 
 HIGH_PRIORITIES = ("highest", "high", "critical", "blocker", "urgent", "p0", "p1")
 BUG_TYPES = ("bug", "defect", "incident")
-DAYS = pd.Timedelta(days=1)
 
 MILESTONE_FEATURES = [
     "kind", "span_days", "days_left", "span_elapsed",
@@ -43,209 +42,201 @@ TICKET_FEATURES = [
 CATEGORICAL = ["kind"]
 
 
-def ticket_state(scope: pd.DataFrame, tables: Tables, tl: Timelines) -> pd.DataFrame:
+def _days_between(later_us: np.ndarray, earlier_us: np.ndarray) -> np.ndarray:
+    """``later - earlier`` in days, NaN where either time is missing."""
+    known = (later_us != NAT) & (earlier_us != NAT)
+    return np.where(known, (later_us - earlier_us) / DAY_US, np.nan)
+
+
+def _ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a / b, NaN where b is not positive."""
+    return np.divide(a, b, out=np.full(len(a), np.nan), where=b > 0)
+
+
+def _matches(values: pd.Index, names: tuple[str, ...]) -> np.ndarray:
+    """Per value code: whether the value, lower-cased, is one of ``names``."""
+    return np.fromiter((isinstance(v, str) and v.lower() in names for v in values), dtype=bool, count=len(values))
+
+
+def ticket_state(scope: Scope, as_of: np.ndarray, tl: Timelines) -> dict[str, np.ndarray]:
     """Each scope row's ticket as it stood at as_of: status, points, people, churn counters."""
-    rows = scope
-    out = pd.DataFrame(index=rows.index)
-    status = asof(rows, tl.ticket_values["status"], "as_of", "ticket_id", ["value", "changes"])
-    out["status"] = status["value"]
-    out["reopened"] = pd.to_numeric(status["changes"]).fillna(0)
-    for field_, name in (("assignee", "assignee"), ("priority", "priority"),
-                         ("story_points", "points"), ("type", "type")):
-        got = asof(rows, tl.ticket_values[field_], "as_of", "ticket_id", ["value", "changes"])
-        out[name] = got["value"]
-        out[f"{name}_changes"] = pd.to_numeric(got["changes"]).fillna(0)
-    static = tables.tickets.set_index("ticket_id")
-    out["type"] = out["type"].fillna(rows["ticket_id"].map(static["type"]))
-    created = static["created_at"].reindex(rows["ticket_id"].to_numpy())
-    out["created_at"] = pd.Series(created.array, index=rows.index, dtype="datetime64[us, UTC]")
-    out["points"] = pd.to_numeric(out["points"])
-    out["open"] = out["status"] != "done"
-    return out
+    t = as_of[scope.snap]
+    state = {}
+    for field_ in ("status", "assignee", "priority", "story_points", "type"):
+        timeline = tl.ticket_values[field_]
+        pos = timeline.find(scope.ticket, t)
+        state[field_] = timeline.get("value", pos, np.nan if field_ == "story_points" else -1)
+        state[f"{field_}_changes"] = timeline.get("changes", pos, 0).astype(np.float64)
+    done = state["status"] == tl.value_code("done")
+    # a type never set by an event is the ticket's own
+    own = pick(tl.ticket_type_code, scope.ticket, -1)
+    state["bug"] = np.where(state["type"] >= 0, pick(_matches(tl.values, BUG_TYPES), state["type"], False),
+                            pick(_matches(tl.ticket_type, BUG_TYPES), own, False))
+    state["high"] = pick(_matches(tl.values, HIGH_PRIORITIES), state["priority"], False)
+    state["in_progress"] = state["status"] == tl.value_code("in_progress")
+    state["blocked"] = state["status"] == tl.value_code("blocked")
+    state["open"] = ~done
+    state["created"] = pick(tl.ticket_created, scope.ticket, NAT)
+    state["age_days"] = _days_between(t, state["created"])
+    return state
 
 
-def dependency_counts(scope: pd.DataFrame, state: pd.DataFrame, tables: Tables,
-                      tl: Timelines) -> pd.DataFrame:
-    """Per scope row: open dependencies at as_of, and those owned by another project."""
-    links = tables.links
-    deps = pd.concat([
-        links.loc[links["kind"] == "depends_on", ["from_ticket", "to_ticket", "created_at"]]
-        .rename(columns={"from_ticket": "ticket_id", "to_ticket": "dependency"}),
-        links.loc[links["kind"] == "blocks", ["to_ticket", "from_ticket", "created_at"]]
-        .rename(columns={"to_ticket": "ticket_id", "from_ticket": "dependency"}),
-    ])
-    result = pd.DataFrame({"open_deps": 0.0, "cross_team": 0.0}, index=scope.index)
-    if deps.empty:
-        return result
-    created = tables.tickets.set_index("ticket_id")["created_at"]
-    # a link without a timestamp exists from when both of its tickets did
-    known_from = np.maximum(deps["ticket_id"].map(created), deps["dependency"].map(created))
-    deps["created_at"] = deps["created_at"].fillna(known_from)
-    rows = scope.loc[state["open"], ["ticket_id", "as_of"]].reset_index(names="row")
-    pairs = rows.merge(deps, on="ticket_id")
-    pairs = pairs[pairs["created_at"] <= pairs["as_of"]]
-    if pairs.empty:
-        return result
-    dep_status = asof(pairs, tl.ticket_values["status"], "as_of", "dependency", ["value"],
-                      by_right="ticket_id")["value"]
-    project = tables.tickets.set_index("ticket_id")["project"]
-    pairs["open"] = (dep_status.notna() & (dep_status != "done")).astype(float)
-    pairs["cross"] = pairs["open"] * (pairs["dependency"].map(project) != pairs["ticket_id"].map(project))
-    summed = pairs.groupby("row")[["open", "cross"]].sum()
-    result.loc[summed.index, "open_deps"] = summed["open"]
-    result.loc[summed.index, "cross_team"] = summed["cross"]
-    return result
+def dependency_counts(scope: Scope, as_of: np.ndarray, is_open: np.ndarray,
+                      tl: Timelines) -> tuple[np.ndarray, np.ndarray]:
+    """Per scope row: open dependencies at as_of, and those owned by another project (0 for a
+    ticket that is done)."""
+    deps = tl.dependencies
+    rows = np.flatnonzero(is_open)
+    lo = np.searchsorted(deps["ticket"], scope.ticket[rows], side="left")
+    hi = np.searchsorted(deps["ticket"], scope.ticket[rows], side="right")
+    pos, owner = expand(lo, hi)
+    row = rows[owner]
+    t = as_of[scope.snap[row]]
+    since = deps["since"][pos]
+    linked = (since != NAT) & (since <= t)
+    row, pos, t = row[linked], pos[linked], t[linked]
+    dependency = deps["dependency"][pos]
+    status = tl.ticket_values["status"]
+    value = status.get("value", status.find(dependency, t), -1)
+    waiting = (value >= 0) & (value != tl.value_code("done"))
+    mine, theirs = pick(tl.ticket_project, scope.ticket[row], -1), pick(tl.ticket_project, dependency, -1)
+    cross = waiting & ((mine < 0) | (theirs < 0) | (mine != theirs))
+    return (np.bincount(row, weights=waiting, minlength=len(scope)),
+            np.bincount(row, weights=cross, minlength=len(scope)))
 
 
-def past_slip_rate(snaps: pd.DataFrame, outcomes: pd.DataFrame | None) -> pd.DataFrame:
-    """Share of the project's milestones whose outcome was known by as_of that slipped.
-
-    ``outcomes``: project, known_at, slipped — one row per earlier milestone.
-    """
-    empty = pd.DataFrame({"past_slip_rate": np.nan, "past_milestones_known": 0.0}, index=snaps.index)
+def past_slip_rate(project: np.ndarray, as_of: np.ndarray, outcomes: pd.DataFrame | None,
+                   tl: Timelines) -> tuple[np.ndarray, np.ndarray]:
+    """Share of the project's milestones whose outcome was known by as_of that slipped, and
+    how many those were. ``outcomes``: project, known_at, slipped — one row per earlier
+    milestone."""
     if outcomes is None or outcomes.empty:
-        return empty
-    o = outcomes.sort_values("known_at", kind="stable").copy()
-    grouped = o.groupby("project")
-    o["n"] = grouped.cumcount() + 1
-    o["slips"] = grouped["slipped"].cumsum()
-    got = asof(snaps, o, "as_of", "project", ["n", "slips"], right_on="known_at")
-    n = pd.to_numeric(got["n"]).fillna(0.0)
-    return pd.DataFrame({"past_slip_rate": pd.to_numeric(got["slips"]) / n.where(n > 0),
-                         "past_milestones_known": n}, index=snaps.index)
+        return np.full(len(project), np.nan), np.zeros(len(project))
+    key = tl.projects.get_indexer(outcomes["project"]).astype(np.int64)
+    mine = key >= 0
+    known = Timeline(key[mine], micros(outcomes["known_at"])[mine],
+                     running={"n": np.ones(int(mine.sum())),
+                              "slips": outcomes["slipped"].to_numpy(np.float64)[mine]})
+    pos = known.find(project, as_of)
+    n = known.get("n", pos, 0.0)
+    return _ratio(known.get("slips", pos, np.nan), n), n
 
 
-def milestone_features(tables: Tables, tl: Timelines, snaps: pd.DataFrame, settings,
-                       outcomes: pd.DataFrame | None = None,
-                       scope: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Features of each (milestone_id, as_of) in ``snaps``, and of each open committed ticket.
+def milestone_features(tl: Timelines, snaps: Snapshots, settings, outcomes: pd.DataFrame | None = None,
+                       scope: Scope | None = None) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Features of each snapshot, and of each open committed ticket, as columns.
 
-    Returns (milestone rows aligned with ``snaps``, ticket rows with a ``snap`` column).
+    Returns (milestone columns aligned with ``snaps``; ticket columns with ``snap``, the
+    snapshot's position, and ``row``, the scope row's).
     """
     if scope is None:
         scope = scope_rows(snaps, tl)
-    ms = tables.milestones.set_index("milestone_id")
-    snaps = snaps.assign(project=snaps["milestone_id"].map(ms["project"]),
-                         kind=snaps["milestone_id"].map(ms["kind"]),
-                         start_at=snaps["milestone_id"].map(ms["start_at"]))
-    state = ticket_state(scope, tables, tl)
-    deps = dependency_counts(scope, state, tables, tl)
+    n = len(snaps)
+    m, as_of = snaps.milestone, snaps.as_of
+    project = pick(tl.milestone_project, m, -1)
+    start = pick(tl.milestone_start, m, NAT)
+    state = ticket_state(scope, as_of, tl)
     is_open = state["open"]
-    pts = state["points"]
-    per = pd.DataFrame({
-        "snap": scope["snap"],
-        "one": 1.0,
-        "points": pts.fillna(0.0),
-        "unestimated": pts.isna().astype(float),
-        "done": (~is_open).astype(float),
-        "done_points": pts.fillna(0.0) * (~is_open),
-        "in_progress": (state["status"] == "in_progress").astype(float),
-        "blocked": ((state["status"] == "blocked") | ((deps["open_deps"] > 0) & is_open)).astype(float),
-        "open_deps": deps["open_deps"],
-        "cross_team": deps["cross_team"],
-        "reopened": state["reopened"],
-        "reassignments": state["assignee_changes"],
-        "priority_changes": state["priority_changes"],
-        "estimate_changes": state["points_changes"],
-        "open": is_open.astype(float),
-        "open_unassigned": (is_open & state["assignee"].isna()).astype(float),
-        "open_age": ((scope["as_of"] - state["created_at"]) / DAYS).where(is_open, 0.0),
-        "bug": state["type"].fillna("").str.lower().isin(BUG_TYPES).astype(float),
-        "high": state["priority"].fillna("").str.lower().isin(HIGH_PRIORITIES).astype(float),
-    })
-    sums = per.groupby("snap").sum().reindex(snaps.index).fillna(0.0)
-    team = state["assignee"].groupby(scope["snap"]).nunique().reindex(snaps.index).fillna(0.0)
+    open_deps, cross_team = dependency_counts(scope, as_of, is_open, tl)
+    points = state["story_points"]
 
-    f = pd.DataFrame(index=snaps.index)
-    due = asof(snaps, tl.due_changes, "as_of", "milestone_id", ["due", "replans", "shift_days"])
-    f["kind"] = snaps["kind"]
-    f["span_days"] = (due["due"] - snaps["start_at"]) / DAYS
-    f["days_left"] = (due["due"] - snaps["as_of"]) / DAYS
-    f["span_elapsed"] = ((snaps["as_of"] - snaps["start_at"]) / DAYS / f["span_days"]).clip(0, 1)
-    n = sums["one"]
-    f["scope_count"] = n
-    f["scope_points"] = sums["points"]
-    f["unestimated_share"] = sums["unestimated"] / n.where(n > 0)
-    f = f.join(_scope_changes(snaps, tl))
-    f["done_share"] = sums["done"] / n.where(n > 0)
-    f["done_points_share"] = sums["done_points"] / sums["points"].where(sums["points"] > 0)
-    f["remaining_count"] = sums["open"]
-    f["remaining_points"] = sums["points"] - sums["done_points"]
-    f["in_progress_share"] = sums["in_progress"] / n.where(n > 0)
-    f["blocked_count"] = sums["blocked"]
-    f["open_dependencies"] = sums["open_deps"]
-    f["open_cross_team_dependencies"] = sums["cross_team"]
+    def total(weights) -> np.ndarray:
+        return np.bincount(scope.snap, weights=np.asarray(weights, dtype=np.float64), minlength=n)
 
-    weeks = settings.throughput_weeks
-    weekly = weekly_throughput(snaps, tl, weeks)
-    f["throughput_per_week"] = weekly.mean(axis=1)
+    count = total(np.ones(len(scope)))
+    scope_points = total(np.nan_to_num(points))
+    done_points = total(np.nan_to_num(points) * ~is_open)
+    remaining = total(is_open)
+    assigned = state["assignee"] >= 0
+    people = np.int64(len(tl.values) + 1)  # distinct (snapshot, assignee) pairs, counted per snapshot
+    pairs = np.unique(scope.snap[assigned] * people + state["assignee"][assigned])
+    team = np.bincount(pairs // people, minlength=n).astype(np.float64)
+
+    due = tl.due.find(m, as_of)
+    due_at = tl.due.get("due", due, NAT)
+    f = {"kind": take(tl.milestone_kind, m)}
+    f["span_days"] = _days_between(due_at, start)
+    f["days_left"] = _days_between(due_at, as_of)
+    f["span_elapsed"] = np.clip(_days_between(as_of, start) / f["span_days"], 0, 1)
+    f["scope_count"] = count
+    f["scope_points"] = scope_points
+    f["unestimated_share"] = _ratio(total(np.isnan(points)), count)
+    f.update(_scope_changes(m, as_of, start, tl))
+    f["done_share"] = _ratio(total(~is_open), count)
+    f["done_points_share"] = _ratio(done_points, scope_points)
+    f["remaining_count"] = remaining
+    f["remaining_points"] = scope_points - done_points
+    f["in_progress_share"] = _ratio(total(state["in_progress"]), count)
+    f["blocked_count"] = total(state["blocked"] | ((open_deps > 0) & is_open))
+    f["open_dependencies"] = total(open_deps)
+    f["open_cross_team_dependencies"] = total(cross_team)
+
+    weekly = weekly_throughput(project, as_of, tl, settings.throughput_weeks)
     mean = weekly.mean(axis=1)
-    f["throughput_cv"] = np.where(mean > 0, weekly.std(axis=1) / np.where(mean > 0, mean, 1), np.nan)
-    weeks_left = (f["days_left"] / 7).clip(lower=1 / 7)
-    f["required_per_week"] = f["remaining_count"] / weeks_left
-    f["required_vs_observed"] = f["required_per_week"] / f["throughput_per_week"].where(f["throughput_per_week"] > 0)
-    f["monte_carlo_on_time"] = monte_carlo_on_time(
-        weekly, f["remaining_count"].to_numpy(), f["days_left"].to_numpy(),
-        settings.monte_carlo_runs, settings.seed)
-    f["history_weeks"] = history_weeks(snaps, tl, weeks)
+    f["throughput_per_week"] = mean
+    f["throughput_cv"] = _ratio(weekly.std(axis=1), mean)
+    weeks_left = np.clip(f["days_left"] / 7, 1 / 7, None)
+    f["required_per_week"] = remaining / weeks_left
+    f["required_vs_observed"] = _ratio(f["required_per_week"], mean)
+    f["monte_carlo_on_time"] = monte_carlo_on_time(weekly, remaining, f["days_left"],
+                                                   settings.monte_carlo_runs, settings.seed)
+    f["history_weeks"] = history_weeks(project, as_of, tl, settings.throughput_weeks)
 
-    f["reopened_count"] = sums["reopened"]
-    f["reassignments"] = sums["reassignments"]
-    f["priority_changes"] = sums["priority_changes"]
-    f["estimate_changes"] = sums["estimate_changes"]
-    f["due_replans"] = pd.to_numeric(due["replans"]).fillna(0.0)
-    f["due_shift_days"] = pd.to_numeric(due["shift_days"]).fillna(0.0)
+    f["reopened_count"] = total(state["status_changes"])
+    f["reassignments"] = total(state["assignee_changes"])
+    f["priority_changes"] = total(state["priority_changes"])
+    f["estimate_changes"] = total(state["story_points_changes"])
+    f["due_replans"] = tl.due.get("replans", due, 0).astype(np.float64)
+    f["due_shift_days"] = np.nan_to_num(tl.due.get("shift_days", due, np.nan))
     f["team_size"] = team
-    f["open_per_assignee"] = sums["open"] / team.clip(lower=1)
-    f["unassigned_open_share"] = sums["open_unassigned"] / sums["open"].where(sums["open"] > 0)
-    f["open_age_mean_days"] = sums["open_age"] / sums["open"].where(sums["open"] > 0)
-    f["bug_share"] = sums["bug"] / n.where(n > 0)
-    f["high_priority_share"] = sums["high"] / n.where(n > 0)
-    f = f.join(past_slip_rate(snaps, outcomes))
-    f = f[MILESTONE_FEATURES]
-    for col in MILESTONE_FEATURES:
-        if col not in CATEGORICAL:
-            f[col] = pd.to_numeric(f[col]).astype("float64")
-
-    tickets = _ticket_rows(scope, state, deps, f)
-    return f, tickets
+    f["open_per_assignee"] = remaining / np.maximum(team, 1)
+    f["unassigned_open_share"] = _ratio(total(is_open & ~assigned), remaining)
+    f["open_age_mean_days"] = _ratio(total(np.where(is_open, np.nan_to_num(state["age_days"]), 0.0)), remaining)
+    f["bug_share"] = _ratio(total(state["bug"]), count)
+    f["high_priority_share"] = _ratio(total(state["high"]), count)
+    f["past_slip_rate"], f["past_milestones_known"] = past_slip_rate(project, as_of, outcomes, tl)
+    features = {name: f[name] for name in MILESTONE_FEATURES}
+    return features, _ticket_rows(scope, state, open_deps, features, tl)
 
 
-def _scope_changes(snaps: pd.DataFrame, tl: Timelines) -> pd.DataFrame:
+def _scope_changes(m: np.ndarray, as_of: np.ndarray, start: np.ndarray, tl: Timelines) -> dict[str, np.ndarray]:
     """Tickets added to and removed from the milestone since start and over the last 7/14 days."""
-    def cum(times: pd.Series) -> pd.DataFrame:
-        probe = snaps.assign(_t=times)
-        got = asof(probe, tl.milestone_moves, "_t", "milestone_id", ["added", "removed"])
-        return got.apply(pd.to_numeric).fillna(0.0)
+    def moved(times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        pos = tl.moves.find(m, times)
+        return tl.moves.get("added", pos, 0.0), tl.moves.get("removed", pos, 0.0)
 
-    now = cum(snaps["as_of"])
-    out = pd.DataFrame(index=snaps.index)
-    start = cum(snaps["start_at"])
-    out["scope_added_since_start"] = now["added"] - start["added"]
-    out["scope_removed_since_start"] = now["removed"] - start["removed"]
-    for days in (7, 14):
-        back = cum(np.maximum(snaps["as_of"] - pd.Timedelta(days=days), snaps["start_at"]))
-        out[f"scope_added_{days}d"] = now["added"] - back["added"]
-        out[f"scope_removed_{days}d"] = now["removed"] - back["removed"]
+    added, removed = moved(as_of)
+    added_start, removed_start = moved(start)
+    out = {"scope_added_since_start": added - added_start, "scope_removed_since_start": removed - removed_start}
+    for span in (7, 14):
+        added_then, removed_then = moved(later(shifted(as_of, -span * DAY_US), start))
+        out[f"scope_added_{span}d"] = added - added_then
+        out[f"scope_removed_{span}d"] = removed - removed_then
     return out
 
 
-def _ticket_rows(scope, state, deps, milestone: pd.DataFrame) -> pd.DataFrame:
+def _ticket_rows(scope: Scope, state: dict[str, np.ndarray], open_deps: np.ndarray,
+                 milestone: dict[str, np.ndarray], tl: Timelines) -> dict[str, np.ndarray]:
     """Features of the tickets still open at as_of, with their milestone's context."""
-    open_ = state["open"]
-    rows = pd.DataFrame({
-        "snap": scope["snap"], "ticket_id": scope["ticket_id"],
-        "ticket_points": state["points"],
-        "ticket_age_days": (scope["as_of"] - state["created_at"]) / DAYS,
-        "ticket_in_progress": (state["status"] == "in_progress").astype(float),
-        "ticket_blocked": ((state["status"] == "blocked") | (deps["open_deps"] > 0)).astype(float),
-        "ticket_reopened": state["reopened"],
-        "ticket_reassignments": state["assignee_changes"],
-        "ticket_priority_changes": state["priority_changes"],
-        "ticket_is_bug": state["type"].fillna("").str.lower().isin(BUG_TYPES).astype(float),
-        "ticket_high_priority": state["priority"].fillna("").str.lower().isin(HIGH_PRIORITIES).astype(float),
-        "ticket_open_dependencies": deps["open_deps"],
-        "ticket_unassigned": state["assignee"].isna().astype(float),
-    })[open_]
-    context = [c for c in TICKET_FEATURES if c in milestone.columns]
-    return rows.join(milestone[context], on="snap")
+    rows = np.flatnonzero(state["open"])
+    snap = scope.snap[rows]
+    own = {
+        "snap": snap,
+        "row": rows,
+        "ticket_id": take(tl.tickets.array, scope.ticket[rows]),
+        "ticket_points": state["story_points"][rows],
+        "ticket_age_days": state["age_days"][rows],
+        "ticket_in_progress": state["in_progress"][rows].astype(np.float64),
+        "ticket_blocked": (state["blocked"] | (open_deps > 0))[rows].astype(np.float64),
+        "ticket_reopened": state["status_changes"][rows],
+        "ticket_reassignments": state["assignee_changes"][rows],
+        "ticket_priority_changes": state["priority_changes"][rows],
+        "ticket_is_bug": state["bug"][rows].astype(np.float64),
+        "ticket_high_priority": state["high"][rows].astype(np.float64),
+        "ticket_open_dependencies": open_deps[rows],
+        "ticket_unassigned": (state["assignee"] < 0)[rows].astype(np.float64),
+    }
+    for name in TICKET_FEATURES:
+        if name in milestone:
+            own[name] = milestone[name][snap]
+    return own

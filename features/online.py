@@ -4,74 +4,78 @@ Dashboards send what they know: the milestone (with its due date, and its due-da
 kept), its tickets and the team's other recent tickets, any events and links. Where a ticket
 comes without events, its history is what its fields imply: created as to-do, in the
 milestone from when it was created (or the milestone started), done at its resolution time.
-``features_now`` then calls ``milestone_features``, the function that builds training sets.
+
+The state arrives as columns already checked by the API's schema, so the tables are built
+with a few numpy calls rather than a validation pass; ``features_now`` then runs
+``build_timelines`` and ``milestone_features``, the functions that build training sets.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from features.milestone_features import milestone_features
-from features.schema import EVENTS, MILESTONES, TICKETS, conform
+from features.schema import EVENTS
+from features.snapshots import Snapshots
 from features.tables import Tables, make_tables
-from features.timeline import build_timelines
+from features.timeline import NAT, build_timelines, later, pick
 
-SEP = "\x1f"  # namespaces each request's ids inside a batch
+Columns = dict[str, np.ndarray]  # one table: strings as object arrays, times as int64 µs (NAT if unknown)
 
 
-def _implied_events(tickets: pd.DataFrame, milestones: pd.DataFrame, explicit: pd.DataFrame) -> pd.DataFrame:
+def _implied_events(tickets: Columns, milestones: Columns, explicit: np.ndarray) -> Columns:
     """Events for tickets that came without any: creation state, membership, resolution."""
-    covered = set(explicit["ticket_id"].dropna()) if len(explicit) else set()
-    t = tickets[~tickets["ticket_id"].isin(covered)]
-    start = t["milestone_id"].map(milestones.set_index("milestone_id")["start_at"])
-    joined = pd.concat([t["created_at"], start], axis=1).max(axis=1)
-    parts = [
-        pd.DataFrame({"ticket_id": t["ticket_id"], "at": t["created_at"], "field": "status",
-                      "from_value": None, "to_value": "todo"}),
-        pd.DataFrame({"ticket_id": t["ticket_id"], "at": joined, "field": "milestone",
-                      "from_value": None, "to_value": t["milestone_id"]}).dropna(subset=["to_value"]),
+    quiet = ~pd.Series(tickets["ticket_id"], dtype=object).isin(explicit).to_numpy(bool)
+    ticket, created = tickets["ticket_id"][quiet], tickets["created_at"][quiet]
+    milestone, status = tickets["milestone_id"][quiet], tickets["status"][quiet]
+    start = pick(milestones["start_at"], pd.Index(milestones["milestone_id"], dtype=object).get_indexer(milestone), NAT)
+    joined = np.where(start == NAT, created, later(created, start))
+    resolved = np.where(tickets["resolved_at"][quiet] == NAT, created, tickets["resolved_at"][quiet])
+    points = tickets["story_points"][quiet]
+    has_points = ~np.isnan(points)
+    working = (status == "in_progress") | (status == "blocked")
+    done = status == "done"
+    parts = [  # (which tickets, at, field, from, to), in the order a tie at one instant resolves
+        (np.ones(len(ticket), bool), created, "status", None, np.full(len(ticket), "todo", dtype=object)),
+        (pd.notna(milestone), joined, "milestone", None, milestone),
+        (pd.notna(tickets["assignee"][quiet]), created, "assignee", None, tickets["assignee"][quiet]),
+        (pd.notna(tickets["priority"][quiet]), created, "priority", None, tickets["priority"][quiet]),
+        (has_points, created, "story_points", None,
+         np.array([repr(float(v)) if ok else None for v, ok in zip(points, has_points)], dtype=object)),
+        (working, created, "status", "todo", status),
+        (done, resolved, "status", "todo", status),
     ]
-    for col, field_ in (("assignee", "assignee"), ("priority", "priority")):
-        parts.append(pd.DataFrame({"ticket_id": t["ticket_id"], "at": t["created_at"], "field": field_,
-                                   "from_value": None, "to_value": t[col]}).dropna(subset=["to_value"]))
-    points = t["story_points"].map(lambda v: None if pd.isna(v) else repr(float(v)))
-    parts.append(pd.DataFrame({"ticket_id": t["ticket_id"], "at": t["created_at"], "field": "story_points",
-                               "from_value": None, "to_value": points}).dropna(subset=["to_value"]))
-    working = t[t["status"].isin(["in_progress", "blocked"])]
-    parts.append(pd.DataFrame({"ticket_id": working["ticket_id"], "at": working["created_at"], "field": "status",
-                               "from_value": "todo", "to_value": working["status"]}))
-    done = t[t["status"] == "done"]
-    done_at = done["resolved_at"].fillna(done["created_at"])
-    parts.append(pd.DataFrame({"ticket_id": done["ticket_id"], "at": done_at, "field": "status",
-                               "from_value": "todo", "to_value": "done"}))
-    parts = [p for p in parts if len(p)]
-    columns = ["ticket_id", "at", "field", "from_value", "to_value"]
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+    return {
+        "ticket_id": np.concatenate([ticket[w] for w, *_ in parts]),
+        "at": np.concatenate([at[w] for w, at, *_ in parts]),
+        "field": np.concatenate([np.full(int(w.sum()), f, dtype=object) for w, _, f, *_ in parts]),
+        "from_value": np.concatenate([np.full(int(w.sum()), src, dtype=object) for w, _, _, src, _ in parts]),
+        "to_value": np.concatenate([to[w] for w, *_, to in parts]),
+    }
 
 
-def state_tables(milestones: pd.DataFrame, tickets: pd.DataFrame, events: pd.DataFrame,
-                 links: pd.DataFrame) -> Tables:
-    """Canonical tables from current state, events implied where a ticket has none.
+def state_tables(milestones: Columns, tickets: Columns, events: Columns, links: Columns) -> Tables:
+    """Canonical tables (as columns) from current state, events implied where a ticket has none.
 
     A milestone without due-date events keeps its ``due_at`` as known from the start, as in
     any export that keeps only the final date.
     """
-    milestones, tickets = conform(milestones, MILESTONES), conform(tickets, TICKETS)
-    events = conform(events, EVENTS)
-    implied = _implied_events(tickets, milestones, events)
-    return make_tables(milestones, tickets, pd.concat([events, implied], ignore_index=True), links)
+    implied = _implied_events(tickets, milestones, events["ticket_id"])
+    nothing = np.full(len(implied["at"]), None, dtype=object)
+    events = {name: np.concatenate([events[name], implied.get(name, nothing)]) for name in EVENTS.columns}
+    return Tables(milestones, tickets, events, links)
 
 
-def features_now(tables: Tables, snapshots: pd.DataFrame, settings,
-                 outcomes: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Milestone (and open-ticket) features of ``snapshots`` (milestone_id, as_of) from ``tables``.
+def features_now(tables: Tables, snapshots: pd.DataFrame, settings, outcomes: pd.DataFrame | None = None
+                 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Milestone (and open-ticket) features of ``snapshots`` (milestone_id, as_of) from ``tables``,
+    as columns (see ``milestone_features``).
 
     Only what happened at or before each as_of is used, exactly as offline.
     """
     tl = build_timelines(tables)
-    snaps = snapshots[["milestone_id", "as_of"]].reset_index(drop=True)
-    snaps["as_of"] = pd.to_datetime(snaps["as_of"], utc=True).astype("datetime64[us, UTC]")
-    return milestone_features(tables, tl, snaps, settings, outcomes)
+    return milestone_features(tl, Snapshots.of(snapshots, tl), settings, outcomes)
 
 
 def truncate(tables: Tables, as_of: pd.Timestamp) -> Tables:

@@ -6,14 +6,15 @@ import hashlib
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from features.milestone_features import MILESTONE_FEATURES, TICKET_FEATURES, milestone_features
-from features.snapshots import labels, schedule, scope_rows
+from features.snapshots import Snapshots, labels, schedule, scope_rows
 from features.tables import Tables, fingerprint
-from features.timeline import build_timelines
+from features.timeline import Timelines, build_timelines, last_of_each, pick, take, timestamps
 
 TARGETS = ("milestone", "ticket")
 ID_COLUMNS = {"milestone": ["milestone_id", "project", "as_of"],
@@ -27,12 +28,16 @@ def feature_columns(target: str) -> list[str]:
     return list(MILESTONE_FEATURES if target == "milestone" else TICKET_FEATURES)
 
 
-def milestone_outcomes(snaps: pd.DataFrame, lab: pd.DataFrame, project: pd.Series) -> pd.DataFrame:
+def _projects(milestone: np.ndarray, tl: Timelines):
+    return take(tl.projects.array, pick(tl.milestone_project, milestone, -1))
+
+
+def milestone_outcomes(snaps: Snapshots, label: np.ndarray, known_at: np.ndarray, tl: Timelines) -> pd.DataFrame:
     """Each milestone's outcome (its latest labelled snapshot) and when it became known."""
-    known = snaps.join(lab).assign(project=project).dropna(subset=["label"])
-    last = known.sort_values("as_of").groupby("milestone_id").tail(1)
-    return pd.DataFrame({"project": last["project"], "known_at": last["label_known_at"],
-                         "slipped": last["label"]}).reset_index(drop=True)
+    labelled = np.flatnonzero(~np.isnan(label))
+    last = labelled[last_of_each(snaps.milestone[labelled])]  # snapshots run by milestone, then as_of
+    return pd.DataFrame({"project": _projects(snaps.milestone[last], tl), "known_at": timestamps(known_at[last]),
+                         "slipped": label[last]})
 
 
 def build_training_sets(tables: Tables, settings, data_end: pd.Timestamp | None = None) -> dict[str, pd.DataFrame]:
@@ -43,25 +48,28 @@ def build_training_sets(tables: Tables, settings, data_end: pd.Timestamp | None 
     see ``features.spark_engine``) passes the whole history's.
     """
     tl = build_timelines(tables, data_end)
-    snaps = schedule(tables, tl, settings.span_fractions, settings.every_n_days)
+    snaps = schedule(tl, settings.span_fractions, settings.every_n_days)
     scope = scope_rows(snaps, tl)
-    lab, ticket_slip = labels(snaps, scope, tables, tl, settings.grace_days)
+    label, known_at, ticket_slip = labels(snaps, scope, tl, settings.grace_days)
+    outcomes = milestone_outcomes(snaps, label, known_at, tl)
+    feats, tickets = milestone_features(tl, snaps, settings, outcomes, scope)
+
     # a snapshot with nothing committed cannot slip and says nothing: dropped
-    has_scope = snaps.index.isin(scope["snap"].unique())
-    project = snaps["milestone_id"].map(tables.milestones.set_index("milestone_id")["project"])
-    outcomes = milestone_outcomes(snaps[has_scope], lab[has_scope], project[has_scope])
-    feats, tickets = milestone_features(tables, tl, snaps, settings, outcomes, scope)
+    keep = np.flatnonzero(np.bincount(scope.snap, minlength=len(snaps)) > 0)
+    milestone = pd.DataFrame({
+        "milestone_id": take(tl.milestones.array, snaps.milestone[keep]),
+        "project": _projects(snaps.milestone[keep], tl), "as_of": timestamps(snaps.as_of[keep]),
+        **{name: feats[name][keep] for name in MILESTONE_FEATURES},
+        "label": label[keep], "label_known_at": timestamps(known_at[keep])})
 
-    milestone = pd.concat([snaps.assign(project=project), feats, lab], axis=1)[has_scope]
-    milestone = milestone[ID_COLUMNS["milestone"] + MILESTONE_FEATURES + LABEL_COLUMNS]
-
-    t = tickets.join(snaps[["milestone_id", "as_of"]], on="snap")
-    t["project"] = t["milestone_id"].map(tables.milestones.set_index("milestone_id")["project"])
-    t["label_known_at"] = t["snap"].map(lab["label_known_at"])
-    known = t["snap"].map(lab["label"]).notna()
-    t["label"] = ticket_slip.loc[t.index].where(known)
-    ticket = t[ID_COLUMNS["ticket"] + TICKET_FEATURES + LABEL_COLUMNS]
-    return {"milestone": milestone.reset_index(drop=True), "ticket": ticket.reset_index(drop=True)}
+    snap = tickets["snap"]
+    ticket = pd.DataFrame({
+        "ticket_id": tickets["ticket_id"], "milestone_id": take(tl.milestones.array, snaps.milestone[snap]),
+        "project": _projects(snaps.milestone[snap], tl), "as_of": timestamps(snaps.as_of[snap]),
+        **{name: tickets[name] for name in TICKET_FEATURES},
+        "label": np.where(np.isnan(label[snap]), np.nan, ticket_slip[tickets["row"]]),
+        "label_known_at": timestamps(known_at[snap])})
+    return {"milestone": milestone, "ticket": ticket}
 
 
 def training_set_fingerprint(tables: Tables, settings) -> str:

@@ -21,7 +21,12 @@ from features.schema import EVENTS, LINKS, MILESTONES, TABLES, TICKETS, SchemaEr
 
 @dataclass
 class Tables:
-    """The four canonical tables of one tracker history."""
+    """The four canonical tables of one tracker history.
+
+    Read, written and imported as DataFrames. A request's current state (``features.online``)
+    holds each table as a dict of arrays instead: the feature code reads columns by name, so it
+    takes either, and a request never pays for frames it does not need.
+    """
 
     milestones: pd.DataFrame
     tickets: pd.DataFrame

@@ -3,32 +3,26 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
-from features.timeline import Timelines, asof
+from features.timeline import DAY_US, NAT, Timelines, pick, shifted
 
-WEEK = pd.Timedelta(days=7)
+WEEK_US = 7 * DAY_US
 
 
-def weekly_throughput(rows: pd.DataFrame, tl: Timelines, weeks: int) -> np.ndarray:
+def weekly_throughput(project: np.ndarray, as_of: np.ndarray, tl: Timelines, weeks: int) -> np.ndarray:
     """Tickets the project finished in each of the ``weeks`` weeks before as_of: (n, weeks)."""
-    counts = []
-    for k in range(weeks + 1):
-        probe = rows.assign(_t=rows["as_of"] - WEEK * k)
-        cum = asof(probe, tl.done, "_t", "project", ["cum_done"])["cum_done"]
-        counts.append(pd.to_numeric(cum).fillna(0.0).to_numpy())
-    cum = np.stack(counts, axis=1)  # column k: cumulative count k weeks back
+    cum = np.stack([tl.done.get("cum_done", tl.done.find(project, shifted(as_of, -WEEK_US * k)), 0.0)
+                    for k in range(weeks + 1)], axis=1)  # column k: cumulative count k weeks back
     return cum[:, :-1] - cum[:, 1:]
 
 
-def history_weeks(rows: pd.DataFrame, tl: Timelines, cap: int) -> np.ndarray:
+def history_weeks(project: np.ndarray, as_of: np.ndarray, tl: Timelines, cap: int) -> np.ndarray:
     """Weeks between the project's first finished ticket and as_of (0 where none), capped at
     ``cap`` so that it does not depend on how far back a client's history reaches."""
-    if tl.done.empty:
-        return np.zeros(len(rows))
-    first = tl.done.groupby("project")["at"].min()
-    since = rows["as_of"] - rows["project"].map(first)
-    return (since.dt.total_seconds() / 86400 / 7).clip(lower=0, upper=cap).fillna(0.0).to_numpy()
+    first = pick(tl.done.first_at(len(tl.projects)), project, NAT)
+    known = (first != NAT) & (as_of != NAT)
+    weeks = np.where(known, (as_of - first) / 1e6 / 86400 / 7, 0.0)
+    return np.clip(weeks, 0, cap)
 
 
 def monte_carlo_on_time(weekly: np.ndarray, remaining: np.ndarray, days_left: np.ndarray,

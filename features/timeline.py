@@ -1,7 +1,13 @@
-"""Event timelines: the canonical events sorted once and split by what they change.
+"""Event timelines: the canonical tables as integer codes, the events sorted once and split by
+what they change.
 
-Every later question of the form "what was X at time t" is an as-of join against one of
-these frames, never a scan of the whole event table.
+Tickets, milestones and projects become integer codes (their ids sorted, so code order is id
+order); every string column of the events is factorized once, and what a value means (a status,
+a milestone, a date) is worked out on its few distinct values, not on every row. Times become
+int64 microseconds since the epoch, ``NAT`` where unknown. Every later question of the form
+"what was X at time t" is a lookup in one ``Timeline``, never a scan of the event table; a
+lookup costs a few numpy calls whatever the size, so one milestone online pays microseconds
+and a million snapshots offline pay seconds.
 """
 
 from __future__ import annotations
@@ -13,138 +19,340 @@ import pandas as pd
 
 from features.tables import Tables
 
-FAR_FUTURE = pd.Timestamp("9999-01-01", tz="UTC").as_unit("us")
-FAR_PAST = pd.Timestamp("1000-01-01", tz="UTC").as_unit("us")
+NAT = np.iinfo(np.int64).min  # a missing time: compares below every real one
+DAY_US = 86_400_000_000
+FAR_PAST = int(np.datetime64("1000-01-01", "us").astype(np.int64))
+FAR_FUTURE = int(np.datetime64("9999-01-01", "us").astype(np.int64))
+
+
+def micros(times) -> np.ndarray:
+    """Timestamps (a column, an array, a list; int64 arrays are taken as microseconds already)
+    as int64 microseconds since the epoch, NAT where missing."""
+    if isinstance(times, np.ndarray) and times.dtype == np.int64:
+        return times
+    if not isinstance(times, (pd.Series, pd.Index)):
+        times = pd.Series(times)
+    if not isinstance(times.dtype, pd.DatetimeTZDtype):
+        times = pd.to_datetime(times, utc=True)
+    return times.array.as_unit("us").asi8.astype(np.int64, copy=False)
+
+
+def timestamps(us: np.ndarray) -> pd.arrays.DatetimeArray:
+    """int64 microseconds (NAT where missing) back to UTC timestamps."""
+    return pd.array(np.asarray(us, dtype=np.int64).view("M8[us]")).tz_localize("UTC")
+
+
+def days(us: np.ndarray) -> np.ndarray:
+    """A duration in microseconds as float days, NaN where either end was missing."""
+    return np.asarray(us, dtype=np.float64) / DAY_US
+
+
+def take(values, codes: np.ndarray):
+    """``values[codes]``, missing where a code is -1 (an unknown entity)."""
+    return pd.api.extensions.take(values, np.asarray(codes, dtype=np.intp), allow_fill=True)
+
+
+def pick(column: np.ndarray, pos: np.ndarray, missing=np.nan) -> np.ndarray:
+    """``column[pos]``, ``missing`` where ``pos`` is -1 (nothing found)."""
+    if not len(column):
+        return np.full(len(pos), missing)
+    return np.where(pos >= 0, column[np.maximum(pos, 0)], missing)
+
+
+def later(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The later of two times, NAT where either is missing."""
+    return np.where((a == NAT) | (b == NAT), NAT, np.maximum(a, b))
+
+
+def shifted(times: np.ndarray, delta_us: int) -> np.ndarray:
+    """``times`` moved by ``delta_us`` microseconds; missing times stay missing."""
+    return np.where(times == NAT, NAT, times + np.int64(delta_us))
+
+
+def expand(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every position in the ranges [lo, hi), and the range each came from: a one-to-many join
+    of queries to the rows of a table sorted by key (``lo``/``hi`` from ``searchsorted``)."""
+    counts = hi - lo
+    owner = np.repeat(np.arange(len(lo)), counts)
+    return np.arange(len(owner)) - np.repeat(np.cumsum(counts) - counts - lo, counts), owner
+
+
+def last_of_each(key: np.ndarray) -> np.ndarray:
+    """Mask of the last row of each distinct ``key``, rows kept in their order."""
+    _, first_from_end = np.unique(key[::-1], return_index=True)
+    mask = np.zeros(len(key), dtype=bool)
+    mask[len(key) - 1 - first_from_end] = True
+    return mask
+
+
+def running_sum(key: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """The cumulative sum of ``x`` within each run of equal ``key`` (rows grouped by key)."""
+    total = np.cumsum(x)
+    if not len(x):
+        return total
+    starts = np.flatnonzero(np.concatenate([[True], key[1:] != key[:-1]]))
+    before = (total - x)[starts]
+    return total - np.repeat(before, np.diff(np.append(starts, len(x))))
+
+
+class Timeline:
+    """Rows of one kind of change, sorted by (key, time), ties in their given order.
+
+    ``find(keys, times)`` gives, for each query, the position of the last row with that key at
+    or before that time (-1 where none), as ``pd.merge_asof(direction="backward")`` would.
+    ``running`` columns are counted up within each key in that order (changes so far).
+    """
+
+    def __init__(self, key: np.ndarray, at: np.ndarray, values: dict[str, np.ndarray] | None = None,
+                 running: dict[str, np.ndarray] | None = None):
+        key = np.asarray(key, dtype=np.int64)
+        order = np.lexsort((at, key))
+        self.key, self.at = key[order], at[order]
+        self.values = {name: np.asarray(v)[order] for name, v in (values or {}).items()}
+        for name, step in (running or {}).items():
+            self.values[name] = running_sum(self.key, np.asarray(step)[order])
+        # a time's rank (rows at or before it) keeps order and fits beside the key in one int64
+        self._times = np.sort(self.at)
+        self._base = np.int64(len(self.at) + 1)
+        self._packed = self.key * self._base + np.searchsorted(self._times, self.at, side="right")
+
+    def __len__(self) -> int:
+        return len(self.key)
+
+    def find(self, key: np.ndarray, at: np.ndarray) -> np.ndarray:
+        """Position of the last row with ``key`` at or before ``at``, per query; -1 where none."""
+        key = np.asarray(key, dtype=np.int64)
+        rank = np.searchsorted(self._times, at, side="right")
+        pos = np.searchsorted(self._packed, key * self._base + rank, side="right") - 1
+        found = (pos >= 0) & (key >= 0)
+        found[found] = self.key[pos[found]] == key[found]
+        return np.where(found, pos, -1)
+
+    def get(self, name: str, pos: np.ndarray, missing=np.nan) -> np.ndarray:
+        """Column ``name`` at positions ``pos`` from ``find``, ``missing`` where it found nothing."""
+        return pick(self.values[name], pos, missing)
+
+    def first_at(self, n_keys: int) -> np.ndarray:
+        """The time of each key's first row (NAT for keys without rows)."""
+        first = np.full(n_keys, NAT, dtype=np.int64)
+        keys, where = np.unique(self.key, return_index=True)
+        first[keys] = self.at[where]
+        return first
 
 
 @dataclass
 class Timelines:
-    """Per-field views of the events, each sorted by time."""
+    """A tracker history as codes and per-field timelines (each sorted by entity and time)."""
 
-    ticket_values: dict[str, pd.DataFrame]  # field -> ticket_id, at, value (+ counter)
-    membership: pd.DataFrame  # ticket_id, milestone_id, start, end: intervals in a milestone
-    milestone_moves: pd.DataFrame  # milestone_id, at, added, removed (cumulative)
-    due_changes: pd.DataFrame  # milestone_id, at, due, replans (cumulative)
-    done: pd.DataFrame  # project, at, cum_done: project throughput counter
-    data_end: pd.Timestamp
+    tickets: pd.Index  # ticket id by ticket code
+    milestones: pd.Index  # milestone id by milestone code (sorted)
+    projects: pd.Index  # project by project code
+    values: pd.Index  # the events' to_value strings by value code
+    ticket_project: np.ndarray  # project code per ticket (-1 unknown)
+    ticket_created: np.ndarray  # µs per ticket
+    ticket_type: pd.Index  # the tickets' own type strings by type code
+    ticket_type_code: np.ndarray  # type code per ticket (-1 none)
+    milestone_project: np.ndarray
+    milestone_kind: pd.api.extensions.ExtensionArray | np.ndarray  # kind per milestone code
+    milestone_start: np.ndarray
+    milestone_completed: np.ndarray
+    ticket_values: dict[str, Timeline]  # field -> key ticket; value (a value code, or points), changes
+    membership: dict[str, np.ndarray]  # ticket, milestone, start, end: intervals [start, end), by milestone then start
+    moves: Timeline  # key milestone; added, removed (cumulative)
+    due: Timeline  # key milestone; due (µs), replans (cumulative), shift_days
+    done: Timeline  # key project; cum_done: the project's finished tickets so far
+    dependencies: dict[str, np.ndarray]  # ticket, dependency, since (µs): who waits on whom, by ticket
+    data_end: int
+
+    def value_code(self, value: str) -> int:
+        """The code of an event value (-2, matching nothing, if no event holds it)."""
+        return int(self.values.get_loc(value)) if value in self.values else -2
+
+
+def _index(values) -> pd.Index:
+    """An index of values as they are typed (Python strings stay objects, never re-inferred)."""
+    return pd.Index(values, dtype=values.dtype)
+
+
+def _codes(*columns) -> tuple[list[np.ndarray], pd.Index]:
+    """Shared sorted codes for several columns of ids (-1 where missing)."""
+    values = [_values(c) for c in columns]
+    if all(isinstance(v, np.ndarray) for v in values):
+        joined = np.concatenate(values)
+    else:
+        joined = pd.concat([pd.Series(v, dtype=v.dtype) for v in values], ignore_index=True)
+    codes, ids = pd.factorize(joined, sort=True)
+    bounds = np.cumsum([0] + [len(v) for v in values])
+    return [codes[a:b].astype(np.int64) for a, b in zip(bounds[:-1], bounds[1:])], _index(ids)
+
+
+def _factorize(column) -> tuple[np.ndarray, pd.Index]:
+    codes, uniques = pd.factorize(column)
+    return codes.astype(np.int64), _index(uniques)
+
+
+def _values(column):
+    """A column's values: a frame's own array, or the array itself."""
+    return column.array if isinstance(column, (pd.Series, pd.Index)) else np.asarray(column)
 
 
 def build_timelines(tables: Tables, data_end: pd.Timestamp | None = None) -> Timelines:
-    """Split and sort the events of ``tables`` into the timelines the features use; the data
-    ends at ``data_end`` (default: the last event)."""
-    ev = tables.events
-    tev = ev[ev["ticket_id"].notna()]
-    values = {}
-    for field_ in ("status", "assignee", "priority", "story_points", "type"):
-        part = tev.loc[tev["field"] == field_, ["ticket_id", "at", "from_value", "to_value"]]
-        part = part.sort_values(["at"], kind="stable")
-        changes = part["from_value"].notna().astype("int32")
-        if field_ == "status":
-            changes = ((part["from_value"] == "done") & (part["to_value"] != "done")).astype("int32")
-        part = part.assign(changes=changes.groupby(part["ticket_id"]).cumsum())
-        values[field_] = part.drop(columns="from_value").rename(columns={"to_value": "value"})
-    values["story_points"]["value"] = pd.to_numeric(values["story_points"]["value"])
-    membership = _membership(tev[tev["field"] == "milestone"])
-    moves = _milestone_moves(tev[tev["field"] == "milestone"])
-    due = _due_changes(ev[(ev["field"] == "due_at") & ev["milestone_id"].notna()], tables)
-    status = values["status"]
-    done = status[status["value"] == "done"][["ticket_id", "at"]]
-    done = done.assign(project=done["ticket_id"].map(tables.tickets.set_index("ticket_id")["project"]))
-    done = done.dropna(subset=["project"]).sort_values("at", kind="stable")
-    done["cum_done"] = done.groupby("project").cumcount() + 1
-    if data_end is None:
-        data_end = ev["at"].max() if len(ev) else pd.Timestamp.now(tz="UTC")
-    return Timelines(values, membership, moves, due, done[["project", "at", "cum_done"]], data_end)
+    """Code and sort the tables into the timelines the features use; the data ends at
+    ``data_end`` (default: the last event). Columns are read by name, so a table may be a
+    DataFrame or a dict of arrays (a request's state, see ``features.online``)."""
+    ev, tk, ms, lk = tables.events, tables.tickets, tables.milestones, tables.links
+    (tk_code, ev_ticket, lk_from, lk_to), tickets = _codes(
+        tk["ticket_id"], ev["ticket_id"], lk["from_ticket"], lk["to_ticket"])
+    field, fields = _factorize(ev["field"])
+    to_code, values = _factorize(ev["to_value"])
+    from_code, from_values = _factorize(ev["from_value"])
+    at = micros(ev["at"])
+
+    def rows(name: str, of: np.ndarray) -> np.ndarray:
+        return np.flatnonzero((field == fields.get_loc(name)) & (of >= 0)) if name in fields else np.zeros(0, int)
+
+    # milestone ids: the table's, those events name, and those tickets move between
+    moved = rows("milestone", ev_ticket)
+    used_to, used_from = np.unique(to_code[moved]), np.unique(from_code[moved])
+    used_to, used_from = used_to[used_to >= 0], used_from[used_from >= 0]
+    (ms_code, ev_milestone, to_ms, from_ms), milestones = _codes(
+        ms["milestone_id"], ev["milestone_id"], values[used_to], from_values[used_from])
+    (tk_project, ms_project), projects = _codes(tk["project"], ms["project"])
+
+    n_tickets, n_milestones = len(tickets), len(milestones)
+    ticket_project = np.full(n_tickets, -1, dtype=np.int64)
+    ticket_project[tk_code] = tk_project
+    ticket_created = np.full(n_tickets, NAT, dtype=np.int64)
+    ticket_created[tk_code] = micros(tk["created_at"])
+    type_code, ticket_types = _factorize(tk["type"])
+    ticket_type_code = np.full(n_tickets, -1, dtype=np.int64)
+    ticket_type_code[tk_code] = type_code
+
+    ticket_values = {}
+    done_code = int(values.get_loc("done")) if "done" in values else -2
+    from_done = int(from_values.get_loc("done")) if "done" in from_values else -2
+    for name in ("status", "assignee", "priority", "story_points", "type"):
+        i = rows(name, ev_ticket)
+        value = to_code[i]
+        if name == "story_points":
+            value = _parsed(value, values, pd.to_numeric, np.nan)
+        changes = (from_code[i] == from_done) & (to_code[i] != done_code) if name == "status" else from_code[i] >= 0
+        ticket_values[name] = Timeline(ev_ticket[i], at[i], {"value": value}, {"changes": changes.astype(np.int64)})
+
+    to_milestone = np.full(len(values), -1, dtype=np.int64)
+    to_milestone[used_to] = to_ms
+    from_milestone = np.full(len(from_values), -1, dtype=np.int64)
+    from_milestone[used_from] = from_ms
+    joins, leaves = pick(to_milestone, to_code[moved], -1), pick(from_milestone, from_code[moved], -1)
+    membership = _membership(ev_ticket[moved], joins, leaves, at[moved])
+    moves_key = np.concatenate([joins, leaves])
+    keep = moves_key >= 0
+    added = np.repeat([1.0, 0.0], len(moved))
+    moves = Timeline(moves_key[keep], np.tile(at[moved], 2)[keep],
+                     running={"added": added[keep], "removed": 1.0 - added[keep]})
+
+    milestone_start = np.full(n_milestones, NAT, dtype=np.int64)
+    milestone_start[ms_code] = micros(ms["start_at"])
+    milestone_completed = np.full(n_milestones, NAT, dtype=np.int64)
+    milestone_completed[ms_code] = micros(ms["completed_at"])
+    milestone_project = np.full(n_milestones, -1, dtype=np.int64)
+    milestone_project[ms_code] = ms_project
+    row_of = np.full(n_milestones, -1, dtype=np.int64)
+    row_of[ms_code] = np.arange(len(ms_code))
+    milestone_kind = take(_values(ms["kind"]), row_of)
+
+    due = _due_changes(rows("due_at", ev_milestone), ev_milestone, at, to_code, from_code, values,
+                       ms_code, micros(ms["due_at"]))
+
+    status = ticket_values["status"]
+    finished = status.values["value"] == done_code
+    done_project = ticket_project[status.key[finished]]
+    keep = done_project >= 0
+    done = Timeline(done_project[keep], status.at[finished][keep], running={"cum_done": np.ones(int(keep.sum()))})
+
+    deps = _dependencies(lk, lk_from, lk_to, ticket_created)
+    end = int(at.max()) if len(at) else micros([pd.Timestamp.now(tz="UTC")])[0]
+    if data_end is not None:
+        end = micros([pd.Timestamp(data_end)])[0]
+    return Timelines(tickets, milestones, projects, values, ticket_project, ticket_created, ticket_types,
+                     ticket_type_code, milestone_project, milestone_kind, milestone_start, milestone_completed,
+                     ticket_values, membership, moves, due, done, deps, end)
 
 
-def _membership(mev: pd.DataFrame) -> pd.DataFrame:
-    """Intervals [start, end) during which a ticket belonged to a milestone."""
-    joins = mev.loc[mev["to_value"].notna(), ["ticket_id", "to_value", "at"]]
-    leaves = mev.loc[mev["from_value"].notna(), ["ticket_id", "from_value", "at"]]
-    joins = joins.rename(columns={"to_value": "milestone_id", "at": "start"})
-    leaves = leaves.rename(columns={"from_value": "milestone_id", "at": "end"})
-    joins = joins.sort_values("start", kind="stable")
-    leaves = leaves.sort_values("end", kind="stable")
-    joins["n"] = joins.groupby(["ticket_id", "milestone_id"]).cumcount()
-    leaves["n"] = leaves.groupby(["ticket_id", "milestone_id"]).cumcount()
-    # the k-th leave closes the k-th join; a leave with no join before it (data starting
-    # mid-history) is dropped by the left merge
-    out = joins.merge(leaves, on=["ticket_id", "milestone_id", "n"], how="left")
-    out["end"] = out["end"].fillna(FAR_FUTURE)
-    out = out[out["end"] >= out["start"]]
-    return out.drop(columns="n").reset_index(drop=True)
+def _parsed(codes: np.ndarray, values: pd.Index, parse, missing) -> np.ndarray:
+    """``parse`` applied to the distinct values that ``codes`` name (not to every row), per row;
+    ``missing`` where a code is -1."""
+    used = np.unique(codes)
+    used = used[used >= 0]
+    table = np.full(len(values), missing)
+    if len(used):
+        table[used] = parse(pd.Series(values[used], dtype=object))
+    return pick(table, codes, missing)
 
 
-def _milestone_moves(mev: pd.DataFrame) -> pd.DataFrame:
-    rows = pd.concat([
-        pd.DataFrame({"milestone_id": mev["to_value"], "at": mev["at"], "added": 1, "removed": 0}),
-        pd.DataFrame({"milestone_id": mev["from_value"], "at": mev["at"], "added": 0, "removed": 1}),
-    ]).dropna(subset=["milestone_id"]).sort_values("at", kind="stable")
-    grouped = rows.groupby("milestone_id")
-    rows["added"] = grouped["added"].cumsum()
-    rows["removed"] = grouped["removed"].cumsum()
-    return rows.reset_index(drop=True)
+def _group_rank(key: np.ndarray) -> np.ndarray:
+    """0, 1, 2, ... within each group of equal ``key``, in row order."""
+    order = np.argsort(key, kind="stable")
+    position = np.arange(len(key)) - np.searchsorted(key[order], key[order], side="left")
+    rank = np.empty(len(key), dtype=np.int64)
+    rank[order] = position
+    return rank
 
 
-def _due_changes(dev: pd.DataFrame, tables: Tables) -> pd.DataFrame:
+def _membership(ticket: np.ndarray, joins: np.ndarray, leaves: np.ndarray, at: np.ndarray) -> dict[str, np.ndarray]:
+    """Intervals [start, end) during which a ticket belonged to a milestone: the k-th leave of
+    a (ticket, milestone) closes its k-th join; a leave with no join before it (data starting
+    mid-history) closes nothing. Ordered by milestone, then start."""
+    width = np.int64(max(int(joins.max(initial=-1)), int(leaves.max(initial=-1))) + 2)
+    j = np.flatnonzero(joins >= 0)
+    j = j[np.argsort(at[j], kind="stable")]
+    l_ = np.flatnonzero(leaves >= 0)
+    l_ = l_[np.argsort(at[l_], kind="stable")]
+    pairs = pd.factorize(np.concatenate([ticket[j] * width + joins[j], ticket[l_] * width + leaves[l_]]))[0]
+    pairs = pairs.astype(np.int64)
+    pair_j, pair_l = pairs[:len(j)], pairs[len(j):]
+    depth = np.int64(len(at) + 1)
+    closing = pd.Index(pair_l * depth + _group_rank(pair_l)).get_indexer(pair_j * depth + _group_rank(pair_j))
+    end = pick(at[l_], closing, FAR_FUTURE)
+    keep = end >= at[j]
+    j, end = j[keep], end[keep]
+    order = np.argsort(joins[j], kind="stable")
+    return {"ticket": ticket[j][order], "milestone": joins[j][order], "start": at[j][order], "end": end[order]}
+
+
+def _due_changes(rows: np.ndarray, milestone: np.ndarray, at: np.ndarray, to_code: np.ndarray,
+                 from_code: np.ndarray, values: pd.Index, ms_code: np.ndarray, due_at: np.ndarray) -> Timeline:
     """Due date in force from each time on; milestones without due history get their due_at
     from the start of time (an export that keeps only the final date, as Jira versions do)."""
-    rows = pd.DataFrame({
-        "milestone_id": dev["milestone_id"],
-        "at": dev["at"],
-        "due": pd.to_datetime(dev["to_value"], utc=True, format="ISO8601").astype("datetime64[us, UTC]"),
-        "replan": dev["from_value"].notna().astype("int32"),
-    })
-    ms = tables.milestones
-    no_history = ms[~ms["milestone_id"].isin(rows["milestone_id"]) & ms["due_at"].notna()]
-    static = pd.DataFrame({
-        "milestone_id": no_history["milestone_id"],
-        "at": FAR_PAST,
-        "due": no_history["due_at"],
-        "replan": np.int32(0),
-    })
-    rows = pd.concat([rows, static]).sort_values("at", kind="stable").reset_index(drop=True)
-    rows["replans"] = rows.groupby("milestone_id")["replan"].cumsum()
-    first_due = rows.groupby("milestone_id")["due"].transform("first")
-    rows["shift_days"] = (rows["due"] - first_due).dt.total_seconds() / 86400
-    return rows.drop(columns="replan")
+    due = _parsed(to_code[rows], values, lambda v: micros(pd.to_datetime(v, utc=True, format="ISO8601")), NAT)
+    static = ~np.isin(ms_code, milestone[rows]) & (due_at != NAT)
+    key = np.concatenate([milestone[rows], ms_code[static]])
+    timeline = Timeline(key, np.concatenate([at[rows], np.full(int(static.sum()), FAR_PAST)]),
+                        {"due": np.concatenate([due, due_at[static]])},
+                        {"replans": np.concatenate([from_code[rows] >= 0, np.zeros(int(static.sum()), bool)])})
+    # shift from the first known due date the milestone had
+    d = timeline.values["due"]
+    dated = np.flatnonzero(d != NAT)
+    keys, first = np.unique(timeline.key[dated], return_index=True)
+    first_due = np.full(int(timeline.key.max(initial=-1)) + 1, NAT)
+    first_due[keys] = d[dated][first]
+    first_due = first_due[timeline.key]
+    timeline.values["shift_days"] = np.where((d != NAT) & (first_due != NAT), days(d - first_due), np.nan)
+    return timeline
 
 
-def _micros(times: pd.Series) -> np.ndarray:
-    """Timestamps as int64 microseconds since the epoch (one unit on both sides of a join)."""
-    if not isinstance(times.dtype, pd.DatetimeTZDtype):
-        times = pd.to_datetime(times, utc=True)
-    return times.array.as_unit("us").asi8
-
-
-def asof(left: pd.DataFrame, right: pd.DataFrame, on_left: str, by: str, cols: list[str],
-         right_on: str = "at", by_right: str | None = None) -> pd.DataFrame:
-    """For each row of ``left``, the last row of ``right`` with the same key at or before the time.
-
-    ``right`` is sorted by its time column (every timeline is); among rows with equal key and
-    time the last one wins, as in ``pd.merge_asof(direction="backward")``. Returns ``cols``
-    aligned with ``left``'s index (NaN where nothing precedes).
-
-    Searching one sorted integer key (key, rank of time) costs a few numpy calls whatever the
-    size, so one milestone online pays microseconds where a merge would pay milliseconds.
-    """
-    key_right = by_right or by
-    codes, _ = pd.factorize(pd.concat([left[by], right[key_right]], ignore_index=True), use_na_sentinel=True)
-    lkey, rkey = codes[: len(left)], codes[len(left):]
-    rtime = _micros(right[right_on])
-    if len(rtime) > 1 and (np.diff(rtime) < 0).any():
-        raise ValueError(f"asof: right side must be sorted by {right_on!r}")
-    # rank of a time = how many right rows are at or before it: t_right <= t_left exactly
-    # when rank(t_right) <= rank(t_left), and ranks are small enough to pack beside the key
-    lrank = np.searchsorted(rtime, _micros(left[on_left]), side="right")
-    rrank = np.searchsorted(rtime, rtime, side="right")
-    order = np.argsort(rkey, kind="stable")  # by key, then time, ties in their original order
-    base = np.int64(len(right) + 1)
-    packed = rkey[order].astype(np.int64) * base + rrank[order]
-    pos = np.searchsorted(packed, lkey.astype(np.int64) * base + lrank, side="right") - 1
-    found = (pos >= 0) & (lkey >= 0)
-    found[found] = rkey[order[pos[found]]] == lkey[found]
-    if not len(right):
-        return right[cols].reindex(range(len(left))).set_axis(left.index)
-    picked = right[cols].iloc[order[np.where(found, pos, 0)]].reset_index(drop=True)
-    return picked.where(pd.Series(found)).set_axis(left.index)
+def _dependencies(lk: pd.DataFrame, lk_from: np.ndarray, lk_to: np.ndarray,
+                  created: np.ndarray) -> dict[str, np.ndarray]:
+    """Who waits on whom: (ticket, dependency, since) from ``depends_on`` and ``blocks`` links,
+    by ticket. A link without a timestamp exists from when both of its tickets did."""
+    kind = _values(lk["kind"])
+    depends, blocks = np.asarray(kind == "depends_on", dtype=bool), np.asarray(kind == "blocks", dtype=bool)
+    ticket = np.concatenate([lk_from[depends], lk_to[blocks]])
+    dependency = np.concatenate([lk_to[depends], lk_from[blocks]])
+    since = micros(lk["created_at"])
+    since = np.concatenate([since[depends], since[blocks]])
+    a, b = created[ticket], created[dependency]
+    known_from = np.where((a == NAT) | (b == NAT), NAT, np.maximum(a, b))
+    since = np.where(since == NAT, known_from, since)
+    order = np.argsort(ticket, kind="stable")
+    return {"ticket": ticket[order], "dependency": dependency[order], "since": since[order]}

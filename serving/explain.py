@@ -2,14 +2,13 @@
 
 For each feature, the forecast is recomputed with that feature set to its typical value in
 the training data; the difference is the feature's effect on this forecast. It works for any
-model, needs one batched prediction, and reads the way a program manager asks the question:
+model, rides along in the forecast's own prediction, and reads the way a program manager asks:
 "what is unusual about this milestone, and how much does it matter?"
 """
 
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 from serving.model_store import LoadedModel
 from serving.schemas import Driver
@@ -21,25 +20,33 @@ def _plain(value):
     return float(value) if isinstance(value, (int, float, np.floating)) else str(value)
 
 
-def drivers(loaded: LoadedModel, X: pd.DataFrame, probabilities: np.ndarray, top: int) -> list[list[Driver]]:
-    """The ``top`` drivers of each row of ``X``, largest effect first."""
-    features = loaded.features
-    n, k = len(X), len(features)
-    if n == 0:
-        return []
+def typical_rows(loaded: LoadedModel, inputs: dict[str, np.ndarray], rows: np.ndarray) -> dict[str, np.ndarray]:
+    """For each of ``rows`` and each feature j, the row with feature j at its typical value
+    (row i * k + j of the result): scored with the forecasts themselves, in one prediction."""
     reference = loaded.metadata["reference"]
-    repeated = X.iloc[np.repeat(np.arange(n), k)].reset_index(drop=True)
-    for j, name in enumerate(features):
-        rows = np.arange(j, n * k, k)
-        repeated.loc[rows, name] = reference.get(name)
-    typical = loaded.predict(loaded.frame(repeated)).reshape(n, k)
-    effects = probabilities[:, None] - typical
+    k = len(loaded.features)
+    columns = {}
+    for j, name in enumerate(loaded.features):
+        column = np.repeat(inputs[name][rows], k)
+        typical = reference.get(name)
+        column[j::k] = np.nan if typical is None and column.dtype.kind == "f" else typical
+        columns[name] = column
+    return columns
+
+
+def drivers(loaded: LoadedModel, inputs: dict[str, np.ndarray], rows: np.ndarray, probabilities: np.ndarray,
+            typical: np.ndarray, top: int) -> list[list[Driver]]:
+    """The ``top`` drivers of each of ``rows``, largest effect first: ``probabilities`` are
+    theirs, ``typical`` the predictions of ``typical_rows``."""
+    features = loaded.features
+    reference = loaded.metadata["reference"]
+    effects = probabilities[:, None] - typical.reshape(len(rows), len(features))
     out = []
-    for i in range(n):
+    for i, row in enumerate(rows):
         order = np.argsort(-np.abs(effects[i]), kind="stable")[:top]
         out.append([
-            Driver(feature=features[j], value=_plain(X.iloc[i][features[j]]), reference=_plain(reference.get(features[j])),
-                   effect=round(float(effects[i, j]), 4),
+            Driver(feature=features[j], value=_plain(inputs[features[j]][row]),
+                   reference=_plain(reference.get(features[j])), effect=round(float(effects[i, j]), 4),
                    direction="raises risk" if effects[i, j] >= 0 else "lowers risk")
             for j in order if abs(effects[i, j]) > 0
         ])

@@ -1,31 +1,58 @@
 """From API requests to forecasts, through the features/ code training uses.
 
-A batch is one call to ``features_now``: each request's ids are namespaced so requests never
-see each other's tickets, and every milestone is scored in one vectorised prediction.
+A request becomes canonical tables column by column (its objects are read once, never turned
+into frames row by row). A batch is one call to ``features_now``: each request's ids are
+namespaced so requests never see each other's tickets, and every milestone is scored in one
+vectorised prediction.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+import math
+from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pandas as pd
 from fastapi import HTTPException
 
-from features.online import SEP, features_now, state_tables
-from features.schema import SchemaError
+from features.online import Columns, features_now, state_tables
 from features.tables import Tables
-from serving.explain import drivers
+from features.timeline import NAT
+from serving.explain import drivers, typical_rows
 from serving.model_store import LoadedModel
-from serving.schemas import (EventIn, Forecast, ForecastRequest, LinkIn, MilestoneIn, ModelRef, PastMilestone,
-                             TicketForecast, TicketForecasts, TicketIn)
+from serving.schemas import Forecast, ForecastRequest, ModelRef, TicketForecast, TicketForecasts
 
 INSUFFICIENT = "insufficient_history"
+SEP = "\x1f"  # namespaces each request's ids inside a batch
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+MICROSECOND = timedelta(microseconds=1)
 
 
 def reject(loc: list, msg: str):
     """A 422 naming the field, in FastAPI's own error shape."""
     raise HTTPException(status_code=422, detail=[{"loc": ["body", *loc], "msg": msg, "type": "value_error"}])
+
+
+def _parses(value: str | None, parse) -> bool:
+    try:
+        parse(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _aware(text: str) -> datetime:
+    value = datetime.fromisoformat(text)
+    if value.tzinfo is None:
+        raise ValueError("no UTC offset")
+    return value
+
+
+def _points(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError("not finite")
+    return value
 
 
 def check_request(req: ForecastRequest, now: datetime, loc: list) -> datetime:
@@ -46,51 +73,76 @@ def check_request(req: ForecastRequest, now: datetime, loc: list) -> datetime:
     for i, e in enumerate(req.events):
         if e.ticket_id is None and e.milestone_id is None:
             reject([*loc, "events", i], "an event names a ticket_id or a milestone_id")
+        if e.field == "due_at" and e.to_value is not None and not _parses(e.to_value, _aware):
+            reject([*loc, "events", i, "to_value"], "a due_at event's to_value is an ISO-8601 time with a UTC offset")
+        if e.field == "story_points" and e.to_value is not None and not _parses(e.to_value, _points):
+            reject([*loc, "events", i, "to_value"], "a story_points event's to_value is a finite number")
+    links = set()
+    for i, link in enumerate(req.links):
+        key = (link.from_ticket, link.to_ticket, link.kind)
+        if key in links:
+            reject([*loc, "links", i], f"duplicate link {key}")
+        links.add(key)
     return as_of
 
 
-def _frame(rows: list, model: type, index: list[int]) -> pd.DataFrame:
-    """Pydantic objects as one frame (their attributes read directly), tagged with their request."""
-    frame = pd.DataFrame([r.__dict__ for r in rows], columns=list(model.model_fields))
-    frame["_req"] = np.asarray(index, dtype=np.int64)
-    return frame
-
-
-def _namespace(frame: pd.DataFrame, columns: list[str], where: pd.Series | None = None) -> None:
-    """Prefix ids with their request's number (on the rows ``where`` holds), so requests in one
-    batch never share an id."""
-    for col in columns:
-        keep = frame[col].notna() if where is None else frame[col].notna() & where
-        spaced = frame[col].astype(object)
-        spaced[keep] = (frame.loc[keep, "_req"].astype(str) + SEP + frame.loc[keep, col].astype(str)).to_numpy(object)
-        frame[col] = spaced
+def _micros(times) -> np.ndarray:
+    """Aware datetimes as int64 microseconds since the epoch (NAT for None)."""
+    return np.array([NAT if t is None else (t - EPOCH) // MICROSECOND for t in times], dtype=np.int64)
 
 
 def request_frames(reqs: list[ForecastRequest], as_ofs: list[datetime]) -> tuple[Tables, pd.DataFrame, pd.DataFrame]:
-    """Canonical tables, snapshots and past outcomes of a batch, ids namespaced per request."""
-    ms = _frame([r.milestone for r in reqs], MilestoneIn, list(range(len(reqs))))
-    ms["name"] = ms["name"].fillna(ms["milestone_id"])
+    """Canonical tables, snapshots and past outcomes of requests; in a batch, every id is
+    prefixed with its request's number so that requests never share one."""
+    batch = len(reqs) > 1
 
-    def gather(attr: str, model: type) -> pd.DataFrame:
-        rows = [(i, x) for i, r in enumerate(reqs) for x in getattr(r, attr)]
-        return _frame([x for _, x in rows], model, [i for i, _ in rows])
+    def rows(attr: str) -> tuple[list, list[int]]:
+        items = [getattr(r, attr) for r in reqs]
+        return [x for xs in items for x in xs], [i for i, xs in enumerate(items) for _ in xs]
 
-    tk, ev, lk, past = (gather("tickets", TicketIn), gather("events", EventIn), gather("links", LinkIn),
-                        gather("past_milestones", PastMilestone))
-    project = ms["project"].to_numpy()
-    tk["project"] = tk["project"].fillna(pd.Series(project[tk["_req"]], index=tk.index, dtype=object))
-    past["project"] = project[past["_req"]]
-    _namespace(ev, ["from_value", "to_value"], where=ev["field"] == "milestone")  # they name milestones
-    _namespace(ms, ["milestone_id", "project"])
-    _namespace(tk, ["ticket_id", "project", "milestone_id"])
-    _namespace(ev, ["ticket_id", "milestone_id"])
-    _namespace(lk, ["from_ticket", "to_ticket"])
-    _namespace(past, ["project"])
-    snaps = pd.DataFrame({"milestone_id": ms["milestone_id"], "as_of": as_ofs})
-    tables = state_tables(*(f.drop(columns="_req") for f in (ms, tk, ev, lk)))
-    outcomes = pd.DataFrame({"project": past["project"], "known_at": pd.to_datetime(past["known_at"], utc=True),
-                             "slipped": past["slipped"].astype(float)})
-    return tables, snaps, outcomes
+    def ids(values: list, owners: list[int], where: list[bool] | None = None) -> np.ndarray:
+        out = np.array(values, dtype=object)
+        if batch:
+            for k, (v, i) in enumerate(zip(values, owners)):
+                if v is not None and (where is None or where[k]):
+                    out[k] = f"{i}{SEP}{v}"
+        return out
+
+    ms = [r.milestone for r in reqs]
+    own = list(range(len(reqs)))
+    project = [m.project for m in ms]
+    milestones: Columns = {
+        "milestone_id": ids([m.milestone_id for m in ms], own), "project": ids(project, own),
+        "name": np.array([m.name or m.milestone_id for m in ms], dtype=object),
+        "kind": np.array([m.kind for m in ms], dtype=object), "start_at": _micros(m.start_at for m in ms),
+        "due_at": _micros(m.due_at for m in ms), "completed_at": _micros(m.completed_at for m in ms)}
+    tk, owner = rows("tickets")
+    tickets: Columns = {
+        "ticket_id": ids([t.ticket_id for t in tk], owner),
+        "project": ids([t.project or project[i] for t, i in zip(tk, owner)], owner),
+        "type": np.array([t.type for t in tk], dtype=object), "priority": np.array([t.priority for t in tk], dtype=object),
+        "created_at": _micros(t.created_at for t in tk), "resolved_at": _micros(t.resolved_at for t in tk),
+        "story_points": np.array([np.nan if t.story_points is None else t.story_points for t in tk], dtype=np.float64),
+        "assignee": np.array([t.assignee for t in tk], dtype=object), "status": np.array([t.status for t in tk], dtype=object),
+        "milestone_id": ids([t.milestone_id for t in tk], owner)}
+    ev, owner = rows("events")
+    names_milestones = [e.field == "milestone" for e in ev]
+    events: Columns = {
+        "ticket_id": ids([e.ticket_id for e in ev], owner), "milestone_id": ids([e.milestone_id for e in ev], owner),
+        "at": _micros(e.at for e in ev), "field": np.array([e.field for e in ev], dtype=object),
+        "from_value": ids([e.from_value for e in ev], owner, names_milestones),
+        "to_value": ids([e.to_value for e in ev], owner, names_milestones)}
+    lk, owner = rows("links")
+    links: Columns = {"from_ticket": ids([x.from_ticket for x in lk], owner),
+                      "to_ticket": ids([x.to_ticket for x in lk], owner),
+                      "kind": np.array([x.kind for x in lk], dtype=object), "created_at": _micros(x.created_at for x in lk)}
+    past, owner = rows("past_milestones")
+    outcomes = pd.DataFrame({"project": ids([project[i] for i in owner], owner),
+                             "known_at": pd.to_datetime(_micros(p.known_at for p in past), unit="us", utc=True),
+                             "slipped": np.array([float(p.slipped) for p in past])})
+    snaps = pd.DataFrame({"milestone_id": milestones["milestone_id"],
+                          "as_of": pd.to_datetime(_micros(as_ofs), unit="us", utc=True)})
+    return state_tables(milestones, tickets, events, links), snaps, outcomes
 
 
 def band(p: float, bands: dict[str, float]) -> str:
@@ -104,36 +156,44 @@ def model_ref(loaded: LoadedModel) -> ModelRef:
                     candidate=meta.get("candidate"), source=loaded.source)
 
 
+def _plain(value):
+    return None if isinstance(value, float) and np.isnan(value) else value
+
+
 def forecast_many(reqs: list[ForecastRequest], loaded: LoadedModel, settings,
                   loc_prefix: list | None = None) -> list[Forecast]:
     """Forecasts for a batch of milestone states, in request order."""
     now = datetime.now(timezone.utc)
     as_ofs = [check_request(r, now, (loc_prefix or []) + ([i] if loc_prefix is not None else []))
               for i, r in enumerate(reqs)]
-    try:
-        tables, snaps, outcomes = request_frames(reqs, as_ofs)
-        feats, _ = features_now(tables, snaps, settings.features, outcomes)
-    except SchemaError as exc:  # the canonical contract refused something the schema let through
-        reject(loc_prefix or [], str(exc))
-    X = loaded.frame(feats)
-    p = loaded.predict(X)
-    explain = [i for i, r in enumerate(reqs) if r.explain]
-    why = dict(zip(explain, drivers(loaded, X.iloc[explain], p[explain], settings.serving.top_drivers))) if explain else {}
+    tables, snaps, outcomes = request_frames(reqs, as_ofs)
+    feats, _ = features_now(tables, snaps, settings.features, outcomes)
+    inputs = loaded.inputs(feats)
+    explain = np.flatnonzero([r.explain for r in reqs])
+    n = len(reqs)
+    if len(explain):  # the drivers' variations ride along in the same prediction
+        extra = typical_rows(loaded, inputs, explain)
+        p = loaded.predict(loaded.frame({name: np.concatenate([inputs[name], extra[name]]) for name in inputs}))
+    else:
+        p = loaded.predict(loaded.frame(inputs))
+    why = dict(zip(explain.tolist(), drivers(loaded, inputs, explain, p[explain], p[n:], settings.serving.top_drivers)))
     ref = model_ref(loaded)
     out = []
     min_weeks = settings.features.min_history_weeks
+    days_left, remaining, scope, history = (feats[c] for c in ("days_left", "remaining_count", "scope_count",
+                                                                 "history_weeks"))
     for i, req in enumerate(reqs):
-        row = feats.iloc[i]
-        values = {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in X.iloc[i].items()}
+        values = {name: _plain(column[i].item() if isinstance(column[i], np.generic) else column[i])
+                  for name, column in inputs.items()}
         common = {"milestone_id": req.milestone.milestone_id, "as_of": as_ofs[i], "features": values, "model": ref}
-        if row["days_left"] <= 0:
+        if days_left[i] <= 0:
             out.append(Forecast(status="past_due", probability=None, risk_band=None,
-                                message=f"the due date has passed with {int(row['remaining_count'])} "
+                                message=f"the due date has passed with {int(remaining[i])} "
                                         "committed tickets still open", **common))
             continue
-        if row["scope_count"] == 0 or row["history_weeks"] < min_weeks:
-            why_not = ("nothing is committed to the milestone yet" if row["scope_count"] == 0 else
-                       f"the team has {row['history_weeks']:.1f} weeks of finished work; "
+        if scope[i] == 0 or history[i] < min_weeks:
+            why_not = ("nothing is committed to the milestone yet" if scope[i] == 0 else
+                       f"the team has {history[i]:.1f} weeks of finished work; "
                        f"{min_weeks} are needed (send its recently resolved tickets)")
             out.append(Forecast(status=INSUFFICIENT, probability=None, risk_band=None,
                                 message=f"insufficient history: {why_not}", **common))
@@ -150,8 +210,7 @@ def forecast_tickets(req: ForecastRequest, loaded: LoadedModel, settings) -> Tic
     as_of = check_request(req, datetime.now(timezone.utc), [])
     tables, snaps, outcomes = request_frames([req], [as_of])
     _, tickets = features_now(tables, snaps, settings.features, outcomes)
-    p = loaded.predict(loaded.frame(tickets)) if len(tickets) else []
+    p = loaded.predict(loaded.frame(tickets)) if len(tickets["ticket_id"]) else []
     return TicketForecasts(
         milestone_id=req.milestone.milestone_id, as_of=as_of, model=model_ref(loaded),
-        tickets=[TicketForecast(ticket_id=t.split(SEP, 1)[1], probability=round(float(q), 4))
-                 for t, q in zip(tickets["ticket_id"], p)])
+        tickets=[TicketForecast(ticket_id=t, probability=round(float(q), 4)) for t, q in zip(tickets["ticket_id"], p)])

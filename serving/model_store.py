@@ -50,15 +50,15 @@ class LoadedModel:
     def features(self) -> list[str]:
         return [f["name"] for f in self.metadata["features"]]
 
-    def frame(self, features: pd.DataFrame) -> pd.DataFrame:
-        """The model's inputs, in order and with the dtypes it was trained on."""
-        X = features[self.features].copy()
-        for f in self.metadata["features"]:
-            if f["type"] == "number":
-                X[f["name"]] = pd.to_numeric(X[f["name"]]).astype("float64")
-            else:
-                X[f["name"]] = X[f["name"]].astype(object)
-        return X
+    def inputs(self, features) -> dict[str, np.ndarray]:
+        """The model's input columns from ``features`` (a frame or columns by name), in order
+        and with the dtypes it was trained on: numbers as float64, categories as objects."""
+        return {f["name"]: np.asarray(features[f["name"]], dtype=np.float64 if f["type"] == "number" else object)
+                for f in self.metadata["features"]}
+
+    def frame(self, features) -> pd.DataFrame:
+        """The model's inputs as the frame it predicts on."""
+        return pd.DataFrame(self.inputs(features))
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         return self.model.predict_proba(X)[:, 1]

@@ -9,10 +9,10 @@ from features.importers import run_import
 from features.milestone_features import MILESTONE_FEATURES
 from features.online import features_now, truncate
 from features.pipeline import build_training_sets, milestone_outcomes
-from features.snapshots import labels, schedule, scope_rows
+from features.snapshots import Snapshots, labels, schedule, scope_rows
 from features.synthetic import SimulationConfig, generate
 from features.tables import Tables, make_tables, read_tables
-from features.timeline import build_timelines
+from features.timeline import build_timelines, take
 
 UTC = "UTC"
 
@@ -30,17 +30,17 @@ def offline(history, settings):
 @pytest.fixture(scope="module")
 def outcomes(history, settings):
     tl = build_timelines(history)
-    snaps = schedule(history, tl, settings.features.span_fractions, None)
+    snaps = schedule(tl, settings.features.span_fractions, None)
     scope = scope_rows(snaps, tl)
-    lab, _ = labels(snaps, scope, history, tl, settings.features.grace_days)
-    project = snaps["milestone_id"].map(history.milestones.set_index("milestone_id")["project"])
-    return milestone_outcomes(snaps, lab, project)
+    label, known_at, _ = labels(snaps, scope, tl, settings.features.grace_days)
+    return milestone_outcomes(snaps, label, known_at, tl)
 
 
 def _row(tables, snap, settings, outcomes):
     feats, tickets = features_now(tables, pd.DataFrame([snap]), settings.features,
                                   outcomes[outcomes["known_at"] <= snap["as_of"]])
-    return feats.iloc[0], tickets.drop(columns="snap").sort_values("ticket_id").reset_index(drop=True)
+    tickets = pd.DataFrame(tickets).drop(columns=["snap", "row"])
+    return pd.DataFrame(feats).iloc[0], tickets.sort_values("ticket_id").reset_index(drop=True)
 
 
 def _mutate_future(tables: Tables, as_of, rng: np.random.Generator) -> Tables:
@@ -88,12 +88,11 @@ def test_labels_do_not_feed_features(history, offline, settings):
     rows = offline["milestone"]
     row = rows[(rows["label"] == 1) & (rows["remaining_count"] > 0)].iloc[0]
     tl = build_timelines(history)
-    snap = pd.DataFrame([row[["milestone_id", "as_of"]]])
-    scope = scope_rows(snap, tl)
+    scope = scope_rows(Snapshots.of(pd.DataFrame([row[["milestone_id", "as_of"]]]), tl), tl)
+    committed = take(tl.tickets.array, scope.ticket)
     ev = history.events
-    keep = ~((ev["at"] > row["as_of"]) & ev["ticket_id"].isin(scope["ticket_id"])
-             & ev["field"].isin(["status", "milestone"]))
-    finished = pd.DataFrame({"ticket_id": scope["ticket_id"], "at": row["as_of"] + pd.Timedelta(minutes=1),
+    keep = ~((ev["at"] > row["as_of"]) & ev["ticket_id"].isin(committed) & ev["field"].isin(["status", "milestone"]))
+    finished = pd.DataFrame({"ticket_id": committed, "at": row["as_of"] + pd.Timedelta(minutes=1),
                              "field": "status", "to_value": "done"})
     changed = make_tables(history.milestones, history.tickets,
                           pd.concat([ev[keep], finished], ignore_index=True), history.links)
