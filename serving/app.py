@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import hmac
 import os
-import time
 from contextlib import asynccontextmanager
 from datetime import datetime, timezone
 
-from fastapi import Depends, FastAPI, HTTPException, Request, Response
+from fastapi import Depends, FastAPI, HTTPException, Response
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.security import APIKeyHeader
 
 from serving.forecast import forecast_many, forecast_tickets, model_ref, reject
-from serving.metrics import Metrics
+from serving.metrics import Measured, Metrics
 from serving.model_store import LoadedModel, ModelStore
 from serving.schemas import (BatchRequest, BatchResponse, Forecast, ForecastRequest, ModelInfo, TicketForecasts,
                              WhatIfRequest, WhatIfResponse)
@@ -82,16 +81,7 @@ def create_app(settings: Settings | None = None, store: ModelStore | None = None
         app.add_middleware(CORSMiddleware, allow_origins=settings.serving.cors_origins,
                            allow_methods=["GET", "POST"], allow_headers=["*"])
     app.add_middleware(BodyLimit, limit=settings.serving.max_body_bytes)
-
-    @app.middleware("http")
-    async def measure(request: Request, call_next):
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = route.path if route is not None else "unmatched"
-        metrics.requests.labels(path, request.method, str(response.status_code)).inc()
-        metrics.latency.labels(path).observe(time.perf_counter() - started)
-        return response
+    app.add_middleware(Measured, metrics=metrics)  # outermost: refusals count too
 
     keys = [k.encode() for k in settings.serving.api_keys]
 

@@ -95,17 +95,17 @@ def request_frames(reqs: list[ForecastRequest], as_ofs: list[datetime]) -> tuple
     """Canonical tables, snapshots and past outcomes of requests; in a batch, every id is
     prefixed with its request's number so that requests never share one."""
     batch = len(reqs) > 1
+    prefix = np.array([f"{i}{SEP}" for i in range(len(reqs))], dtype=object)
 
-    def rows(attr: str) -> tuple[list, list[int]]:
+    def rows(attr: str) -> tuple[list, np.ndarray]:
         items = [getattr(r, attr) for r in reqs]
-        return [x for xs in items for x in xs], [i for i, xs in enumerate(items) for _ in xs]
+        return [x for xs in items for x in xs], np.repeat(np.arange(len(reqs)), [len(xs) for xs in items])
 
-    def ids(values: list, owners: list[int], where: list[bool] | None = None) -> np.ndarray:
+    def ids(values: list, owners, where: list[bool] | None = None) -> np.ndarray:
         out = np.array(values, dtype=object)
         if batch:
-            for k, (v, i) in enumerate(zip(values, owners)):
-                if v is not None and (where is None or where[k]):
-                    out[k] = f"{i}{SEP}{v}"
+            spaced = pd.notna(out) if where is None else pd.notna(out) & np.asarray(where, dtype=bool)
+            out[spaced] = prefix[np.asarray(owners)[spaced]] + out[spaced]  # str + str, element by element
         return out
 
     ms = [r.milestone for r in reqs]

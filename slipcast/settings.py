@@ -102,6 +102,9 @@ class ServingSettings(BaseModel):
     host: str
     port: int
     workers: int = Field(ge=1, description="Worker processes; above 1, gunicorn runs uvicorn workers.")
+    model_threads: int = Field(
+        ge=1, description="OpenMP threads one prediction may use. 1 suits a web worker: a forecast scores a few "
+                          "rows, which a thread team only slows down, and concurrency comes from workers.")
     api_keys: list[str] = Field(default_factory=list, description="Empty: auth off.")
     cors_origins: list[str] = Field(default_factory=list)
     max_body_bytes: int = Field(description="Requests larger than this get 413.")
