@@ -34,10 +34,14 @@ def stage_import() -> dict:
     src = REPO_ROOT.parent / "shared" / "data" / "jira-duraspace"
     if not src.is_dir():
         return {"skipped": f"{src} absent"}
-    started = time.perf_counter()
-    for path in sorted(src.glob("*.json")):
-        json.loads(path.read_bytes().decode("utf-8", "replace"))
-    parse_only = time.perf_counter() - started
+    def parse_all() -> float:
+        started = time.perf_counter()
+        for path in sorted(src.glob("*.json")):
+            json.loads(path.read_bytes().decode("utf-8", "replace"))
+        return time.perf_counter() - started
+
+    parse_all()  # the files in the page cache for both timings
+    parse_only = parse_all()
     started = time.perf_counter()
     report = run_import("jira-json", src, WORK / "duraspace", get_settings())
     seconds = time.perf_counter() - started

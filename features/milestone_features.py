@@ -13,7 +13,8 @@ import pandas as pd
 
 from features.snapshots import Scope, Snapshots, scope_rows
 from features.throughput import history_weeks, monte_carlo_on_time, weekly_throughput
-from features.timeline import DAY_US, NAT, Timeline, Timelines, expand, later, micros, pick, shifted, take
+from features.timeline import (DAY_US, NAT, Timeline, Timelines, days_between, expand, later, micros, pick,
+                               shifted, take)
 
 HIGH_PRIORITIES = ("highest", "high", "critical", "blocker", "urgent", "p0", "p1")
 BUG_TYPES = ("bug", "defect", "incident")
@@ -40,12 +41,6 @@ TICKET_FEATURES = [
 ] + ["days_left", "span_elapsed", "kind", "remaining_count", "done_share", "required_vs_observed",
      "monte_carlo_on_time", "throughput_per_week", "scope_added_since_start", "past_slip_rate"]
 CATEGORICAL = ["kind"]
-
-
-def _days_between(later_us: np.ndarray, earlier_us: np.ndarray) -> np.ndarray:
-    """``later - earlier`` in days, NaN where either time is missing."""
-    known = (later_us != NAT) & (earlier_us != NAT)
-    return np.where(known, (later_us - earlier_us) / DAY_US, np.nan)
 
 
 def _ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -77,7 +72,7 @@ def ticket_state(scope: Scope, as_of: np.ndarray, tl: Timelines) -> dict[str, np
     state["blocked"] = state["status"] == tl.value_code("blocked")
     state["open"] = ~done
     state["created"] = pick(tl.ticket_created, scope.ticket, NAT)
-    state["age_days"] = _days_between(t, state["created"])
+    state["age_days"] = days_between(t, state["created"])
     return state
 
 
@@ -155,9 +150,9 @@ def milestone_features(tl: Timelines, snaps: Snapshots, settings, outcomes: pd.D
     due = tl.due.find(m, as_of)
     due_at = tl.due.get("due", due, NAT)
     f = {"kind": take(tl.milestone_kind, m)}
-    f["span_days"] = _days_between(due_at, start)
-    f["days_left"] = _days_between(due_at, as_of)
-    f["span_elapsed"] = np.clip(_days_between(as_of, start) / f["span_days"], 0, 1)
+    f["span_days"] = days_between(due_at, start)
+    f["days_left"] = days_between(due_at, as_of)
+    f["span_elapsed"] = np.clip(days_between(as_of, start) / f["span_days"], 0, 1)
     f["scope_count"] = count
     f["scope_points"] = scope_points
     f["unestimated_share"] = _ratio(total(np.isnan(points)), count)

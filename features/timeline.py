@@ -42,9 +42,10 @@ def timestamps(us: np.ndarray) -> pd.arrays.DatetimeArray:
     return pd.array(np.asarray(us, dtype=np.int64).view("M8[us]")).tz_localize("UTC")
 
 
-def days(us: np.ndarray) -> np.ndarray:
-    """A duration in microseconds as float days, NaN where either end was missing."""
-    return np.asarray(us, dtype=np.float64) / DAY_US
+def days_between(later_us: np.ndarray, earlier_us: np.ndarray) -> np.ndarray:
+    """``later - earlier`` in days, NaN where either time is missing."""
+    known = (later_us != NAT) & (earlier_us != NAT)
+    return np.where(known, (later_us - earlier_us) / DAY_US, np.nan)
 
 
 def take(values, codes: np.ndarray):
@@ -166,7 +167,7 @@ class Timelines:
 
     def value_code(self, value: str) -> int:
         """The code of an event value (-2, matching nothing, if no event holds it)."""
-        return int(self.values.get_loc(value)) if value in self.values else -2
+        return _code_of(self.values, value)
 
 
 def _index(values) -> pd.Index:
@@ -189,6 +190,18 @@ def _codes(*columns) -> tuple[list[np.ndarray], pd.Index]:
 def _factorize(column) -> tuple[np.ndarray, pd.Index]:
     codes, uniques = pd.factorize(column)
     return codes.astype(np.int64), _index(uniques)
+
+
+def _by_code(n: int, codes: np.ndarray, values, missing) -> np.ndarray:
+    """An array over codes 0..n-1: ``values`` at ``codes``, ``missing`` elsewhere."""
+    out = np.full(n, missing, dtype=np.result_type(np.asarray(values).dtype, np.min_scalar_type(missing)))
+    out[codes] = values
+    return out
+
+
+def _code_of(index: pd.Index, value: str) -> int:
+    """The code of ``value`` in ``index`` (-2, matching no code, if absent)."""
+    return int(index.get_loc(value)) if value in index else -2
 
 
 def _values(column):
@@ -220,17 +233,13 @@ def build_timelines(tables: Tables, data_end: pd.Timestamp | None = None) -> Tim
     (tk_project, ms_project), projects = _codes(tk["project"], ms["project"])
 
     n_tickets, n_milestones = len(tickets), len(milestones)
-    ticket_project = np.full(n_tickets, -1, dtype=np.int64)
-    ticket_project[tk_code] = tk_project
-    ticket_created = np.full(n_tickets, NAT, dtype=np.int64)
-    ticket_created[tk_code] = micros(tk["created_at"])
+    ticket_project = _by_code(n_tickets, tk_code, tk_project, -1)
+    ticket_created = _by_code(n_tickets, tk_code, micros(tk["created_at"]), NAT)
     type_code, ticket_types = _factorize(tk["type"])
-    ticket_type_code = np.full(n_tickets, -1, dtype=np.int64)
-    ticket_type_code[tk_code] = type_code
+    ticket_type_code = _by_code(n_tickets, tk_code, type_code, -1)
 
     ticket_values = {}
-    done_code = int(values.get_loc("done")) if "done" in values else -2
-    from_done = int(from_values.get_loc("done")) if "done" in from_values else -2
+    done_code, from_done = _code_of(values, "done"), _code_of(from_values, "done")
     for name in ("status", "assignee", "priority", "story_points", "type"):
         i = rows(name, ev_ticket)
         value = to_code[i]
@@ -239,11 +248,8 @@ def build_timelines(tables: Tables, data_end: pd.Timestamp | None = None) -> Tim
         changes = (from_code[i] == from_done) & (to_code[i] != done_code) if name == "status" else from_code[i] >= 0
         ticket_values[name] = Timeline(ev_ticket[i], at[i], {"value": value}, {"changes": changes.astype(np.int64)})
 
-    to_milestone = np.full(len(values), -1, dtype=np.int64)
-    to_milestone[used_to] = to_ms
-    from_milestone = np.full(len(from_values), -1, dtype=np.int64)
-    from_milestone[used_from] = from_ms
-    joins, leaves = pick(to_milestone, to_code[moved], -1), pick(from_milestone, from_code[moved], -1)
+    joins = pick(_by_code(len(values), used_to, to_ms, -1), to_code[moved], -1)
+    leaves = pick(_by_code(len(from_values), used_from, from_ms, -1), from_code[moved], -1)
     membership = _membership(ev_ticket[moved], joins, leaves, at[moved])
     moves_key = np.concatenate([joins, leaves])
     keep = moves_key >= 0
@@ -251,15 +257,10 @@ def build_timelines(tables: Tables, data_end: pd.Timestamp | None = None) -> Tim
     moves = Timeline(moves_key[keep], np.tile(at[moved], 2)[keep],
                      running={"added": added[keep], "removed": 1.0 - added[keep]})
 
-    milestone_start = np.full(n_milestones, NAT, dtype=np.int64)
-    milestone_start[ms_code] = micros(ms["start_at"])
-    milestone_completed = np.full(n_milestones, NAT, dtype=np.int64)
-    milestone_completed[ms_code] = micros(ms["completed_at"])
-    milestone_project = np.full(n_milestones, -1, dtype=np.int64)
-    milestone_project[ms_code] = ms_project
-    row_of = np.full(n_milestones, -1, dtype=np.int64)
-    row_of[ms_code] = np.arange(len(ms_code))
-    milestone_kind = take(_values(ms["kind"]), row_of)
+    milestone_start = _by_code(n_milestones, ms_code, micros(ms["start_at"]), NAT)
+    milestone_completed = _by_code(n_milestones, ms_code, micros(ms["completed_at"]), NAT)
+    milestone_project = _by_code(n_milestones, ms_code, ms_project, -1)
+    milestone_kind = take(_values(ms["kind"]), _by_code(n_milestones, ms_code, np.arange(len(ms_code)), -1))
 
     due = _due_changes(rows("due_at", ev_milestone), ev_milestone, at, to_code, from_code, values,
                        ms_code, micros(ms["due_at"]))
@@ -334,10 +335,8 @@ def _due_changes(rows: np.ndarray, milestone: np.ndarray, at: np.ndarray, to_cod
     d = timeline.values["due"]
     dated = np.flatnonzero(d != NAT)
     keys, first = np.unique(timeline.key[dated], return_index=True)
-    first_due = np.full(int(timeline.key.max(initial=-1)) + 1, NAT)
-    first_due[keys] = d[dated][first]
-    first_due = first_due[timeline.key]
-    timeline.values["shift_days"] = np.where((d != NAT) & (first_due != NAT), days(d - first_due), np.nan)
+    first_due = _by_code(int(timeline.key.max(initial=-1)) + 1, keys, d[dated][first], NAT)[timeline.key]
+    timeline.values["shift_days"] = days_between(d, first_due)
     return timeline
 
 
