@@ -209,8 +209,6 @@ def _load(url: str, body: dict, workers: int, seconds: float) -> dict:
 def stage_serve() -> dict:
     """Forecast latency through HTTP on loopback next to the bare model on the same input;
     1,000-milestone batches, with where their time goes; bounded load."""
-    import os
-
     import httpx
 
     from features.online import features_now
@@ -220,13 +218,13 @@ def stage_serve() -> dict:
     from serving.forecast import forecast_many, request_frames
     from serving.model_store import ModelStore
     from serving.process import free_port, running_service
+    from serving.runtime import limit_model_threads, tune_collector
     from serving.schemas import BatchRequest, ForecastRequest
     from training.run import train
 
     root = WORK / "serve"
     settings = get_settings()
-    # the bare model runs as the service runs it (``slipcast serve`` sets the same before loading it)
-    os.environ["OMP_NUM_THREADS"] = str(settings.serving.model_threads)
+    limit_model_threads(settings)  # the bare model and the in-process figures run as the service runs them
     s = settings.model_copy(update={
         "tracking_uri": f"sqlite:///{root / 'mlflow.db'}", "artifact_location": str(root / "artifacts"),
         "models_dir": root / "models", "work_dir": root / "work",
@@ -247,6 +245,7 @@ def stage_serve() -> dict:
     store = ModelStore(s, targets=("milestone",))
     store.refresh()
     loaded = store.get("milestone")
+    tune_collector(s)
     req = ForecastRequest.model_validate(plain)
     t, snaps, outs = request_frames([req], [req.as_of])
     X = loaded.frame(features_now(t, snaps, s.features, outs)[0])  # the bare model's input: the same row

@@ -14,6 +14,7 @@ from fastapi.security import APIKeyHeader
 from serving.forecast import forecast_many, forecast_tickets, model_ref, reject
 from serving.metrics import Measured, Metrics
 from serving.model_store import LoadedModel, ModelStore
+from serving.runtime import tune_collector
 from serving.schemas import (BatchRequest, BatchResponse, Forecast, ForecastRequest, ModelInfo, TicketForecasts,
                              WhatIfRequest, WhatIfResponse)
 from serving.what_if import apply_change
@@ -70,6 +71,7 @@ def create_app(settings: Settings | None = None, store: ModelStore | None = None
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         store.start()
+        tune_collector(settings)
         yield
         store.stop()
 

@@ -94,8 +94,9 @@ def _cmd_serve(args) -> int:
     settings = get_settings()
     host, port = args.host or settings.serving.host, args.port or settings.serving.port
     workers = args.workers or settings.serving.workers
-    # read by OpenMP when scikit-learn first loads it, in this process and every worker
-    os.environ["OMP_NUM_THREADS"] = str(settings.serving.model_threads)
+    from serving.runtime import limit_model_threads
+
+    limit_model_threads(settings)
     if workers > 1:
         # gunicorn's master with uvicorn workers: each worker loads and refreshes the champion
         # itself (uvicorn's own --workers loses TCP_NODELAY: DESIGN §9); metrics are pooled

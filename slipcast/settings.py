@@ -105,6 +105,10 @@ class ServingSettings(BaseModel):
     model_threads: int = Field(
         ge=1, description="OpenMP threads one prediction may use. 1 suits a web worker: a forecast scores a few "
                           "rows, which a thread team only slows down, and concurrency comes from workers.")
+    gc_thresholds: tuple[int, int, int] = Field(
+        description="Python's garbage-collector thresholds in the service. A request of many tickets and events "
+                    "creates objects by the hundred thousand; at Python's default (700, 10, 10) collections "
+                    "during parsing cost as much as the parsing.")
     api_keys: list[str] = Field(default_factory=list, description="Empty: auth off.")
     cors_origins: list[str] = Field(default_factory=list)
     max_body_bytes: int = Field(description="Requests larger than this get 413.")
