@@ -1,8 +1,8 @@
 """``make demo``'s last step: serve the champion and show a real forecast request.
 
-Picks an open milestone of the demo history (one whose outcome is not known yet), writes the
-request a dashboard would send for it to ``work/demo_request.json``, prints a curl command,
-and runs the service. ``--check`` starts the service, sends that request over HTTP, prints
+Picks the milestone with the most open work near the end of the demo history, writes the
+request a dashboard would have sent for it then to ``work/demo_request.json``, prints a curl
+command, and runs the service. ``--check`` starts the service, sends that request over HTTP, prints
 the answer and stops.
 """
 
@@ -16,6 +16,7 @@ import sys
 import httpx
 import pandas as pd
 
+from features.online import truncate
 from features.pipeline import read_training_set
 from features.tables import Tables, read_tables
 from serving.process import running_service
@@ -33,7 +34,9 @@ def _val(value):
 
 def request_for(tables: Tables, milestone_id: str, as_of: pd.Timestamp, outcomes: pd.DataFrame) -> dict:
     """The JSON a dashboard would send for ``milestone_id`` at ``as_of``: the milestone, the
-    team's tickets with their events, links between them, and past outcomes known by then."""
+    team's tickets as they stood then with their events, links between them, and past outcomes
+    known by then."""
+    tables = truncate(tables, as_of)
     m = tables.milestones.set_index("milestone_id").loc[milestone_id]
     team = tables.tickets[(tables.tickets["project"] == m["project"]) & (tables.tickets["created_at"] <= as_of)]
     recent = team[(team["resolved_at"].isna()) | (team["resolved_at"] >= as_of - pd.Timedelta(weeks=12))]
@@ -66,17 +69,15 @@ def request_for(tables: Tables, milestone_id: str, as_of: pd.Timestamp, outcomes
 
 
 def demo_request(settings) -> dict:
-    """The demo's request: the open milestone with the most committed tickets, at the data's end."""
+    """The demo's request: the milestone snapshot with the most open work in the last tenth of
+    the demo history, asked as of its time."""
     tables = read_tables(settings.resolve(settings.data_dir))
     frame, _ = read_training_set(settings.resolve(settings.work_dir) / "features" / "milestone.parquet")
-    open_rows = frame[frame["label"].isna()].sort_values(["scope_count", "as_of"], ascending=False)
-    if open_rows.empty:
-        raise SystemExit("no open milestone in the demo data")
-    milestone_id = open_rows.iloc[0]["milestone_id"]
-    as_of = tables.events["at"].max()
+    recent = frame[frame["as_of"] >= frame["as_of"].quantile(0.9)]
+    row = recent.sort_values(["remaining_count", "scope_count", "as_of"], ascending=False).iloc[0]
     last = frame.dropna(subset=["label"]).sort_values("as_of").groupby("milestone_id").tail(1)
     outcomes = pd.DataFrame({"project": last["project"], "known_at": last["label_known_at"], "slipped": last["label"]})
-    return request_for(tables, milestone_id, as_of, outcomes)
+    return request_for(tables, row["milestone_id"], row["as_of"], outcomes)
 
 
 def main(argv=None) -> int:
@@ -89,7 +90,7 @@ def main(argv=None) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(body, indent=1))
     base = f"http://{settings.serving.host}:{settings.serving.port}"
-    print(f"\nDemo request for open milestone {body['milestone']['milestone_id']} "
+    print(f"\nDemo request for milestone {body['milestone']['milestone_id']} as of {body['as_of']} "
           f"({len(body['tickets'])} tickets, {len(body['events'])} events) written to {path}")
     print("Ask the service (ready-to-paste):\n")
     print(f"  curl -s -X POST {base}/v1/forecasts -H 'Content-Type: application/json' -d @{path}\n")
