@@ -215,7 +215,7 @@ def stage_serve() -> dict:
     from features.pipeline import build_training_sets, write_training_set
     from features.synthetic import SimulationConfig, generate
     from serving.demo import request_for
-    from serving.forecast import forecast_many, request_frames
+    from serving.forecast import forecast_many, request_tables
     from serving.model_store import ModelStore
     from serving.process import free_port, running_service
     from serving.runtime import limit_model_threads, tune_collector
@@ -247,7 +247,7 @@ def stage_serve() -> dict:
     loaded = store.get("milestone")
     tune_collector(s)
     req = ForecastRequest.model_validate(plain)
-    t, snaps, outs = request_frames([req], [req.as_of])
+    t, snaps, outs = request_tables([req], [req.as_of])
     X = loaded.frame(features_now(t, snaps, s.features, outs)[0])  # the bare model's input: the same row
     bare, inproc = [], []
     for _ in range(300):  # interleaved, so that both see the same machine

@@ -42,6 +42,18 @@ def timestamps(us: np.ndarray) -> pd.arrays.DatetimeArray:
     return pd.array(np.asarray(us, dtype=np.int64).view("M8[us]")).tz_localize("UTC")
 
 
+def parse_times(values, errors: str = "raise") -> np.ndarray:
+    """Event values that hold times (a due date: ISO-8601, UTC where no offset is given) as
+    int64 microseconds; NAT where missing (or unreadable, with ``errors="coerce"``)."""
+    return micros(pd.to_datetime(pd.Series(values, dtype=object), utc=True, format="ISO8601", errors=errors))
+
+
+def parse_numbers(values, errors: str = "raise") -> np.ndarray:
+    """Event values that hold numbers (story points) as floats; NaN where missing (or
+    unreadable, with ``errors="coerce"``)."""
+    return pd.to_numeric(pd.Series(values, dtype=object), errors=errors).to_numpy(np.float64)
+
+
 def days_between(later_us: np.ndarray, earlier_us: np.ndarray) -> np.ndarray:
     """``later - earlier`` in days, NaN where either time is missing."""
     known = (later_us != NAT) & (earlier_us != NAT)
@@ -244,7 +256,7 @@ def build_timelines(tables: Tables, data_end: pd.Timestamp | None = None) -> Tim
         i = rows(name, ev_ticket)
         value = to_code[i]
         if name == "story_points":
-            value = _parsed(value, values, pd.to_numeric, np.nan)
+            value = _parsed(value, values, parse_numbers, np.nan)
         changes = (from_code[i] == from_done) & (to_code[i] != done_code) if name == "status" else from_code[i] >= 0
         ticket_values[name] = Timeline(ev_ticket[i], at[i], {"value": value}, {"changes": changes.astype(np.int64)})
 
@@ -287,7 +299,7 @@ def _parsed(codes: np.ndarray, values: pd.Index, parse, missing) -> np.ndarray:
     used = used[used >= 0]
     table = np.full(len(values), missing)
     if len(used):
-        table[used] = parse(pd.Series(values[used], dtype=object))
+        table[used] = parse(values[used])
     return pick(table, codes, missing)
 
 
@@ -325,7 +337,7 @@ def _due_changes(rows: np.ndarray, milestone: np.ndarray, at: np.ndarray, to_cod
                  from_code: np.ndarray, values: pd.Index, ms_code: np.ndarray, due_at: np.ndarray) -> Timeline:
     """Due date in force from each time on; milestones without due history get their due_at
     from the start of time (an export that keeps only the final date, as Jira versions do)."""
-    due = _parsed(to_code[rows], values, lambda v: micros(pd.to_datetime(v, utc=True, format="ISO8601")), NAT)
+    due = _parsed(to_code[rows], values, parse_times, NAT)
     static = ~np.isin(ms_code, milestone[rows]) & (due_at != NAT)
     key = np.concatenate([milestone[rows], ms_code[static]])
     timeline = Timeline(key, np.concatenate([at[rows], np.full(int(static.sum()), FAR_PAST)]),

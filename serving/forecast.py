@@ -8,7 +8,6 @@ vectorised prediction.
 
 from __future__ import annotations
 
-import math
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
@@ -17,7 +16,7 @@ from fastapi import HTTPException
 
 from features.online import Columns, features_now, state_tables
 from features.tables import Tables
-from features.timeline import NAT
+from features.timeline import NAT, parse_numbers, parse_times
 from serving.explain import drivers, typical_rows
 from serving.model_store import LoadedModel
 from serving.schemas import Forecast, ForecastRequest, ModelRef, TicketForecast, TicketForecasts
@@ -33,26 +32,15 @@ def reject(loc: list, msg: str):
     raise HTTPException(status_code=422, detail=[{"loc": ["body", *loc], "msg": msg, "type": "value_error"}])
 
 
-def _parses(value: str | None, parse) -> bool:
-    try:
-        parse(value)
-    except (TypeError, ValueError):
-        return False
-    return True
-
-
-def _aware(text: str) -> datetime:
-    value = datetime.fromisoformat(text)
-    if value.tzinfo is None:
-        raise ValueError("no UTC offset")
-    return value
-
-
-def _points(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError("not finite")
-    return value
+def _first_unreadable(req: ForecastRequest, field: str, parse) -> int | None:
+    """Position of the first event of ``field`` whose value the feature code cannot read."""
+    at = [i for i, e in enumerate(req.events) if e.field == field and e.to_value is not None]
+    if not at:
+        return None
+    text = pd.Series([req.events[i].to_value for i in at], dtype=object)
+    parsed = parse(text, errors="coerce")
+    bad = (parsed == NAT) | ~text.str.match(r"\d{4}-").to_numpy(bool) if field == "due_at" else ~np.isfinite(parsed)
+    return at[int(np.argmax(bad))] if bad.any() else None
 
 
 def check_request(req: ForecastRequest, now: datetime, loc: list) -> datetime:
@@ -73,10 +61,11 @@ def check_request(req: ForecastRequest, now: datetime, loc: list) -> datetime:
     for i, e in enumerate(req.events):
         if e.ticket_id is None and e.milestone_id is None:
             reject([*loc, "events", i], "an event names a ticket_id or a milestone_id")
-        if e.field == "due_at" and e.to_value is not None and not _parses(e.to_value, _aware):
-            reject([*loc, "events", i, "to_value"], "a due_at event's to_value is an ISO-8601 time with a UTC offset")
-        if e.field == "story_points" and e.to_value is not None and not _parses(e.to_value, _points):
-            reject([*loc, "events", i, "to_value"], "a story_points event's to_value is a finite number")
+    for field, parse, what in (("due_at", parse_times, "an ISO-8601 time (UTC where it has no offset)"),
+                               ("story_points", parse_numbers, "a finite number")):
+        bad = _first_unreadable(req, field, parse)
+        if bad is not None:
+            reject([*loc, "events", bad, "to_value"], f"a {field} event's to_value is {what}")
     links = set()
     for i, link in enumerate(req.links):
         key = (link.from_ticket, link.to_ticket, link.kind)
@@ -91,7 +80,7 @@ def _micros(times) -> np.ndarray:
     return np.array([NAT if t is None else (t - EPOCH) // MICROSECOND for t in times], dtype=np.int64)
 
 
-def request_frames(reqs: list[ForecastRequest], as_ofs: list[datetime]) -> tuple[Tables, pd.DataFrame, pd.DataFrame]:
+def request_tables(reqs: list[ForecastRequest], as_ofs: list[datetime]) -> tuple[Tables, pd.DataFrame, pd.DataFrame]:
     """Canonical tables, snapshots and past outcomes of requests; in a batch, every id is
     prefixed with its request's number so that requests never share one."""
     batch = len(reqs) > 1
@@ -166,7 +155,7 @@ def forecast_many(reqs: list[ForecastRequest], loaded: LoadedModel, settings,
     now = datetime.now(timezone.utc)
     as_ofs = [check_request(r, now, (loc_prefix or []) + ([i] if loc_prefix is not None else []))
               for i, r in enumerate(reqs)]
-    tables, snaps, outcomes = request_frames(reqs, as_ofs)
+    tables, snaps, outcomes = request_tables(reqs, as_ofs)
     feats, _ = features_now(tables, snaps, settings.features, outcomes)
     inputs = loaded.inputs(feats)
     explain = np.flatnonzero([r.explain for r in reqs])
@@ -208,7 +197,7 @@ def forecast_tickets(req: ForecastRequest, loaded: LoadedModel, settings) -> Tic
     """For each ticket of the milestone still open: the probability it is not done, and in the
     milestone, by the due date."""
     as_of = check_request(req, datetime.now(timezone.utc), [])
-    tables, snaps, outcomes = request_frames([req], [as_of])
+    tables, snaps, outcomes = request_tables([req], [as_of])
     _, tickets = features_now(tables, snaps, settings.features, outcomes)
     p = loaded.predict(loaded.frame(tickets)) if len(tickets["ticket_id"]) else []
     return TicketForecasts(

@@ -47,12 +47,17 @@ class TicketIn(Strict):
 
 
 class EventIn(Strict):
+    """One change of a ticket (``ticket_id``) or of the milestone (``milestone_id``, for due_at)."""
+
     ticket_id: str | None = None
     milestone_id: str | None = None
     at: When
     field: Literal["status", "milestone", "due_at", "assignee", "priority", "story_points", "resolution", "type"]
-    from_value: str | None = None
-    to_value: str | None = None
+    from_value: str | None = Field(default=None, description="The value before the change, as to_value.")
+    to_value: str | None = Field(
+        default=None, description="The value after the change: a status category (status), a milestone_id "
+                                  "(milestone; null when the ticket left it), an ISO-8601 time (due_at; UTC where "
+                                  "it has no offset), a number (story_points), or free text.")
 
 
 class LinkIn(Strict):

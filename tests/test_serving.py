@@ -109,6 +109,42 @@ def test_insufficient_history_is_a_state_not_a_number(client, env):
     assert "weeks of finished work" in out["message"]
 
 
+def test_tickets_without_events_read_as_their_fields_imply(client):
+    """The light payload (current ticket state, no events): features worked out by hand."""
+    day = "2024-{}T00:00:00+00:00".format
+    ticket = {"project": "P", "created_at": day("01-01"), "status": "done", "milestone_id": None}
+    history = [dict(ticket, ticket_id=f"H{i}", resolved_at=day(d))  # one finished a week, from Jan 20
+               for i, d in enumerate(("01-20", "01-27", "02-03", "02-10", "02-17", "02-24"))]
+    scope = [
+        dict(ticket, ticket_id="T1", created_at=day("02-20"), resolved_at=day("03-10"), story_points=3,
+             assignee="ann", milestone_id="M"),
+        dict(ticket, ticket_id="T2", created_at=day("03-05"), status="in_progress", story_points=5,
+             assignee="bob", priority="High", milestone_id="M"),
+        dict(ticket, ticket_id="T3", created_at=day("02-25"), status="todo", type="Bug", milestone_id="M"),
+    ]
+    body = {"milestone": {"milestone_id": "M", "project": "P", "start_at": day("03-01"), "due_at": day("03-29")},
+            "tickets": history + scope, "as_of": day("03-15"), "explain": False}
+    r = client.post("/v1/forecasts", json=body)
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["status"] == "ok"
+    expected = {
+        "days_left": 14.0, "span_elapsed": 0.5, "scope_count": 3.0, "scope_points": 8.0, "unestimated_share": 1 / 3,
+        "done_share": 1 / 3, "done_points_share": 3 / 8, "remaining_count": 2.0, "remaining_points": 5.0,
+        "in_progress_share": 1 / 3,
+        # T1 and T3 joined when the milestone started, T2 when it was created (Mar 5)
+        "scope_added_since_start": 1.0, "scope_added_7d": 0.0, "scope_added_14d": 1.0,
+        # finished per week over the 8 weeks before Mar 15: T1, none, then H6 back to H1
+        "throughput_per_week": 7 / 8, "required_per_week": 1.0, "required_vs_observed": 1 / (7 / 8),
+        "history_weeks": 55 / 7,
+        "team_size": 2.0, "unassigned_open_share": 0.5, "open_age_mean_days": (10 + 19) / 2,
+        "bug_share": 1 / 3, "high_priority_share": 1 / 3,
+        "reopened_count": 0.0, "reassignments": 0.0, "due_replans": 0.0, "past_milestones_known": 0.0,
+    }
+    assert {k: out["features"][k] for k in expected} == pytest.approx(expected)
+    assert out["features"]["past_slip_rate"] is None
+
+
 def test_past_due(client, env):
     body = dict(env["body"], as_of=(pd.Timestamp(env["body"]["milestone"]["due_at"]) + pd.Timedelta(days=1)).isoformat())
     out = client.post("/v1/forecasts", json=body).json()
@@ -123,10 +159,23 @@ def test_past_due(client, env):
     (lambda b: b["tickets"][0].pop("created_at"), ["tickets", 0, "created_at"]),
     (lambda b: b.update(as_of="2000-01-01T00:00:00+00:00"), ["as_of"]),
     (lambda b: b["tickets"][0].update(story_points=-3), ["tickets", 0, "story_points"]),
+    # event values the feature code reads: each would have reached its parser (a 500) unchecked
+    (lambda b: b["events"].append({"milestone_id": b["milestone"]["milestone_id"], "at": b["milestone"]["start_at"],
+                                   "field": "due_at", "to_value": "2024-W01-1"}), ["events", -1, "to_value"]),
+    (lambda b: b["events"].append({"milestone_id": b["milestone"]["milestone_id"], "at": b["milestone"]["start_at"],
+                                   "field": "due_at", "to_value": "now"}), ["events", -1, "to_value"]),
+    (lambda b: b["events"].append({"ticket_id": b["tickets"][0]["ticket_id"], "at": b["tickets"][0]["created_at"],
+                                   "field": "story_points", "to_value": "1_000"}), ["events", -1, "to_value"]),
+    (lambda b: b["events"].append({"ticket_id": b["tickets"][0]["ticket_id"], "at": b["tickets"][0]["created_at"],
+                                   "field": "story_points", "to_value": "inf"}), ["events", -1, "to_value"]),
+    (lambda b: b["links"].extend([{"from_ticket": b["tickets"][0]["ticket_id"], "to_ticket": b["tickets"][1]["ticket_id"],
+                                   "kind": "blocks"}] * 2), ["links", -1]),
 ])
 def test_bad_input_is_a_4xx_naming_the_field(client, env, mutate, where):
     body = json.loads(json.dumps(env["body"]))
     mutate(body)
+    # -1: the last of that list
+    where = [len(body[where[i - 1]]) - 1 if w == -1 else w for i, w in enumerate(where)]
     r = client.post("/v1/forecasts", json=body)
     assert r.status_code == 422, r.text
     locs = [e["loc"] for e in r.json()["detail"]]
