@@ -12,11 +12,15 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from features.schema import EVENTS, LINKS, MILESTONES, TABLES, TICKETS, SchemaError, conform, validate
+
+
+Table = pd.DataFrame | dict[str, np.ndarray]  # a frame, or (a request's state) columns by name
 
 
 @dataclass
@@ -28,10 +32,10 @@ class Tables:
     takes either, and a request never pays for frames it does not need.
     """
 
-    milestones: pd.DataFrame
-    tickets: pd.DataFrame
-    events: pd.DataFrame
-    links: pd.DataFrame
+    milestones: Table
+    tickets: Table
+    events: Table
+    links: Table
 
     def items(self):
         return (("milestones", self.milestones), ("tickets", self.tickets),
