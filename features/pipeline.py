@@ -29,6 +29,7 @@ def feature_columns(target: str) -> list[str]:
 
 
 def _projects(milestone: np.ndarray, tl: Timelines):
+    """The project of each milestone code."""
     return take(tl.projects.array, pick(tl.milestone_project, milestone, -1))
 
 
@@ -69,7 +70,8 @@ def build_training_sets(tables: Tables, settings, data_end: pd.Timestamp | None 
         **{name: tickets[name] for name in TICKET_FEATURES},
         "label": np.where(np.isnan(label[snap]), np.nan, ticket_slip[tickets["row"]]),
         "label_known_at": timestamps(known_at[snap])})
-    return {"milestone": milestone, "ticket": ticket}
+    return {target: frame[ID_COLUMNS[target] + feature_columns(target) + LABEL_COLUMNS]
+            for target, frame in (("milestone", milestone), ("ticket", ticket))}
 
 
 def training_set_fingerprint(tables: Tables, settings) -> str:

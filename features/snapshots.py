@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from features.timeline import DAY_US, NAT, Timelines, expand, last_of_each, micros, take, timestamps
+from features.timeline import DAY_US, NAT, Timelines, expand, last_of_each, micros
 
 
 @dataclass
@@ -31,11 +31,6 @@ class Snapshots:
     def of(cls, frame: pd.DataFrame, tl: Timelines) -> Snapshots:
         """Snapshots from a frame of milestone_id and as_of (an unknown milestone gets -1)."""
         return cls(tl.milestones.get_indexer(frame["milestone_id"]).astype(np.int64), micros(frame["as_of"]))
-
-    def frame(self, tl: Timelines) -> pd.DataFrame:
-        """milestone_id and as_of as a frame."""
-        return pd.DataFrame({"milestone_id": take(tl.milestones.array, self.milestone),
-                             "as_of": timestamps(self.as_of)})
 
 
 @dataclass

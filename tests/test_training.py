@@ -5,7 +5,6 @@ import json
 import joblib
 import mlflow
 import numpy as np
-import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
