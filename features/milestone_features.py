@@ -13,8 +13,8 @@ import pandas as pd
 
 from features.snapshots import Scope, Snapshots, scope_rows
 from features.throughput import history_weeks, monte_carlo_on_time, weekly_throughput
-from features.timeline import (DAY_US, NAT, Timeline, Timelines, days_between, expand, later, micros, pick,
-                               shifted, take)
+from features.timeline import (DAY_US, NAT, Timeline, Timelines, days_between, later, matching, micros,
+                               pick, shifted, take)
 
 HIGH_PRIORITIES = ("highest", "high", "critical", "blocker", "urgent", "p0", "p1")
 BUG_TYPES = ("bug", "defect", "incident")
@@ -82,9 +82,7 @@ def dependency_counts(scope: Scope, as_of: np.ndarray, is_open: np.ndarray,
     ticket that is done)."""
     deps = tl.dependencies
     rows = np.flatnonzero(is_open)
-    lo = np.searchsorted(deps["ticket"], scope.ticket[rows], side="left")
-    hi = np.searchsorted(deps["ticket"], scope.ticket[rows], side="right")
-    pos, owner = expand(lo, hi)
+    pos, owner = matching(deps["ticket"], scope.ticket[rows])
     row = rows[owner]
     t = as_of[scope.snap[row]]
     since = deps["since"][pos]

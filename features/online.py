@@ -19,7 +19,7 @@ from features.milestone_features import milestone_features
 from features.schema import EVENTS
 from features.snapshots import Snapshots
 from features.tables import Tables, make_tables
-from features.timeline import NAT, build_timelines, later, pick
+from features.timeline import NAT, build_timelines, pick
 
 Columns = dict[str, np.ndarray]  # one table: strings as object arrays, times as int64 µs (NAT if unknown)
 
@@ -30,7 +30,7 @@ def _implied_events(tickets: Columns, milestones: Columns, explicit: np.ndarray)
     ticket, created = tickets["ticket_id"][quiet], tickets["created_at"][quiet]
     milestone, status = tickets["milestone_id"][quiet], tickets["status"][quiet]
     start = pick(milestones["start_at"], pd.Index(milestones["milestone_id"], dtype=object).get_indexer(milestone), NAT)
-    joined = np.where(start == NAT, created, later(created, start))
+    joined = np.maximum(created, start)  # NAT (no such milestone) is below every time
     resolved = np.where(tickets["resolved_at"][quiet] == NAT, created, tickets["resolved_at"][quiet])
     points = tickets["story_points"][quiet]
     has_points = ~np.isnan(points)

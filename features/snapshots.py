@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from features.timeline import DAY_US, NAT, Timelines, expand, last_of_each, micros
+from features.timeline import DAY_US, NAT, Timelines, last_of_each, matching, micros
 
 
 @dataclass
@@ -76,9 +76,7 @@ def schedule(tl: Timelines, span_fractions: list[float], every_n_days: int | Non
 def scope_rows(snaps: Snapshots, tl: Timelines) -> Scope:
     """The tickets committed to each snapshot's milestone at its as_of, in snapshot order."""
     member = tl.membership
-    lo = np.searchsorted(member["milestone"], snaps.milestone, side="left")
-    hi = np.searchsorted(member["milestone"], snaps.milestone, side="right")
-    row, snap = expand(lo, hi)
+    row, snap = matching(member["milestone"], snaps.milestone)
     t = snaps.as_of[snap]
     inside = (member["start"][row] <= t) & (t < member["end"][row])
     row, snap = row[inside], snap[inside]

@@ -82,9 +82,11 @@ def shifted(times: np.ndarray, delta_us: int) -> np.ndarray:
     return np.where(times == NAT, NAT, times + np.int64(delta_us))
 
 
-def expand(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Every position in the ranges [lo, hi), and the range each came from: a one-to-many join
-    of queries to the rows of a table sorted by key (``lo``/``hi`` from ``searchsorted``)."""
+def matching(keys: np.ndarray, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A one-to-many join of ``queries`` to rows whose sorted ``keys`` equal them: the position
+    of every matching row, and the query each matched."""
+    lo = np.searchsorted(keys, queries, side="left")
+    hi = np.searchsorted(keys, queries, side="right")
     counts = hi - lo
     owner = np.repeat(np.arange(len(lo)), counts)
     return np.arange(len(owner)) - np.repeat(np.cumsum(counts) - counts - lo, counts), owner

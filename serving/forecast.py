@@ -32,15 +32,12 @@ def reject(loc: list, msg: str):
     raise HTTPException(status_code=422, detail=[{"loc": ["body", *loc], "msg": msg, "type": "value_error"}])
 
 
-def _first_unreadable(req: ForecastRequest, field: str, parse) -> int | None:
-    """Position of the first event of ``field`` whose value the feature code cannot read."""
-    at = [i for i, e in enumerate(req.events) if e.field == field and e.to_value is not None]
-    if not at:
-        return None
-    text = pd.Series([req.events[i].to_value for i in at], dtype=object)
-    parsed = parse(text, errors="coerce")
-    bad = (parsed == NAT) | ~text.str.match(r"\d{4}-").to_numpy(bool) if field == "due_at" else ~np.isfinite(parsed)
-    return at[int(np.argmax(bad))] if bad.any() else None
+# event fields whose values the feature code reads: which values it can read, and what they are
+READABLE = {
+    "due_at": (lambda text: (parse_times(text, errors="coerce") != NAT) & text.str.match(r"\d{4}-").to_numpy(bool),
+               "an ISO-8601 time (UTC where it has no offset)"),
+    "story_points": (lambda text: np.isfinite(parse_numbers(text, errors="coerce")), "a finite number"),
+}
 
 
 def check_request(req: ForecastRequest, now: datetime, loc: list) -> datetime:
@@ -58,14 +55,17 @@ def check_request(req: ForecastRequest, now: datetime, loc: list) -> datetime:
         seen.add(t.ticket_id)
         if t.created_at > as_of:
             reject([*loc, "tickets", i, "created_at"], "created after as_of: send the state as of as_of")
+    read = {field: [] for field in READABLE}
     for i, e in enumerate(req.events):
         if e.ticket_id is None and e.milestone_id is None:
             reject([*loc, "events", i], "an event names a ticket_id or a milestone_id")
-    for field, parse, what in (("due_at", parse_times, "an ISO-8601 time (UTC where it has no offset)"),
-                               ("story_points", parse_numbers, "a finite number")):
-        bad = _first_unreadable(req, field, parse)
-        if bad is not None:
-            reject([*loc, "events", bad, "to_value"], f"a {field} event's to_value is {what}")
+        if e.field in read and e.to_value is not None:
+            read[e.field].append(i)
+    for field, at in read.items():
+        readable, what = READABLE[field]
+        ok = readable(pd.Series([req.events[i].to_value for i in at], dtype=object)) if at else np.ones(0, bool)
+        if not ok.all():
+            reject([*loc, "events", at[int(np.argmin(ok))], "to_value"], f"a {field} event's to_value is {what}")
     links = set()
     for i, link in enumerate(req.links):
         key = (link.from_ticket, link.to_ticket, link.kind)
