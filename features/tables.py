@@ -1,14 +1,17 @@
 """Reading and writing the canonical tables as a folder of Parquet files.
 
-Writes are atomic: tables go to a temporary sibling folder that replaces the target only
-once everything is written, so a failed import never leaves a half-written folder.
+Writes never lose data: a folder that holds anything but Slipcast's own output, or that holds
+the source, is refused; tables go to a temporary sibling folder that replaces the target only
+once everything is written, so a failed or killed import never leaves a half-written folder
+(docs/architecture.md, "Imports").
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+import secrets
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,11 +63,78 @@ def make_tables(milestones, tickets, events, links) -> Tables:
     return tables
 
 
-def write_tables(tables: Tables, out_dir: Path, extra_files: dict[str, str] | None = None) -> Path:
-    """Validate and write the tables (and any extra text files) to ``out_dir`` atomically."""
+TABLE_FILES = tuple(f"{name}.parquet" for name in TABLES)
+REPORT_FILES = ("rejections.csv", "summary.json")  # what an import writes beside its tables
+OUTPUT_FILES = frozenset(TABLE_FILES + REPORT_FILES)
+_TMP, _OLD = "slipcast-tmp", "slipcast-old"  # siblings of a table folder while it is written
+
+
+class DestinationError(ValueError):
+    """An output folder that Slipcast must not write to; the message says why."""
+
+
+def check_destination(out_dir: Path, sources: tuple[Path, ...] = (), force: bool = False) -> None:
+    """Refuse an output folder whose writing could lose data (docs/architecture.md, "Imports").
+
+    A folder that is, or contains, one of ``sources`` is always refused. An existing folder that
+    holds anything besides Slipcast's own output files is refused unless ``force`` is set, in
+    which case only those output files are replaced.
+    """
+    out = Path(out_dir).resolve()
+    for source in sources:
+        src = Path(source).resolve()
+        if src == out or out in src.parents:
+            raise DestinationError(f"{out_dir}: this folder holds the source {source}; "
+                                   "choose an output folder outside it")
+    if out.exists() and not out.is_dir():
+        raise DestinationError(f"{out_dir}: is a file, not a folder")
+    if out.is_dir() and not force:
+        foreign = sorted(p.name for p in out.iterdir() if p.name not in OUTPUT_FILES)
+        if foreign:
+            shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+            raise DestinationError(
+                f"{out_dir}: not a Slipcast table folder (it holds {shown}); choose a new or empty "
+                "folder, or pass --force to replace only its table files")
+
+
+def _siblings(out_dir: Path, kind: str) -> list[Path]:
+    return sorted(out_dir.parent.glob(f".{out_dir.name}.{kind}-*"))
+
+
+def recover(out_dir: Path) -> None:
+    """Clean up after a write that was killed: remove its temporary folders, and put the
+    previous tables back where the kill fell between moving them aside and moving the new in."""
+    out_dir = Path(out_dir)
+    for tmp in _siblings(out_dir, _TMP):
+        shutil.rmtree(tmp, ignore_errors=True)
+    for old in _siblings(out_dir, _OLD):
+        if out_dir.exists():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.rename(out_dir)
+
+
+def _new_sibling(out_dir: Path, kind: str) -> Path:
+    path = out_dir.parent / f".{out_dir.name}.{kind}-{secrets.token_hex(4)}"
+    path.mkdir()  # the process umask applies: a table folder is as readable as any other
+    return path
+
+
+def write_tables(tables: Tables, out_dir: Path, extra_files: dict[str, str] | None = None,
+                 sources: tuple[Path, ...] = (), force: bool = False) -> Path:
+    """Validate and write the tables (and any extra text files) to ``out_dir``.
+
+    The destination is checked first (``check_destination``). Everything is written to a
+    sibling folder; an existing table folder is then moved aside, the new one renamed into
+    place, and the old one removed, so a failure or a kill never loses the previous tables.
+    With ``force`` on a folder that holds other files, only Slipcast's output files in it are
+    replaced (each file atomically), and nothing else there is touched.
+    """
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    recover(out_dir)
+    check_destination(out_dir, sources, force)
+    tmp = _new_sibling(out_dir, _TMP)
     try:
         for name, frame in tables.items():
             spec = TABLES[name]
@@ -73,9 +143,20 @@ def write_tables(tables: Tables, out_dir: Path, extra_files: dict[str, str] | No
             pq.write_table(table, tmp / f"{name}.parquet")
         for filename, text in (extra_files or {}).items():
             (tmp / filename).write_text(text)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        tmp.rename(out_dir)
+        if out_dir.is_dir() and any(p.name not in OUTPUT_FILES for p in out_dir.iterdir()):
+            written = {p.name for p in tmp.iterdir()}
+            for name in written:
+                os.replace(tmp / name, out_dir / name)
+            for name in OUTPUT_FILES - written:
+                (out_dir / name).unlink(missing_ok=True)
+            tmp.rmdir()
+        elif out_dir.exists():
+            old = out_dir.parent / f".{out_dir.name}.{_OLD}-{secrets.token_hex(4)}"
+            out_dir.rename(old)
+            tmp.rename(out_dir)
+            shutil.rmtree(old)
+        else:
+            tmp.rename(out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -107,5 +188,5 @@ def fingerprint(tables: Tables) -> str:
     return digest.hexdigest()[:16]
 
 
-__all__ = ["Tables", "make_tables", "write_tables", "read_tables", "fingerprint",
+__all__ = ["Tables", "make_tables", "write_tables", "check_destination", "DestinationError", "read_tables", "fingerprint",
            "MILESTONES", "TICKETS", "EVENTS", "LINKS"]

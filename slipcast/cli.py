@@ -22,7 +22,7 @@ def _cmd_import(args) -> int:
     if args.format == "github":
         options = {"project": args.project}
     started = time.perf_counter()
-    report = run_import(args.format, Path(args.src), Path(args.out), settings, **options)
+    report = run_import(args.format, Path(args.src), Path(args.out), settings, force=args.force, **options)
     print(report.format())
     print(f"  wrote {args.out} in {time.perf_counter() - started:.1f}s "
           f"(rejections.csv lists {len(report.rejections)} rejected records)")
@@ -36,7 +36,7 @@ def _cmd_generate(args) -> int:
     started = time.perf_counter()
     config = SimulationConfig(projects=args.projects, tickets=args.tickets, seed=args.seed)
     tables = generate(config)
-    write_tables(tables, Path(args.out))
+    write_tables(tables, Path(args.out), force=args.force)
     counts = ", ".join(f"{k}={v}" for k, v in tables.counts().items())
     print(f"generated {counts} in {time.perf_counter() - started:.1f}s -> {args.out}")
     return 0
@@ -138,6 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tz", default=None, help="jira-csv: time zone of the export's naive times")
     p.add_argument("--date-format", default=None, help="jira-csv: strptime format of its dates")
     p.add_argument("--project", default=None, help="github: project key (default: the repository)")
+    p.add_argument("--force", action="store_true",
+                   help="write into a folder that holds other files too, replacing only the table files")
     p.set_defaults(func=_cmd_import)
 
     p = sub.add_parser("generate", help="simulate a realistic tracker history")
@@ -145,6 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--projects", type=int, default=6, help="teams/projects to simulate")
     p.add_argument("--tickets", type=int, default=6000, help="total tickets to simulate")
     p.add_argument("--seed", type=int, default=1, help="random seed (same seed, same history)")
+    p.add_argument("--force", action="store_true",
+                   help="write into a folder that holds other files too, replacing only the table files")
     p.set_defaults(func=_cmd_generate)
 
     p = sub.add_parser("features", help="build point-in-time training sets from canonical tables")

@@ -25,7 +25,7 @@ def _read(path: Path) -> pd.DataFrame:
     return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
 
 
-def import_canonical(src, out, settings) -> ImportReport:
+def import_canonical(src, out, settings, force: bool = False) -> ImportReport:
     """Import a folder of canonical tables in CSV or Parquet, rejecting bad rows."""
     src = Path(src)
     if not src.is_dir():
@@ -47,7 +47,7 @@ def import_canonical(src, out, settings) -> ImportReport:
         if missing:
             raise ImportError_(f"{path}: missing required columns {missing}")
         frames[name] = _check_rows(raw, spec, path, report, name)
-    return finish(report, frames, Path(out))
+    return finish(report, frames, Path(out), force)
 
 
 def _check_rows(raw: pd.DataFrame, spec, path: Path, report: ImportReport, kind: str) -> pd.DataFrame:

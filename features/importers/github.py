@@ -46,7 +46,7 @@ def _repo(issue: dict) -> str | None:
     return "/".join(url.rstrip("/").split("/")[-2:]) if url else None
 
 
-def import_github(src, out, settings, project: str | None = None) -> ImportReport:
+def import_github(src, out, settings, project: str | None = None, force: bool = False) -> ImportReport:
     """Import a GitHub repository's milestones, issues and events into ``out``."""
     report = ImportReport(source=str(src))
     parts = _load(Path(src), report, settings.imports.fallback_encoding)
@@ -179,7 +179,7 @@ def import_github(src, out, settings, project: str | None = None) -> ImportRepor
         events += changes
     return finish(report, {"milestones": pd.DataFrame(list(milestones.values())),
                            "tickets": pd.DataFrame(tickets), "events": pd.DataFrame(events),
-                           "links": pd.DataFrame()}, Path(out))
+                           "links": pd.DataFrame()}, Path(out), force)
 
 
 def _due(value):

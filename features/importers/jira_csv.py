@@ -34,7 +34,8 @@ def _rows(text: str):
     return [h.strip() for h in header], list(reader)
 
 
-def import_jira_csv(src, out, settings, tz: str | None = None, date_format: str | None = None) -> ImportReport:
+def import_jira_csv(src, out, settings, tz: str | None = None, date_format: str | None = None,
+                    force: bool = False) -> ImportReport:
     """Import one or more Jira CSV exports into canonical tables in ``out``."""
     report = ImportReport(source=str(src))
     status_of = Vocabulary("status", settings.imports.status_categories)
@@ -136,4 +137,4 @@ def import_jira_csv(src, out, settings, tz: str | None = None, date_format: str 
                 report.accept("links")
     return finish(report, {"milestones": pd.DataFrame(list(milestones.values())),
                            "tickets": pd.DataFrame(tickets), "events": pd.DataFrame(events),
-                           "links": pd.DataFrame(list(links.values()))}, Path(out))
+                           "links": pd.DataFrame(list(links.values()))}, Path(out), force)

@@ -390,7 +390,7 @@ def _number(value) -> str | None:
         raise FieldError(f"story points {value!r} is not a number") from None
 
 
-def import_jira_json(src, out, settings) -> ImportReport:
+def import_jira_json(src, out, settings, force: bool = False) -> ImportReport:
     """Import Jira REST JSON (issues with changelog) from a file or folder into ``out``."""
     report = ImportReport(source=str(src))
     builder = _Builder(settings, report)
@@ -405,4 +405,4 @@ def import_jira_json(src, out, settings) -> ImportReport:
             continue
         for i, issue in enumerate(issues):
             builder.issue(issue, str(path), i)
-    return finish(report, builder.frames(), Path(out))
+    return finish(report, builder.frames(), Path(out), force)

@@ -98,8 +98,9 @@ class ImportReport:
         return buf.getvalue()
 
 
-def finish(report: ImportReport, frames: dict[str, pd.DataFrame], out: Path) -> ImportReport:
-    """Reconcile, build canonical tables and write them with the rejections and summary."""
+def finish(report: ImportReport, frames: dict[str, pd.DataFrame], out: Path, force: bool = False) -> ImportReport:
+    """Reconcile, build canonical tables and write them with the rejections and summary
+    (never into a folder that holds the source or files of the user's: ``write_tables``)."""
     report.check_reconciled()
     if sum(report.accepted.values()) == 0:
         first = report.rejections[0] if report.rejections else None
@@ -114,5 +115,7 @@ def finish(report: ImportReport, frames: dict[str, pd.DataFrame], out: Path) -> 
             "rejections.csv": report.rejections_csv(),
             "summary.json": json.dumps(report.summary(), indent=2, default=str),
         },
+        sources=(Path(report.source),),
+        force=force,
     )
     return report
