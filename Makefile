@@ -28,7 +28,7 @@ serve: setup
 	$(BIN)/slipcast serve
 
 demo: train
-	$(BIN)/python -m serving.demo
+	$(BIN)/python -m slipcast.tools.demo
 
 test: setup
 	$(BIN)/python -m pytest -q

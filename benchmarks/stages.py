@@ -14,9 +14,9 @@ import time
 import numpy as np
 import pandas as pd
 
-from slipcast.settings import REPO_ROOT, get_settings
+from slipcast.core.settings import get_settings
 
-WORK = REPO_ROOT / "work" / "bench"
+WORK = get_settings().resolve(get_settings().work_dir) / "bench"
 
 
 def peak_mb() -> float:
@@ -29,9 +29,9 @@ def frame_mb(*frames: pd.DataFrame) -> float:
 
 def stage_import() -> dict:
     """Duraspace Jira JSON import throughput, against plain json.load of the same files."""
-    from features.importers import run_import
+    from slipcast.features.importers import run_import
 
-    src = REPO_ROOT.parent / "shared" / "data" / "jira-duraspace"
+    src = get_settings().resolve(get_settings().evaluation.shared_data_dir) / "jira-duraspace"
     if not src.is_dir():
         return {"skipped": f"{src} absent"}
     def parse_all() -> float:
@@ -51,8 +51,8 @@ def stage_import() -> dict:
 
 
 def stage_generate(tickets: int, projects: int) -> dict:
-    from features.synthetic import SimulationConfig, generate
-    from features.tables import write_tables
+    from slipcast.features.synthetic import SimulationConfig, generate
+    from slipcast.features.tables import write_tables
 
     started = time.perf_counter()
     tables = generate(SimulationConfig(projects=projects, tickets=tickets, seed=1))
@@ -65,8 +65,8 @@ def stage_generate(tickets: int, projects: int) -> dict:
 
 def stage_features() -> dict:
     """Training sets from the generated history, against one sorted group-by pass over events."""
-    from features.pipeline import build_training_sets, write_training_set
-    from features.tables import read_tables
+    from slipcast.features.pipeline import build_training_sets, write_training_set
+    from slipcast.features.tables import read_tables
 
     tables = read_tables(WORK / "history")
     data_mb = frame_mb(*(f for _, f in tables.items()))
@@ -133,8 +133,8 @@ class TreeMemory:
 def stage_spark() -> dict:
     """The Spark engine (local mode, settings' master) on the history ``features`` used; its
     output row counts are checked against the pandas stage's."""
-    from features.pipeline import read_training_set
-    from features.spark_engine import build_training_sets_spark
+    from slipcast.features.pipeline import read_training_set
+    from slipcast.features.spark_engine import build_training_sets_spark
 
     settings = get_settings().features
     with TreeMemory() as memory:
@@ -150,8 +150,8 @@ def stage_spark() -> dict:
 
 def stage_train(rows: int) -> dict:
     """Full backtest of every candidate plus the final fit on ``rows`` milestone snapshots."""
-    from features.pipeline import feature_columns, read_training_set
-    from training.backtest import fit_candidate, labelled_rows, run_backtest
+    from slipcast.features.pipeline import feature_columns, read_training_set
+    from slipcast.training.backtest import fit_candidate, labelled_rows, run_backtest
 
     frame, _ = read_training_set(WORK / "features" / "milestone.parquet")
     milestones = frame["milestone_id"].drop_duplicates().sample(frac=1.0, random_state=0)
@@ -216,16 +216,17 @@ def stage_serve() -> dict:
     1,000-milestone batches, with where their time goes; bounded load."""
     import httpx
 
-    from features.online import features_now
-    from features.pipeline import build_training_sets, write_training_set
-    from features.synthetic import SimulationConfig, generate
-    from serving.demo import request_for
-    from serving.forecast import forecast_many, request_tables
-    from serving.model_store import ModelStore
-    from serving.process import free_port, running_service
-    from serving.runtime import limit_model_threads, tune_collector
-    from serving.schemas import BatchRequest, ForecastRequest
-    from training.run import train
+    from slipcast.core.contracts import METADATA_FILE, past_outcomes
+    from slipcast.features.online import features_now
+    from slipcast.features.pipeline import build_training_sets, write_training_set
+    from slipcast.features.synthetic import SimulationConfig, generate
+    from slipcast.serving.forecast import forecast_many, request_tables
+    from slipcast.serving.model_store import ModelStore
+    from slipcast.serving.runtime import limit_model_threads, tune_collector
+    from slipcast.serving.schemas import BatchRequest, ForecastRequest
+    from slipcast.tools.requests import request_for
+    from slipcast.tools.service import free_port, running_service
+    from slipcast.training.run import train
 
     root = WORK / "serve"
     settings = get_settings()
@@ -238,11 +239,10 @@ def stage_serve() -> dict:
     sets = build_training_sets(tables, s.features)
     for target, frame in sets.items():
         write_training_set(frame, root / "features", target)
-    if not (root / "models" / "milestone.json").exists():
+    if not (root / "models" / "milestone" / METADATA_FILE).exists():
         train(s, features_dir=root / "features", targets=["milestone"], candidates=["gradient_boosting"])
     m = sets["milestone"]
-    last = m.dropna(subset=["label"]).sort_values("as_of").groupby("milestone_id").tail(1)
-    outcomes = pd.DataFrame({"project": last["project"], "known_at": last["label_known_at"], "slipped": last["label"]})
+    outcomes = past_outcomes(m)
     row = m[(m["remaining_count"] >= 5) & (m["history_weeks"] >= 4)].sort_values("as_of").iloc[-1]
     body = request_for(tables, row["milestone_id"], row["as_of"], outcomes)
     plain = {**body, "explain": False}

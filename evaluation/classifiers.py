@@ -13,9 +13,9 @@ import pandas as pd
 from sklearn.dummy import DummyClassifier
 from sklearn.metrics import precision_recall_fscore_support, roc_auc_score
 
-from training.calibration import calibrate
-from training.candidates import BASELINES, make_candidate
-from training.metrics import scores
+from slipcast.training.calibration import calibrate
+from slipcast.training.candidates import BASELINES, make_candidate
+from slipcast.training.metrics import scores
 
 MODELS = ("logistic", "gradient_boosting")
 

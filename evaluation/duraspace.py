@@ -10,12 +10,12 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from features.importers.jira_json import import_jira_json
-from features.pipeline import build_training_sets, feature_columns
-from features.tables import fingerprint, read_tables
-from training.backtest import Backtest, run_backtest
-from training.folds import InsufficientHistory
-from training.report import write_report
+from slipcast.features.importers.jira_json import import_jira_json
+from slipcast.features.pipeline import build_training_sets, feature_columns
+from slipcast.features.tables import fingerprint, read_tables
+from slipcast.training.backtest import Backtest, run_backtest
+from slipcast.training.folds import InsufficientHistory
+from slipcast.training.report import write_report
 
 
 def evaluate_duraspace(root: Path, settings, out_dir: Path) -> tuple[dict[str, Backtest | str], dict, str]:

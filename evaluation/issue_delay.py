@@ -11,10 +11,16 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import KFold, cross_val_predict
 from sklearn.tree import DecisionTreeClassifier
 
-from evaluation.classifiers import binary_scores, fit_binary
-from evaluation.datasets.emse2017_issue_delay import PROJECTS, SUSPECT, TIMES, feature_columns, load_issues
-from evaluation.protocols import forward_folds
-from features.importers.report import ImportReport
+from slipcast.evaluation.classifiers import binary_scores, fit_binary
+from slipcast.evaluation.datasets.emse2017_issue_delay import (
+    PROJECTS,
+    SUSPECT,
+    TIMES,
+    feature_columns,
+    load_issues,
+)
+from slipcast.evaluation.protocols import forward_folds
+from slipcast.features.importers.report import ImportReport
 
 CANDIDATES = ("base_rate", "random", "logistic", "gradient_boosting")
 # the paper's Table 7: delayed class, Random Forest (precision, recall, F1, AUC)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import subprocess
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import matplotlib
@@ -20,10 +20,14 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from sklearn.calibration import calibration_curve  # noqa: E402
 
-from evaluation.duraspace import evaluate_duraspace  # noqa: E402
-from evaluation.issue_delay import PAPER_AVERAGE, PAPER_TABLE7, evaluate_issue_delay  # noqa: E402
-from evaluation.sprints import PAPER, evaluate_sprints  # noqa: E402
-from training.backtest import Backtest  # noqa: E402
+from slipcast.evaluation.duraspace import evaluate_duraspace  # noqa: E402
+from slipcast.evaluation.issue_delay import (  # noqa: E402
+    PAPER_AVERAGE,
+    PAPER_TABLE7,
+    evaluate_issue_delay,
+)
+from slipcast.evaluation.sprints import PAPER, evaluate_sprints  # noqa: E402
+from slipcast.training.backtest import Backtest  # noqa: E402
 
 DATASETS = ("tse2017-sprints", "emse2017-issue-delay", "jira-duraspace")
 COMMAND = "make eval-real"
@@ -114,7 +118,7 @@ def _sprint_section(binary: pd.DataFrame, multi: pd.DataFrame, report, fp: str) 
         "its own project list (only four of its projects are here) with its best feature set; we pool "
         "folds and use macro averages, so the comparison is indicative, not exact. What we tried: "
         "logistic regression and gradient boosting on the same features (gradient boosting has the "
-        "lower Brier score in most settings), board history as features, class boundaries from training "
+        "lower Brier score in most settings), board history as features, class boundaries from slipcast.training "
         "rows only.", "",
     ]
     return lines
@@ -263,7 +267,7 @@ def eval_real(settings) -> Path:
         "# Slipcast on real public data", "",
         f"Regenerate with `{COMMAND}` (it runs `slipcast eval-real`; {minutes:.0f} min on this 2-core "
         "machine). Written "
-        f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by Slipcast `{_code_version()}`, profile "
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC by Slipcast `{_code_version()}`, profile "
         f"`{settings.profile}`, seed {settings.training.seed}. The data stays in `{ev.shared_data_dir}` "
         "(see its README for provenance); nothing here was tuned on it.", "",
         *_sprint_section(binary, multi, sprint_report, prints[DATASETS[0]]),

@@ -8,10 +8,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from evaluation.classifiers import binary_scores, class_scores, fit_binary, fit_classes
-from evaluation.datasets.tse2017_sprints import POINTS, PROJECTS, feature_columns, load_sprints
-from evaluation.protocols import forward_folds, paper_folds
-from features.importers.report import ImportReport
+from slipcast.evaluation.classifiers import (
+    binary_scores,
+    class_scores,
+    fit_binary,
+    fit_classes,
+)
+from slipcast.evaluation.datasets.tse2017_sprints import (
+    POINTS,
+    PROJECTS,
+    feature_columns,
+    load_sprints,
+)
+from slipcast.evaluation.protocols import forward_folds, paper_folds
+from slipcast.features.importers.report import ImportReport
 
 BINARY = ("base_rate", "random", "project_rate", "logistic", "gradient_boosting")
 CLASSES = ("base_rate", "random", "logistic", "gradient_boosting")

@@ -11,10 +11,25 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from features.snapshots import Scope, Snapshots, scope_rows
-from features.throughput import history_weeks, monte_carlo_on_time, weekly_throughput
-from features.timeline import (DAY_US, NAT, Timeline, Timelines, days_between, later, matching, micros,
-                               pick, shifted, take)
+from slipcast.features.snapshots import Scope, Snapshots, scope_rows
+from slipcast.features.throughput import (
+    history_weeks,
+    monte_carlo_on_time,
+    weekly_throughput,
+)
+from slipcast.features.timeline import (
+    DAY_US,
+    NAT,
+    Timeline,
+    Timelines,
+    days_between,
+    later,
+    matching,
+    micros,
+    pick,
+    shifted,
+    take,
+)
 
 HIGH_PRIORITIES = ("highest", "high", "critical", "blocker", "urgent", "p0", "p1")
 BUG_TYPES = ("bug", "defect", "incident")

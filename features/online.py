@@ -15,11 +15,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from features.milestone_features import milestone_features
-from features.schema import EVENTS
-from features.snapshots import Snapshots
-from features.tables import Tables, make_tables
-from features.timeline import NAT, build_timelines, pick
+from slipcast.features.milestone_features import milestone_features
+from slipcast.features.schema import EVENTS
+from slipcast.features.snapshots import Snapshots
+from slipcast.features.tables import Tables
+from slipcast.features.timeline import NAT, build_timelines, pick
 
 Columns = dict[str, np.ndarray]  # one table: strings as object arrays, times as int64 µs (NAT if unknown)
 
@@ -76,20 +76,3 @@ def features_now(tables: Tables, snapshots: pd.DataFrame, settings, outcomes: pd
     """
     tl = build_timelines(tables)
     return milestone_features(tl, Snapshots.of(snapshots, tl), settings, outcomes)
-
-
-def truncate(tables: Tables, as_of: pd.Timestamp) -> Tables:
-    """The tables an export taken at ``as_of`` would have held: later events, tickets and
-    links gone, each ticket's fields as they stood then."""
-    ev = tables.events[tables.events["at"] <= as_of]
-    tk = tables.tickets[tables.tickets["created_at"] <= as_of].copy()
-    last = ev[ev["ticket_id"].notna()].groupby(["ticket_id", "field"])["to_value"].last()
-    for field_, col in (("status", "status"), ("assignee", "assignee"), ("priority", "priority")):
-        values = last.xs(field_, level="field") if field_ in last.index.get_level_values("field") else pd.Series(dtype=object)
-        tk[col] = tk["ticket_id"].map(values)
-    tk["status"] = tk["status"].fillna("todo")
-    tk.loc[tk["resolved_at"] > as_of, "resolved_at"] = pd.NaT
-    ms = tables.milestones[tables.milestones["start_at"].isna() | (tables.milestones["start_at"] <= as_of)].copy()
-    ms.loc[ms["completed_at"] > as_of, "completed_at"] = pd.NaT
-    lk = tables.links[tables.links["created_at"].isna() | (tables.links["created_at"] <= as_of)]
-    return make_tables(ms, tk, ev, lk)

@@ -11,10 +11,21 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from features.milestone_features import MILESTONE_FEATURES, TICKET_FEATURES, milestone_features
-from features.snapshots import Snapshots, labels, schedule, scope_rows
-from features.tables import Tables, fingerprint
-from features.timeline import Timelines, build_timelines, last_of_each, pick, take, timestamps
+from slipcast.features.milestone_features import (
+    MILESTONE_FEATURES,
+    TICKET_FEATURES,
+    milestone_features,
+)
+from slipcast.features.snapshots import Snapshots, labels, schedule, scope_rows
+from slipcast.features.tables import Tables, fingerprint
+from slipcast.features.timeline import (
+    Timelines,
+    build_timelines,
+    last_of_each,
+    pick,
+    take,
+    timestamps,
+)
 
 TARGETS = ("milestone", "ticket")
 ID_COLUMNS = {"milestone": ["milestone_id", "project", "as_of"],

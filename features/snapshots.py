@@ -14,7 +14,14 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from features.timeline import DAY_US, NAT, Timelines, last_of_each, matching, micros
+from slipcast.features.timeline import (
+    DAY_US,
+    NAT,
+    Timelines,
+    last_of_each,
+    matching,
+    micros,
+)
 
 
 @dataclass

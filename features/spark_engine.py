@@ -20,10 +20,19 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 
-from features.milestone_features import CATEGORICAL, MILESTONE_FEATURES, TICKET_FEATURES
-from features.pipeline import ID_COLUMNS, LABEL_COLUMNS, TARGETS, build_training_sets
-from features.schema import TABLES, UTC_TS
-from features.tables import make_tables
+from slipcast.features.milestone_features import (
+    CATEGORICAL,
+    MILESTONE_FEATURES,
+    TICKET_FEATURES,
+)
+from slipcast.features.pipeline import (
+    ID_COLUMNS,
+    LABEL_COLUMNS,
+    TARGETS,
+    build_training_sets,
+)
+from slipcast.features.schema import TABLES, UTC_TS
+from slipcast.features.tables import make_tables
 
 TABLE_NAMES = ("milestones", "tickets", "events", "links")
 

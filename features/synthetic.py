@@ -17,12 +17,12 @@ import heapq
 import random
 from dataclasses import dataclass
 from datetime import date, timedelta
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import pandas as pd
 
-from features.tables import Tables, make_tables
+from slipcast.features.tables import Tables, make_tables
 
 EPOCH = pd.Timestamp("2022-01-03", tz="UTC")  # a Monday
 UPSTREAM_TEAMS = 3  # a team may wait on tickets of the three teams simulated before it
@@ -88,7 +88,7 @@ def _choice(rng: random.Random, table):
     return table[-1][0]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _calendar(day: int) -> tuple[bool, bool]:
     """(working day, year-end holiday) of a simulation day."""
     d = date(2022, 1, 3) + timedelta(days=day)

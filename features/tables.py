@@ -20,8 +20,16 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from features.schema import EVENTS, LINKS, MILESTONES, TABLES, TICKETS, SchemaError, conform, validate
-
+from slipcast.features.schema import (
+    EVENTS,
+    LINKS,
+    MILESTONES,
+    TABLES,
+    TICKETS,
+    SchemaError,
+    conform,
+    validate,
+)
 
 Table = pd.DataFrame | dict[str, np.ndarray]  # a frame, or (a request's state) columns by name
 

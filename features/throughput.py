@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from features.timeline import DAY_US, NAT, Timelines, pick, shifted
+from slipcast.features.timeline import DAY_US, NAT, Timelines, pick, shifted
 
 WEEK_US = 7 * DAY_US
 

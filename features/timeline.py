@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from features.tables import Tables
+from slipcast.features.tables import Tables
 
 NAT = np.iinfo(np.int64).min  # a missing time: compares below every real one
 DAY_US = 86_400_000_000

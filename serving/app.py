@@ -5,21 +5,29 @@ from __future__ import annotations
 import hmac
 import os
 from contextlib import asynccontextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from fastapi import Depends, FastAPI, HTTPException, Response
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.security import APIKeyHeader
 
-from serving.forecast import forecast_many, forecast_tickets, model_ref, reject
-from serving.metrics import Measured, Metrics
-from serving.model_store import LoadedModel, ModelStore
-from serving.runtime import tune_collector
-from serving.schemas import (BatchRequest, BatchResponse, Forecast, ForecastRequest, ModelInfo, TicketForecasts,
-                             WhatIfRequest, WhatIfResponse)
-from serving.what_if import apply_change
 from slipcast import __version__
-from slipcast.settings import Settings, get_settings
+from slipcast.core.settings import Settings, get_settings
+from slipcast.serving.forecast import forecast_many, forecast_tickets, model_ref, reject
+from slipcast.serving.metrics import Measured, Metrics
+from slipcast.serving.model_store import LoadedModel, ModelStore
+from slipcast.serving.runtime import tune_collector
+from slipcast.serving.schemas import (
+    BatchRequest,
+    BatchResponse,
+    Forecast,
+    ForecastRequest,
+    ModelInfo,
+    TicketForecasts,
+    WhatIfRequest,
+    WhatIfResponse,
+)
+from slipcast.serving.what_if import apply_change
 
 API_KEY = APIKeyHeader(name="X-API-Key", auto_error=False)
 
@@ -162,7 +170,7 @@ def create_app(settings: Settings | None = None, store: ModelStore | None = None
     def what_if(req: WhatIfRequest) -> WhatIfResponse:
         """The milestone as it is and with a change applied now, side by side."""
         loaded = champion("milestone")
-        as_of = req.forecast.as_of or datetime.now(timezone.utc)
+        as_of = req.forecast.as_of or datetime.now(UTC)
         base = req.forecast.model_copy(update={"as_of": as_of})
         try:
             changed = apply_change(base, req.change, as_of)

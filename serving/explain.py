@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from serving.model_store import LoadedModel
-from serving.schemas import Driver
+from slipcast.serving.model_store import LoadedModel
+from slipcast.serving.schemas import Driver
 
 
 def _plain(value):

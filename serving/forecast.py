@@ -8,22 +8,28 @@ vectorised prediction.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
 from fastapi import HTTPException
 
-from features.online import Columns, features_now, state_tables
-from features.tables import Tables
-from features.timeline import NAT, parse_numbers, parse_times
-from serving.explain import drivers, typical_rows
-from serving.model_store import LoadedModel
-from serving.schemas import Forecast, ForecastRequest, ModelRef, TicketForecast, TicketForecasts
+from slipcast.features.online import Columns, features_now, state_tables
+from slipcast.features.tables import Tables
+from slipcast.features.timeline import NAT, parse_numbers, parse_times
+from slipcast.serving.explain import drivers, typical_rows
+from slipcast.serving.model_store import LoadedModel
+from slipcast.serving.schemas import (
+    Forecast,
+    ForecastRequest,
+    ModelRef,
+    TicketForecast,
+    TicketForecasts,
+)
 
 INSUFFICIENT = "insufficient_history"
 SEP = "\x1f"  # namespaces each request's ids inside a batch
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MICROSECOND = timedelta(microseconds=1)
 
 
@@ -152,7 +158,7 @@ def _plain(value):
 def forecast_many(reqs: list[ForecastRequest], loaded: LoadedModel, settings,
                   loc_prefix: list | None = None) -> list[Forecast]:
     """Forecasts for a batch of milestone states, in request order."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     as_ofs = [check_request(r, now, (loc_prefix or []) + ([i] if loc_prefix is not None else []))
               for i, r in enumerate(reqs)]
     tables, snaps, outcomes = request_tables(reqs, as_ofs)
@@ -196,7 +202,7 @@ def forecast_many(reqs: list[ForecastRequest], loaded: LoadedModel, settings,
 def forecast_tickets(req: ForecastRequest, loaded: LoadedModel, settings) -> TicketForecasts:
     """For each ticket of the milestone still open: the probability it is not done, and in the
     milestone, by the due date."""
-    as_of = check_request(req, datetime.now(timezone.utc), [])
+    as_of = check_request(req, datetime.now(UTC), [])
     tables, snaps, outcomes = request_tables([req], [as_of])
     _, tickets = features_now(tables, snaps, settings.features, outcomes)
     p = loaded.predict(loaded.frame(tickets)) if len(tickets["ticket_id"]) else []

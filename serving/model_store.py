@@ -1,7 +1,9 @@
 """The champion models the service answers with, and how they are (re)loaded.
 
 The registry (``models:/<name>@champion``) is asked first; where it cannot be reached or
-holds no champion, the export in ``models/`` is used once its SHA-256 matches its metadata.
+holds no champion, the export in ``models/<target>/`` is used. Both are the same model format,
+loaded by the same code once the model file's SHA-256 matches the one training recorded
+(``slipcast.core.model_format``).
 A model that fails to load, fails its hash or fails a trial prediction is refused and the
 last good one keeps serving. A background thread repeats this every ``reload_seconds``, so a
 new champion is picked up without a restart; requests hold the model they started with, so
@@ -10,29 +12,25 @@ a swap never fails one.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
-import joblib
 import numpy as np
 import pandas as pd
+
+from slipcast.core.contracts import CHAMPION_ALIAS, METADATA_FILE, TARGETS, ModelMetadata, registered_model_name
+from slipcast.core.model_format import ModelRefused, load_model_dir
 
 # a down tracking server must not stall the service for minutes of retries
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
 
 log = logging.getLogger(__name__)
-TARGETS = ("milestone", "ticket")
-
-
-class ModelRefused(RuntimeError):
-    """A model artifact that must not serve (bad hash, unloadable, fails a trial prediction)."""
 
 
 @dataclass(frozen=True)
@@ -41,10 +39,10 @@ class LoadedModel:
 
     target: str
     model: object
-    metadata: dict
+    metadata: ModelMetadata
     source: str  # "registry" or "export"
     version: str
-    loaded_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     @property
     def features(self) -> list[str]:
@@ -77,51 +75,46 @@ def _trial(loaded: LoadedModel) -> LoadedModel:
 
 
 def load_export(models_dir: Path, target: str) -> LoadedModel:
-    """The exported model of ``target`` after checking its SHA-256 against its metadata."""
-    meta_path = Path(models_dir) / f"{target}.json"
-    model_path = Path(models_dir) / f"{target}.joblib"
-    if not meta_path.exists() or not model_path.exists():
+    """The exported model of ``target`` (``models_dir/<target>/``), its model file checked
+    against the SHA-256 in its metadata and loaded like a registry model."""
+    folder = Path(models_dir) / target
+    meta_path = folder / METADATA_FILE
+    if not meta_path.exists():
         raise FileNotFoundError(f"no exported {target} model in {models_dir}")
     meta = json.loads(meta_path.read_text())
-    data = model_path.read_bytes()
-    digest = hashlib.sha256(data).hexdigest()
-    if digest != meta.get("sha256"):
-        raise ModelRefused(f"{model_path}: SHA-256 {digest[:12]}... does not match its metadata "
-                           f"({str(meta.get('sha256'))[:12]}...): corrupted or replaced artifact refused")
-    try:
-        model = joblib.load(model_path)
-    except Exception as exc:
-        raise ModelRefused(f"{model_path}: cannot be loaded: {exc}") from exc
+    model = load_model_dir(folder, meta.get("sha256"))
     return _trial(LoadedModel(target, model, meta, "export", str(meta.get("model_version"))))
 
 
 def registry_champion(settings, target: str):
-    """(version, run_id) of the registry's champion, or None if there is none."""
+    """The registry's champion model version of ``target``, or None if there is none."""
     from mlflow.exceptions import MlflowException
 
-    from serving.registry import client_for
+    from slipcast.serving.registry import client_for
 
     client = client_for(settings)
-    name = settings.training.model_prefix + target
     try:
-        mv = client.get_model_version_by_alias(name, "champion")
+        return client.get_model_version_by_alias(registered_model_name(settings.training.model_prefix, target),
+                                                 CHAMPION_ALIAS)
     except MlflowException as exc:
         if "RESOURCE_DOES_NOT_EXIST" in str(exc) or "not found" in str(exc).lower():
             return None
         raise
-    return mv.version, mv.run_id
 
 
-def load_registry(settings, target: str, version: str, run_id: str) -> LoadedModel:
-    """A registered model version and the Slipcast metadata its run logged."""
-    from serving.registry import download_model
+def load_registry(settings, target: str, version) -> LoadedModel:
+    """A registered model version (checked against the SHA-256 training recorded as its tag)
+    and the Slipcast metadata its run logged."""
+    from slipcast.serving.registry import download_model
 
-    name = settings.training.model_prefix + target
+    name = registered_model_name(settings.training.model_prefix, target)
     try:
-        model, meta = download_model(settings, name, version, run_id)
+        model, meta = download_model(settings, version)
+    except ModelRefused:
+        raise
     except Exception as exc:
-        raise ModelRefused(f"{name} v{version}: cannot be loaded from the registry: {exc}") from exc
-    return _trial(LoadedModel(target, model, meta, "registry", str(version)))
+        raise ModelRefused(f"{name} v{version.version}: cannot be loaded from the registry: {exc}") from exc
+    return _trial(LoadedModel(target, model, meta, "registry", str(version.version)))
 
 
 class ModelStore:
@@ -163,13 +156,12 @@ class ModelStore:
                 log.warning("registry unreachable (%s); using the export", exc)
                 champion = None
             if champion is not None:
-                version, run_id = champion
-                if current and current.source == "registry" and current.version == str(version):
+                if current and current.source == "registry" and current.version == str(champion.version):
                     return
-                self._swap(load_registry(self.settings, target, str(version), run_id))
+                self._swap(load_registry(self.settings, target, champion))
                 return
         models_dir = self.settings.resolve(self.settings.models_dir)
-        meta_path = models_dir / f"{target}.json"
+        meta_path = models_dir / target / METADATA_FILE
         if not meta_path.exists():
             if current is None:
                 raise FileNotFoundError(f"no {target} champion in the registry and no export in {models_dir}")

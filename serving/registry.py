@@ -13,6 +13,9 @@ from pathlib import Path
 import mlflow
 from mlflow import MlflowClient
 
+from slipcast.core.contracts import METADATA_ARTIFACT, MODEL_HASH_TAG, ModelMetadata
+from slipcast.core.model_format import load_model_dir
+
 
 def registry_uri(settings) -> str:
     """The configured registry; a missing embedded database means no registry (serving never
@@ -28,20 +31,21 @@ def client_for(settings) -> MlflowClient:
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
-def download_model(settings, name: str, version: str, run_id: str) -> tuple[object, dict]:
-    """A registered model version, loaded, and the Slipcast metadata its run logged.
+def download_model(settings, version) -> tuple[object, ModelMetadata]:
+    """A registered model ``version`` (an MLflow ``ModelVersion``), loaded once its file matches
+    the SHA-256 that training recorded as its tag, and the Slipcast metadata its run logged.
 
     The version's artifacts are located through this client (a ``models:/`` URI would be
     resolved against MLflow's global tracking URI, which serving leaves alone).
     """
     client = client_for(settings)
     uri = registry_uri(settings)
-    source = client.get_model_version(name, version).source
+    source = version.source
     if source.startswith("models:/m-"):
         source = client.get_logged_model(source.removeprefix("models:/")).artifact_location
     with tempfile.TemporaryDirectory(prefix="slipcast-model-") as tmp:
         local = mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=tmp, tracking_uri=uri)
-        model = mlflow.sklearn.load_model(local)
-        meta = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="slipcast/metadata.json",
+        model = load_model_dir(Path(local), version.tags.get(MODEL_HASH_TAG))
+        meta = mlflow.artifacts.download_artifacts(run_id=version.run_id, artifact_path=METADATA_ARTIFACT,
                                                    dst_path=tmp, tracking_uri=uri)
         return model, json.loads(Path(meta).read_text())

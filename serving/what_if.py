@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from serving.schemas import Change, EventIn, ForecastRequest, TicketIn
+from slipcast.serving.schemas import Change, EventIn, ForecastRequest, TicketIn
 
 WHAT_IF_PERSON = "what-if-person-{}"
 

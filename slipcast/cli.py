@@ -9,11 +9,11 @@ import sys
 import time
 from pathlib import Path
 
-from slipcast.settings import get_settings
+from slipcast.core.settings import get_settings
 
 
 def _cmd_import(args) -> int:
-    from features.importers import run_import
+    from slipcast.features.importers import run_import
 
     settings = get_settings()
     options = {}
@@ -30,8 +30,8 @@ def _cmd_import(args) -> int:
 
 
 def _cmd_generate(args) -> int:
-    from features.synthetic import SimulationConfig, generate
-    from features.tables import write_tables
+    from slipcast.features.synthetic import SimulationConfig, generate
+    from slipcast.features.tables import write_tables
 
     started = time.perf_counter()
     config = SimulationConfig(projects=args.projects, tickets=args.tickets, seed=args.seed)
@@ -43,8 +43,12 @@ def _cmd_generate(args) -> int:
 
 
 def _cmd_features(args) -> int:
-    from features.pipeline import build_training_sets, training_set_fingerprint, write_training_set
-    from features.tables import read_tables
+    from slipcast.features.pipeline import (
+        build_training_sets,
+        training_set_fingerprint,
+        write_training_set,
+    )
+    from slipcast.features.tables import read_tables
 
     settings = get_settings()
     data = Path(args.data) if args.data else settings.resolve(settings.data_dir)
@@ -52,7 +56,7 @@ def _cmd_features(args) -> int:
     tables = read_tables(data)
     engine = args.engine or settings.features.engine
     if engine == "spark":
-        from features.spark_engine import build_training_sets_spark
+        from slipcast.features.spark_engine import build_training_sets_spark
 
         sets = build_training_sets_spark(data, settings.features)
     else:
@@ -70,7 +74,7 @@ def _cmd_features(args) -> int:
 
 
 def _cmd_train(args) -> int:
-    from training.run import train
+    from slipcast.training.run import train
 
     settings = get_settings()
     result = train(settings, data_dir=Path(args.data) if args.data else None,
@@ -94,7 +98,7 @@ def _cmd_serve(args) -> int:
     settings = get_settings()
     host, port = args.host or settings.serving.host, args.port or settings.serving.port
     workers = args.workers or settings.serving.workers
-    from serving.runtime import limit_model_threads
+    from slipcast.serving.runtime import limit_model_threads
 
     limit_model_threads(settings)
     if workers > 1:
@@ -106,15 +110,15 @@ def _cmd_serve(args) -> int:
         os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="slipcast-metrics-"))
         os.execv(sys.executable, [sys.executable, "-m", "gunicorn", "--worker-class", "uvicorn_worker.UvicornWorker",
                                   "--workers", str(workers), "--bind", f"{host}:{port}",
-                                  "--graceful-timeout", "10", "serving.app:create_app()"])
+                                  "--graceful-timeout", "10", "slipcast.serving.app:create_app()"])
     import uvicorn
 
-    uvicorn.run("serving.app:create_app", factory=True, host=host, port=port, log_level="info")
+    uvicorn.run("slipcast.serving.app:create_app", factory=True, host=host, port=port, log_level="info")
     return 0
 
 
 def _cmd_eval_real(args) -> int:
-    from evaluation.results import eval_real
+    from slipcast.evaluation.results import eval_real
 
     settings = get_settings()
     if args.data:
@@ -126,7 +130,7 @@ def _cmd_eval_real(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand (each has --help)."""
-    from features.importers import FORMATS
+    from slipcast.features.importers import FORMATS
 
     parser = argparse.ArgumentParser(prog="slipcast", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)

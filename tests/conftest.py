@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from features.synthetic import SimulationConfig, generate
-from slipcast.settings import get_settings
+from slipcast.core.settings import get_settings
+from slipcast.features.synthetic import SimulationConfig, generate
 
 SHARED_DATA = get_settings().resolve(get_settings().evaluation.shared_data_dir)
 
@@ -109,8 +109,12 @@ TRAIN_CANDIDATES = ["base_rate", "monte_carlo", "logistic", "gradient_boosting"]
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory, small_history, settings):
     """A real MLflow store with both targets trained once on the small history."""
-    from features.pipeline import build_training_sets, training_set_fingerprint, write_training_set
-    from training.run import train
+    from slipcast.features.pipeline import (
+        build_training_sets,
+        training_set_fingerprint,
+        write_training_set,
+    )
+    from slipcast.training.run import train
 
     root = tmp_path_factory.mktemp("store")
     s = configured(settings, root)

@@ -2,11 +2,12 @@
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, settings as hsettings
+from hypothesis import HealthCheck
+from hypothesis import settings as hsettings
 
-from serving.app import create_app
-from serving.model_store import ModelStore
-from slipcast.settings import get_settings
+from slipcast.core.settings import get_settings
+from slipcast.serving.app import create_app
+from slipcast.serving.model_store import ModelStore
 
 # the schema does not depend on the model: the app is built now, its store filled below
 _IDLE = get_settings().model_copy(update={"serving": get_settings().serving.model_copy(update={"reload_seconds": 0})})

@@ -16,11 +16,15 @@ import httpx
 import pytest
 from mlflow import MlflowClient
 
-from features.pipeline import build_training_sets, training_set_fingerprint, write_training_set
-from serving.model_store import ModelStore
-from serving.process import free_port, running_service
+from slipcast.features.pipeline import (
+    build_training_sets,
+    training_set_fingerprint,
+    write_training_set,
+)
+from slipcast.serving.model_store import ModelStore
+from slipcast.tools.service import free_port, running_service
+from slipcast.training.run import train
 from tests.conftest import configured
-from training.run import train
 
 POSTGRES = os.environ.get("SLIPCAST_TEST_POSTGRES")
 pytestmark = [pytest.mark.slow,

@@ -6,15 +6,21 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from evaluation.classifiers import fit_binary
-from evaluation.datasets.emse2017_issue_delay import feature_columns as issue_columns
-from evaluation.datasets.emse2017_issue_delay import load_issues
-from evaluation.datasets.tse2017_sprints import board_history, load_sprints, read_iterations
-from evaluation.issue_delay import evaluate_file, value_leaks
-from evaluation.protocols import forward_folds, paper_folds
-from evaluation.results import DataMissing, eval_real
-from evaluation.sprints import evaluate_frame, three_classes
-from features.importers.report import ImportReport
+from slipcast.evaluation.classifiers import fit_binary
+from slipcast.evaluation.datasets.emse2017_issue_delay import (
+    feature_columns as issue_columns,
+)
+from slipcast.evaluation.datasets.emse2017_issue_delay import load_issues
+from slipcast.evaluation.datasets.tse2017_sprints import (
+    board_history,
+    load_sprints,
+    read_iterations,
+)
+from slipcast.evaluation.issue_delay import evaluate_file, value_leaks
+from slipcast.evaluation.protocols import forward_folds, paper_folds
+from slipcast.evaluation.results import DataMissing, eval_real
+from slipcast.evaluation.sprints import evaluate_frame, three_classes
+from slipcast.features.importers.report import ImportReport
 from tests.conftest import SHARED_DATA
 
 

@@ -3,16 +3,19 @@
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, Phase, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
-from features.importers import run_import
-from features.milestone_features import MILESTONE_FEATURES
-from features.online import features_now, truncate
-from features.pipeline import build_training_sets, milestone_outcomes
-from features.snapshots import Snapshots, labels, schedule, scope_rows
-from features.synthetic import SimulationConfig, generate
-from features.tables import Tables, make_tables, read_tables
-from features.timeline import build_timelines, take
+from slipcast.features.importers import run_import
+from slipcast.features.milestone_features import MILESTONE_FEATURES
+from slipcast.features.online import features_now
+from slipcast.features.pipeline import build_training_sets, milestone_outcomes
+from slipcast.features.snapshots import Snapshots, labels, schedule, scope_rows
+from slipcast.features.synthetic import SimulationConfig, generate
+from slipcast.features.tables import Tables, make_tables, read_tables
+from slipcast.features.timeline import build_timelines, take
+from slipcast.tools.requests import truncate
 
 UTC = "UTC"
 

@@ -3,8 +3,8 @@ import json
 import pandas as pd
 import pytest
 
-from features.importers import ImportError_, run_import
-from features.tables import read_tables
+from slipcast.features.importers import ImportError_, run_import
+from slipcast.features.tables import read_tables
 from tests.conftest import jira_issue
 
 

@@ -5,8 +5,8 @@ import json
 import pandas as pd
 import pytest
 
-from features.importers import ImportError_, run_import
-from features.tables import read_tables
+from slipcast.features.importers import ImportError_, run_import
+from slipcast.features.tables import read_tables
 
 JIRA_CSV = """Summary,Issue key,Issue id,Issue Type,Status,Project key,Priority,Assignee,Created,Resolved,Fix Version/s,Fix Version/s,Sprint,Sprint,Labels,Labels,Custom field (Story Points),Outward issue link (Blocks),Inward issue link (Dependency)
 "Fix login, again",APP-1,10001,Bug,Done,APP,High,alice,12/Mar/24 9:15 AM,14/Mar/24 5:00 PM,1.2,1.3,APP Sprint 4,,backend,urgent,3,APP-2,

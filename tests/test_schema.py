@@ -1,8 +1,15 @@
 import pandas as pd
 import pytest
 
-from features.schema import EVENTS, MILESTONES, TICKETS, SchemaError, conform, validate
-from features.tables import make_tables, read_tables, write_tables
+from slipcast.features.schema import (
+    EVENTS,
+    MILESTONES,
+    TICKETS,
+    SchemaError,
+    conform,
+    validate,
+)
+from slipcast.features.tables import make_tables, read_tables, write_tables
 
 
 def _tickets(**overrides):

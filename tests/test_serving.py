@@ -1,5 +1,6 @@
 """The forecast API: in-process and as a real uvicorn process on loopback."""
 
+import hashlib
 import json
 import os
 import shutil
@@ -13,20 +14,21 @@ import pytest
 from fastapi.testclient import TestClient
 from mlflow import MlflowClient
 
-from features.milestone_features import MILESTONE_FEATURES
-from serving.app import create_app
-from serving.demo import request_for
-from serving.model_store import ModelRefused, ModelStore, load_export
-from serving.process import free_port, running_service
-from training.run import train
+from slipcast.core.contracts import METADATA_FILE, past_outcomes
+from slipcast.core.model_format import MODEL_FILE, ModelRefused
+from slipcast.features.milestone_features import MILESTONE_FEATURES
+from slipcast.serving.app import create_app
+from slipcast.serving.model_store import ModelStore, load_export
+from slipcast.tools.requests import request_for
+from slipcast.tools.service import free_port, running_service
+from slipcast.training.run import train
 
 
 @pytest.fixture(scope="module")
 def env(trained):
     sets, tables = trained["sets"], trained["tables"]
     m = sets["milestone"]
-    last = m.dropna(subset=["label"]).sort_values("as_of").groupby("milestone_id").tail(1)
-    outcomes = pd.DataFrame({"project": last["project"], "known_at": last["label_known_at"], "slipped": last["label"]})
+    outcomes = past_outcomes(m)
     row = m[(m["remaining_count"] >= 3) & (m["history_weeks"] >= 4)].sort_values("as_of").iloc[-1]
     body = request_for(tables, row["milestone_id"], row["as_of"], outcomes)
     return {**trained, "body": body, "row": row}
@@ -231,21 +233,46 @@ def test_corrupted_artifact_is_refused_and_last_good_keeps_serving(env, tmp_path
     good = store.get("milestone")
     assert good.source == "export"
     # a new export arrives whose model file does not match its recorded hash
-    meta = json.loads((models / "milestone.json").read_text())
+    meta_path = models / "milestone" / METADATA_FILE
+    meta = json.loads(meta_path.read_text())
     meta["model_version"] = "99"
     meta["sha256"] = "0" * 64
-    (models / "milestone.json").write_text(json.dumps(meta))
+    meta_path.write_text(json.dumps(meta))
     store.refresh()
     assert store.get("milestone") is good
     assert "does not match" in store.errors["milestone"]
     with pytest.raises(ModelRefused):
         load_export(models, "milestone")
     # a truncated model file with a matching hash fails to load and is refused as well
-    (models / "milestone.joblib").write_bytes(b"not a model")
-    import hashlib
+    (models / "milestone" / MODEL_FILE).write_bytes(b"not a model")
     meta["sha256"] = hashlib.sha256(b"not a model").hexdigest()
-    (models / "milestone.json").write_text(json.dumps(meta))
+    meta_path.write_text(json.dumps(meta))
     with pytest.raises(ModelRefused, match="cannot be loaded"):
+        load_export(models, "milestone")
+
+
+class _Planted:
+    """Stands for any object a planted file would rebuild to run code: skops must refuse it."""
+
+    def __reduce__(self):
+        return (print, ("planted code ran",))
+
+
+def test_a_planted_model_with_a_matching_hash_runs_no_code(env, tmp_path):
+    import skops.io
+    from sklearn.dummy import DummyClassifier
+
+    models = tmp_path / "models"
+    shutil.copytree(env["settings"].models_dir, models)
+    planted = DummyClassifier().fit([[0], [1]], [0, 1])
+    planted.payload = _Planted()
+    path = models / "milestone" / MODEL_FILE
+    skops.io.dump(planted, path)
+    meta_path = models / "milestone" / METADATA_FILE
+    meta = json.loads(meta_path.read_text())
+    meta["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()  # whoever writes one writes both
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(ModelRefused, match="does not trust"):
         load_export(models, "milestone")
 
 

@@ -7,8 +7,8 @@ import shutil
 import pandas as pd
 import pytest
 
-from features.pipeline import build_training_sets
-from features.tables import read_tables, write_tables
+from slipcast.features.pipeline import build_training_sets
+from slipcast.features.tables import read_tables, write_tables
 
 pytest.importorskip("pyspark", reason="pyspark not installed (make setup installs it)")
 if shutil.which("java") is None:
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_spark_equals_pandas_on_a_generated_history(small_history, settings, tmp_path):
-    from features.spark_engine import build_training_sets_spark
+    from slipcast.features.spark_engine import build_training_sets_spark
 
     write_tables(small_history, tmp_path / "tables")
     tables = read_tables(tmp_path / "tables")

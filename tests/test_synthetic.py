@@ -2,8 +2,8 @@
 
 import pandas as pd
 
-from features.synthetic import SimulationConfig, generate
-from features.tables import fingerprint
+from slipcast.features.synthetic import SimulationConfig, generate
+from slipcast.features.tables import fingerprint
 
 
 def test_same_seed_same_history_other_seed_other_history():

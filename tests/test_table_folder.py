@@ -6,8 +6,13 @@ import sys
 
 import pytest
 
-from features.importers import run_import
-from features.tables import DestinationError, read_tables, recover, write_tables
+from slipcast.features.importers import run_import
+from slipcast.features.tables import (
+    DestinationError,
+    read_tables,
+    recover,
+    write_tables,
+)
 
 
 def _umask_mode() -> int:
@@ -56,7 +61,7 @@ def test_an_import_never_writes_over_its_source(tmp_path, where):
     src.mkdir()
     (src / "issue.json").write_text('{"key": "DS-1", "fields": {"summary": "x"}}')
     out = src if where == "same" else tmp_path
-    from slipcast.settings import get_settings
+    from slipcast.core.settings import get_settings
 
     with pytest.raises(DestinationError, match="holds the source"):
         run_import("jira-json", src, out, get_settings(), force=True)

@@ -2,19 +2,20 @@
 
 import json
 
-import joblib
 import mlflow
 import numpy as np
 import pytest
 from mlflow import MlflowClient
 
-from features.pipeline import feature_columns
 from slipcast.cli import main
-from training.backtest import labelled_rows, run_backtest
-from training.folds import InsufficientHistory
-from training.metrics import leak_audit
-from training.run import train
-from training.tracking import configure, current_champion
+from slipcast.core.contracts import CHAMPION_ALIAS, METADATA_FILE, MODEL_HASH_TAG
+from slipcast.core.model_format import load_model_dir
+from slipcast.features.pipeline import feature_columns
+from slipcast.training.backtest import labelled_rows, run_backtest
+from slipcast.training.folds import InsufficientHistory
+from slipcast.training.metrics import leak_audit
+from slipcast.training.run import train
+from slipcast.training.tracking import configure, current_champion
 
 
 def _client(s) -> MlflowClient:
@@ -45,12 +46,14 @@ def test_first_run_registers_and_sets_champion(trained):
 
 def test_export_predicts_like_the_registered_model(trained):
     s, r = trained["settings"], trained["result"]["milestone"]
-    meta = json.loads((s.models_dir / "milestone.json").read_text())
+    meta = json.loads((s.models_dir / "milestone" / METADATA_FILE).read_text())
     assert meta["run_id"] == r["run_id"] and meta["model_version"] == r["version"]
     assert [f["name"] for f in meta["features"]] == feature_columns("milestone")
     assert {"scikit-learn", "pandas", "mlflow"} <= set(meta["packages"])
-    exported = joblib.load(s.models_dir / "milestone.joblib")
-    _client(s)
+    exported = load_model_dir(s.models_dir / "milestone", meta["sha256"])
+    client = _client(s)
+    version = client.get_model_version_by_alias(r["model"], CHAMPION_ALIAS)
+    assert version.tags[MODEL_HASH_TAG] == meta["sha256"]  # the export is the registered model's file
     registered = mlflow.sklearn.load_model(f"models:/{r['model']}@champion")
     X = trained["sets"]["milestone"][feature_columns("milestone")].head(50)
     np.testing.assert_allclose(exported.predict_proba(X), registered.predict_proba(X))
@@ -66,7 +69,7 @@ def test_worse_model_does_not_take_the_alias(trained):
     assert str(current_champion(client, r["model"]).version) == "1"
     run = client.get_run(r["run_id"])
     assert run.data.tags["decision"] == "kept champion"
-    assert json.loads((s.models_dir / "milestone.json").read_text())["model_version"] == "1"
+    assert json.loads((s.models_dir / "milestone" / METADATA_FILE).read_text())["model_version"] == "1"
 
 
 def test_interrupted_run_is_failed_and_never_champion(trained):

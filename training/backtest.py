@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from training.candidates import BASELINES, chosen_calibration, make_candidate
-from training.calibration import calibrate, calibration_split
-from training.folds import Fold, backtest_folds
-from training.metrics import bootstrap, by_horizon, leak_audit, scores
+from slipcast.training.calibration import calibrate, calibration_split
+from slipcast.training.candidates import BASELINES, chosen_calibration, make_candidate
+from slipcast.training.folds import Fold, backtest_folds
+from slipcast.training.metrics import bootstrap, by_horizon, leak_audit, scores
 
 log = logging.getLogger(__name__)
 REFERENCE = "monte_carlo_raw"  # the practitioners' number used as is, scored beside the candidates

@@ -17,7 +17,7 @@ from sklearn.frozen import FrozenEstimator
 from sklearn.metrics import brier_score_loss
 from sklearn.model_selection import KFold
 
-from training.folds import InsufficientHistory, backtest_folds
+from slipcast.training.folds import InsufficientHistory, backtest_folds
 
 METHODS = ("sigmoid", "isotonic")
 

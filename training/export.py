@@ -1,37 +1,32 @@
-"""Export of a champion to ``models/``: a joblib file and a metadata JSON beside it.
+"""The champion's metadata, and its export to ``models/<target>/``.
 
-The metadata carries what serving needs without a tracking server: feature names and types,
+The export is a copy of the very model folder the registry holds (an MLflow model whose model
+is a skops file), with the metadata beside it in ``slipcast.json``: feature names and types,
 reference values for explaining forecasts, package versions, the data fingerprint, backtest
-metrics, the MLflow run and version, and the SHA-256 of the joblib file, which the service
-checks before it trusts the model.
+metrics, the MLflow run and version, and the model file's SHA-256, which the service checks
+before it trusts the model (``slipcast.core.model_format``).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-from datetime import datetime, timezone
+import secrets
+import shutil
+from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 
-import joblib
 import pandas as pd
 
-PACKAGES = ("scikit-learn", "pandas", "numpy", "joblib", "mlflow")
+from slipcast.core.contracts import METADATA_FILE, ModelMetadata
+
+PACKAGES = ("scikit-learn", "pandas", "numpy", "skops", "mlflow")
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def reference_values(frame: pd.DataFrame, features: list[str]) -> dict:
+def reference_values(frame: pd.DataFrame, features: list[str]) -> dict[str, float | str | None]:
     """Typical values (median, or most common category) that drivers are measured against."""
-    out = {}
+    out: dict[str, float | str | None] = {}
     for col in features:
         if pd.api.types.is_numeric_dtype(frame[col]):
             med = frame[col].median()
@@ -42,9 +37,9 @@ def reference_values(frame: pd.DataFrame, features: list[str]) -> dict:
     return out
 
 
-def model_metadata(target: str, features: list[str], frame: pd.DataFrame, extra: dict) -> dict:
+def model_metadata(target: str, features: list[str], frame: pd.DataFrame, extra: dict) -> ModelMetadata:
     """What serving needs to know about a model beyond the model itself."""
-    return {
+    return {  # type: ignore[typeddict-item]
         "target": target,
         "features": [{"name": c, "type": "number" if pd.api.types.is_numeric_dtype(frame[c]) else "category"}
                      for c in features],
@@ -54,17 +49,19 @@ def model_metadata(target: str, features: list[str], frame: pd.DataFrame, extra:
     }
 
 
-def export_model(model, models_dir: Path, target: str, metadata: dict) -> Path:
-    """Write ``<target>.joblib`` and ``<target>.json`` (metadata + SHA-256) atomically."""
+def export_model(model_dir: Path, models_dir: Path, target: str, metadata: ModelMetadata) -> Path:
+    """Copy the model folder ``model_dir`` to ``models_dir/<target>/`` with ``slipcast.json``
+    beside the model; the previous export is replaced only once the new one is complete."""
     models_dir = Path(models_dir)
     models_dir.mkdir(parents=True, exist_ok=True)
-    model_path = models_dir / f"{target}.joblib"
-    meta_path = models_dir / f"{target}.json"
-    tmp_model = model_path.with_suffix(".joblib.tmp")
-    joblib.dump(model, tmp_model)
-    meta = {**metadata, "exported_at": datetime.now(timezone.utc).isoformat(), "sha256": sha256_file(tmp_model)}
-    tmp_meta = meta_path.with_suffix(".json.tmp")
-    tmp_meta.write_text(json.dumps(meta, indent=2, default=str))
-    os.replace(tmp_model, model_path)
-    os.replace(tmp_meta, meta_path)
-    return meta_path
+    out = models_dir / target
+    tmp = models_dir / f".{target}.tmp-{secrets.token_hex(4)}"
+    shutil.copytree(model_dir, tmp)
+    meta = {**metadata, "exported_at": datetime.now(UTC).isoformat()}
+    (tmp / METADATA_FILE).write_text(json.dumps(meta, indent=2, default=str))
+    old = models_dir / f".{target}.old-{secrets.token_hex(4)}"
+    if out.exists():
+        os.rename(out, old)
+    os.rename(tmp, out)
+    shutil.rmtree(old, ignore_errors=True)
+    return out

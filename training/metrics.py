@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
+from sklearn.metrics import (
+    average_precision_score,
+    brier_score_loss,
+    log_loss,
+    roc_auc_score,
+)
 
 HORIZONS = ((0.0, 0.3, "early (0-30%)"), (0.3, 0.6, "middle (30-60%)"), (0.6, 1.01, "late (60-100%)"))
 EPS = 1e-6

@@ -14,7 +14,7 @@ from sklearn.calibration import calibration_curve  # noqa: E402
 from sklearn.inspection import permutation_importance  # noqa: E402
 from sklearn.metrics import roc_curve  # noqa: E402
 
-from training.backtest import REFERENCE, Backtest  # noqa: E402
+from slipcast.training.backtest import REFERENCE, Backtest  # noqa: E402
 
 SHOWN = ("base_rate", "monte_carlo", REFERENCE)
 

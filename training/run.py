@@ -5,22 +5,21 @@ from __future__ import annotations
 import logging
 import shlex
 import sys
-from datetime import datetime, timezone
+import tempfile
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable
 
 import mlflow
 import numpy as np
-from mlflow.models import infer_signature
 
-from features.pipeline import (TARGETS, build_training_sets, feature_columns, read_training_set,
-                               training_set_fingerprint)
-from features.tables import read_tables
-from training.backtest import Backtest, fit_candidate, run_backtest
-from training.export import export_model, model_metadata
-from training.report import write_report
-from training.tracking import (CHAMPION, code_version, configure, current_champion, experiment_id,
-                               model_name, trusted_types)
+from slipcast.core.contracts import CHAMPION_ALIAS, METADATA_ARTIFACT, TARGETS, code_version
+from slipcast.features.pipeline import build_training_sets, feature_columns, read_training_set, training_set_fingerprint
+from slipcast.features.tables import read_tables
+from slipcast.training.backtest import Backtest, fit_candidate, run_backtest
+from slipcast.training.export import export_model, model_metadata
+from slipcast.training.report import write_report
+from slipcast.training.tracking import configure, current_champion, experiment_id, log_model, model_name
 
 log = logging.getLogger(__name__)
 METRICS = ("brier", "brier_skill", "log_loss", "roc_auc", "pr_auc", "ece")
@@ -44,7 +43,7 @@ def load_training_sets(settings, data_dir: Path | None, features_dir: Path | Non
 
 
 def decide(client, name: str, bt: Backtest, chosen: str, settings, fingerprint: str) -> dict:
-    """Whether the new model takes the champion alias, and why (DESIGN §5)."""
+    """Whether the new model takes the champion alias, and why (docs/architecture.md, "The champion")."""
     new = bt.results[chosen].overall["brier"]
     current = current_champion(client, name)
     if current is None:
@@ -78,7 +77,7 @@ def train_target(client, settings, target: str, frame, fingerprint: str, candida
     name = model_name(settings, target)
     features = feature_columns(target)
     exp = experiment_id(client, settings, target)
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     with mlflow.start_run(experiment_id=exp, run_name=f"{target}-{started:%Y%m%d-%H%M%S}") as run:
         mlflow.set_tags({"data_fingerprint": fingerprint, "code_version": code_version(), "target": target})
         mlflow.log_params({"candidates": ",".join(candidates), "folds": settings.training.folds,
@@ -113,24 +112,20 @@ def train_target(client, settings, target: str, frame, fingerprint: str, candida
         model = fit_candidate(chosen, bt.frame, np.arange(len(bt.frame)), features, settings.training)
         X = bt.frame[features]
         on_stage("log_model", target)
-        info = mlflow.sklearn.log_model(
-            model, name="model", registered_model_name=name,
-            signature=infer_signature(X.head(200), model.predict_proba(X.head(200))),
-            input_example=X.head(3), skops_trusted_types=trusted_types(model))
-        version = str(info.registered_model_version)
-        client.set_model_version_tag(name, version, "backtest_brier", f"{chosen_scores['brier']:.6f}")
+        with tempfile.TemporaryDirectory(prefix="slipcast-model-") as tmp:
+            version, model_dir, digest = log_model(client, name, model, X, Path(tmp))
+            client.set_model_version_tag(name, version, "backtest_brier", f"{chosen_scores['brier']:.6f}")
+            metadata = model_metadata(target, features, X, {
+                "model_name": name, "model_version": version, "run_id": run.info.run_id, "candidate": chosen,
+                "data_fingerprint": fingerprint, "code_version": code_version(), "backtest_id": bt.backtest_id,
+                "metrics": chosen_scores, "trained_at": started.isoformat(), "sha256": digest,
+                "baselines": {n: r.overall for n, r in bt.results.items() if n != chosen}})
+            mlflow.log_dict(dict(metadata), METADATA_ARTIFACT)
 
-        metadata = model_metadata(target, features, X, {
-            "model_name": name, "model_version": version, "run_id": run.info.run_id, "candidate": chosen,
-            "data_fingerprint": fingerprint, "code_version": code_version(), "backtest_id": bt.backtest_id,
-            "metrics": chosen_scores, "trained_at": started.isoformat(),
-            "baselines": {n: r.overall for n, r in bt.results.items() if n != chosen}})
-        mlflow.log_dict(metadata, "slipcast/metadata.json")
-
-        on_stage("promote", target)
-        if decision["promoted"]:
-            client.set_registered_model_alias(name, CHAMPION, version)
-            export_model(model, settings.resolve(settings.models_dir), target, metadata)
+            on_stage("promote", target)
+            if decision["promoted"]:
+                client.set_registered_model_alias(name, CHAMPION_ALIAS, version)
+                export_model(model_dir, settings.resolve(settings.models_dir), target, metadata)
     return {"target": target, "run_id": run.info.run_id, "model": name, "version": version,
             "chosen": chosen, "backtest": chosen_scores, "decision": decision, "report": str(report),
             "leaks": bt.leaks}

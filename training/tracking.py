@@ -1,17 +1,17 @@
-"""MLflow: where runs go, what each run logs, and the guarded ``champion`` alias."""
+"""MLflow: where runs go, how a model is registered (one format, its hash recorded), the champion."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import mlflow
+import pandas as pd
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
+from mlflow.models import infer_signature
 
-from slipcast.settings import REPO_ROOT
-
-CHAMPION = "champion"
+from slipcast.core.contracts import CHAMPION_ALIAS, MODEL_HASH_TAG, registered_model_name
+from slipcast.core.model_format import MODEL_FILE, TRUSTED_TYPES, sha256_file, untrusted_types
 
 
 def configure(settings) -> MlflowClient:
@@ -40,31 +40,35 @@ def experiment_id(client: MlflowClient, settings, target: str) -> str:
 
 
 def model_name(settings, target: str) -> str:
-    return settings.training.model_prefix + target
+    """The registered model name of a target."""
+    return registered_model_name(settings.training.model_prefix, target)
 
 
 def current_champion(client: MlflowClient, name: str):
     """The model version holding the champion alias, or None."""
     try:
-        return client.get_model_version_by_alias(name, CHAMPION)
+        return client.get_model_version_by_alias(name, CHAMPION_ALIAS)
     except MlflowException:
         return None
 
 
-def code_version() -> str:
-    """The git commit of the code (with '-dirty' when uncommitted changes exist)."""
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True,
-                                text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
-                               capture_output=True, text=True, check=True).stdout.strip()
-        return commit + ("-dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+def log_model(client: MlflowClient, name: str, model, X: pd.DataFrame, scratch: Path) -> tuple[str, Path, str]:
+    """Log and register ``model`` in the one model format (``slipcast.core.model_format``) and
+    record its file's SHA-256 as a model version tag. Returns the version, the logged model
+    folder as downloaded into ``scratch`` (the export copies it) and the SHA-256.
 
-
-def trusted_types(model) -> list[str]:
-    """The types skops must trust to load this model: exactly those it contains."""
-    import skops.io
-
-    return skops.io.get_untrusted_types(data=skops.io.dumps(model))
+    A model holding types that serving would refuse fails here, before anything is registered.
+    """
+    refused = untrusted_types(model)
+    if refused:
+        raise TypeError(f"the model holds types the serving side does not trust: {refused} "
+                        "(slipcast.core.model_format.TRUSTED_TYPES)")
+    info = mlflow.sklearn.log_model(
+        model, name="model", registered_model_name=name, serialization_format="skops",
+        signature=infer_signature(X.head(200), model.predict_proba(X.head(200))),
+        input_example=X.head(3), skops_trusted_types=list(TRUSTED_TYPES))
+    version = str(info.registered_model_version)
+    folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=info.model_uri, dst_path=str(scratch)))
+    digest = sha256_file(folder / MODEL_FILE)
+    client.set_model_version_tag(name, version, MODEL_HASH_TAG, digest)
+    return version, folder, digest

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from features.importers.report import ImportReport
+from slipcast.features.importers.report import ImportReport
 
 PROJECTS = ("apache", "duraspace", "javanet", "jboss", "jira")
 TIMES = ("creation", "due", "discussion")

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.importers.report import ImportReport
-from features.importers.sources import read_text
+from slipcast.features.importers.report import ImportReport
+from slipcast.features.importers.sources import read_text
 
 PROJECTS = {"apache": "Apache", "jboss": "JBoss", "jira": "JIRA", "mongodb": "MongoDB"}
 POINTS = (0, 30, 50, 80)

@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from features.importers.report import ImportError_, ImportReport
-from features.tables import check_destination
+from slipcast.features.importers.report import ImportError_, ImportReport
+from slipcast.features.tables import check_destination
 
 FORMATS = ("jira-json", "jira-csv", "github", "canonical")
 
@@ -16,13 +16,13 @@ def run_import(fmt: str, src, out, settings, force: bool = False, **options) -> 
     """
     check_destination(Path(out), (Path(src),), force)
     if fmt == "jira-json":
-        from features.importers.jira_json import import_jira_json as importer
+        from slipcast.features.importers.jira_json import import_jira_json as importer
     elif fmt == "jira-csv":
-        from features.importers.jira_csv import import_jira_csv as importer
+        from slipcast.features.importers.jira_csv import import_jira_csv as importer
     elif fmt == "github":
-        from features.importers.github import import_github as importer
+        from slipcast.features.importers.github import import_github as importer
     elif fmt == "canonical":
-        from features.importers.canonical import import_canonical as importer
+        from slipcast.features.importers.canonical import import_canonical as importer
     else:
         raise ValueError(f"unknown format {fmt!r}; choose one of {FORMATS}")
     return importer(src, out, settings, force=force, **options)

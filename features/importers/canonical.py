@@ -11,12 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-
-from features.importers.report import ImportError_, ImportReport, finish
-from features.importers.vocab import FieldError, parse_time
-from features.schema import TABLES, empty_frame
-
 import pyarrow as pa
+
+from slipcast.features.importers.report import ImportError_, ImportReport, finish
+from slipcast.features.importers.vocab import FieldError, parse_time
+from slipcast.features.schema import TABLES, empty_frame
 
 
 def _read(path: Path) -> pd.DataFrame:

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from features.importers.report import ImportError_, ImportReport, finish
-from features.importers.sources import read_json
-from features.importers.vocab import FieldError, end_of_day, parse_time
+from slipcast.features.importers.report import ImportError_, ImportReport, finish
+from slipcast.features.importers.sources import read_json
+from slipcast.features.importers.vocab import FieldError, end_of_day, parse_time
 
 HANDLED = {"milestoned", "demilestoned", "closed", "reopened", "assigned", "unassigned"}
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from features.importers.report import ImportReport, finish
-from features.importers.sources import list_files, read_text
-from features.importers.vocab import FieldError, Vocabulary, parse_time
+from slipcast.features.importers.report import ImportReport, finish
+from slipcast.features.importers.sources import list_files, read_text
+from slipcast.features.importers.vocab import FieldError, Vocabulary, parse_time
 
 DATE_FORMATS = ("%d/%b/%y %I:%M %p", "%d/%b/%Y %I:%M %p", "%d/%b/%y %H:%M", "%Y-%m-%d %H:%M",
                 "%d.%m.%Y %H:%M", "%m/%d/%Y %H:%M", "%d/%b/%y", "%Y-%m-%d")

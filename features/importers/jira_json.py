@@ -14,9 +14,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from features.importers.report import ImportReport, finish
-from features.importers.sources import list_files, read_json
-from features.importers.vocab import FieldError, Vocabulary, end_of_day, parse_time
+from slipcast.features.importers.report import ImportReport, finish
+from slipcast.features.importers.sources import list_files, read_json
+from slipcast.features.importers.vocab import (
+    FieldError,
+    Vocabulary,
+    end_of_day,
+    parse_time,
+)
 
 SPRINT_RE = re.compile(r"\[(.*)\]\s*$")
 SCALAR_FIELDS = {  # Jira changelog field -> (canonical field, use ids rather than display strings)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from features.tables import Tables, make_tables, write_tables
+from slipcast.features.tables import Tables, make_tables, write_tables
 
 
 class ImportError_(ValueError):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from features.importers.report import ImportError_, ImportReport
+from slipcast.features.importers.report import ImportError_, ImportReport
 
 
 def list_files(src: Path, suffixes: tuple[str, ...]) -> list[Path]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import pandas as pd
 
@@ -38,7 +38,7 @@ def parse_time(value, *, tz: str | None = None, formats: tuple[str, ...] = ()) -
         parsed = datetime(parsed.year, parsed.month, parsed.day)
     if parsed.tzinfo is None:
         if len(text) == 10:  # a calendar date
-            parsed = parsed.replace(tzinfo=timezone.utc)
+            parsed = parsed.replace(tzinfo=UTC)
         elif tz:
             return pd.Timestamp(parsed).tz_localize(tz).tz_convert("UTC")
         else:

@@ -1,6 +1,6 @@
 """The one place Slipcast's configuration lives.
 
-Settings come from a profile file (``profiles/local.yaml`` by default, ``profiles/cluster.yaml``
+Settings come from a profile file (``slipcast/core/profiles/local.yaml`` by default, ``profiles/cluster.yaml``
 or any path via ``SLIPCAST_PROFILE``), overridden by environment variables prefixed
 ``SLIPCAST_`` with ``__`` between nested names (``SLIPCAST_SERVING__PORT=9000``).
 ``MLFLOW_TRACKING_URI`` overrides the tracking location as MLflow users expect.
@@ -15,10 +15,13 @@ from typing import Literal
 
 import yaml
 from pydantic import BaseModel, Field
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
-PROFILES_DIR = Path(__file__).parent / "profiles"
-REPO_ROOT = Path(__file__).resolve().parent.parent
+PROFILES_DIR = Path(__file__).parent / "profiles"  # shipped inside the package, wheel or checkout
 
 
 class ImportSettings(BaseModel):
@@ -125,9 +128,11 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SLIPCAST_", env_nested_delimiter="__")
 
     profile: str = "local"
+    home: Path = Field(default_factory=Path.cwd,
+                       description="Where relative paths start (SLIPCAST_HOME); the current directory by default.")
     data_dir: Path = Field(description="Canonical tables the demo and training use by default.")
     work_dir: Path = Field(description="Where generated features, reports and scratch files go.")
-    models_dir: Path = Field(description="Exported champion models (joblib + metadata).")
+    models_dir: Path = Field(description="Exported champion models (one folder per target: the registry's model folder + slipcast.json).")
     tracking_uri: str = Field(description="MLflow tracking URI.")
     artifact_location: str | None = Field(
         default=None, description="Artifact root for new experiments; None: the server's default."
@@ -150,11 +155,11 @@ class Settings(BaseSettings):
         return (init_settings, env_settings, _ProfileSource(settings_cls))
 
     def resolve(self, path: Path) -> Path:
-        """A configured path, relative ones taken from the repository root."""
-        return path if path.is_absolute() else REPO_ROOT / path
+        """A configured path, relative ones taken from ``home``."""
+        return path if path.is_absolute() else self.home / path
 
     def sqlite_path(self) -> Path | None:
-        """The SQLite file of an embedded tracking store (relative to the repository), if any."""
+        """The SQLite file of an embedded tracking store (relative to ``home``), if any."""
         prefix = "sqlite:///"
         if not self.tracking_uri.startswith(prefix):
             return None

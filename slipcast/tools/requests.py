@@ -1,26 +1,28 @@
-"""``make demo``'s last step: serve the champion and show a real forecast request.
-
-Picks the milestone with the most open work near the end of the demo history, writes the
-request a dashboard would have sent for it then to ``work/demo_request.json``, prints a curl
-command, and runs the service. ``--check`` starts the service, sends that request over HTTP, prints
-the answer and stops.
-"""
+"""Requests as a dashboard would have sent them: a history cut at a moment, and the JSON body
+for one milestone then. Used by the demo, the tests and the benchmark."""
 
 from __future__ import annotations
 
-import argparse
-import json
-import subprocess
-import sys
-
-import httpx
 import pandas as pd
 
-from features.online import truncate
-from features.pipeline import read_training_set
-from features.tables import Tables, read_tables
-from serving.process import running_service
-from slipcast.settings import get_settings
+from slipcast.features.tables import Tables, make_tables
+
+
+def truncate(tables: Tables, as_of: pd.Timestamp) -> Tables:
+    """The tables an export taken at ``as_of`` would have held: later events, tickets and
+    links gone, each ticket's fields as they stood then."""
+    ev = tables.events[tables.events["at"] <= as_of]
+    tk = tables.tickets[tables.tickets["created_at"] <= as_of].copy()
+    last = ev[ev["ticket_id"].notna()].groupby(["ticket_id", "field"])["to_value"].last()
+    for field_, col in (("status", "status"), ("assignee", "assignee"), ("priority", "priority")):
+        values = last.xs(field_, level="field") if field_ in last.index.get_level_values("field") else pd.Series(dtype=object)
+        tk[col] = tk["ticket_id"].map(values)
+    tk["status"] = tk["status"].fillna("todo")
+    tk.loc[tk["resolved_at"] > as_of, "resolved_at"] = pd.NaT
+    ms = tables.milestones[tables.milestones["start_at"].isna() | (tables.milestones["start_at"] <= as_of)].copy()
+    ms.loc[ms["completed_at"] > as_of, "completed_at"] = pd.NaT
+    lk = tables.links[tables.links["created_at"].isna() | (tables.links["created_at"] <= as_of)]
+    return make_tables(ms, tk, ev, lk)
 
 
 def _iso(value):
@@ -66,42 +68,3 @@ def request_for(tables: Tables, milestone_id: str, as_of: pd.Timestamp, outcomes
         "past_milestones": [{"known_at": _iso(p.known_at), "slipped": bool(p.slipped)} for p in past.itertuples()],
         "as_of": _iso(as_of),
     }
-
-
-def demo_request(settings) -> dict:
-    """The demo's request: the milestone snapshot with the most open work in the last tenth of
-    the demo history, asked as of its time."""
-    tables = read_tables(settings.resolve(settings.data_dir))
-    frame, _ = read_training_set(settings.resolve(settings.work_dir) / "features" / "milestone.parquet")
-    recent = frame[frame["as_of"] >= frame["as_of"].quantile(0.9)]
-    row = recent.sort_values(["remaining_count", "scope_count", "as_of"], ascending=False).iloc[0]
-    last = frame.dropna(subset=["label"]).sort_values("as_of").groupby("milestone_id").tail(1)
-    outcomes = pd.DataFrame({"project": last["project"], "known_at": last["label_known_at"], "slipped": last["label"]})
-    return request_for(tables, row["milestone_id"], row["as_of"], outcomes)
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--check", action="store_true", help="send the request once, print the answer, stop")
-    args = parser.parse_args(argv)
-    settings = get_settings()
-    body = demo_request(settings)
-    path = settings.resolve(settings.work_dir) / "demo_request.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(body, indent=1))
-    base = f"http://{settings.serving.host}:{settings.serving.port}"
-    print(f"\nDemo request for milestone {body['milestone']['milestone_id']} as of {body['as_of']} "
-          f"({len(body['tickets'])} tickets, {len(body['events'])} events) written to {path}")
-    print("Ask the service (ready-to-paste):\n")
-    print(f"  curl -s -X POST {base}/v1/forecasts -H 'Content-Type: application/json' -d @{path}\n")
-    if not args.check:
-        print(f"Serving on {base} (docs at {base}/docs); Ctrl-C stops.\n", flush=True)
-        return subprocess.call([sys.executable, "-m", "slipcast.cli", "serve"])
-    with running_service(settings.serving.port) as url:
-        answer = httpx.post(f"{url}/v1/forecasts", json=body, timeout=30)
-    print(json.dumps(answer.json(), indent=2))
-    return 0 if answer.status_code == 200 else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,82 @@
+"""The names and shapes that training writes and serving reads, defined once.
+
+Targets, registered model names, the champion alias, the model metadata, the keys that carry a
+training set's fingerprint, the code version and the past-outcomes frame: training, serving,
+the tools and the tests all take them from here (docs/architecture.md, "Layers").
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Literal, TypedDict
+
+import pandas as pd
+
+Target = Literal["milestone", "ticket"]
+TARGETS: tuple[Target, ...] = ("milestone", "ticket")
+
+CHAMPION_ALIAS = "champion"
+MODEL_HASH_TAG = "sha256"  # model version tag: SHA-256 of the model file, set by training
+METADATA_ARTIFACT = "slipcast/metadata.json"  # a run's artifact beside its logged model
+METADATA_FILE = "slipcast.json"  # the same metadata inside an exported model folder
+
+TRAINING_SET_TARGET_KEY = b"slipcast.target"  # Parquet schema metadata of a training set
+TRAINING_SET_FINGERPRINT_KEY = b"slipcast.fingerprint"
+
+OUTCOME_COLUMNS = ["project", "known_at", "slipped"]
+
+
+class FeatureSpec(TypedDict):
+    name: str
+    type: Literal["number", "category"]
+
+
+class ModelMetadata(TypedDict, total=False):
+    """What serving knows of a model beyond the model itself (written by training)."""
+
+    target: Target
+    features: list[FeatureSpec]
+    reference: dict[str, float | str | None]  # typical training values drivers are measured against
+    packages: dict[str, str]
+    model_name: str
+    model_version: str
+    run_id: str
+    candidate: str
+    data_fingerprint: str
+    code_version: str
+    backtest_id: str
+    metrics: dict[str, float]
+    baselines: dict[str, dict[str, float]]
+    trained_at: str
+    sha256: str  # of the model file
+
+
+def registered_model_name(prefix: str, target: str) -> str:
+    """The registry name of a target's model (``training.model_prefix`` + target)."""
+    return prefix + target
+
+
+def code_version() -> str:
+    """The git commit of the code (``-dirty`` with uncommitted changes), or the package version
+    when the code is not a git checkout (an installed wheel)."""
+    from slipcast import __version__
+
+    here = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
+                                text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, check=True).stdout.strip()
+        return commit + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return __version__
+
+
+def past_outcomes(training_set: pd.DataFrame) -> pd.DataFrame:
+    """Each milestone's outcome in a milestone training set (its latest labelled row): the
+    ``project``, when the outcome became ``known_at``, and whether it ``slipped``: the frame a
+    forecast request's ``past_milestones`` carries."""
+    last = training_set.dropna(subset=["label"]).sort_values("as_of").groupby("milestone_id").tail(1)
+    return pd.DataFrame({"project": last["project"], "known_at": last["label_known_at"],
+                         "slipped": last["label"]}).reset_index(drop=True)

@@ -1,0 +1,1 @@
+"""Developer tools: the demo, the service as a child process, requests as a dashboard sends them."""
