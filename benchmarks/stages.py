@@ -260,7 +260,7 @@ def stage_serve() -> dict:
         loaded.predict(X)
         bare.append(time.perf_counter() - started)
         started = time.perf_counter()
-        forecast_many([req], loaded, s)
+        forecast_many([req], loaded, s, req.as_of)
         inproc.append(time.perf_counter() - started)
 
     def batch_of(item: dict) -> dict:
@@ -273,7 +273,7 @@ def stage_serve() -> dict:
     parsed = BatchRequest.model_validate(json.loads(raw))
     parse_s = time.perf_counter() - started
     started = time.perf_counter()
-    forecast_many(parsed.items, loaded, s, loc_prefix=["items"])
+    forecast_many(parsed.items, loaded, s, parsed.items[0].as_of, loc_prefix=["items"])
     compute_s = time.perf_counter() - started
 
     env = {"SLIPCAST_TRACKING_URI": s.tracking_uri, "SLIPCAST_MODELS_DIR": str(s.models_dir),

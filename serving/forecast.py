@@ -12,8 +12,8 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
-from fastapi import HTTPException
 
+from slipcast.core.errors import FieldError
 from slipcast.features.online import Columns, features_now, state_tables
 from slipcast.features.tables import Tables
 from slipcast.features.timeline import NAT, parse_numbers, parse_times
@@ -34,8 +34,8 @@ MICROSECOND = timedelta(microseconds=1)
 
 
 def reject(loc: list, msg: str):
-    """A 422 naming the field, in FastAPI's own error shape."""
-    raise HTTPException(status_code=422, detail=[{"loc": ["body", *loc], "msg": msg, "type": "value_error"}])
+    """Refuse a request value: ``loc`` is where it sits in the request body."""
+    raise FieldError(("body", *loc), msg)
 
 
 # event fields whose values the feature code reads: which values it can read, and what they are
@@ -155,10 +155,10 @@ def _plain(value):
     return None if isinstance(value, float) and np.isnan(value) else value
 
 
-def forecast_many(reqs: list[ForecastRequest], loaded: LoadedModel, settings,
+def forecast_many(reqs: list[ForecastRequest], loaded: LoadedModel, settings: Settings, now: datetime,
                   loc_prefix: list | None = None) -> list[Forecast]:
-    """Forecasts for a batch of milestone states, in request order."""
-    now = datetime.now(UTC)
+    """Forecasts for a batch of milestone states, in request order; ``now`` is the as_of of
+    requests that give none."""
     as_ofs = [check_request(r, now, (loc_prefix or []) + ([i] if loc_prefix is not None else []))
               for i, r in enumerate(reqs)]
     tables, snaps, outcomes = request_tables(reqs, as_ofs)
@@ -199,10 +199,10 @@ def forecast_many(reqs: list[ForecastRequest], loaded: LoadedModel, settings,
     return out
 
 
-def forecast_tickets(req: ForecastRequest, loaded: LoadedModel, settings) -> TicketForecasts:
+def forecast_tickets(req: ForecastRequest, loaded: LoadedModel, settings: Settings, now: datetime) -> TicketForecasts:
     """For each ticket of the milestone still open: the probability it is not done, and in the
     milestone, by the due date."""
-    as_of = check_request(req, datetime.now(UTC), [])
+    as_of = check_request(req, now, [])
     tables, snaps, outcomes = request_tables([req], [as_of])
     _, tickets = features_now(tables, snaps, settings.features, outcomes)
     p = loaded.predict(loaded.frame(tickets)) if len(tickets["ticket_id"]) else []

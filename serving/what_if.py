@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from slipcast.core.errors import FieldError
 from slipcast.serving.schemas import Change, EventIn, ForecastRequest, TicketIn
 
 WHAT_IF_PERSON = "what-if-person-{}"
@@ -20,7 +21,7 @@ def apply_change(req: ForecastRequest, change: Change, as_of: datetime) -> Forec
     removed = set(change.remove_tickets)
     unknown = removed - {t.ticket_id for t in tickets}
     if unknown:
-        raise ValueError(f"change.remove_tickets: unknown tickets {sorted(unknown)}")
+        raise FieldError(("body", "change", "remove_tickets"), f"unknown tickets {sorted(unknown)}")
     for t in tickets:
         if t.ticket_id in removed:
             if t.ticket_id in explicit:
@@ -30,7 +31,7 @@ def apply_change(req: ForecastRequest, change: Change, as_of: datetime) -> Forec
     known = {t.ticket_id for t in tickets}
     for t in change.add_tickets:
         if t.ticket_id in known:
-            raise ValueError(f"change.add_tickets: {t.ticket_id!r} is already in the request")
+            raise FieldError(("body", "change", "add_tickets"), f"{t.ticket_id!r} is already in the request")
         # joins now: its age and the scope added over the last days count it from as_of
         tickets.append(TicketIn(**{**t.model_dump(), "milestone_id": mid, "created_at": as_of}))
     milestone = req.milestone

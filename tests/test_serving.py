@@ -62,6 +62,32 @@ def test_forecast_round_trip_matches_offline_features(client, env):
             assert got == pytest.approx(expected, rel=1e-9, abs=1e-9), name
 
 
+def test_the_clock_is_injected_and_answers_a_request_without_as_of(env):
+    body = {k: v for k, v in env["body"].items() if k != "as_of"}
+    then = pd.Timestamp(env["body"]["as_of"]).to_pydatetime()
+    with TestClient(create_app(env["settings"], clock=lambda: then)) as c:
+        out = c.post("/v1/forecasts", json=body).json()
+        pinned = c.post("/v1/forecasts", json=env["body"]).json()
+    assert pd.Timestamp(out["as_of"]) == pd.Timestamp(then)
+    assert out["probability"] == pinned["probability"] and out["features"] == pinned["features"]
+
+
+@pytest.mark.parametrize("where, value", [
+    (("tickets", 0, "story_points"), "NaN"), (("tickets", 0, "story_points"), "Infinity"),
+    (("tickets", 0, "story_points"), "-Infinity"), (("explain",), "NaN"), (("as_of",), "Infinity"),
+    (("milestone", "milestone_id"), "NaN"), (("tickets", 0, "ticket_id"), '"\\ud800"')])
+def test_values_json_cannot_echo_get_a_422_not_a_500(client, env, where, value):
+    body = json.loads(json.dumps(env["body"]))
+    holder = body
+    for key in where[:-1]:
+        holder = holder[key]
+    holder[where[-1]] = "PLACEHOLDER"
+    raw = json.dumps(body).replace('"PLACEHOLDER"', value.replace("\\\\", "\\"))
+    r = client.post("/v1/forecasts", content=raw.encode(), headers={"Content-Type": "application/json"})
+    assert r.status_code == 422, r.text
+    assert any(tuple(e["loc"][1:]) == where for e in r.json()["detail"]), r.json()
+
+
 def test_batch_equals_singles(client, env):
     body = env["body"]
     other = json.loads(json.dumps(body))

@@ -13,8 +13,9 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 
+from slipcast.core.errors import FieldError
 from slipcast.features.importers.report import ImportError_, ImportReport, finish
-from slipcast.features.importers.vocab import FieldError, parse_time
+from slipcast.features.importers.vocab import parse_time
 from slipcast.features.schema import TABLES, empty_frame
 
 
@@ -61,10 +62,13 @@ def _check_rows(raw: pd.DataFrame, spec, path: Path, report: ImportReport, kind:
                 if pa.types.is_timestamp(f.type) and value is not None and not isinstance(value, pd.Timestamp):
                     rec[f.name] = parse_time(value)
                 elif isinstance(value, pd.Timestamp) and value.tzinfo is None:
-                    raise FieldError(f"naive timestamp {value} (no UTC offset)")
+                    raise FieldError((), f"naive timestamp {value} (no UTC offset)")
                 elif pa.types.is_floating(f.type) and value is not None:
                     rec[f.name] = float(value)
-        except (FieldError, ValueError) as exc:
+        except FieldError as exc:
+            report.reject(kind, str(path), line, f.name, exc.message)
+            continue
+        except ValueError as exc:
             report.reject(kind, str(path), line, f.name, str(exc))
             continue
         bad = next((c for c in spec.required if rec.get(c) is None), None)

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from slipcast.core.errors import FieldError
 from slipcast.features.importers.report import ImportError_, ImportReport, finish
 from slipcast.features.importers.sources import read_json
-from slipcast.features.importers.vocab import FieldError, end_of_day, parse_time
+from slipcast.features.importers.vocab import end_of_day, parse_time
 
 HANDLED = {"milestoned", "demilestoned", "closed", "reopened", "assigned", "unassigned"}
 
@@ -67,7 +68,7 @@ def import_github(src, out, settings, project: str | None = None, force: bool = 
             report.reject("milestones", ms_file, f"#{i}", "number", "missing")
             continue
         except FieldError as exc:
-            report.reject("milestones", ms_file, f"milestone {m.get('number')}", "dates", str(exc))
+            report.reject("milestones", ms_file, f"milestone {m.get('number')}", "dates", exc.message)
             continue
         if mid in milestones:
             report.reject("milestones", ms_file, f"milestone {number}", "number", "duplicate milestone")
@@ -94,9 +95,9 @@ def import_github(src, out, settings, project: str | None = None, force: bool = 
         try:
             at = parse_time(e.get("created_at"))
             if at is None or number is None:
-                raise FieldError("created_at or issue.number missing")
+                raise FieldError((), "created_at or issue.number missing")
         except FieldError as exc:
-            report.reject("events", ev_file, f"event {e.get('id', i)}", "created_at", str(exc))
+            report.reject("events", ev_file, f"event {e.get('id', i)}", "created_at", exc.message)
             continue
         events_by_issue.setdefault(number, []).append((at, e))
 
@@ -107,19 +108,18 @@ def import_github(src, out, settings, project: str | None = None, force: bool = 
         record = f"issue {number}" if number is not None else f"#{i}"
         try:
             if number is None:
-                raise FieldError("number: missing")
+                raise FieldError("number", "missing")
             if number in seen:
-                raise FieldError("number: duplicate issue")
+                raise FieldError("number", "duplicate issue")
             created = parse_time(issue.get("created_at"))
             if created is None:
-                raise FieldError("created_at: missing")
+                raise FieldError("created_at", "missing")
             closed = parse_time(issue.get("closed_at"))
             state = issue.get("state")
             if state not in ("open", "closed"):
-                raise FieldError(f"state: unknown state {state!r}")
+                raise FieldError("state", f"unknown state {state!r}")
         except FieldError as exc:
-            field_, _, reason = str(exc).partition(": ")
-            report.reject("tickets", is_file, record, field_, reason)
+            report.reject("tickets", is_file, record, exc.field, exc.message)
             for _, e in events_by_issue.get(number, []):
                 report.reject("events", ev_file, f"event {e.get('id')}", "issue", "belongs to a rejected issue")
             continue

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from slipcast.core.errors import FieldError
 from slipcast.features.importers.report import ImportReport, finish
 from slipcast.features.importers.sources import list_files, read_text
-from slipcast.features.importers.vocab import FieldError, Vocabulary, parse_time
+from slipcast.features.importers.vocab import Vocabulary, parse_time
 
 DATE_FORMATS = ("%d/%b/%y %I:%M %p", "%d/%b/%Y %I:%M %p", "%d/%b/%y %H:%M", "%Y-%m-%d %H:%M",
                 "%d.%m.%Y %H:%M", "%m/%d/%Y %H:%M", "%d/%b/%y", "%Y-%m-%d")
@@ -69,26 +70,26 @@ def import_jira_csv(src, out, settings, tz: str | None = None, date_format: str 
             key = first.get("Issue key")
             try:
                 if not key:
-                    raise FieldError("Issue key: missing")
+                    raise FieldError("Issue key", "missing")
                 record = f"row {number} ({key})"
                 if key in seen:
-                    raise FieldError("Issue key: duplicate issue")
+                    raise FieldError("Issue key", "duplicate issue")
                 try:
                     created = parse_time(first.get("Created"), tz=tz, formats=formats)
                     resolved = parse_time(first.get("Resolved"), tz=tz, formats=formats)
                 except FieldError as exc:
-                    raise FieldError(f"Created/Resolved: {exc}") from None
+                    raise exc.within("Created/Resolved") from None
                 if created is None:
-                    raise FieldError("Created: missing")
+                    raise FieldError("Created", "missing")
                 try:
                     status = status_of(first.get("Status"))
                 except FieldError as exc:
-                    raise FieldError(f"Status: {exc}") from None
+                    raise exc.within("Status") from None
                 points = next((first[c] for c in POINT_COLUMNS if c in first), None)
                 try:
                     points = float(points) if points is not None else None
                 except ValueError:
-                    raise FieldError(f"Story Points: {points!r} is not a number") from None
+                    raise FieldError("Story Points", f"{points!r} is not a number") from None
                 ticket_links = []
                 for name, vals in cols.items():
                     if name.startswith(LINK_PREFIXES):
@@ -96,8 +97,7 @@ def import_jira_csv(src, out, settings, tz: str | None = None, date_format: str 
                         outward = name.startswith("Outward")
                         ticket_links += [(key, v, kind) if outward else (v, key, kind) for v in vals]
             except FieldError as exc:
-                field_, _, reason = str(exc).partition(": ")
-                report.reject("tickets", str(path), record, field_, reason)
+                report.reject("tickets", str(path), record, exc.field, exc.message)
                 continue
             seen.add(key)
             project = first.get("Project key") or key.rsplit("-", 1)[0]

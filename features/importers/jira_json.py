@@ -14,14 +14,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from slipcast.core.errors import FieldError
 from slipcast.features.importers.report import ImportReport, finish
 from slipcast.features.importers.sources import list_files, read_json
-from slipcast.features.importers.vocab import (
-    FieldError,
-    Vocabulary,
-    end_of_day,
-    parse_time,
-)
+from slipcast.features.importers.vocab import Vocabulary, end_of_day, parse_time
 
 SPRINT_RE = re.compile(r"\[(.*)\]\s*$")
 SCALAR_FIELDS = {  # Jira changelog field -> (canonical field, use ids rather than display strings)
@@ -39,7 +35,7 @@ def parse_sprint(text: str) -> dict:
     """Fields of a GreenHopper sprint string ``...Sprint@1a[id=3,name=A, B,state=..]``."""
     match = SPRINT_RE.search(text)
     if not match:
-        raise FieldError(f"unreadable sprint {text[:80]!r}")
+        raise FieldError((), f"unreadable sprint {text[:80]!r}")
     body = match.group(1)
     keys = list(re.finditer(r"(?:^|,)(\w+)=", body))
     out = {}
@@ -48,7 +44,7 @@ def parse_sprint(text: str) -> dict:
         value = body[m.end():end]
         out[m.group(1)] = None if value == "<null>" else value
     if not out.get("id"):
-        raise FieldError(f"sprint without id {text[:80]!r}")
+        raise FieldError((), f"sprint without id {text[:80]!r}")
     return out
 
 
@@ -127,16 +123,15 @@ class _Builder:
         rep.saw("tickets")
         try:
             if not key:
-                raise FieldError("key: missing")
+                raise FieldError("key", "missing")
             if key in self.seen:
-                raise FieldError("key: duplicate issue (already imported from another record)")
+                raise FieldError("key", "duplicate issue (already imported from another record)")
             fields = issue.get("fields")
             if not isinstance(fields, dict):
-                raise FieldError("fields: missing")
+                raise FieldError("fields", "missing")
             row = self._ticket_row(key, fields)
         except FieldError as exc:
-            field_, _, reason = str(exc).partition(": ") if ": " in str(exc) else ("-", "", str(exc))
-            rep.reject("tickets", file, record, field_, reason)
+            rep.reject("tickets", file, record, exc.field, exc.message)
             self._count_unread_children(issue)
             return
         self.seen.add(key)
@@ -150,11 +145,11 @@ class _Builder:
         created = self._time(fields, "created", required=True)
         status_name = (fields.get("status") or {}).get("name")
         if status_name is None:
-            raise FieldError("status: missing")
+            raise FieldError("status", "missing")
         try:
             status = self.status(status_name)
         except FieldError as exc:
-            raise FieldError(f"status: {exc}") from None
+            raise exc.within("status") from None
         milestone_ids = [self.version(v, project) for v in fields.get("fixVersions") or []]
         sprint_ids = [self.sprint(s, project) for s in self._sprints(fields)]
         points = next((fields[f] for f in self.points_fields if fields.get(f) is not None), None)
@@ -182,9 +177,9 @@ class _Builder:
         try:
             value = parse_time(fields.get(name))
         except FieldError as exc:
-            raise FieldError(f"{name}: {exc}") from None
+            raise exc.within(name) from None
         if value is None and required:
-            raise FieldError(f"{name}: missing")
+            raise FieldError(name, "missing")
         return value
 
     def _sprints(self, fields: dict) -> list[dict]:
@@ -220,9 +215,9 @@ class _Builder:
                 try:
                     at = parse_time(h.get("created"))
                     if at is None:
-                        raise FieldError("missing")
+                        raise FieldError((), "missing")
                 except FieldError as exc:
-                    rep.reject("events", file, f"{key} history {h.get('id')}", "created", str(exc))
+                    rep.reject("events", file, f"{key} history {h.get('id')}", "created", exc.message)
                     continue
                 items.append((at, item))
         if any(items[i][0] > items[i + 1][0] for i in range(len(items) - 1)):
@@ -239,7 +234,7 @@ class _Builder:
             try:
                 produced = self._item_events(key, at, name, item, row)
             except FieldError as exc:
-                rep.reject("events", file, where, item.get("field"), str(exc))
+                rep.reject("events", file, where, item.get("field"), exc.message)
                 continue
             if produced is None:
                 rep.ignore("events")
@@ -330,7 +325,7 @@ class _Builder:
             try:
                 kind = self.link_kind(type_name)
             except FieldError as exc:
-                rep.reject("links", file, f"{key} link {link.get('id')}", "type", str(exc))
+                rep.reject("links", file, f"{key} link {link.get('id')}", "type", exc.message)
                 continue
             if link.get("outwardIssue"):
                 pair = (key, link["outwardIssue"].get("key"))
@@ -392,7 +387,7 @@ def _number(value) -> str | None:
     try:
         return repr(float(value))
     except (TypeError, ValueError):
-        raise FieldError(f"story points {value!r} is not a number") from None
+        raise FieldError((), f"story points {value!r} is not a number") from None
 
 
 def import_jira_json(src, out, settings, force: bool = False) -> ImportReport:

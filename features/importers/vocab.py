@@ -6,9 +6,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pandas as pd
 
-
-class FieldError(ValueError):
-    """A value that cannot be read; the message says why."""
+from slipcast.core.errors import FieldError
 
 
 def parse_time(value, *, tz: str | None = None, formats: tuple[str, ...] = ()) -> pd.Timestamp | None:
@@ -33,7 +31,7 @@ def parse_time(value, *, tz: str | None = None, formats: tuple[str, ...] = ()) -
         try:
             parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError as exc:
-            raise FieldError(f"unreadable timestamp {text!r}") from exc
+            raise FieldError((), f"unreadable timestamp {text!r}") from exc
     if isinstance(parsed, date) and not isinstance(parsed, datetime):  # pragma: no cover
         parsed = datetime(parsed.year, parsed.month, parsed.day)
     if parsed.tzinfo is None:
@@ -42,7 +40,7 @@ def parse_time(value, *, tz: str | None = None, formats: tuple[str, ...] = ()) -
         elif tz:
             return pd.Timestamp(parsed).tz_localize(tz).tz_convert("UTC")
         else:
-            raise FieldError(f"naive timestamp {text!r} (no UTC offset; give the time zone)")
+            raise FieldError((), f"naive timestamp {text!r} (no UTC offset; give the time zone)")
     return pd.Timestamp(parsed).tz_convert("UTC")
 
 
@@ -64,7 +62,7 @@ class Vocabulary:
         try:
             return self._lookup[key]
         except KeyError:
-            raise FieldError(
+            raise FieldError((),
                 f"unknown {self.what} {name!r} (map it under imports.{self.what}_categories"
                 f" in the settings profile)"
                 if self.what == "status"

@@ -1,0 +1,69 @@
+"""What a route depends on, in one place: settings, the model store, the clock, auth, the
+the champion of a target. Each reads the app's state (set once by ``create_app``), so a test or a
+deployment swaps any of them there."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import APIKeyHeader
+
+from slipcast.core.settings import Settings
+from slipcast.serving.metrics import Metrics
+from slipcast.serving.model_store import LoadedModel, ModelStore
+
+Clock = Callable[[], datetime]
+API_KEY = APIKeyHeader(name="X-API-Key", auto_error=False)
+
+
+def utc_now() -> datetime:
+    """The service's default clock."""
+    return datetime.now(UTC)
+
+
+def settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def store(request: Request) -> ModelStore:
+    return request.app.state.store
+
+
+def metrics(request: Request) -> Metrics:
+    return request.app.state.metrics
+
+
+def now(request: Request) -> datetime:
+    """The time a request is answered at (the app's clock: injectable)."""
+    return request.app.state.clock()
+
+
+def authorized(request: Request, key: str | None = Depends(API_KEY)) -> None:
+    """Requires a configured API key in ``X-API-Key`` when ``serving.api_keys`` is set."""
+    keys = request.app.state.api_keys
+    if not keys:
+        return
+    given = (key or "").encode()
+    # compare against every key so timing reveals neither match nor position
+    if not any([hmac.compare_digest(given, k) for k in keys]):
+        raise HTTPException(401, "missing or invalid X-API-Key", headers={"WWW-Authenticate": "API-Key"})
+
+
+def champion_of(store: ModelStore, target: str) -> LoadedModel:
+    """The model serving ``target``, or 503 naming why there is none (called in a route's body,
+    so a request's own errors are answered first)."""
+    loaded = store.get(target)
+    if loaded is None:
+        raise HTTPException(503, f"no {target} model loaded yet"
+                            + (f": {store.errors[target]}" if target in store.errors else ""))
+    return loaded
+
+
+SettingsDep = Annotated[Settings, Depends(settings)]
+StoreDep = Annotated[ModelStore, Depends(store)]
+MetricsDep = Annotated[Metrics, Depends(metrics)]
+NowDep = Annotated[datetime, Depends(now)]

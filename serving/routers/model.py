@@ -1,0 +1,25 @@
+"""The serving model's metadata."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+
+from slipcast.core.errors import FieldError
+from slipcast.serving.dependencies import StoreDep, authorized, champion_of
+from slipcast.serving.forecast import model_ref
+from slipcast.serving.schemas import ModelInfo
+
+router = APIRouter(prefix="/v1", tags=["model"], dependencies=[Depends(authorized)])
+
+
+@router.get("/model", response_model=ModelInfo)
+def model_info(store: StoreDep, target: str = "milestone") -> ModelInfo:
+    """The serving model's metadata and its backtest metrics beside the baselines'."""
+    if target not in store.targets:
+        raise FieldError(("query", "target"), f"unknown target {target!r}; one of {list(store.targets)}")
+    loaded = champion_of(store, target)
+    meta = loaded.metadata
+    return ModelInfo(target=target, model=model_ref(loaded), features=meta["features"],
+                     metrics=meta.get("metrics", {}), baselines=meta.get("baselines", {}),
+                     data_fingerprint=meta.get("data_fingerprint"), trained_at=meta.get("trained_at"),
+                     loaded_at=loaded.loaded_at)
