@@ -57,7 +57,8 @@ def main() -> int:
     print(f"serve: p50 {s['http_forecast']['p50_ms']} ms over HTTP vs {s['bare_predict']['p50_ms']} ms bare "
           f"(+{s['http_over_bare_p50_ms']} ms, {s['http_over_bare_ratio']}x); 1,000-milestone batch: "
           f"{b['full_history']['seconds']} s with full event history ({b['full_history']['body_mb']} MB; in process "
-          f"{b['full_history_in_process']['parse_validate_s']} s parsing, {b['full_history_in_process']['features_and_model_s']} s "
+          f"{b['full_history_in_process']['parse_validate_s']} s parsing, "
+          f"{b['full_history_in_process']['features_and_model_s']} s "
           f"features and model), {b['ticket_state']['seconds']} s with ticket state only ({b['ticket_state']['body_mb']} MB); "
           + ", ".join(f"{x['requests_per_s']} req/s at {x['concurrency']} ({x['errors']} errors)" for x in s["load"]))
     return 0

@@ -16,6 +16,7 @@ from sklearn.metrics import precision_recall_fscore_support, roc_auc_score
 from slipcast.training.calibration import calibrate
 from slipcast.training.candidates import BASELINES, make_candidate
 from slipcast.training.metrics import scores
+from slipcast.training.splits import ForwardShares
 
 MODELS = ("logistic", "gradient_boosting")
 
@@ -32,9 +33,9 @@ def fit_binary(name: str, X: pd.DataFrame, y: np.ndarray, settings):
     model = make_candidate(name, *_columns(X), settings)
     if name in BASELINES:
         return model.fit(X, y)
-    cut = int(len(y) * (1 - settings.calibration_share))
-    model.fit(X.iloc[:cut], y[:cut])
-    return calibrate(model, X.iloc[cut:], y[cut:])
+    (fit, cal), = ForwardShares(1, 1 - settings.calibration_share).split(X)
+    model.fit(X.iloc[fit], y[fit])
+    return calibrate(model, X.iloc[cal], y[cal])
 
 
 def fit_classes(name: str, X: pd.DataFrame, y: np.ndarray, settings):

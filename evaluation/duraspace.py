@@ -14,8 +14,8 @@ from slipcast.features.importers.jira_json import import_jira_json
 from slipcast.features.pipeline import build_training_sets, feature_columns
 from slipcast.features.tables import fingerprint, read_tables
 from slipcast.training.backtest import Backtest, run_backtest
-from slipcast.training.folds import InsufficientHistory
 from slipcast.training.report import write_report
+from slipcast.training.splits import InsufficientHistory
 
 
 def evaluate_duraspace(root: Path, settings, out_dir: Path) -> tuple[dict[str, Backtest | str], dict, str]:

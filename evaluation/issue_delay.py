@@ -19,8 +19,8 @@ from slipcast.evaluation.datasets.emse2017_issue_delay import (
     feature_columns,
     load_issues,
 )
-from slipcast.evaluation.protocols import forward_folds
 from slipcast.features.importers.report import ImportReport
+from slipcast.training.splits import ForwardShares
 
 CANDIDATES = ("base_rate", "random", "logistic", "gradient_boosting")
 # the paper's Table 7: delayed class, Random Forest (precision, recall, F1, AUC)
@@ -61,9 +61,8 @@ def evaluate_file(frame: pd.DataFrame, suspects: bool, settings, training) -> tu
     """Every candidate on forward-only folds by opening date (with the embargo); pooled scores."""
     X = frame[feature_columns(frame, suspects)]
     y = frame["delayed"].to_numpy()
-    opened = frame["openeddate"].to_numpy()
-    folds = forward_folds(opened, settings.forward_folds, settings.forward_first_share,
-                          embargo=np.timedelta64(int(settings.embargo_days * 86400), "s"))
+    folds = list(ForwardShares(settings.forward_folds, settings.forward_first_share, order="openeddate",
+                               embargo=np.timedelta64(int(settings.embargo_days * 86400), "s")).split(frame))
     test = np.concatenate([t for _, t in folds])
     prior = np.concatenate([np.full(len(t), y[tr].mean()) for tr, t in folds])
     p = {n: np.concatenate([fit_binary(n, X.iloc[tr], y[tr], training).predict_proba(X.iloc[t])[:, 1]

@@ -20,8 +20,8 @@ from slipcast.evaluation.datasets.tse2017_sprints import (
     feature_columns,
     load_sprints,
 )
-from slipcast.evaluation.protocols import forward_folds, paper_folds
 from slipcast.features.importers.report import ImportReport
+from slipcast.training.splits import ForwardShares, Interleaved
 
 BINARY = ("base_rate", "random", "project_rate", "logistic", "gradient_boosting")
 CLASSES = ("base_rate", "random", "logistic", "gradient_boosting")
@@ -37,9 +37,9 @@ def three_classes(vel_diff: np.ndarray, reference: np.ndarray) -> np.ndarray:
 
 
 def _folds(frame: pd.DataFrame, protocol: str, settings) -> list:
-    if protocol == "paper":
-        return paper_folds(len(frame), settings.paper_folds)
-    return forward_folds(frame["sprintid"].to_numpy(), settings.forward_folds, settings.forward_first_share)
+    splitter = (Interleaved(settings.paper_folds) if protocol == "paper" else
+                ForwardShares(settings.forward_folds, settings.forward_first_share, order="sprintid"))
+    return list(splitter.split(frame))
 
 
 def evaluate_frame(frame: pd.DataFrame, protocol: str, settings, training) -> tuple[list[dict], list[dict], dict]:

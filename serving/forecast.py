@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from slipcast.core.errors import FieldError
+from slipcast.core.settings import Settings
 from slipcast.features.online import Columns, features_now, state_tables
 from slipcast.features.tables import Tables
 from slipcast.features.timeline import NAT, parse_numbers, parse_times

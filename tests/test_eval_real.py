@@ -17,7 +17,6 @@ from slipcast.evaluation.datasets.tse2017_sprints import (
     read_iterations,
 )
 from slipcast.evaluation.issue_delay import evaluate_file, value_leaks
-from slipcast.evaluation.protocols import forward_folds, paper_folds
 from slipcast.evaluation.results import DataMissing, eval_real
 from slipcast.evaluation.sprints import evaluate_frame, three_classes
 from slipcast.features.importers.report import ImportReport
@@ -39,22 +38,6 @@ def sprints_dir():
 @pytest.fixture(scope="module")
 def delay_dir():
     return _dataset("emse2017-issue-delay")
-
-
-def test_paper_folds_interleave_and_partition():
-    folds = paper_folds(25, 10)
-    tests = np.concatenate([t for _, t in folds])
-    assert sorted(tests) == list(range(25))
-    assert list(folds[3][1]) == [3, 13, 23]
-    assert all(len(np.intersect1d(tr, t)) == 0 for tr, t in folds)
-
-
-def test_forward_folds_never_train_on_later_rows():
-    order = np.repeat(np.arange(50), 2)  # ties: rows sharing a time never straddle a cutoff
-    for train, test in forward_folds(order, 4, 0.5, embargo=3):
-        assert order[train].max() + 3 <= order[test].min()
-    folds = forward_folds(order, 4, 0.5)
-    assert folds[0][1][0] == 50 and folds[-1][1][-1] == 99
 
 
 def test_sprint_names_with_commas_are_repaired_and_every_row_accounted(sprints_dir):

@@ -1,6 +1,7 @@
 """The project installs as one `slipcast` namespace and runs from a wheel, outside the checkout."""
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -13,8 +14,15 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.mark.slow
 def test_the_wheel_holds_one_namespace_and_runs_outside_the_checkout(tmp_path):
+    source = tmp_path / "source"  # a copy: setuptools leaves a build/ folder beside what it builds
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    for name in ("slipcast", "features", "training", "serving", "evaluation"):
+        shutil.copytree(ROOT / name, source / name, symlinks=True,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path / "dist"),
-                            str(ROOT)], capture_output=True, text=True)
+                            str(source)], capture_output=True, text=True)
     assert build.returncode == 0, build.stderr[-2000:]
     (wheel,) = (tmp_path / "dist").glob("slipcast-*.whl")
     names = zipfile.ZipFile(wheel).namelist()

@@ -12,9 +12,9 @@ from slipcast.core.contracts import CHAMPION_ALIAS, METADATA_FILE, MODEL_HASH_TA
 from slipcast.core.model_format import load_model_dir
 from slipcast.features.pipeline import feature_columns
 from slipcast.training.backtest import labelled_rows, run_backtest
-from slipcast.training.folds import InsufficientHistory
 from slipcast.training.metrics import leak_audit
 from slipcast.training.run import train
+from slipcast.training.splits import InsufficientHistory
 from slipcast.training.tracking import configure, current_champion
 
 

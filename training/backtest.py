@@ -13,8 +13,8 @@ import pandas as pd
 
 from slipcast.training.calibration import calibrate, calibration_split
 from slipcast.training.candidates import BASELINES, chosen_calibration, make_candidate
-from slipcast.training.folds import Fold, backtest_folds
 from slipcast.training.metrics import bootstrap, by_horizon, leak_audit, scores
+from slipcast.training.splits import Fold, RollingOrigin
 
 log = logging.getLogger(__name__)
 REFERENCE = "monte_carlo_raw"  # the practitioners' number used as is, scored beside the candidates
@@ -91,8 +91,8 @@ def run_backtest(frame: pd.DataFrame, target: str, features: list[str], candidat
                  settings, fingerprint: str = "") -> Backtest:
     """Backtest ``candidates`` on rolling-origin folds of the labelled rows of ``frame``."""
     data = labelled_rows(frame)
-    folds = backtest_folds(data, settings.folds, settings.first_cutoff_quantile,
-                           settings.min_train_rows, settings.min_train_positives)
+    folds = RollingOrigin(settings.folds, settings.first_cutoff_quantile, settings.min_train_rows,
+                          settings.min_train_positives).folds(data)
     test_rows = np.concatenate([f.test for f in folds])
     y_all = data["label"].to_numpy().astype(int)
     base = np.concatenate([np.full(len(f.test), y_all[f.train].mean()) for f in folds])

@@ -1,6 +1,6 @@
 """Calibrating a fitted model on later rows than it was fitted on.
 
-A model's training rows are split by time with the backtest's own rule (``backtest_folds``
+A model's training rows are split by time with the backtest's own rule (``RollingOrigin``
 with one fold): the base model fits the earlier rows, and its scores on the later rows fit the
 calibration. Sigmoid or isotonic is chosen on those later rows too, fitting each on their first
 half and scoring it on their second. The result is a plain ``CalibratedClassifierCV`` around
@@ -17,7 +17,7 @@ from sklearn.frozen import FrozenEstimator
 from sklearn.metrics import brier_score_loss
 from sklearn.model_selection import KFold
 
-from slipcast.training.folds import InsufficientHistory, backtest_folds
+from slipcast.training.splits import InsufficientHistory, RollingOrigin
 
 METHODS = ("sigmoid", "isotonic")
 
@@ -27,7 +27,7 @@ def calibration_split(frame: pd.DataFrame, idx: np.ndarray, share: float) -> tup
     (as_of after the cut, no milestone on both sides); the cut leaves ``share`` of rows after it."""
     sub = frame.iloc[idx].reset_index(drop=True)
     try:
-        (fold,) = backtest_folds(sub, 1, first_quantile=1.0 - share, min_train_rows=20, min_positives=3)
+        (fold,) = RollingOrigin(1, first_quantile=1.0 - share, min_train_rows=20, min_positives=3).folds(sub)
     except InsufficientHistory as exc:
         raise InsufficientHistory(f"too little history to calibrate on later rows: {exc}") from exc
     if len(np.unique(sub["label"].to_numpy()[fold.test])) < 2:

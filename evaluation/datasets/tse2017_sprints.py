@@ -81,7 +81,8 @@ def issue_aggregates(path: Path) -> pd.DataFrame:
 
 def board_history(frame: pd.DataFrame) -> pd.DataFrame:
     """Per sprint, from the same board's earlier sprints only (by sprint id): how many there
-    were, their mean delivery gap, their under-delivery rate (``past_slip_rate``, as Slipcast defines it for milestones), and whether the last one
+    were, their mean delivery gap, their under-delivery rate (``past_slip_rate``, as Slipcast defines it for
+    milestones), and whether the last one
     under-delivered."""
     f = frame.sort_values(["boardid", "sprintid"])
     g = f.groupby("boardid")

@@ -353,7 +353,7 @@ class _Builder:
 
     # -- output -----------------------------------------------------------------------------
     def frames(self) -> dict[str, pd.DataFrame]:
-        for k, link in self.links.items():
+        for link in self.links.values():
             times = [self.link_times.get((link["from_ticket"], link["to_ticket"])),
                      self.link_times.get((link["to_ticket"], link["from_ticket"]))]
             times = [t for t in times if t is not None]

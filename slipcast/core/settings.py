@@ -132,7 +132,8 @@ class Settings(BaseSettings):
                        description="Where relative paths start (SLIPCAST_HOME); the current directory by default.")
     data_dir: Path = Field(description="Canonical tables the demo and training use by default.")
     work_dir: Path = Field(description="Where generated features, reports and scratch files go.")
-    models_dir: Path = Field(description="Exported champion models (one folder per target: the registry's model folder + slipcast.json).")
+    models_dir: Path = Field(
+        description="Exported champion models: per target, the registry's model folder with slipcast.json.")
     tracking_uri: str = Field(description="MLflow tracking URI.")
     artifact_location: str | None = Field(
         default=None, description="Artifact root for new experiments; None: the server's default."

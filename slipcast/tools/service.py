@@ -33,7 +33,8 @@ def running_service(port: int, env: dict[str, str] | None = None, timeout: float
         else:
             environ[key] = value
     proc = subprocess.Popen([sys.executable, "-m", "slipcast.cli", "serve", "--host", "127.0.0.1",
-                             "--port", str(port), "--workers", str(workers)], env=environ, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                             "--port", str(port), "--workers", str(workers)],
+                            env=environ, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout
