@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO_DATA := data/demo
 
-.PHONY: setup demo data features train serve test bench eval-real clean
+.PHONY: setup demo data features train serve test lint bench eval-real clean
 
 setup: $(STAMP)
 
@@ -32,6 +32,10 @@ demo: train
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 bench: setup
 	$(BIN)/python -m benchmarks.run

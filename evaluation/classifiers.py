@@ -13,6 +13,7 @@ import pandas as pd
 from sklearn.dummy import DummyClassifier
 from sklearn.metrics import precision_recall_fscore_support, roc_auc_score
 
+from slipcast.core.settings import TrainingSettings
 from slipcast.training.calibration import calibrate
 from slipcast.training.candidates import BASELINES, make_candidate
 from slipcast.training.metrics import scores
@@ -26,7 +27,7 @@ def _columns(X: pd.DataFrame) -> tuple[list[str], list[str]]:
     return [c for c in X.columns if c not in categorical], categorical
 
 
-def fit_binary(name: str, X: pd.DataFrame, y: np.ndarray, settings):
+def fit_binary(name: str, X: pd.DataFrame, y: np.ndarray, settings: TrainingSettings):
     """``name`` fitted on (X, y), rows oldest first; models calibrated on the latest share."""
     if name == "random":
         return DummyClassifier(strategy="stratified", random_state=settings.seed).fit(X, y)
@@ -38,7 +39,7 @@ def fit_binary(name: str, X: pd.DataFrame, y: np.ndarray, settings):
     return calibrate(model, X.iloc[cal], y[cal])
 
 
-def fit_classes(name: str, X: pd.DataFrame, y: np.ndarray, settings):
+def fit_classes(name: str, X: pd.DataFrame, y: np.ndarray, settings: TrainingSettings):
     """A multi-class candidate: base rate, random, or a model's pipeline on every class."""
     if name in ("base_rate", "random"):
         strategy = "prior" if name == "base_rate" else "stratified"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+from slipcast.core.settings import Settings
 from slipcast.features.importers.jira_json import import_jira_json
 from slipcast.features.pipeline import build_training_sets, feature_columns
 from slipcast.features.tables import fingerprint, read_tables
@@ -18,7 +19,7 @@ from slipcast.training.report import write_report
 from slipcast.training.splits import InsufficientHistory
 
 
-def evaluate_duraspace(root: Path, settings, out_dir: Path) -> tuple[dict[str, Backtest | str], dict, str]:
+def evaluate_duraspace(root: Path, settings: Settings, out_dir: Path) -> tuple[dict[str, Backtest | str], dict, str]:
     """Per target its backtest (or why there is none), the import summary, the data
     fingerprint; each target's report with plots is written under ``out_dir``."""
     with tempfile.TemporaryDirectory() as tmp:

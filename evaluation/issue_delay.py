@@ -11,6 +11,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import KFold, cross_val_predict
 from sklearn.tree import DecisionTreeClassifier
 
+from slipcast.core.settings import EvaluationSettings, TrainingSettings
 from slipcast.evaluation.classifiers import binary_scores, fit_binary
 from slipcast.evaluation.datasets.emse2017_issue_delay import (
     PROJECTS,
@@ -57,7 +58,8 @@ def remaining_day_evidence(frame: pd.DataFrame) -> dict:
             "share_of_delayed_at_1": float(one[delayed == 1].mean())}
 
 
-def evaluate_file(frame: pd.DataFrame, suspects: bool, settings, training) -> tuple[list[dict], dict]:
+def evaluate_file(frame: pd.DataFrame, suspects: bool, settings: EvaluationSettings,
+                  training: TrainingSettings) -> tuple[list[dict], dict]:
     """Every candidate on forward-only folds by opening date (with the embargo); pooled scores."""
     X = frame[feature_columns(frame, suspects)]
     y = frame["delayed"].to_numpy()
@@ -70,7 +72,7 @@ def evaluate_file(frame: pd.DataFrame, suspects: bool, settings, training) -> tu
     return [{"candidate": n, **binary_scores(y[test], p[n], prior)} for n in CANDIDATES], {"y": y[test], **p}
 
 
-def evaluate_issue_delay(root: Path, settings, training, projects=PROJECTS, times=TIMES):
+def evaluate_issue_delay(root: Path, settings: EvaluationSettings, training: TrainingSettings, projects=PROJECTS, times=TIMES):
     """Scores per project, prediction time, with/without the suspect columns and candidate;
     the leak audit per file; the RemainingDay evidence; pooled forecasts; the load report."""
     report = ImportReport(source=str(root))

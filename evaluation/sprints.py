@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from slipcast.core.settings import EvaluationSettings, TrainingSettings
 from slipcast.evaluation.classifiers import (
     binary_scores,
     class_scores,
@@ -36,13 +37,14 @@ def three_classes(vel_diff: np.ndarray, reference: np.ndarray) -> np.ndarray:
     return np.where(vel_diff <= low, 0, np.where(vel_diff <= high, 1, 2))
 
 
-def _folds(frame: pd.DataFrame, protocol: str, settings) -> list:
+def _folds(frame: pd.DataFrame, protocol: str, settings: EvaluationSettings) -> list:
     splitter = (Interleaved(settings.paper_folds) if protocol == "paper" else
                 ForwardShares(settings.forward_folds, settings.forward_first_share, order="sprintid"))
     return list(splitter.split(frame))
 
 
-def evaluate_frame(frame: pd.DataFrame, protocol: str, settings, training) -> tuple[list[dict], list[dict], dict]:
+def evaluate_frame(frame: pd.DataFrame, protocol: str, settings: EvaluationSettings,
+                   training: TrainingSettings) -> tuple[list[dict], list[dict], dict]:
     """Binary and three-class scores of every candidate on one project's sprints, predictions
     pooled over the protocol's folds; also the pooled binary forecasts (for plots)."""
     features = feature_columns(frame)
@@ -68,7 +70,7 @@ def evaluate_frame(frame: pd.DataFrame, protocol: str, settings, training) -> tu
     return binary, multi, {"y": y[test], **p}
 
 
-def evaluate_sprints(root: Path, settings, training, projects=tuple(PROJECTS), points=POINTS
+def evaluate_sprints(root: Path, settings: EvaluationSettings, training: TrainingSettings, projects=tuple(PROJECTS), points=POINTS
                      ) -> tuple[pd.DataFrame, pd.DataFrame, dict, ImportReport]:
     """Scores per project, prediction point, protocol and candidate (binary, three classes),
     the pooled forward-only forecasts at the first point, and the load report."""

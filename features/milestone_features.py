@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from slipcast.core.settings import FeatureSettings
 from slipcast.features.snapshots import Scope, Snapshots, scope_rows
 from slipcast.features.throughput import (
     history_weeks,
@@ -130,7 +131,7 @@ def past_slip_rate(project: np.ndarray, as_of: np.ndarray, outcomes: pd.DataFram
     return _ratio(known.get("slips", pos, np.nan), n), n
 
 
-def milestone_features(tl: Timelines, snaps: Snapshots, settings, outcomes: pd.DataFrame | None = None,
+def milestone_features(tl: Timelines, snaps: Snapshots, settings: FeatureSettings, outcomes: pd.DataFrame | None = None,
                        scope: Scope | None = None) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Features of each snapshot, and of each open committed ticket, as columns.
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from slipcast.core.settings import FeatureSettings
 from slipcast.features.milestone_features import milestone_features
 from slipcast.features.schema import EVENTS
 from slipcast.features.snapshots import Snapshots
@@ -67,7 +68,7 @@ def state_tables(milestones: Columns, tickets: Columns, events: Columns, links: 
     return Tables(milestones, tickets, events, links)
 
 
-def features_now(tables: Tables, snapshots: pd.DataFrame, settings, outcomes: pd.DataFrame | None = None
+def features_now(tables: Tables, snapshots: pd.DataFrame, settings: FeatureSettings, outcomes: pd.DataFrame | None = None
                  ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Milestone (and open-ticket) features of ``snapshots`` (milestone_id, as_of) from ``tables``,
     as columns (see ``milestone_features``).

@@ -11,6 +11,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from slipcast.core.settings import FeatureSettings
 from slipcast.features.milestone_features import (
     MILESTONE_FEATURES,
     TICKET_FEATURES,
@@ -52,7 +53,8 @@ def milestone_outcomes(snaps: Snapshots, label: np.ndarray, known_at: np.ndarray
                          "slipped": label[last]})
 
 
-def build_training_sets(tables: Tables, settings, data_end: pd.Timestamp | None = None) -> dict[str, pd.DataFrame]:
+def build_training_sets(tables: Tables, settings: FeatureSettings,
+                        data_end: pd.Timestamp | None = None) -> dict[str, pd.DataFrame]:
     """Milestone and ticket training sets, every feature computed as of its row's time.
 
     ``data_end`` (default: the last event of ``tables``) is when the export was taken: no
@@ -85,7 +87,7 @@ def build_training_sets(tables: Tables, settings, data_end: pd.Timestamp | None 
             for target, frame in (("milestone", milestone), ("ticket", ticket))}
 
 
-def training_set_fingerprint(tables: Tables, settings) -> str:
+def training_set_fingerprint(tables: Tables, settings: FeatureSettings) -> str:
     """Hash of the canonical tables and the as-of schedule that produced a training set."""
     # where the features run (engine, Spark settings) does not change them: not in the hash
     schedule_spec = json.dumps(settings.model_dump(exclude=ENGINE_SETTINGS), sort_keys=True, default=str)

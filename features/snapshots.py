@@ -1,6 +1,6 @@
 """The as-of schedule, the committed scope at each as-of time, and the slip labels.
 
-A milestone snapshot is (milestone, as_of). Its label (DESIGN §1): the scope committed at
+A milestone snapshot is (milestone, as_of). Its label (docs/features.md, "Labels"): the scope committed at
 as_of is not all done, and still in the milestone, at the evaluation time E = the due date
 known at as_of plus the grace period, or the milestone's completion if earlier. The label
 becomes known at E (``label_known_at``); snapshots whose E lies after the data's end are the

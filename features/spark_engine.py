@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 
+from slipcast.core.settings import FeatureSettings
 from slipcast.features.milestone_features import (
     CATEGORICAL,
     MILESTONE_FEATURES,
@@ -106,7 +107,7 @@ def _utc(frame: pd.DataFrame, columns) -> pd.DataFrame:
     return frame
 
 
-def partition_features(rows: pd.DataFrame, settings, data_end: pd.Timestamp) -> pd.DataFrame:
+def partition_features(rows: pd.DataFrame, settings: FeatureSettings, data_end: pd.Timestamp) -> pd.DataFrame:
     """``build_training_sets`` on one partition's rows; both targets in one frame."""
     frames = {}
     for name in TABLE_NAMES:
@@ -128,7 +129,7 @@ def partition_features(rows: pd.DataFrame, settings, data_end: pd.Timestamp) -> 
     return out
 
 
-def build_training_sets_spark(data_dir: Path, settings) -> dict[str, pd.DataFrame]:
+def build_training_sets_spark(data_dir: Path, settings: FeatureSettings) -> dict[str, pd.DataFrame]:
     """The training sets of the canonical tables in ``data_dir``, computed per bucket of
     projects on Spark (``settings.spark_master``, ``settings.spark_partitions``); equal to
     ``build_training_sets`` on the same tables."""

@@ -233,7 +233,7 @@ def _simulate_project(rng: random.Random, team: _Team, budget: int,
                 workable = []
                 for t in open_:
                     bu = t.get("blocked_until")
-                    blocked = "depends_on" in t and bu > d + 0.5
+                    blocked = "depends_on" in t and bu is not None and bu > d + 0.5
                     if blocked:
                         if t["status"] != "blocked":
                             rec.add(d + 0.4, "status", t["status"], "blocked", ticket=t["ticket_id"])

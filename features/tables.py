@@ -14,6 +14,7 @@ import secrets
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -31,7 +32,7 @@ from slipcast.features.schema import (
     validate,
 )
 
-Table = pd.DataFrame | dict[str, np.ndarray]  # a frame, or (a request's state) columns by name
+Table: TypeAlias = pd.DataFrame | dict[str, np.ndarray]  # a frame, or (a request's state) columns by name
 
 
 @dataclass
@@ -51,6 +52,13 @@ class Tables:
     def items(self):
         return (("milestones", self.milestones), ("tickets", self.tickets),
                 ("events", self.events), ("links", self.links))
+
+    def frames(self) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+        """Milestones, tickets, events and links as DataFrames (tables read, written or imported)."""
+        out = (self.milestones, self.tickets, self.events, self.links)
+        if not all(isinstance(t, pd.DataFrame) for t in out):
+            raise TypeError("these tables hold a request's columns, not frames")
+        return out
 
     def counts(self) -> dict[str, int]:
         return {name: len(frame) for name, frame in self.items()}

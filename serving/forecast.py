@@ -62,7 +62,7 @@ def check_request(req: ForecastRequest, now: datetime, loc: list) -> datetime:
         seen.add(t.ticket_id)
         if t.created_at > as_of:
             reject([*loc, "tickets", i, "created_at"], "created after as_of: send the state as of as_of")
-    read = {field: [] for field in READABLE}
+    read: dict[str, list[int]] = {field: [] for field in READABLE}
     for i, e in enumerate(req.events):
         if e.ticket_id is None and e.milestone_id is None:
             reject([*loc, "events", i], "an event names a ticket_id or a milestone_id")
@@ -206,7 +206,7 @@ def forecast_tickets(req: ForecastRequest, loaded: LoadedModel, settings: Settin
     as_of = check_request(req, now, [])
     tables, snaps, outcomes = request_tables([req], [as_of])
     _, tickets = features_now(tables, snaps, settings.features, outcomes)
-    p = loaded.predict(loaded.frame(tickets)) if len(tickets["ticket_id"]) else []
+    p = loaded.predict(loaded.frame(tickets)) if len(tickets["ticket_id"]) else np.zeros(0)
     return TicketForecasts(
         milestone_id=req.milestone.milestone_id, as_of=as_of, model=model_ref(loaded),
         tickets=[TicketForecast(ticket_id=t, probability=round(float(q), 4)) for t, q in zip(tickets["ticket_id"], p)])

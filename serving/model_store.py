@@ -24,7 +24,8 @@ import numpy as np
 import pandas as pd
 
 from slipcast.core.contracts import CHAMPION_ALIAS, METADATA_FILE, TARGETS, ModelMetadata, registered_model_name
-from slipcast.core.model_format import ModelRefused, load_model_dir
+from slipcast.core.model_format import Classifier, ModelRefused, load_model_dir
+from slipcast.core.settings import Settings
 
 # a down tracking server must not stall the service for minutes of retries
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
@@ -38,7 +39,7 @@ class LoadedModel:
     """One loaded model with its metadata."""
 
     target: str
-    model: object
+    model: Classifier
     metadata: ModelMetadata
     source: str  # "registry" or "export"
     version: str
@@ -86,7 +87,7 @@ def load_export(models_dir: Path, target: str) -> LoadedModel:
     return _trial(LoadedModel(target, model, meta, "export", str(meta.get("model_version"))))
 
 
-def registry_champion(settings, target: str):
+def registry_champion(settings: Settings, target: str):
     """The registry's champion model version of ``target``, or None if there is none."""
     from mlflow.exceptions import MlflowException
 
@@ -102,7 +103,7 @@ def registry_champion(settings, target: str):
         raise
 
 
-def load_registry(settings, target: str, version) -> LoadedModel:
+def load_registry(settings: Settings, target: str, version) -> LoadedModel:
     """A registered model version (checked against the SHA-256 training recorded as its tag)
     and the Slipcast metadata its run logged."""
     from slipcast.serving.registry import download_model
@@ -120,7 +121,7 @@ def load_registry(settings, target: str, version) -> LoadedModel:
 class ModelStore:
     """The current model per target, swapped atomically when a new champion appears."""
 
-    def __init__(self, settings, targets: tuple[str, ...] = TARGETS):
+    def __init__(self, settings: Settings, targets: tuple[str, ...] = TARGETS):
         self.settings = settings
         self.targets = targets
         self._models: dict[str, LoadedModel] = {}

@@ -14,10 +14,11 @@ import mlflow
 from mlflow import MlflowClient
 
 from slipcast.core.contracts import METADATA_ARTIFACT, MODEL_HASH_TAG, ModelMetadata
-from slipcast.core.model_format import load_model_dir
+from slipcast.core.model_format import Classifier, load_model_dir
+from slipcast.core.settings import Settings
 
 
-def registry_uri(settings) -> str:
+def registry_uri(settings: Settings) -> str:
     """The configured registry; a missing embedded database means no registry (serving never
     creates or writes to the store)."""
     path = settings.sqlite_path()
@@ -26,12 +27,12 @@ def registry_uri(settings) -> str:
     return settings.resolved_tracking_uri()
 
 
-def client_for(settings) -> MlflowClient:
+def client_for(settings: Settings) -> MlflowClient:
     uri = registry_uri(settings)
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
-def download_model(settings, version) -> tuple[object, ModelMetadata]:
+def download_model(settings: Settings, version) -> tuple[Classifier, ModelMetadata]:
     """A registered model ``version`` (an MLflow ``ModelVersion``), loaded once its file matches
     the SHA-256 that training recorded as its tag, and the Slipcast metadata its run logged.
 

@@ -11,14 +11,16 @@ from __future__ import annotations
 import gc
 import os
 
+from slipcast.core.settings import Settings
 
-def limit_model_threads(settings) -> None:
+
+def limit_model_threads(settings: Settings) -> None:
     """OpenMP threads per prediction; OpenMP reads this when scikit-learn first loads it, so
     call it before (workers started afterwards inherit it)."""
     os.environ["OMP_NUM_THREADS"] = str(settings.serving.model_threads)
 
 
-def tune_collector(settings) -> None:
+def tune_collector(settings: Settings) -> None:
     """Freeze what is loaded by now (it lives as long as the process) out of the collector's
     way, and collect young objects less often."""
     gc.freeze()

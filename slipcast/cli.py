@@ -103,7 +103,7 @@ def _cmd_serve(args) -> int:
     limit_model_threads(settings)
     if workers > 1:
         # gunicorn's master with uvicorn workers: each worker loads and refreshes the champion
-        # itself (uvicorn's own --workers loses TCP_NODELAY: DESIGN §9); metrics are pooled
+        # itself (uvicorn's own --workers loses TCP_NODELAY: docs/deployment.md); metrics are pooled
         # across workers through a shared folder
         import tempfile
 
@@ -136,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("import", help="turn a tracker export into canonical tables")
-    p.add_argument("format", choices=FORMATS, help="the export's format")
+    p.add_argument("format", choices=list(FORMATS), help="the export's format")
     p.add_argument("src", help="export file or folder")
     p.add_argument("--out", required=True, help="folder for the canonical Parquet tables")
     p.add_argument("--tz", default=None, help="jira-csv: time zone of the export's naive times")

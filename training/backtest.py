@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from slipcast.core.settings import TrainingSettings
 from slipcast.training.calibration import calibrate, calibration_split
 from slipcast.training.candidates import BASELINES, chosen_calibration, make_candidate
 from slipcast.training.metrics import bootstrap, by_horizon, leak_audit, scores
@@ -67,7 +68,7 @@ def split_columns(frame: pd.DataFrame, features: list[str]) -> tuple[list[str], 
     return [c for c in features if c not in categorical], categorical
 
 
-def fit_candidate(name: str, frame: pd.DataFrame, idx: np.ndarray, features: list[str], settings):
+def fit_candidate(name: str, frame: pd.DataFrame, idx: np.ndarray, features: list[str], settings: TrainingSettings):
     """Fit one candidate on the rows ``idx`` of ``frame`` (oldest first); a model fits the
     earlier of them and is calibrated on the later ones."""
     numeric, categorical = split_columns(frame, features)

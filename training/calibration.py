@@ -45,10 +45,10 @@ def calibrate(base, X: pd.DataFrame, y: np.ndarray) -> CalibratedClassifierCV:
     """The fitted ``base`` calibrated on (``X``, ``y``), rows later than its own, oldest first,
     with the method that scores the lower Brier on the later half of them."""
     half = len(y) // 2
-    scores = {}
+    scores: dict[str, float] = {}
     if min(np.bincount(y[:half], minlength=2)) > 0 and len(np.unique(y[half:])) == 2:
         for method in METHODS:
             p = _fit(base, method, X.iloc[:half], y[:half]).predict_proba(X.iloc[half:])[:, 1]
             scores[method] = brier_score_loss(y[half:], p)
-    method = min(scores, key=scores.get) if scores else "sigmoid"
+    method = min(scores, key=scores.__getitem__) if scores else "sigmoid"
     return _fit(base, method, X, y)

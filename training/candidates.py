@@ -28,6 +28,8 @@ from sklearn.preprocessing import (
     StandardScaler,
 )
 
+from slipcast.core.settings import TrainingSettings
+
 BASELINES = ("base_rate", "project_rate", "throughput_rule", "monte_carlo")
 MODELS = ("logistic", "gradient_boosting")
 ALL = BASELINES + MODELS
@@ -64,7 +66,7 @@ def _boosting(numeric: list[str], categorical: list[str], max_iter: int, seed: i
     return Pipeline([("prep", prep), ("model", model)])
 
 
-def make_candidate(name: str, numeric: list[str], categorical: list[str], settings):
+def make_candidate(name: str, numeric: list[str], categorical: list[str], settings: TrainingSettings):
     """An unfitted candidate by name (models come uncalibrated: see ``training.calibration``)."""
     if name == "base_rate":
         return DummyClassifier(strategy="prior")

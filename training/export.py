@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from slipcast.core.contracts import METADATA_FILE, ModelMetadata
+from slipcast.core.contracts import METADATA_FILE, ModelMetadata, Target
 
 PACKAGES = ("scikit-learn", "pandas", "numpy", "skops", "mlflow")
 
@@ -37,9 +37,9 @@ def reference_values(frame: pd.DataFrame, features: list[str]) -> dict[str, floa
     return out
 
 
-def model_metadata(target: str, features: list[str], frame: pd.DataFrame, extra: dict) -> ModelMetadata:
+def model_metadata(target: Target, features: list[str], frame: pd.DataFrame, extra: dict) -> ModelMetadata:
     """What serving needs to know about a model beyond the model itself."""
-    return {  # type: ignore[typeddict-item]
+    return {
         "target": target,
         "features": [{"name": c, "type": "number" if pd.api.types.is_numeric_dtype(frame[c]) else "category"}
                      for c in features],

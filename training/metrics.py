@@ -29,8 +29,9 @@ def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> 
 
 
 def scores(y: np.ndarray, p: np.ndarray, base_rate) -> dict[str, float]:
-    """Every metric of DESIGN §4 for one set of forecasts; Brier skill is measured against the
-    base-rate forecast ``base_rate`` (a number, or one per row when folds differ)."""
+    """Every metric of the backtest for one set of forecasts (docs/architecture.md, "Honest
+    evaluation"); Brier skill is measured against the base-rate forecast ``base_rate`` (a number,
+    or one per row when folds differ)."""
     y = np.asarray(y, dtype=float)
     p = np.clip(np.asarray(p, dtype=float), EPS, 1 - EPS)
     brier = brier_score_loss(y, p)
@@ -89,7 +90,7 @@ def bootstrap(y, p, groups, base_rate, rounds: int, seed: int) -> dict[str, tupl
 def leak_audit(frame: pd.DataFrame, features: list[str], threshold: float) -> list[dict]:
     """Features that alone separate the outcomes almost perfectly (AUC >= threshold either way)."""
     y = frame["label"].to_numpy()
-    flagged = []
+    flagged: list[dict] = []
     if len(np.unique(y)) < 2:
         return flagged
     for name in features:

@@ -13,7 +13,8 @@ from pathlib import Path
 import mlflow
 import numpy as np
 
-from slipcast.core.contracts import CHAMPION_ALIAS, METADATA_ARTIFACT, TARGETS, code_version
+from slipcast.core.contracts import CHAMPION_ALIAS, METADATA_ARTIFACT, TARGETS, Target, code_version
+from slipcast.core.settings import Settings
 from slipcast.features.pipeline import build_training_sets, feature_columns, read_training_set, training_set_fingerprint
 from slipcast.features.tables import read_tables
 from slipcast.training.backtest import Backtest, fit_candidate, run_backtest
@@ -25,7 +26,7 @@ log = logging.getLogger(__name__)
 METRICS = ("brier", "brier_skill", "log_loss", "roc_auc", "pr_auc", "ece")
 
 
-def load_training_sets(settings, data_dir: Path | None, features_dir: Path | None) -> tuple[dict, dict]:
+def load_training_sets(settings: Settings, data_dir: Path | None, features_dir: Path | None) -> tuple[dict, dict]:
     """Training sets and their fingerprints, from saved features or built from tables."""
     if features_dir is not None:
         sets, prints = {}, {}
@@ -42,7 +43,7 @@ def load_training_sets(settings, data_dir: Path | None, features_dir: Path | Non
     return build_training_sets(tables, settings.features), {t: fp for t in TARGETS}
 
 
-def decide(client, name: str, bt: Backtest, chosen: str, settings, fingerprint: str) -> dict:
+def decide(client, name: str, bt: Backtest, chosen: str, settings: Settings, fingerprint: str) -> dict:
     """Whether the new model takes the champion alias, and why (docs/architecture.md, "The champion")."""
     new = bt.results[chosen].overall["brier"]
     current = current_champion(client, name)
@@ -71,7 +72,7 @@ def decide(client, name: str, bt: Backtest, chosen: str, settings, fingerprint: 
             "reason": f"Brier {new:.4f} does not beat champion v{current.version} ({how}: {theirs:.4f}) by {margin}"}
 
 
-def train_target(client, settings, target: str, frame, fingerprint: str, candidates: list[str],
+def train_target(client, settings: Settings, target: Target, frame, fingerprint: str, candidates: list[str],
                  on_stage: Callable[[str, str], None], command: str) -> dict:
     """Backtest, log and maybe promote one target's model; the run is marked failed on any error."""
     name = model_name(settings, target)
@@ -131,8 +132,8 @@ def train_target(client, settings, target: str, frame, fingerprint: str, candida
             "leaks": bt.leaks}
 
 
-def train(settings, data_dir: Path | None = None, features_dir: Path | None = None,
-          targets: list[str] | None = None, candidates: list[str] | None = None,
+def train(settings: Settings, data_dir: Path | None = None, features_dir: Path | None = None,
+          targets: list[Target] | None = None, candidates: list[str] | None = None,
           on_stage: Callable[[str, str], None] | None = None) -> dict:
     """Train every target; return a summary per target."""
     sets, prints = load_training_sets(settings, data_dir, features_dir)

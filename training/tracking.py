@@ -12,9 +12,10 @@ from mlflow.models import infer_signature
 
 from slipcast.core.contracts import CHAMPION_ALIAS, MODEL_HASH_TAG, registered_model_name
 from slipcast.core.model_format import MODEL_FILE, TRUSTED_TYPES, sha256_file, untrusted_types
+from slipcast.core.settings import Settings
 
 
-def configure(settings) -> MlflowClient:
+def configure(settings: Settings) -> MlflowClient:
     """Point MLflow at the configured store and return a client for it."""
     path = settings.sqlite_path()
     if path is not None:
@@ -25,7 +26,7 @@ def configure(settings) -> MlflowClient:
     return MlflowClient(uri, uri)
 
 
-def experiment_id(client: MlflowClient, settings, target: str) -> str:
+def experiment_id(client: MlflowClient, settings: Settings, target: str) -> str:
     """The experiment of a target, created with the configured artifact root if new."""
     name = settings.training.experiment_prefix + target
     found = client.get_experiment_by_name(name)
@@ -39,7 +40,7 @@ def experiment_id(client: MlflowClient, settings, target: str) -> str:
     return client.create_experiment(name, artifact_location=location)
 
 
-def model_name(settings, target: str) -> str:
+def model_name(settings: Settings, target: str) -> str:
     """The registered model name of a target."""
     return registered_model_name(settings.training.model_prefix, target)
 

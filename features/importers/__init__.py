@@ -1,30 +1,32 @@
 """Importers: tracker exports in, canonical tables out, every record accounted for."""
 
+from collections.abc import Callable
+from importlib import import_module
 from pathlib import Path
 
+from slipcast.core.settings import Settings
 from slipcast.features.importers.report import ImportError_, ImportReport
 from slipcast.features.tables import check_destination
 
-FORMATS = ("jira-json", "jira-csv", "github", "canonical")
+FORMATS = {  # format -> its importer, "module:function"
+    "jira-json": "slipcast.features.importers.jira_json:import_jira_json",
+    "jira-csv": "slipcast.features.importers.jira_csv:import_jira_csv",
+    "github": "slipcast.features.importers.github:import_github",
+    "canonical": "slipcast.features.importers.canonical:import_canonical",
+}
 
 
-def run_import(fmt: str, src, out, settings, force: bool = False, **options) -> ImportReport:
+def run_import(fmt: str, src, out, settings: Settings, force: bool = False, **options) -> ImportReport:
     """Import ``src`` in format ``fmt`` to the folder ``out``; return the reconciled report.
 
     The destination is checked before anything is read (``features.tables.check_destination``):
     a folder that holds the source, or files that are not Slipcast's (unless ``force``), is refused.
     """
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; choose one of {list(FORMATS)}")
     check_destination(Path(out), (Path(src),), force)
-    if fmt == "jira-json":
-        from slipcast.features.importers.jira_json import import_jira_json as importer
-    elif fmt == "jira-csv":
-        from slipcast.features.importers.jira_csv import import_jira_csv as importer
-    elif fmt == "github":
-        from slipcast.features.importers.github import import_github as importer
-    elif fmt == "canonical":
-        from slipcast.features.importers.canonical import import_canonical as importer
-    else:
-        raise ValueError(f"unknown format {fmt!r}; choose one of {FORMATS}")
+    module, function = FORMATS[fmt].split(":")
+    importer: Callable[..., ImportReport] = getattr(import_module(module), function)  # loaded when used
     return importer(src, out, settings, force=force, **options)
 
 

@@ -14,6 +14,7 @@ import pandas as pd
 import pyarrow as pa
 
 from slipcast.core.errors import FieldError
+from slipcast.core.settings import Settings
 from slipcast.features.importers.report import ImportError_, ImportReport, finish
 from slipcast.features.importers.vocab import parse_time
 from slipcast.features.schema import TABLES, empty_frame
@@ -25,7 +26,7 @@ def _read(path: Path) -> pd.DataFrame:
     return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
 
 
-def import_canonical(src, out, settings, force: bool = False) -> ImportReport:
+def import_canonical(src, out, settings: Settings, force: bool = False) -> ImportReport:
     """Import a folder of canonical tables in CSV or Parquet, rejecting bad rows."""
     src = Path(src)
     if not src.is_dir():

@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from slipcast.core.errors import FieldError
+from slipcast.core.settings import Settings
 from slipcast.features.importers.report import ImportError_, ImportReport, finish
 from slipcast.features.importers.sources import read_json
 from slipcast.features.importers.vocab import end_of_day, parse_time
@@ -29,7 +30,7 @@ def _load(src: Path, report: ImportReport, encoding: str) -> dict:
         return {k: (str(src), payload.get(k) or []) for k in ("milestones", "issues", "events")}
     if not src.is_dir():
         raise ImportError_(f"{src}: no such file or folder")
-    parts = {}
+    parts: dict[str, tuple[str, list]] = {}
     for name in ("milestones", "issues", "events"):
         path = src / f"{name}.json"
         if not path.exists():
@@ -47,7 +48,7 @@ def _repo(issue: dict) -> str | None:
     return "/".join(url.rstrip("/").split("/")[-2:]) if url else None
 
 
-def import_github(src, out, settings, project: str | None = None, force: bool = False) -> ImportReport:
+def import_github(src, out, settings: Settings, project: str | None = None, force: bool = False) -> ImportReport:
     """Import a GitHub repository's milestones, issues and events into ``out``."""
     report = ImportReport(source=str(src))
     parts = _load(Path(src), report, settings.imports.fallback_encoding)
@@ -84,7 +85,7 @@ def import_github(src, out, settings, project: str | None = None, force: bool = 
             return f"gh-{project}-ms-{ref['number']}"
         return by_title.get(ref.get("title"))
 
-    events_by_issue: dict[int, list[tuple[pd.Timestamp, dict]]] = {}
+    events_by_issue: dict[object, list[tuple[pd.Timestamp, dict]]] = {}
     for i, e in enumerate(raw_events):
         report.saw("events")
         kind = e.get("event") if isinstance(e, dict) else None
@@ -148,12 +149,12 @@ def import_github(src, out, settings, project: str | None = None, force: bool = 
             kind = e["event"]
             base = {"ticket_id": key, "milestone_id": None, "at": max(at, created)}
             if kind in ("milestoned", "demilestoned"):
-                mid = milestone_ref(e.get("milestone"))
-                if mid is None:
+                ref = milestone_ref(e.get("milestone"))
+                if ref is None:
                     report.reject("events", ev_file, f"event {e.get('id')}", "milestone", "names no known milestone")
                     continue
-                changes.append(dict(base, field="milestone", from_value=None if kind == "milestoned" else mid,
-                                    to_value=mid if kind == "milestoned" else None))
+                changes.append(dict(base, field="milestone", from_value=None if kind == "milestoned" else ref,
+                                    to_value=ref if kind == "milestoned" else None))
             elif kind in ("closed", "reopened"):
                 changes.append(dict(base, field="status", from_value="todo" if kind == "closed" else "done",
                                     to_value="done" if kind == "closed" else "todo"))
@@ -162,7 +163,7 @@ def import_github(src, out, settings, project: str | None = None, force: bool = 
                 changes.append(dict(base, field="assignee", from_value=None if kind == "assigned" else who,
                                     to_value=who if kind == "assigned" else None))
             report.accept("events")
-        members = {current_ms} - {None}
+        members = {m for m in (current_ms,) if m is not None}
         for c in reversed([c for c in changes if c["field"] == "milestone"]):
             members.discard(c["to_value"])
             if c["from_value"]:

@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from slipcast.core.errors import FieldError
+from slipcast.core.settings import Settings
 from slipcast.features.importers.report import ImportReport, finish
 from slipcast.features.importers.sources import list_files, read_text
 from slipcast.features.importers.vocab import Vocabulary, parse_time
@@ -35,7 +36,7 @@ def _rows(text: str):
     return [h.strip() for h in header], list(reader)
 
 
-def import_jira_csv(src, out, settings, tz: str | None = None, date_format: str | None = None,
+def import_jira_csv(src, out, settings: Settings, tz: str | None = None, date_format: str | None = None,
                     force: bool = False) -> ImportReport:
     """Import one or more Jira CSV exports into canonical tables in ``out``."""
     report = ImportReport(source=str(src))
@@ -45,7 +46,11 @@ def import_jira_csv(src, out, settings, tz: str | None = None, date_format: str 
     if tz is None:
         tz = "UTC"
         report.warnings.append("jira-csv times carry no zone; read as UTC (pass --tz to change)")
-    milestones, tickets, events, links, seen = {}, [], [], {}, set()
+    milestones: dict[str, dict] = {}
+    tickets: list[dict] = []
+    events: list[dict] = []
+    links: dict[tuple[str, str, str], dict] = {}
+    seen: set[str] = set()
     for path in list_files(Path(src), (".csv",)):
         text = read_text(path, report, settings.imports.fallback_encoding)
         if text is None:
@@ -85,11 +90,11 @@ def import_jira_csv(src, out, settings, tz: str | None = None, date_format: str 
                     status = status_of(first.get("Status"))
                 except FieldError as exc:
                     raise exc.within("Status") from None
-                points = next((first[c] for c in POINT_COLUMNS if c in first), None)
+                raw_points = next((first[c] for c in POINT_COLUMNS if c in first), None)
                 try:
-                    points = float(points) if points is not None else None
+                    points = float(raw_points) if raw_points is not None else None
                 except ValueError:
-                    raise FieldError("Story Points", f"{points!r} is not a number") from None
+                    raise FieldError("Story Points", f"{raw_points!r} is not a number") from None
                 ticket_links = []
                 for name, vals in cols.items():
                     if name.startswith(LINK_PREFIXES):

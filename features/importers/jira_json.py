@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from slipcast.core.errors import FieldError
+from slipcast.core.settings import Settings
 from slipcast.features.importers.report import ImportReport, finish
 from slipcast.features.importers.sources import list_files, read_json
 from slipcast.features.importers.vocab import Vocabulary, end_of_day, parse_time
@@ -67,7 +68,7 @@ def _issues_of(payload) -> list | None:
 class _Builder:
     """Accumulates canonical rows for one import."""
 
-    def __init__(self, settings, report: ImportReport):
+    def __init__(self, settings: Settings, report: ImportReport):
         imp = settings.imports
         self.status = Vocabulary("status", imp.status_categories)
         self.link_kind = Vocabulary("link", imp.link_kinds)
@@ -229,12 +230,12 @@ class _Builder:
             name = str(item.get("field", "")).lower()
             where = f"{key} at {at.isoformat()}"
             if at < created:
-                rep.reject("events", file, where, item.get("field"), "change dated before the issue was created")
+                rep.reject("events", file, where, str(item.get("field")), "change dated before the issue was created")
                 continue
             try:
                 produced = self._item_events(key, at, name, item, row)
             except FieldError as exc:
-                rep.reject("events", file, where, item.get("field"), exc.message)
+                rep.reject("events", file, where, str(item.get("field")), exc.message)
                 continue
             if produced is None:
                 rep.ignore("events")
@@ -252,12 +253,12 @@ class _Builder:
             new = self.version_ref(item["to"], item.get("toString"), project) if item.get("to") else None
             return [dict(base, field="milestone", from_value=old, to_value=new)]
         if name == "sprint":
-            old = {s.strip() for s in str(item.get("from") or "").split(",") if s.strip()}
-            new = {s.strip() for s in str(item.get("to") or "").split(",") if s.strip()}
+            before = {s.strip() for s in str(item.get("from") or "").split(",") if s.strip()}
+            after = {s.strip() for s in str(item.get("to") or "").split(",") if s.strip()}
             out = []
-            for sid in sorted(new - old):
+            for sid in sorted(after - before):
                 out.append(dict(base, field="milestone", from_value=None, to_value=self._sprint_ref(sid, row)))
-            for sid in sorted(old - new):
+            for sid in sorted(before - after):
                 out.append(dict(base, field="milestone", from_value=self._sprint_ref(sid, row), to_value=None))
             return out
         if name == "link":
@@ -354,10 +355,10 @@ class _Builder:
     # -- output -----------------------------------------------------------------------------
     def frames(self) -> dict[str, pd.DataFrame]:
         for link in self.links.values():
-            times = [self.link_times.get((link["from_ticket"], link["to_ticket"])),
-                     self.link_times.get((link["to_ticket"], link["from_ticket"]))]
-            times = [t for t in times if t is not None]
-            link["created_at"] = min(times) if times else None
+            either = (self.link_times.get((link["from_ticket"], link["to_ticket"])),
+                      self.link_times.get((link["to_ticket"], link["from_ticket"])))
+            known = [t for t in either if t is not None]
+            link["created_at"] = min(known) if known else None
         events = pd.DataFrame(self.events)
         milestones = pd.DataFrame(list(self.milestones.values()))
         if len(events) and len(milestones):
@@ -390,7 +391,7 @@ def _number(value) -> str | None:
         raise FieldError((), f"story points {value!r} is not a number") from None
 
 
-def import_jira_json(src, out, settings, force: bool = False) -> ImportReport:
+def import_jira_json(src, out, settings: Settings, force: bool = False) -> ImportReport:
     """Import Jira REST JSON (issues with changelog) from a file or folder into ``out``."""
     report = ImportReport(source=str(src))
     builder = _Builder(settings, report)

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Protocol
+
+import numpy as np
 
 MODEL_FILE = "model.skops"  # inside an MLflow sklearn model folder saved with serialization_format="skops"
 
@@ -27,6 +30,12 @@ TRUSTED_TYPES = (
     "sklearn.model_selection._split.KFold",
     "sklearn.utils.validation.check_array",
 )
+
+
+class Classifier(Protocol):
+    """What serving needs of a loaded model: scikit-learn's probability interface."""
+
+    def predict_proba(self, X) -> np.ndarray: ...
 
 
 class ModelRefused(RuntimeError):
@@ -50,7 +59,7 @@ def untrusted_types(model) -> list[str]:
     return sorted(set(skops.io.get_untrusted_types(data=skops.io.dumps(model))) - set(TRUSTED_TYPES))
 
 
-def load_model_dir(folder: Path, sha256: str | None):
+def load_model_dir(folder: Path, sha256: str | None) -> Classifier:
     """The model in an MLflow model ``folder``, once its file's SHA-256 equals ``sha256``,
     rebuilt by skops trusting only its defaults and ``TRUSTED_TYPES``. Raises ModelRefused."""
     import skops.io

@@ -16,14 +16,14 @@ import sys
 import httpx
 
 from slipcast.core.contracts import past_outcomes
-from slipcast.core.settings import get_settings
+from slipcast.core.settings import Settings, get_settings
 from slipcast.features.pipeline import read_training_set
 from slipcast.features.tables import read_tables
 from slipcast.tools.requests import request_for
 from slipcast.tools.service import running_service
 
 
-def demo_request(settings) -> dict:
+def demo_request(settings: Settings) -> dict:
     """The demo's request: the milestone snapshot with the most open work in the last tenth of
     the demo history, asked as of its time."""
     tables = read_tables(settings.resolve(settings.data_dir))

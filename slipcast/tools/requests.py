@@ -11,17 +11,19 @@ from slipcast.features.tables import Tables, make_tables
 def truncate(tables: Tables, as_of: pd.Timestamp) -> Tables:
     """The tables an export taken at ``as_of`` would have held: later events, tickets and
     links gone, each ticket's fields as they stood then."""
-    ev = tables.events[tables.events["at"] <= as_of]
-    tk = tables.tickets[tables.tickets["created_at"] <= as_of].copy()
+    milestones, tickets, events, links = tables.frames()
+    ev = events[events["at"] <= as_of]
+    tk = tickets[tickets["created_at"] <= as_of].copy()
     last = ev[ev["ticket_id"].notna()].groupby(["ticket_id", "field"])["to_value"].last()
     for field_, col in (("status", "status"), ("assignee", "assignee"), ("priority", "priority")):
-        values = last.xs(field_, level="field") if field_ in last.index.get_level_values("field") else pd.Series(dtype=object)
+        known = field_ in last.index.get_level_values("field")
+        values = last.xs(field_, level="field") if known else pd.Series(dtype=object)
         tk[col] = tk["ticket_id"].map(values)
     tk["status"] = tk["status"].fillna("todo")
     tk.loc[tk["resolved_at"] > as_of, "resolved_at"] = pd.NaT
-    ms = tables.milestones[tables.milestones["start_at"].isna() | (tables.milestones["start_at"] <= as_of)].copy()
+    ms = milestones[milestones["start_at"].isna() | (milestones["start_at"] <= as_of)].copy()
     ms.loc[ms["completed_at"] > as_of, "completed_at"] = pd.NaT
-    lk = tables.links[tables.links["created_at"].isna() | (tables.links["created_at"] <= as_of)]
+    lk = links[links["created_at"].isna() | (links["created_at"] <= as_of)]
     return make_tables(ms, tk, ev, lk)
 
 
@@ -38,18 +40,16 @@ def request_for(tables: Tables, milestone_id: str, as_of: pd.Timestamp, outcomes
     """The JSON a dashboard would send for ``milestone_id`` at ``as_of``: the milestone, the
     team's tickets as they stood then with their events, links between them, and past outcomes
     known by then."""
-    tables = truncate(tables, as_of)
-    m = tables.milestones.set_index("milestone_id").loc[milestone_id]
-    team = tables.tickets[(tables.tickets["project"] == m["project"]) & (tables.tickets["created_at"] <= as_of)]
+    milestones, tickets, events, links = truncate(tables, as_of).frames()
+    m = milestones.set_index("milestone_id").loc[milestone_id]
+    team = tickets[(tickets["project"] == m["project"]) & (tickets["created_at"] <= as_of)]
     recent = team[(team["resolved_at"].isna()) | (team["resolved_at"] >= as_of - pd.Timedelta(weeks=12))]
-    links = tables.links[tables.links["from_ticket"].isin(recent["ticket_id"])
-                         | tables.links["to_ticket"].isin(recent["ticket_id"])]
-    others = tables.tickets[tables.tickets["ticket_id"].isin(set(links["from_ticket"]) | set(links["to_ticket"]))
-                            & (tables.tickets["created_at"] <= as_of)]
+    links = links[links["from_ticket"].isin(recent["ticket_id"]) | links["to_ticket"].isin(recent["ticket_id"])]
+    others = tickets[tickets["ticket_id"].isin(set(links["from_ticket"]) | set(links["to_ticket"]))
+                     & (tickets["created_at"] <= as_of)]
     recent = pd.concat([recent, others]).drop_duplicates("ticket_id")
     ids = set(recent["ticket_id"])
-    ev = tables.events[(tables.events["at"] <= as_of) & (tables.events["ticket_id"].isin(ids)
-                                                         | (tables.events["milestone_id"] == milestone_id))]
+    ev = events[(events["at"] <= as_of) & (events["ticket_id"].isin(ids) | (events["milestone_id"] == milestone_id))]
     past = outcomes[(outcomes["project"] == m["project"]) & (outcomes["known_at"] <= as_of)]
     return {
         "milestone": {"milestone_id": milestone_id, "project": m["project"], "name": m["name"], "kind": m["kind"],

@@ -45,7 +45,8 @@ def running_service(port: int, env: dict[str, str] | None = None, timeout: float
             except httpx.TransportError:
                 pass
             if proc.poll() is not None:
-                raise RuntimeError(f"service exited: {proc.stderr.read().decode()[-2000:]}")
+                err = proc.stderr.read().decode() if proc.stderr else ""
+                raise RuntimeError(f"service exited: {err[-2000:]}")
             if time.monotonic() > deadline:
                 raise TimeoutError(f"service on {base} not ready after {timeout} s")
             time.sleep(0.1)
