@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import pytest
 
 from slipcast.core.settings import get_settings
 from slipcast.features.synthetic import SimulationConfig, generate
-
-SHARED_DATA = get_settings().resolve(get_settings().evaluation.shared_data_dir)
+from tests.helpers import SHARED_DATA, configured
 
 
 @pytest.fixture(scope="session")
@@ -30,77 +28,6 @@ def duraspace_dir() -> Path:
     if not path.is_dir():
         pytest.skip(f"real data absent: {path} (see ../shared/data/README.md)")
     return path
-
-
-BASE_ISSUE = {
-    "expand": "renderedFields,names,schema,changelog",
-    "id": "17236",
-    "key": "DS-1000",
-    "fields": {
-        "project": {"id": "10100", "key": "DS", "name": "DSpace"},
-        "issuetype": {"id": "4", "name": "Improvement"},
-        "priority": {"id": "3", "name": "Major"},
-        "status": {"id": "6", "name": "Closed"},
-        "created": "2011-08-19T03:34:46.761+0000",
-        "resolutiondate": "2011-08-25T10:00:00.000+0000",
-        "duedate": "2011-09-01",
-        "assignee": {"name": "kshepherd", "displayName": "Kim Shepherd"},
-        "customfield_10023": 3.0,
-        "fixVersions": [{"id": "10343", "name": "1.8.0", "released": True, "releaseDate": "2011-11-04"}],
-        "issuelinks": [
-            {"id": "1", "type": {"name": "Dependency", "inward": "required by", "outward": "depends on"},
-             "outwardIssue": {"key": "DS-999"}},
-        ],
-        "subtasks": [{"key": "DS-1001"}],
-    },
-    "changelog": {
-        "startAt": 0, "maxResults": 3, "total": 3,
-        "histories": [
-            {"id": "1", "created": "2011-08-19T03:45:30.551+0000",
-             "items": [{"field": "status", "fieldtype": "jira", "from": "10001", "fromString": "Received",
-                        "to": "1", "toString": "Open"},
-                       {"field": "Fix Version", "fieldtype": "jira", "from": None, "fromString": None,
-                        "to": "10343", "toString": "1.8.0"}]},
-            {"id": "2", "created": "2011-08-20T09:00:00.000+0000",
-             "items": [{"field": "description", "fieldtype": "jira", "from": None, "fromString": "a",
-                        "to": None, "toString": "b"},
-                       {"field": "Story Points", "fieldtype": "custom", "from": None, "fromString": "2",
-                        "to": None, "toString": "3"}]},
-            {"id": "3", "created": "2011-08-25T10:00:00.000+0000",
-             "items": [{"field": "status", "fieldtype": "jira", "from": "1", "fromString": "Open",
-                        "to": "6", "toString": "Closed"},
-                       {"field": "resolution", "fieldtype": "jira", "from": None, "fromString": None,
-                        "to": "1", "toString": "Fixed"}]},
-        ],
-    },
-}
-
-
-def jira_issue(key: str = "DS-1000", **field_overrides) -> dict:
-    """A Jira REST issue shaped like the Duraspace export, with overrides to ``fields``."""
-    issue = copy.deepcopy(BASE_ISSUE)
-    issue["key"] = key
-    issue["fields"]["project"]["key"] = key.rsplit("-", 1)[0]
-    for name, value in field_overrides.items():
-        if value is None:
-            issue["fields"].pop(name, None)
-        else:
-            issue["fields"][name] = value
-    return issue
-
-
-def configured(settings, root: Path, **training):
-    """Settings whose stores live under ``root``, with quick training settings."""
-    quick = {"folds": 2, "bootstrap_rounds": 20, "max_iter": 25, "min_train_rows": 60,
-             "min_train_positives": 5, **training}
-    return settings.model_copy(update={
-        "tracking_uri": f"sqlite:///{root / 'mlruns' / 'mlflow.db'}",
-        "artifact_location": str(root / "mlruns" / "artifacts"),
-        "models_dir": root / "models",
-        "work_dir": root / "work",
-        "training": settings.training.model_copy(update=quick),
-        "serving": settings.serving.model_copy(update={"reload_seconds": 0}),
-    })
 
 
 TRAIN_CANDIDATES = ["base_rate", "monte_carlo", "logistic", "gradient_boosting"]

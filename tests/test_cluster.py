@@ -24,7 +24,7 @@ from slipcast.features.pipeline import (
 from slipcast.serving.model_store import ModelStore
 from slipcast.tools.service import free_port, running_service
 from slipcast.training.run import train
-from tests.conftest import configured
+from tests.helpers import configured
 
 POSTGRES = os.environ.get("SLIPCAST_TEST_POSTGRES")
 pytestmark = [pytest.mark.slow,

@@ -20,7 +20,7 @@ from slipcast.evaluation.issue_delay import evaluate_file, value_leaks
 from slipcast.evaluation.results import DataMissing, eval_real
 from slipcast.evaluation.sprints import evaluate_frame, three_classes
 from slipcast.features.importers.report import ImportReport
-from tests.conftest import SHARED_DATA
+from tests.helpers import SHARED_DATA
 
 
 def _dataset(name: str):

@@ -5,7 +5,7 @@ import pytest
 
 from slipcast.features.importers import ImportError_, run_import
 from slipcast.features.tables import read_tables
-from tests.conftest import jira_issue
+from tests.helpers import jira_issue
 
 
 def _write(path, payload):

@@ -72,6 +72,14 @@ def test_read_refuses_a_file_with_another_schema(tmp_path, small_history):
         read_tables(out)
 
 
-def test_milestone_kind_enum():
-    frame = conform(pd.DataFrame([{"milestone_id": "m", "project": "p", "name": "n", "kind": "epic"}]), MILESTONES)
+@pytest.mark.parametrize("kind", ["release", "sprint", "epic"])
+def test_every_milestone_kind_is_accepted(kind):
+    frame = conform(pd.DataFrame([{"milestone_id": "m", "project": "p", "name": "n", "kind": kind}]), MILESTONES)
     validate(frame, MILESTONES)
+    assert frame["kind"].tolist() == [kind]
+
+
+def test_an_unknown_milestone_kind_is_refused_naming_it():
+    frame = conform(pd.DataFrame([{"milestone_id": "m", "project": "p", "name": "n", "kind": "quarter"}]), MILESTONES)
+    with pytest.raises(SchemaError, match="quarter"):
+        validate(frame, MILESTONES)

@@ -1,7 +1,9 @@
 """The simulator: deterministic, and slips arise from its mechanics."""
 
 import pandas as pd
+import pyarrow as pa
 
+from slipcast.features.schema import TABLES
 from slipcast.features.synthetic import SimulationConfig, generate
 from slipcast.features.tables import fingerprint
 
@@ -42,8 +44,12 @@ def test_throughput_varies_by_team_and_drops_over_the_holidays(small_history):
     assert per_day_holiday < per_day
 
 
-def test_canonical_and_utc(small_history):
+def test_every_time_column_is_utc_at_microseconds(small_history):
     for name, frame in small_history.items():
-        for col in frame.columns:
-            if isinstance(frame[col].dtype, pd.DatetimeTZDtype):
-                assert str(frame[col].dtype.tz) == "UTC", (name, col)
+        spec = TABLES[name]
+        times = [f.name for f in spec.schema if pa.types.is_timestamp(f.type)]
+        assert times, name
+        for col in times:  # every column the schema declares a time, not only those already aware
+            dtype = frame[col].dtype
+            assert isinstance(dtype, pd.DatetimeTZDtype), (name, col, dtype)
+            assert str(dtype.tz) == "UTC" and dtype.unit == "us", (name, col, dtype)

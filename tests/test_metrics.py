@@ -1,0 +1,84 @@
+"""The scores and the calibration choice against their definitions."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.frozen import FrozenEstimator
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import brier_score_loss
+from sklearn.model_selection import KFold
+
+from slipcast.training.calibration import calibrate
+from slipcast.training.metrics import bootstrap, expected_calibration_error, scores
+
+probabilities = arrays(np.float64, st.integers(1, 80), elements=st.floats(0, 1))
+
+
+@given(probabilities, st.data())
+def test_ece_is_the_weighted_gap_per_bin(p, data):
+    y = data.draw(arrays(np.float64, len(p), elements=st.sampled_from([0.0, 1.0])))
+    edges = np.linspace(0, 1, 11)
+    bins = (p[:, None] >= edges[None, 1:-1]).sum(axis=1)  # [0, 0.1), [0.1, 0.2), ..., [0.9, 1.0]
+    expected = sum((bins == b).sum() * abs(y[bins == b].mean() - p[bins == b].mean())
+                   for b in range(10) if (bins == b).any()) / len(y)
+    assert expected_calibration_error(y, p) == pytest.approx(expected, abs=1e-12)
+
+
+@given(probabilities, st.data(), st.floats(0.05, 0.95))
+def test_brier_skill_is_one_minus_the_ratio_to_the_base_rate(p, data, base):
+    y = data.draw(arrays(np.float64, len(p), elements=st.sampled_from([0.0, 1.0])))
+    out = scores(y, p, base)
+    clipped = np.clip(p, 1e-6, 1 - 1e-6)
+    brier, reference = np.mean((clipped - y) ** 2), np.mean((base - y) ** 2)
+    assert out["brier"] == pytest.approx(brier)
+    assert out["brier_skill"] == pytest.approx(1 - brier / reference)
+    assert scores(y, np.full(len(y), base), base)["brier_skill"] == pytest.approx(0.0, abs=1e-9)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 1000))
+def test_bootstrap_resamples_whole_groups_and_repeats_for_a_seed(seed):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, 60).astype(float)
+    p = rng.uniform(size=60)
+    groups = np.repeat(np.arange(12), 5)
+    a = bootstrap(y, p, groups, 0.5, rounds=50, seed=seed)
+    assert a == bootstrap(y, p, groups, 0.5, rounds=50, seed=seed)
+    assert all(lo <= hi for lo, hi in a.values())
+    # one group: every resample is the whole sample, so the interval is the point
+    one = bootstrap(y, p, np.zeros(60), 0.5, rounds=20, seed=seed)
+    point = scores(y, p, 0.5)
+    for name in ("brier", "brier_skill"):
+        assert one[name][0] == pytest.approx(point[name]) and one[name][1] == pytest.approx(point[name])
+
+
+def _later_half_brier(base, method, X, y):
+    half = len(y) // 2
+    fit = CalibratedClassifierCV(FrozenEstimator(base), method=method, cv=KFold(2)).fit(X.iloc[:half], y[:half])
+    return brier_score_loss(y[half:], fit.predict_proba(X.iloc[half:])[:, 1])
+
+
+@pytest.mark.parametrize("shape", ["step", "logistic"])
+def test_calibration_takes_the_method_with_the_lower_brier_on_the_later_half(shape):
+    rng = np.random.default_rng(3)
+    X = pd.DataFrame({"x": rng.normal(size=2000)})
+    truth = (np.where(X["x"] > 0.5, 0.9, 0.1) if shape == "step" else 1 / (1 + np.exp(-2 * X["x"])))
+    y = (rng.uniform(size=2000) < truth).astype(int)
+    base = LogisticRegression().fit(X.iloc[:1000], y[:1000])
+    later_X, later_y = X.iloc[1000:].reset_index(drop=True), y[1000:]
+    chosen = calibrate(base, later_X, later_y)
+    briers = {m: _later_half_brier(base, m, later_X, later_y) for m in ("sigmoid", "isotonic")}
+    assert chosen.method == min(briers, key=briers.__getitem__)
+    if shape == "step":
+        assert chosen.method == "isotonic"  # a sigmoid of a linear score cannot draw a step
+
+
+def test_calibration_falls_back_to_sigmoid_when_the_earlier_half_has_one_outcome():
+    X = pd.DataFrame({"x": np.linspace(-1, 1, 200)})
+    y = np.r_[np.zeros(100, int), (np.arange(100) % 2)]
+    base = LogisticRegression().fit(pd.DataFrame({"x": [-1.0, 1.0]}), [0, 1])
+    assert calibrate(base, X, y).method == "sigmoid"
