@@ -22,7 +22,7 @@ from slipcast.features.pipeline import (
     write_training_set,
 )
 from slipcast.serving.model_store import ModelStore
-from slipcast.tools.service import free_port, running_service
+from slipcast.tools.service import free_port, running_service, wait_until_up
 from slipcast.training.run import train
 from tests.helpers import configured
 
@@ -47,16 +47,7 @@ def tracking_server(tmp_path_factory):
                              "--port", str(port), "--workers", "1"],
                             stdout=subprocess.DEVNULL, stderr=open(root / "server.log", "wb"))
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while True:
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        assert proc.poll() is None, (root / "server.log").read_text()[-3000:]
-        assert time.monotonic() < deadline, "mlflow server not up after 180 s"
-        time.sleep(0.5)
+    wait_until_up(f"{url}/health", proc, 180, lambda: (root / "server.log").read_text()[-3000:])
     try:
         yield {"url": url, "root": root, "backend": backend}
     finally:

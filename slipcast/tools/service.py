@@ -7,7 +7,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import httpx
@@ -18,6 +18,23 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def wait_until_up(url: str, proc: subprocess.Popen, timeout: float, log: Callable[[], str]) -> None:
+    """Wait until ``url`` answers 200; raise with the process's ``log()`` if it exits first,
+    TimeoutError after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None:
+            raise RuntimeError(f"the process behind {url} exited: {log()}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{url} not answering after {timeout} s")
+        time.sleep(0.1)
 
 
 @contextmanager
@@ -37,19 +54,8 @@ def running_service(port: int, env: dict[str, str] | None = None, timeout: float
                             env=environ, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None:
-                err = proc.stderr.read().decode() if proc.stderr else ""
-                raise RuntimeError(f"service exited: {err[-2000:]}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"service on {base} not ready after {timeout} s")
-            time.sleep(0.1)
+        wait_until_up(f"{base}/readyz", proc, timeout,
+                      lambda: proc.stderr.read().decode()[-2000:] if proc.stderr else "")
         yield base
     finally:
         proc.terminate()
