@@ -118,8 +118,21 @@ def load_registry(settings: Settings, target: str, version) -> LoadedModel:
     return _trial(LoadedModel(target, model, meta, "registry", str(version.version)))
 
 
+def _public(message: str, settings: Settings) -> str:
+    """An error as the API may show it: paths relative to ``home``, never absolute."""
+    return message.replace(f"{settings.home}/", "").replace(str(settings.home), ".")
+
+
 class ModelStore:
-    """The current model per target, swapped atomically when a new champion appears."""
+    """The current model per target, swapped atomically when a new champion appears.
+
+    The fallback order (docs/architecture.md, "Serving"): the registry's champion; where it
+    cannot be loaded, the export in ``models/`` when it holds that same version; else the last
+    good model already serving; else, at start-up only, the export whatever its version. A
+    registry that cannot be reached keeps the model that is serving (no swap to an older
+    export and back). ``status`` says, per target, what serves, what the champion is and why
+    they differ.
+    """
 
     def __init__(self, settings: Settings, targets: tuple[str, ...] = TARGETS):
         self.settings = settings
@@ -129,9 +142,27 @@ class ModelStore:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.errors: dict[str, str] = {}
+        self.champions: dict[str, str | None] = {}  # the registry champion's version, None: none or unknown
+        self._refused: dict[str, str] = {}  # the champion version that failed to load, per target
 
     def get(self, target: str) -> LoadedModel | None:
         return self._models.get(target)
+
+    def status(self, target: str) -> dict:
+        """What serves ``target`` and how that stands against the champion: ``state`` is
+        ``ok`` (the champion serves), ``fallback`` (another model serves; ``error`` says why)
+        or ``missing`` (nothing serves)."""
+        loaded = self.get(target)
+        champion = self.champions.get(target)
+        serving = None if loaded is None else {"source": loaded.source, "version": loaded.version}
+        if loaded is None:
+            state = "missing"
+        elif target in self.errors or (champion is not None and champion != loaded.version):
+            state = "fallback"
+        else:
+            state = "ok"
+        return {"state": state, "serving": serving, "champion_version": champion,
+                "error": self.errors.get(target)}
 
     def _swap(self, loaded: LoadedModel) -> None:
         with self._lock:
@@ -142,35 +173,64 @@ class ModelStore:
         """Load each target's champion if it differs from the one serving."""
         for target in self.targets:
             try:
-                self._refresh_target(target)
-                self.errors.pop(target, None)
+                problem = self._refresh_target(target)
             except Exception as exc:  # keep serving the last good model whatever went wrong
-                self.errors[target] = str(exc)
-                log.warning("%s model not refreshed: %s", target, exc)
+                problem = str(exc)
+            if problem is None:
+                self.errors.pop(target, None)
+            else:
+                self.errors[target] = _public(problem, self.settings)
+                log.warning("%s model: %s", target, problem)
 
-    def _refresh_target(self, target: str) -> None:
+    def _export(self, target: str) -> tuple[Path, dict | None]:
+        models_dir = self.settings.resolve(self.settings.models_dir)
+        meta_path = models_dir / target / METADATA_FILE
+        return models_dir, (json.loads(meta_path.read_text()) if meta_path.exists() else None)
+
+    def _refresh_target(self, target: str) -> str | None:
+        """Follow the fallback order once; the problem that kept the champion out, if any."""
         current = self.get(target)
+        models_dir, exported = self._export(target)
+        problem = None
         if self.settings.serving.model_source == "registry":
             try:
                 champion = registry_champion(self.settings, target)
             except Exception as exc:
-                log.warning("registry unreachable (%s); using the export", exc)
-                champion = None
-            if champion is not None:
-                if current and current.source == "registry" and current.version == str(champion.version):
-                    return
-                self._swap(load_registry(self.settings, target, champion))
-                return
-        models_dir = self.settings.resolve(self.settings.models_dir)
-        meta_path = models_dir / target / METADATA_FILE
-        if not meta_path.exists():
+                self.champions.pop(target, None)
+                if current is not None:  # keep what serves until the registry answers again
+                    return f"registry unreachable ({exc}); serving the last good model"
+                problem = f"registry unreachable ({exc})"
+            else:
+                version = None if champion is None else str(champion.version)  # None: no champion
+                self.champions[target] = version
+                if champion is not None:
+                    if current is not None and current.source == "registry" and current.version == version:
+                        return None
+                    if current is not None and self._refused.get(target) == version:
+                        return self.errors.get(target)  # refused already: keep what serves, try no more
+                    try:
+                        self._swap(load_registry(self.settings, target, champion))
+                        self._refused.pop(target, None)
+                        return None
+                    except ModelRefused as exc:
+                        self._refused[target] = str(champion.version)
+                        problem = f"champion v{version} refused: {exc}"
+                    if exported is not None and str(exported.get("model_version")) == version:
+                        self._swap(load_export(models_dir, target))  # the same version, verified on its own
+                        return problem + "; serving its verified export"
+                    if current is not None:
+                        return problem + f"; serving the last good model (v{current.version})"
+                elif current is not None and current.source == "registry":
+                    return None  # no champion any more: the last one keeps serving
+        if exported is None:
             if current is None:
-                raise FileNotFoundError(f"no {target} champion in the registry and no export in {models_dir}")
-            return
-        if current and current.source == "export" and current.metadata.get("sha256") == json.loads(
-                meta_path.read_text()).get("sha256"):
-            return
+                raise FileNotFoundError((problem + "; " if problem else "")
+                                        + f"no {target} champion in the registry and no export in {models_dir}")
+            return problem
+        if current is not None and current.source == "export" and current.metadata.get("sha256") == exported.get("sha256"):
+            return problem
         self._swap(load_export(models_dir, target))
+        return problem and problem + f"; serving the export (v{exported.get('model_version')})"
 
     def start(self) -> None:
         """Refresh now, then every ``reload_seconds`` in a background thread."""

@@ -14,7 +14,7 @@ import mlflow
 from mlflow import MlflowClient
 
 from slipcast.core.contracts import METADATA_ARTIFACT, MODEL_HASH_TAG, ModelMetadata
-from slipcast.core.model_format import Classifier, load_model_dir
+from slipcast.core.model_format import Classifier, ModelRefused, load_model_dir
 from slipcast.core.settings import Settings
 
 
@@ -46,7 +46,10 @@ def download_model(settings: Settings, version) -> tuple[Classifier, ModelMetada
         source = client.get_logged_model(source.removeprefix("models:/")).artifact_location
     with tempfile.TemporaryDirectory(prefix="slipcast-model-") as tmp:
         local = mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=tmp, tracking_uri=uri)
-        model = load_model_dir(Path(local), version.tags.get(MODEL_HASH_TAG))
+        try:
+            model = load_model_dir(Path(local), version.tags.get(MODEL_HASH_TAG))
+        except ModelRefused as exc:  # name the version, not the scratch folder it was checked in
+            raise ModelRefused(str(exc).replace(str(local), f"{version.name} v{version.version}")) from None
         meta = mlflow.artifacts.download_artifacts(run_id=version.run_id, artifact_path=METADATA_ARTIFACT,
                                                    dst_path=tmp, tracking_uri=uri)
         return model, json.loads(Path(meta).read_text())

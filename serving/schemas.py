@@ -151,9 +151,20 @@ class TicketForecasts(BaseModel):
     model: ModelRef
 
 
+class ModelLoad(BaseModel):
+    """How the serving model stands against the registry's champion."""
+
+    state: Literal["ok", "fallback", "missing"] = Field(
+        description="ok: the champion serves; fallback: another model serves (error says why); missing: none.")
+    serving: dict | None = Field(description="source and version of the model serving")
+    champion_version: str | None = Field(description="the registry champion's version, when known")
+    error: str | None = Field(description="why the champion does not serve, if it does not")
+
+
 class ModelInfo(BaseModel):
     target: str
     model: ModelRef
+    load: ModelLoad
     features: list[dict]
     metrics: dict
     baselines: dict

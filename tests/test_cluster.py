@@ -16,6 +16,7 @@ import httpx
 import pytest
 from mlflow import MlflowClient
 
+from slipcast.core.contracts import MODEL_HASH_TAG
 from slipcast.features.pipeline import (
     build_training_sets,
     training_set_fingerprint,
@@ -104,6 +105,8 @@ def test_train_register_and_serve_through_postgres_with_workers(tracking_server,
         current = client.get_model_version_by_alias(name, "champion")
         promoted = client.create_model_version(name, source=current.source, run_id=current.run_id,
                                                model_id=current.source.rsplit("/", 1)[-1])
+        # as training does: the model file's hash recorded on the version (serving refuses a version without)
+        client.set_model_version_tag(name, promoted.version, MODEL_HASH_TAG, current.tags[MODEL_HASH_TAG])
         client.set_registered_model_alias(name, "champion", promoted.version)
 
         while time.monotonic() < deadline:

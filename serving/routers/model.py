@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends
 from slipcast.core.errors import FieldError
 from slipcast.serving.dependencies import StoreDep, authorized, champion_of
 from slipcast.serving.forecast import model_ref
-from slipcast.serving.schemas import ModelInfo
+from slipcast.serving.schemas import ModelInfo, ModelLoad
 
 router = APIRouter(prefix="/v1", tags=["model"], dependencies=[Depends(authorized)])
 
@@ -19,7 +19,8 @@ def model_info(store: StoreDep, target: str = "milestone") -> ModelInfo:
         raise FieldError(("query", "target"), f"unknown target {target!r}; one of {list(store.targets)}")
     loaded = champion_of(store, target)
     meta = loaded.metadata
-    return ModelInfo(target=target, model=model_ref(loaded), features=meta["features"],
+    return ModelInfo(target=target, model=model_ref(loaded), load=ModelLoad(**store.status(target)),
+                     features=list(meta["features"]),
                      metrics=meta.get("metrics", {}), baselines=meta.get("baselines", {}),
                      data_fingerprint=meta.get("data_fingerprint"), trained_at=meta.get("trained_at"),
                      loaded_at=loaded.loaded_at)

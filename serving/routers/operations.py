@@ -19,13 +19,14 @@ def healthz() -> dict:
 
 @router.get("/readyz", responses={503: {"description": "no model loaded"}})
 def readyz(response: Response, store: StoreDep) -> dict:
-    """Ready once a milestone model is loaded."""
-    loaded = store.get("milestone")
-    if loaded is None:
+    """Ready once a milestone model is loaded. ``models`` names the version serving each target;
+    ``state`` says per target whether the champion serves, a fallback does (and why), or nothing."""
+    state = {t: store.status(t) for t in store.targets}
+    if store.get("milestone") is None:
         response.status_code = 503
-        return {"status": "not ready", "errors": store.errors}
+        return {"status": "not ready", "worker": os.getpid(), "errors": store.errors, "state": state}
     return {"status": "ready", "worker": os.getpid(),
-            "models": {t: m.version for t in store.targets if (m := store.get(t))}}
+            "models": {t: m.version for t in store.targets if (m := store.get(t))}, "state": state}
 
 
 @router.get("/metrics", response_class=Response)
