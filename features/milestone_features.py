@@ -188,7 +188,8 @@ def milestone_features(tl: Timelines, snaps: Snapshots, settings: FeatureSetting
     f["required_per_week"] = remaining / weeks_left
     f["required_vs_observed"] = _ratio(f["required_per_week"], mean)
     f["monte_carlo_on_time"] = monte_carlo_on_time(weekly, remaining, f["days_left"],
-                                                   settings.monte_carlo_runs, settings.seed)
+                                                   settings.monte_carlo_runs, settings.seed,
+                                                   settings.monte_carlo_max_weeks)
     f["history_weeks"] = history_weeks(project, as_of, tl, settings.throughput_weeks)
 
     f["reopened_count"] = total(state["status_changes"])

@@ -26,8 +26,12 @@ def history_weeks(project: np.ndarray, as_of: np.ndarray, tl: Timelines, cap: in
 
 
 def monte_carlo_on_time(weekly: np.ndarray, remaining: np.ndarray, days_left: np.ndarray,
-                        runs: int, seed: int, max_cells: int = 20_000_000) -> np.ndarray:
+                        runs: int, seed: int, max_weeks: int, max_cells: int = 20_000_000) -> np.ndarray:
     """P(finish ``remaining`` tickets in ``days_left``), resampling past weeks' throughput.
+
+    The simulation looks ``max_weeks`` ahead at most: for a milestone due later it is the
+    chance of finishing within that horizon (a lower bound), so that one far-off due date
+    cannot make a batch cost years of simulated weeks.
 
     Each run draws one past week per future week (the last one pro rata). The draws are common
     random numbers: the same for every row, generated week by week from ``seed``, so a row's
@@ -37,7 +41,7 @@ def monte_carlo_on_time(weekly: np.ndarray, remaining: np.ndarray, days_left: np
     n, w = weekly.shape
     out = np.full(n, np.nan)
     unknown = np.isnan(days_left)
-    weeks_left = np.where(unknown, 0.0, np.maximum(days_left, 0) / 7.0)
+    weeks_left = np.where(unknown, 0.0, np.clip(days_left / 7.0, 0, max_weeks))
     horizon = int(np.ceil(weeks_left.max())) if n else 0
     if horizon == 0:
         return np.where(unknown, np.nan, np.where(remaining <= 0, 1.0, 0.0))

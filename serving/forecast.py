@@ -21,6 +21,8 @@ from slipcast.features.timeline import NAT, parse_numbers, parse_times
 from slipcast.serving.explain import drivers, typical_rows
 from slipcast.serving.model_store import LoadedModel
 from slipcast.serving.schemas import (
+    EARLIEST,
+    LATEST,
     Forecast,
     ForecastRequest,
     ModelRef,
@@ -39,10 +41,15 @@ def reject(loc: list, msg: str):
     raise FieldError(("body", *loc), msg)
 
 
+def _bounded(us: np.ndarray) -> np.ndarray:
+    """Times (µs) inside the bounds every time in a request keeps (``schemas.EARLIEST``, ``LATEST``)."""
+    return (us != NAT) & (us >= (EARLIEST - EPOCH) // MICROSECOND) & (us < (LATEST - EPOCH) // MICROSECOND)
+
+
 # event fields whose values the feature code reads: which values it can read, and what they are
 READABLE = {
-    "due_at": (lambda text: (parse_times(text, errors="coerce") != NAT) & text.str.match(r"\d{4}-").to_numpy(bool),
-               "an ISO-8601 time (UTC where it has no offset)"),
+    "due_at": (lambda text: _bounded(parse_times(text, errors="coerce")) & text.str.match(r"\d{4}-").to_numpy(bool),
+               "an ISO-8601 time (UTC where it has no offset) in the years 1900-2200"),
     "story_points": (lambda text: np.isfinite(parse_numbers(text, errors="coerce")), "a finite number"),
 }
 
@@ -194,8 +201,12 @@ def forecast_many(reqs: list[ForecastRequest], loaded: LoadedModel, settings: Se
             out.append(Forecast(status=INSUFFICIENT, probability=None, risk_band=None,
                                 message=f"insufficient history: {why_not}", **common))
             continue
+        beyond = days_left[i] > 7 * settings.features.monte_carlo_max_weeks
         out.append(Forecast(status="ok", probability=round(float(p[i]), 4),
                             risk_band=band(float(p[i]), settings.serving.risk_bands),
+                            message=(f"due beyond the {settings.features.monte_carlo_max_weeks}-week Monte Carlo "
+                                     "horizon: monte_carlo_on_time is the chance of finishing within it")
+                            if beyond else None,
                             drivers=why.get(i, []), **common))
     return out
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
@@ -10,8 +10,11 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 Status = Literal["todo", "in_progress", "blocked", "done"]
 
 
+EARLIEST, LATEST = datetime(1900, 1, 1, tzinfo=UTC), datetime(2201, 1, 1, tzinfo=UTC)  # every time in a request
+
+
 def _plausible(value: datetime) -> datetime:
-    if not 1900 <= value.year <= 2200:
+    if not EARLIEST <= value < LATEST:
         raise ValueError("timestamp outside the years 1900-2200")
     return value
 

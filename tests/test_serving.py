@@ -198,6 +198,10 @@ def test_past_due(client, env):
                                    "field": "story_points", "to_value": "inf"}), ["events", -1, "to_value"]),
     (lambda b: b["links"].extend([{"from_ticket": b["tickets"][0]["ticket_id"], "to_ticket": b["tickets"][1]["ticket_id"],
                                    "kind": "blocks"}] * 2), ["links", -1]),
+    # every time bounded like the typed fields: a due date in the year 9999 once cost seconds of CPU
+    (lambda b: b["events"].append({"milestone_id": b["milestone"]["milestone_id"], "at": b["milestone"]["start_at"],
+                                   "field": "due_at", "to_value": "9999-12-31T00:00:00Z"}), ["events", -1, "to_value"]),
+    (lambda b: b["milestone"].update(due_at="9999-12-31T00:00:00Z"), ["milestone", "due_at"]),
 ])
 def test_bad_input_is_a_4xx_naming_the_field(client, env, mutate, where):
     body = json.loads(json.dumps(env["body"]))
@@ -346,3 +350,27 @@ def test_real_server_round_trip_and_hot_swap_under_load(server, env):
     client.set_registered_model_alias("slipcast-milestone", "champion", "1")
     assert failures == []
     assert {"1", new_version} <= seen
+
+
+def test_a_batch_is_limited_by_its_rows_not_its_count_alone(env):
+    s = env["settings"]
+    rows = len(env["body"]["tickets"]) + len(env["body"]["events"]) + len(env["body"]["links"])
+    tight = s.model_copy(update={"serving": s.serving.model_copy(update={"max_batch_rows": 2 * rows - 1})})
+    with TestClient(create_app(tight)) as c:
+        assert c.post("/v1/forecasts/batch", json={"items": [env["body"]]}).status_code == 200
+        r = c.post("/v1/forecasts/batch", json={"items": [env["body"], env["body"]]})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "items"], r.text
+
+
+def test_a_far_due_date_is_simulated_up_to_the_horizon_and_said_so(client, env):
+    body = json.loads(json.dumps(env["body"]))
+    far = (pd.Timestamp(body["as_of"]) + pd.Timedelta(weeks=5 * 52)).isoformat()
+    body["milestone"]["due_at"] = far
+    body["events"] = [e for e in body["events"] if e["field"] != "due_at"]
+    out = client.post("/v1/forecasts", json=body).json()
+    assert out["status"] == "ok" and "Monte Carlo horizon" in out["message"]
+    at_horizon = json.loads(json.dumps(body))
+    horizon = env["settings"].features.monte_carlo_max_weeks
+    at_horizon["milestone"]["due_at"] = (pd.Timestamp(body["as_of"]) + pd.Timedelta(weeks=horizon)).isoformat()
+    capped = client.post("/v1/forecasts", json=at_horizon).json()
+    assert out["features"]["monte_carlo_on_time"] == capped["features"]["monte_carlo_on_time"]

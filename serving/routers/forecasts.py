@@ -44,6 +44,10 @@ def forecast_batch(batch: BatchRequest, store: StoreDep, settings: SettingsDep, 
     """Many milestones in one call, scored together."""
     if len(batch.items) > settings.serving.max_batch:
         raise FieldError(("body", "items"), f"at most {settings.serving.max_batch} milestones per batch")
+    rows = sum(len(r.tickets) + len(r.events) + len(r.links) for r in batch.items)
+    if rows > settings.serving.max_batch_rows:
+        raise FieldError(("body", "items"), f"{rows} tickets, events and links in one batch; at most "
+                                            f"{settings.serving.max_batch_rows} (split the batch)")
     out = forecast_many(batch.items, champion_of(store, "milestone"), settings, now, loc_prefix=["items"])
     _record(metrics, out)
     return BatchResponse(forecasts=out)

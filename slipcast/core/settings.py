@@ -50,6 +50,9 @@ class FeatureSettings(BaseModel):
     grace_days: float = Field(description="Grace period after the due date before a slip counts.")
     throughput_weeks: int = Field(description="Weeks of project throughput history used.")
     monte_carlo_runs: int = Field(description="Simulations per snapshot for the Monte Carlo feature.")
+    monte_carlo_max_weeks: int = Field(
+        gt=0, description="Weeks the Monte Carlo feature simulates at most; a milestone due later gets the "
+                          "chance of finishing within them.")
     seed: int = Field(description="Seed for the Monte Carlo feature.")
     min_history_weeks: int = Field(
         description="Weeks of project history below which a forecast says 'insufficient history'."
@@ -116,6 +119,8 @@ class ServingSettings(BaseModel):
     cors_origins: list[str] = Field(default_factory=list)
     max_body_bytes: int = Field(description="Requests larger than this get 413.")
     max_batch: int = Field(description="Most milestones in one batch request.")
+    max_batch_rows: int = Field(
+        gt=0, description="Most tickets, events and links in one batch request, all items together.")
     reload_seconds: float = Field(description="How often the service checks for a new champion.")
     model_source: str = Field(description="'registry' (fallback to export) or 'export' only.")
     top_drivers: int = Field(description="Drivers returned per forecast.")
