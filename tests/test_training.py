@@ -127,3 +127,28 @@ def test_too_little_history_stops_with_a_clear_message(trained, tmp_path, capsys
     code = main(["train", "--features", str(tmp_path / "f"), "--target", "milestone"])
     assert code == 2
     assert "insufficient history" in capsys.readouterr().err
+
+
+def test_a_run_left_running_by_a_killed_training_is_failed_by_the_next(tmp_path, settings):
+    from datetime import UTC, datetime, timedelta
+
+    from mlflow.entities import LoggedModelStatus
+
+    from slipcast.training.tracking import experiment_id, heartbeat, reap_stale_runs
+    from tests.helpers import configured
+
+    s = configured(settings, tmp_path)
+    client = _client(s)
+    exp = experiment_id(client, s, "milestone")
+    now = datetime.now(UTC)
+    killed = client.create_run(exp)  # RUNNING, as a kill -9 leaves it
+    heartbeat(client, killed.info.run_id, now - timedelta(minutes=2 * s.training.stale_run_minutes))
+    pending = client.create_logged_model(exp, source_run_id=killed.info.run_id)
+    alive = client.create_run(exp)  # another training, still going
+    heartbeat(client, alive.info.run_id, now)
+
+    assert reap_stale_runs(client, exp, s.training.stale_run_minutes, now) == [killed.info.run_id]
+    assert client.get_run(killed.info.run_id).info.status == "FAILED"
+    assert "killed" in client.get_run(killed.info.run_id).data.tags["slipcast.failed_reason"]
+    assert client.get_logged_model(pending.model_id).status == LoggedModelStatus.FAILED
+    assert client.get_run(alive.info.run_id).info.status == "RUNNING"

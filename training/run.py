@@ -20,7 +20,15 @@ from slipcast.features.tables import read_tables
 from slipcast.training.backtest import Backtest, fit_candidate, run_backtest
 from slipcast.training.export import export_model, model_metadata
 from slipcast.training.report import write_report
-from slipcast.training.tracking import configure, current_champion, experiment_id, log_model, model_name
+from slipcast.training.tracking import (
+    configure,
+    current_champion,
+    experiment_id,
+    heartbeat,
+    log_model,
+    model_name,
+    reap_stale_runs,
+)
 
 log = logging.getLogger(__name__)
 METRICS = ("brier", "brier_skill", "log_loss", "roc_auc", "pr_auc", "ece")
@@ -78,15 +86,22 @@ def train_target(client, settings: Settings, target: Target, frame, fingerprint:
     name = model_name(settings, target)
     features = feature_columns(target)
     exp = experiment_id(client, settings, target)
+    for stale in reap_stale_runs(client, exp, settings.training.stale_run_minutes):
+        log.warning("run %s was left RUNNING by a killed training: marked FAILED", stale)
     started = datetime.now(UTC)
     with mlflow.start_run(experiment_id=exp, run_name=f"{target}-{started:%Y%m%d-%H%M%S}") as run:
+
+        def stage(name: str) -> None:
+            heartbeat(client, run.info.run_id)
+            on_stage(name, target)
+
         mlflow.set_tags({"data_fingerprint": fingerprint, "code_version": code_version(), "target": target})
         mlflow.log_params({"candidates": ",".join(candidates), "folds": settings.training.folds,
                            "first_cutoff_quantile": settings.training.first_cutoff_quantile,
                            "seed": settings.training.seed, "n_features": len(features),
                            "span_fractions": ",".join(map(str, settings.features.span_fractions)),
                            "grace_days": settings.features.grace_days})
-        on_stage("backtest", target)
+        stage("backtest")
         bt = run_backtest(frame, target, features, candidates, settings.training, fingerprint)
         chosen = bt.ranking()[0]
         mlflow.set_tag("backtest_id", bt.backtest_id)
@@ -99,20 +114,20 @@ def train_target(client, settings: Settings, target: Target, frame, fingerprint:
         mlflow.log_metrics({f"backtest_{m}": chosen_scores[m] for m in METRICS if not np.isnan(chosen_scores[m])})
         mlflow.set_tag("leaks_flagged", ",".join(x["feature"] for x in bt.leaks) or "none")
 
-        on_stage("decide", target)
+        stage("decide")
         decision = decide(client, name, bt, chosen, settings, fingerprint)
         mlflow.set_tags({"decision": "promoted" if decision["promoted"] else "kept champion",
                          "decision_reason": decision["reason"]})
 
-        on_stage("report", target)
+        stage("report")
         report_dir = settings.resolve(settings.work_dir) / "reports" / target / run.info.run_id
         report = write_report(bt, chosen, decision, report_dir, settings.training.seed, command, fingerprint)
         mlflow.log_artifacts(str(report_dir), artifact_path="report")
 
-        on_stage("fit", target)
+        stage("fit")
         model = fit_candidate(chosen, bt.frame, np.arange(len(bt.frame)), features, settings.training)
         X = bt.frame[features]
-        on_stage("log_model", target)
+        stage("log_model")
         with tempfile.TemporaryDirectory(prefix="slipcast-model-") as tmp:
             version, model_dir, digest = log_model(client, name, model, X, Path(tmp))
             client.set_model_version_tag(name, version, "backtest_brier", f"{chosen_scores['brier']:.6f}")
@@ -123,7 +138,7 @@ def train_target(client, settings: Settings, target: Target, frame, fingerprint:
                 "baselines": {n: r.overall for n, r in bt.results.items() if n != chosen}})
             mlflow.log_dict(dict(metadata), METADATA_ARTIFACT)
 
-            on_stage("promote", target)
+            stage("promote")
             if decision["promoted"]:
                 client.set_registered_model_alias(name, CHAMPION_ALIAS, version)
                 export_model(model_dir, settings.resolve(settings.models_dir), target, metadata)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import getpass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import mlflow
 import pandas as pd
 from mlflow import MlflowClient
+from mlflow.entities import LoggedModelStatus
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
@@ -73,3 +76,36 @@ def log_model(client: MlflowClient, name: str, model, X: pd.DataFrame, scratch: 
     digest = sha256_file(folder / MODEL_FILE)
     client.set_model_version_tag(name, version, MODEL_HASH_TAG, digest)
     return version, folder, digest
+
+
+HEARTBEAT_TAG = "slipcast.heartbeat"  # a run's last sign of life, set at every stage of training
+
+
+def heartbeat(client: MlflowClient, run_id: str, now: datetime | None = None) -> None:
+    """Record that the run is alive (``reap_stale_runs`` leaves it alone while this is recent)."""
+    client.set_tag(run_id, HEARTBEAT_TAG, (now or datetime.now(UTC)).isoformat())
+
+
+def reap_stale_runs(client: MlflowClient, experiment_id: str, stale_minutes: float,
+                    now: datetime | None = None) -> list[str]:
+    """Mark this user's runs that a killed training left RUNNING as FAILED, and their pending
+    logged models too (docs/architecture.md, "The champion"): a run is stale when its last
+    heartbeat (or its start, without one) is older than ``stale_minutes``. Returns their ids."""
+    now = now or datetime.now(UTC)
+    user = getpass.getuser()
+    reaped = []
+    for run in client.search_runs([experiment_id], filter_string="attributes.status = 'RUNNING'"):
+        if run.data.tags.get("mlflow.user", user) != user:
+            continue
+        beat = run.data.tags.get(HEARTBEAT_TAG)
+        last = datetime.fromisoformat(beat) if beat else datetime.fromtimestamp(run.info.start_time / 1000, UTC)
+        if now - last > timedelta(minutes=stale_minutes):
+            client.set_tag(run.info.run_id, "slipcast.failed_reason",
+                           f"no heartbeat since {last.isoformat()}: the training was killed")
+            client.set_terminated(run.info.run_id, "FAILED")
+            reaped.append(run.info.run_id)
+    if reaped:
+        for model in client.search_logged_models([experiment_id]):
+            if model.source_run_id in reaped and model.status == LoggedModelStatus.PENDING:
+                client.finalize_logged_model(model.model_id, LoggedModelStatus.FAILED)
+    return reaped

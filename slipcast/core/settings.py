@@ -83,6 +83,8 @@ class TrainingSettings(BaseModel):
     bootstrap_rounds: int = Field(description="Bootstrap resamples over milestones for intervals.")
     leak_auc: float = Field(description="Single-feature AUC at or above which a leak is flagged.")
     seed: int = Field(description="Seed for every random choice in training.")
+    stale_run_minutes: float = Field(
+        gt=0, description="A RUNNING run without a heartbeat for this long was killed: the next training marks it FAILED.")
     experiment_prefix: str = Field(description="MLflow experiment name is prefix + target.")
     model_prefix: str = Field(description="Registered model name is prefix + target.")
 
