@@ -152,3 +152,38 @@ def test_a_run_left_running_by_a_killed_training_is_failed_by_the_next(tmp_path,
     assert "killed" in client.get_run(killed.info.run_id).data.tags["slipcast.failed_reason"]
     assert client.get_logged_model(pending.model_id).status == LoggedModelStatus.FAILED
     assert client.get_run(alive.info.run_id).info.status == "RUNNING"
+
+
+@pytest.mark.slow
+def test_of_two_trainings_deciding_at_once_the_worse_never_takes_the_alias(tmp_path, trained, settings):
+    """Training A (base rate only) decides on an empty registry; while it writes its report,
+    training B (a real model, another process) takes the alias. A must decide again."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.helpers import configured
+
+    s = configured(settings, tmp_path)
+    features = trained["root"] / "features"
+    env = {**os.environ, "SLIPCAST_TRACKING_URI": s.tracking_uri, "SLIPCAST_ARTIFACT_LOCATION": s.artifact_location,
+           "SLIPCAST_MODELS_DIR": str(s.models_dir), "SLIPCAST_WORK_DIR": str(s.work_dir),
+           "SLIPCAST_TRAINING__FOLDS": "2", "SLIPCAST_TRAINING__BOOTSTRAP_ROUNDS": "20",
+           "SLIPCAST_TRAINING__MIN_TRAIN_ROWS": "60", "SLIPCAST_TRAINING__MIN_TRAIN_POSITIVES": "5"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+
+    def meanwhile(stage, target):
+        if stage == "report":
+            other = subprocess.run([sys.executable, "-m", "slipcast.cli", "train", "--features", str(features),
+                                    "--target", "milestone", "--candidate", "logistic"],
+                                   env=env, capture_output=True, text=True)
+            assert other.returncode == 0 and "promoted" in other.stdout, other.stderr[-2000:]
+
+    a = train(s, features_dir=features, targets=["milestone"], candidates=["base_rate"], on_stage=meanwhile)
+    decision = a["milestone"]["decision"]
+    assert not decision["promoted"] and "decided again" in decision["reason"], decision
+    client = _client(s)
+    champion = client.get_model_version_by_alias("slipcast-milestone", "champion")
+    assert champion.version != a["milestone"]["version"]
+    meta = json.loads((s.models_dir / "milestone" / METADATA_FILE).read_text())
+    assert meta["model_version"] == str(champion.version)  # the export is the champion's

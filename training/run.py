@@ -21,6 +21,7 @@ from slipcast.training.backtest import Backtest, fit_candidate, run_backtest
 from slipcast.training.export import export_model, model_metadata
 from slipcast.training.report import write_report
 from slipcast.training.tracking import (
+    champion_lock,
     configure,
     current_champion,
     experiment_id,
@@ -67,7 +68,7 @@ def decide(client, name: str, bt: Backtest, chosen: str, settings: Settings, fin
             bt.results[recipe] = rerun.results[recipe]
         theirs, how = bt.results[recipe].overall["brier"], f"its recipe ({recipe}) re-run on these folds"
     margin = settings.training.min_improvement
-    base = {"champion_version": current.version, "champion_brier": theirs}
+    base = {"champion_version": str(current.version), "champion_brier": theirs}
     if new < theirs - margin:
         return {**base, "promoted": True,
                 "reason": f"Brier {new:.4f} beats champion v{current.version} ({how}: {theirs:.4f}) by more than {margin}"}
@@ -139,9 +140,16 @@ def train_target(client, settings: Settings, target: Target, frame, fingerprint:
             mlflow.log_dict(dict(metadata), METADATA_ARTIFACT)
 
             stage("promote")
-            if decision["promoted"]:
-                client.set_registered_model_alias(name, CHAMPION_ALIAS, version)
-                export_model(model_dir, settings.resolve(settings.models_dir), target, metadata)
+            with champion_lock(settings, name):  # compare and set: the champion is read again first
+                now = current_champion(client, name)
+                if (None if now is None else str(now.version)) != decision.get("champion_version"):
+                    decision = decide(client, name, bt, chosen, settings, fingerprint)
+                    decision["reason"] += " (decided again: the champion changed during this run)"
+                    mlflow.set_tags({"decision": "promoted" if decision["promoted"] else "kept champion",
+                                     "decision_reason": decision["reason"]})
+                if decision["promoted"]:
+                    client.set_registered_model_alias(name, CHAMPION_ALIAS, version)
+                    export_model(model_dir, settings.resolve(settings.models_dir), target, metadata)
     return {"target": target, "run_id": run.info.run_id, "model": name, "version": version,
             "chosen": chosen, "backtest": chosen_scores, "decision": decision, "report": str(report),
             "leaks": bt.leaks}

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
 import getpass
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -109,3 +112,24 @@ def reap_stale_runs(client: MlflowClient, experiment_id: str, stale_minutes: flo
             if model.source_run_id in reaped and model.status == LoggedModelStatus.PENDING:
                 client.finalize_logged_model(model.model_id, LoggedModelStatus.FAILED)
     return reaped
+
+
+@contextmanager
+def champion_lock(settings: Settings, name: str) -> Iterator[None]:
+    """Held while a run re-reads the champion and moves the alias, so that of two trainings
+    that decide at once only one moves it after seeing the other's result. With the embedded
+    store it is an exclusive lock on a file beside the SQLite database (any number of processes
+    on this machine); with a tracking server the re-read right before the move narrows the race
+    to that instant (docs/architecture.md, "The champion")."""
+    path = settings.sqlite_path()
+    if path is None:
+        yield
+        return
+    lock = path.with_name(f".{path.name}.{name}.champion.lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
