@@ -273,7 +273,7 @@ def stage_serve() -> dict:
     parsed = BatchRequest.model_validate(json.loads(raw))
     parse_s = time.perf_counter() - started
     started = time.perf_counter()
-    forecast_many(parsed.items, loaded, s, parsed.items[0].as_of, loc_prefix=["items"])
+    forecast_many(parsed.items, loaded, s, parsed.items[0].as_of, within=lambda i: ["items", i])
     compute_s = time.perf_counter() - started
 
     env = {"SLIPCAST_TRACKING_URI": s.tracking_uri, "SLIPCAST_MODELS_DIR": str(s.models_dir),

@@ -8,6 +8,7 @@ vectorised prediction.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -164,10 +165,10 @@ def _plain(value):
 
 
 def forecast_many(reqs: list[ForecastRequest], loaded: LoadedModel, settings: Settings, now: datetime,
-                  loc_prefix: list | None = None) -> list[Forecast]:
+                  within: Callable[[int], list] = lambda i: []) -> list[Forecast]:
     """Forecasts for a batch of milestone states, in request order; ``now`` is the as_of of
-    requests that give none."""
-    as_ofs = [check_request(r, now, (loc_prefix or []) + ([i] if loc_prefix is not None else []))
+    requests that give none; ``within(i)`` is where request i sits in the body (for errors)."""
+    as_ofs = [check_request(r, now, within(i))
               for i, r in enumerate(reqs)]
     tables, snaps, outcomes = request_tables(reqs, as_ofs)
     feats, _ = features_now(tables, snaps, settings.features, outcomes)

@@ -9,7 +9,9 @@ class _TooLarge(Exception):
 
 
 class BodyLimit:
-    """Refuses request bodies over ``limit`` bytes with 413, before they are read whole."""
+    """Refuses request bodies over ``limit`` bytes with 413 before the app reads them: at once
+    when the declared length is over, and for a body sent in chunks without a length, as soon as
+    the chunks pass the limit (they are held, at most ``limit`` bytes, and then handed on)."""
 
     def __init__(self, app, limit: int):
         self.app, self.limit = app, limit
@@ -18,22 +20,24 @@ class BodyLimit:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            return await self._refuse(send)
-        seen = 0
-
-        async def limited():
-            nonlocal seen
+        if declared is not None:
+            if declared.isdigit() and int(declared) > self.limit:
+                return await self._refuse(send)
+            return await self.app(scope, receive, send)
+        held, size = [], 0
+        while True:
             message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.limit:
-                raise _TooLarge()
-            return message
+            held.append(message)
+            size += len(message.get("body", b""))
+            if size > self.limit:
+                return await self._refuse(send)
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                break
 
-        try:
-            await self.app(scope, limited, send)
-        except _TooLarge:
-            await self._refuse(send)
+        async def replay():
+            return held.pop(0) if held else await receive()
+
+        await self.app(scope, replay, send)
 
     async def _refuse(self, send):
         body = b'{"detail":"request body too large"}'

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
 Status = Literal["todo", "in_progress", "blocked", "done"]
 
@@ -19,7 +19,13 @@ def _plausible(value: datetime) -> datetime:
     return value
 
 
-When = Annotated[AwareDatetime, AfterValidator(_plausible)]
+def _text(value: object) -> object:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        raise ValueError("a time is an ISO-8601 string with a UTC offset, not a number")
+    return value
+
+
+When = Annotated[AwareDatetime, BeforeValidator(_text), AfterValidator(_plausible)]
 
 
 class Strict(BaseModel):

@@ -122,3 +122,19 @@ def test_canonical_missing_table_is_an_error(tmp_path, settings):
     with pytest.raises(ImportError_, match="missing milestones.csv or milestones.parquet"):
         run_import("canonical", tmp_path / "src", tmp_path / "out", settings)
     assert not (tmp_path / "out").exists()
+
+
+def test_rejections_csv_cells_never_run_as_spreadsheet_formulas():
+    import csv
+    import io
+
+    from slipcast.features.importers.report import ImportReport
+
+    report = ImportReport(source="x")
+    report.reject("tickets", "=HYPERLINK(\"http://evil\")", "+1+2", "-", "@SUM(A1)")
+    report.reject("tickets", "f.json", "DS-1", "status", "unknown status 'Done'")
+    rows = list(csv.DictReader(io.StringIO(report.rejections_csv())))
+    assert rows[0] == {"kind": "tickets", "file": "'=HYPERLINK(\"http://evil\")", "record": "'+1+2", "field": "-",
+                       "reason": "'@SUM(A1)"}
+    assert rows[1] == {"kind": "tickets", "file": "f.json", "record": "DS-1", "field": "status",
+                       "reason": "unknown status 'Done'"}

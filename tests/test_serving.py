@@ -374,3 +374,26 @@ def test_a_far_due_date_is_simulated_up_to_the_horizon_and_said_so(client, env):
     at_horizon["milestone"]["due_at"] = (pd.Timestamp(body["as_of"]) + pd.Timedelta(weeks=horizon)).isoformat()
     capped = client.post("/v1/forecasts", json=at_horizon).json()
     assert out["features"]["monte_carlo_on_time"] == capped["features"]["monte_carlo_on_time"]
+
+
+def test_metrics_follow_the_api_key_and_epochs_are_not_times(env):
+    s = env["settings"]
+    locked = s.model_copy(update={"serving": s.serving.model_copy(update={"api_keys": ["k-123"]})})
+    with TestClient(create_app(locked)) as c:
+        assert c.get("/metrics").status_code == 401  # its histogram tells what was forecast
+        assert c.get("/metrics", headers={"X-API-Key": "k-123"}).status_code == 200
+        body = json.loads(json.dumps(env["body"]))
+        body["as_of"] = 1_700_000_000
+        r = c.post("/v1/forecasts", json=body, headers={"X-API-Key": "k-123"})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "as_of"], r.text
+
+
+@pytest.mark.slow
+def test_a_chunked_body_over_the_limit_gets_413(server):
+    def chunks():
+        for _ in range(6):
+            yield b" " * 1_000_000  # 6 MB, no Content-Length: sent chunked
+
+    r = httpx.post(f"{server}/v1/forecasts", content=chunks(), headers={"Content-Type": "application/json"},
+                   timeout=30)
+    assert r.status_code == 413, r.text

@@ -92,9 +92,13 @@ class ImportReport:
         return "\n".join(lines)
 
     def rejections_csv(self) -> str:
+        """The rejections as CSV; a cell a spreadsheet would run as a formula (starting with
+        ``= + - @``, a tab or a carriage return) is written behind a single quote."""
         buf = io.StringIO()
         cols = ["kind", "file", "record", "field", "reason"]
-        pd.DataFrame(self.rejections, columns=cols).to_csv(buf, index=False)
+        frame = pd.DataFrame(self.rejections, columns=cols).fillna("").astype(str)
+        frame = frame.apply(lambda col: col.where(~col.str.match(r"[=+\-@\t\r]."), "'" + col))
+        frame.to_csv(buf, index=False)
         return buf.getvalue()
 
 

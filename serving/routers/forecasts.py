@@ -48,7 +48,7 @@ def forecast_batch(batch: BatchRequest, store: StoreDep, settings: SettingsDep, 
     if rows > settings.serving.max_batch_rows:
         raise FieldError(("body", "items"), f"{rows} tickets, events and links in one batch; at most "
                                             f"{settings.serving.max_batch_rows} (split the batch)")
-    out = forecast_many(batch.items, champion_of(store, "milestone"), settings, now, loc_prefix=["items"])
+    out = forecast_many(batch.items, champion_of(store, "milestone"), settings, now, within=lambda i: ["items", i])
     _record(metrics, out)
     return BatchResponse(forecasts=out)
 
@@ -60,7 +60,7 @@ def what_if(req: WhatIfRequest, store: StoreDep, settings: SettingsDep, now: Now
     as_of = req.forecast.as_of or now
     base = req.forecast.model_copy(update={"as_of": as_of})
     changed = apply_change(base, req.change, as_of)
-    before, after = forecast_many([base, changed], loaded, settings, now, loc_prefix=["forecast"])
+    before, after = forecast_many([base, changed], loaded, settings, now, within=lambda i: ["forecast"])
     delta = (None if before.probability is None or after.probability is None
              else round(after.probability - before.probability, 4))
     return WhatIfResponse(before=before, after=after, delta=delta)

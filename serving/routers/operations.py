@@ -1,12 +1,13 @@
-"""Liveness, readiness and Prometheus metrics."""
+"""Liveness, readiness and Prometheus metrics (which, with API keys set, need a key: the
+forecast histogram tells what the service answered)."""
 
 from __future__ import annotations
 
 import os
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Depends, Response
 
-from slipcast.serving.dependencies import MetricsDep, StoreDep
+from slipcast.serving.dependencies import MetricsDep, StoreDep, authorized
 
 router = APIRouter(tags=["operations"])
 
@@ -29,7 +30,7 @@ def readyz(response: Response, store: StoreDep) -> dict:
             "models": {t: m.version for t in store.targets if (m := store.get(t))}, "state": state}
 
 
-@router.get("/metrics", response_class=Response)
+@router.get("/metrics", response_class=Response, dependencies=[Depends(authorized)])
 def prometheus(metrics: MetricsDep) -> Response:
     """Prometheus metrics."""
     return Response(metrics.render(), media_type="text/plain; version=0.0.4")
