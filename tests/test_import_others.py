@@ -107,13 +107,16 @@ def test_canonical_csv_rejects_bad_rows(tmp_path, settings, small_history):
     ev.sample(frac=1, random_state=0).to_parquet(src / "events.parquet")  # out of order: sorted on import
     report = run_import("canonical", src, tmp_path / "out", settings)
     rej = pd.read_csv(tmp_path / "out" / "rejections.csv")
-    by_row = {r.record: (r.field, r.reason) for r in rej.itertuples()}
+    by_row = {r.record: (r.field, r.reason) for r in rej.itertuples() if r.kind == "tickets"}
     assert by_row["row 3"] == ("status", "'sleeping' not one of ['todo', 'in_progress', 'blocked', 'done']")
     assert by_row["row 4"][0] == "created_at" and "naive timestamp" in by_row["row 4"][1]
     assert by_row["row 5"] == ("project", "required value missing")
     assert "duplicate key" in by_row["row 22"][1]
     t = read_tables(tmp_path / "out")
     assert len(t.tickets) == 21 - 4 and t.events["at"].is_monotonic_increasing
+    orphans = rej[rej["kind"] == "events"]  # the events of the rejected tickets go with them
+    assert len(orphans) and orphans["reason"].str.endswith("not in tickets").all()
+    assert set(t.events["ticket_id"].dropna()) <= set(t.tickets["ticket_id"])
     report.check_reconciled()
 
 

@@ -16,7 +16,7 @@ import pyarrow as pa
 from slipcast.core.errors import FieldError
 from slipcast.core.settings import Settings
 from slipcast.features.importers.report import ImportError_, ImportReport, finish
-from slipcast.features.importers.vocab import parse_time
+from slipcast.features.importers.vocab import parse_points, parse_time
 from slipcast.features.schema import TABLES, empty_frame
 
 
@@ -47,12 +47,19 @@ def import_canonical(src, out, settings: Settings, force: bool = False) -> Impor
         missing = [c for c in spec.required if c not in raw.columns]
         if missing:
             raise ImportError_(f"{path}: missing required columns {missing}")
-        frames[name] = _check_rows(raw, spec, path, report, name)
+        frames[name] = _check_rows(raw, spec, path, report, name, frames)
     return finish(report, frames, Path(out), force)
 
 
-def _check_rows(raw: pd.DataFrame, spec, path: Path, report: ImportReport, kind: str) -> pd.DataFrame:
+# columns that must name a row of a table read before (TABLES' order: milestones, tickets, ...)
+REFERENCES = {"events": {"ticket_id": ("tickets", "ticket_id"), "milestone_id": ("milestones", "milestone_id")},
+              "links": {"from_ticket": ("tickets", "ticket_id"), "to_ticket": ("tickets", "ticket_id")}}
+
+
+def _check_rows(raw: pd.DataFrame, spec, path: Path, report: ImportReport, kind: str,
+                read: dict[str, pd.DataFrame]) -> pd.DataFrame:
     rows, seen = [], set()
+    known = {column: (table, set(read[table][key])) for column, (table, key) in REFERENCES.get(kind, {}).items()}
     records = raw.astype(object).where(raw.notna(), None).to_dict("records")
     for i, rec in enumerate(records):
         line = f"row {i + 2}" if path.suffix == ".csv" else f"row {i}"
@@ -60,10 +67,12 @@ def _check_rows(raw: pd.DataFrame, spec, path: Path, report: ImportReport, kind:
         try:
             for f in spec.schema:
                 value = rec.get(f.name)
-                if pa.types.is_timestamp(f.type) and value is not None and not isinstance(value, pd.Timestamp):
-                    rec[f.name] = parse_time(value)
-                elif isinstance(value, pd.Timestamp) and value.tzinfo is None:
-                    raise FieldError((), f"naive timestamp {value} (no UTC offset)")
+                if pa.types.is_timestamp(f.type) and value is not None:
+                    if isinstance(value, pd.Timestamp) and value.tzinfo is None:
+                        raise FieldError((), f"naive timestamp {value} (no UTC offset)")
+                    rec[f.name] = parse_time(value.isoformat() if isinstance(value, pd.Timestamp) else value)
+                elif f.name == "story_points":
+                    rec[f.name] = parse_points(value)
                 elif pa.types.is_floating(f.type) and value is not None:
                     rec[f.name] = float(value)
         except FieldError as exc:
@@ -84,6 +93,11 @@ def _check_rows(raw: pd.DataFrame, spec, path: Path, report: ImportReport, kind:
             continue
         if kind == "events" and rec.get("ticket_id") is None and rec.get("milestone_id") is None:
             report.reject(kind, str(path), line, "ticket_id", "event names neither ticket nor milestone")
+            continue
+        unknown = next(((c, rec[c], table) for c, (table, ids) in known.items()
+                        if rec.get(c) is not None and rec[c] not in ids), None)
+        if unknown:
+            report.reject(kind, str(path), line, unknown[0], f"names {unknown[1]!r}, not in {unknown[2]}")
             continue
         key = tuple(rec.get(c) for c in spec.key)
         if spec.key and key in seen:

@@ -16,6 +16,14 @@ import pandas as pd
 from slipcast.core.errors import FieldError
 from slipcast.core.settings import Settings
 from slipcast.features.importers.report import ImportError_, ImportReport, finish
+from slipcast.features.importers.shapes import (
+    GitHubEvent,
+    GitHubIssue,
+    GitHubLabel,
+    GitHubMilestone,
+    GitHubMilestoneRef,
+    check,
+)
 from slipcast.features.importers.sources import read_json
 from slipcast.features.importers.vocab import end_of_day, parse_time
 
@@ -39,7 +47,11 @@ def _load(src: Path, report: ImportReport, encoding: str) -> dict:
                 continue
             raise ImportError_(f"{path}: missing (a GitHub export needs {name}.json)")
         payload = read_json(path, report, encoding)
-        parts[name] = (str(path), payload if isinstance(payload, list) else [])
+        if isinstance(payload, dict) and isinstance(payload.get("items"), list):
+            payload = payload["items"]  # the search API's shape: {"total_count": n, "items": [...]}
+        if payload is not None and not isinstance(payload, list):
+            raise ImportError_(f"{path}: expected a list of {name} (or a search result with items)")
+        parts[name] = (str(path), payload or [])
     return parts
 
 
@@ -60,16 +72,18 @@ def import_github(src, out, settings: Settings, project: str | None = None, forc
     for i, m in enumerate(raw_ms):
         report.saw("milestones")
         try:
-            number = m["number"]
-            mid = f"gh-{project}-ms-{number}"
-            row = {"milestone_id": mid, "project": project, "name": m.get("title") or mid, "kind": "release",
-                   "start_at": parse_time(m.get("created_at")),
-                   "due_at": _due(m.get("due_on")), "completed_at": parse_time(m.get("closed_at"))}
-        except (KeyError, TypeError):
-            report.reject("milestones", ms_file, f"#{i}", "number", "missing")
-            continue
+            shape = check(GitHubMilestone, m)
         except FieldError as exc:
-            report.reject("milestones", ms_file, f"milestone {m.get('number')}", "dates", exc.message)
+            report.reject("milestones", ms_file, f"#{i}", exc.field, exc.message)
+            continue
+        number = shape.number
+        mid = f"gh-{project}-ms-{number}"
+        try:
+            row = {"milestone_id": mid, "project": project, "name": shape.title or mid, "kind": "release",
+                   "start_at": parse_time(shape.created_at),
+                   "due_at": _due(shape.due_on), "completed_at": parse_time(shape.closed_at)}
+        except FieldError as exc:
+            report.reject("milestones", ms_file, f"milestone {number}", "dates", exc.message)
             continue
         if mid in milestones:
             report.reject("milestones", ms_file, f"milestone {number}", "number", "duplicate milestone")
@@ -78,66 +92,68 @@ def import_github(src, out, settings: Settings, project: str | None = None, forc
         by_title[row["name"]] = mid
         report.accept("milestones")
 
-    def milestone_ref(ref) -> str | None:
-        if not ref:
+    def milestone_ref(ref: GitHubMilestoneRef | None) -> str | None:
+        if ref is None:
             return None
-        if ref.get("number") is not None:
-            return f"gh-{project}-ms-{ref['number']}"
-        return by_title.get(ref.get("title"))
+        if ref.number is not None:
+            return f"gh-{project}-ms-{ref.number}"
+        return by_title.get(ref.title) if ref.title is not None else None
 
-    events_by_issue: dict[object, list[tuple[pd.Timestamp, dict]]] = {}
+    events_by_issue: dict[int, list[tuple[pd.Timestamp, GitHubEvent]]] = {}
     for i, e in enumerate(raw_events):
         report.saw("events")
-        kind = e.get("event") if isinstance(e, dict) else None
-        number = ((e.get("issue") or {}).get("number") if isinstance(e, dict) else None)
-        if kind not in HANDLED:
+        record = f"event {e.get('id', i)}" if isinstance(e, dict) else f"#{i}"
+        if isinstance(e, dict) and isinstance(e.get("event"), str) and e["event"] not in HANDLED:
             report.ignore("events")
             continue
         try:
-            at = parse_time(e.get("created_at"))
-            if at is None or number is None:
-                raise FieldError((), "created_at or issue.number missing")
+            event = check(GitHubEvent, e)
+            at = parse_time(event.created_at)
+            if at is None:
+                raise FieldError("created_at", "missing")
         except FieldError as exc:
-            report.reject("events", ev_file, f"event {e.get('id', i)}", "created_at", exc.message)
+            report.reject("events", ev_file, record, exc.field, exc.message)
             continue
-        events_by_issue.setdefault(number, []).append((at, e))
+        events_by_issue.setdefault(event.issue.number, []).append((at, event))
 
     tickets, events, seen = [], [], set()
-    for i, issue in enumerate(raw_issues):
+    for i, raw in enumerate(raw_issues):
         report.saw("tickets")
-        number = issue.get("number") if isinstance(issue, dict) else None
-        record = f"issue {number}" if number is not None else f"#{i}"
+        given = raw.get("number") if isinstance(raw, dict) else None
+        record = f"issue {given}" if isinstance(given, int) else f"#{i}"
         try:
-            if number is None:
-                raise FieldError("number", "missing")
-            if number in seen:
+            issue = check(GitHubIssue, raw)
+            if issue.number in seen:
                 raise FieldError("number", "duplicate issue")
-            created = parse_time(issue.get("created_at"))
+            created, closed = (_time(issue, name) for name in ("created_at", "closed_at"))
             if created is None:
                 raise FieldError("created_at", "missing")
-            closed = parse_time(issue.get("closed_at"))
-            state = issue.get("state")
+            state = issue.state
             if state not in ("open", "closed"):
                 raise FieldError("state", f"unknown state {state!r}")
         except FieldError as exc:
             report.reject("tickets", is_file, record, exc.field, exc.message)
-            for _, e in events_by_issue.get(number, []):
-                report.reject("events", ev_file, f"event {e.get('id')}", "issue", "belongs to a rejected issue")
+            if isinstance(given, int) and given not in seen:
+                for _, e in events_by_issue.pop(given, []):
+                    report.reject("events", ev_file, f"event {e.id}", "issue", "belongs to a rejected issue")
             continue
+        number = issue.number
         seen.add(number)
         key = f"{project}#{number}"
-        current_ms = milestone_ref(issue.get("milestone"))
-        if current_ms and current_ms not in milestones:
-            ref = issue["milestone"]
+        current_ms = milestone_ref(issue.milestone)
+        if current_ms and current_ms not in milestones and issue.milestone is not None:
+            ref = raw["milestone"]
+            try:
+                dates = {"due_at": _due(ref.get("due_on")), "start_at": parse_time(ref.get("created_at")),
+                         "completed_at": parse_time(ref.get("closed_at"))}
+            except FieldError:
+                dates = {}  # the milestone's own record, if any, carries its dates
             milestones[current_ms] = {"milestone_id": current_ms, "project": project,
-                                      "name": ref.get("title") or current_ms, "kind": "release",
-                                      "due_at": _due(ref.get("due_on")),
-                                      "start_at": parse_time(ref.get("created_at")),
-                                      "completed_at": parse_time(ref.get("closed_at"))}
-        labels = [lab.get("name", "") for lab in issue.get("labels") or [] if isinstance(lab, dict)]
-        assignees = [a.get("login") for a in issue.get("assignees") or [] if isinstance(a, dict)]
+                                      "name": issue.milestone.title or current_ms, "kind": "release", **dates}
+        labels = [lab.name if isinstance(lab, GitHubLabel) else lab for lab in issue.labels]
+        assignees = [a.login for a in issue.assignees or []] or ([issue.assignee.login] if issue.assignee else [])
         tickets.append({"ticket_id": key, "project": project,
-                        "type": "pull_request" if issue.get("pull_request") else
+                        "type": "pull_request" if issue.pull_request else
                         ("bug" if any("bug" in lab.lower() for lab in labels) else "issue"),
                         "priority": next((lab for lab in labels if lab.lower().startswith(("priority", "p0", "p1", "p2"))), None),
                         "created_at": created, "resolved_at": closed if state == "closed" else None,
@@ -145,13 +161,13 @@ def import_github(src, out, settings: Settings, project: str | None = None, forc
                         "status": "done" if state == "closed" else "todo", "milestone_id": current_ms})
         report.accept("tickets")
         changes = []
-        for at, e in sorted(events_by_issue.get(number, []), key=lambda p: p[0]):
-            kind = e["event"]
+        for at, e in sorted(events_by_issue.pop(number, []), key=lambda p: p[0]):
+            kind = e.event
             base = {"ticket_id": key, "milestone_id": None, "at": max(at, created)}
             if kind in ("milestoned", "demilestoned"):
-                ref = milestone_ref(e.get("milestone"))
+                ref = milestone_ref(e.milestone)
                 if ref is None:
-                    report.reject("events", ev_file, f"event {e.get('id')}", "milestone", "names no known milestone")
+                    report.reject("events", ev_file, f"event {e.id}", "milestone", "names no known milestone")
                     continue
                 changes.append(dict(base, field="milestone", from_value=None if kind == "milestoned" else ref,
                                     to_value=ref if kind == "milestoned" else None))
@@ -159,7 +175,7 @@ def import_github(src, out, settings: Settings, project: str | None = None, forc
                 changes.append(dict(base, field="status", from_value="todo" if kind == "closed" else "done",
                                     to_value="done" if kind == "closed" else "todo"))
             else:
-                who = (e.get("assignee") or {}).get("login")
+                who = e.assignee.login if e.assignee else None
                 changes.append(dict(base, field="assignee", from_value=None if kind == "assigned" else who,
                                     to_value=who if kind == "assigned" else None))
             report.accept("events")
@@ -178,9 +194,19 @@ def import_github(src, out, settings: Settings, project: str | None = None, forc
         if closed_untracked:
             events.append(dict(init, at=max(closed, created), field="status", from_value="todo", to_value="done"))
         events += changes
+    for number, unread in events_by_issue.items():  # events of issues the export does not hold
+        for _, e in unread:
+            report.reject("events", ev_file, f"event {e.id}", "issue.number", f"names issue {number}, not in {is_file}")
     return finish(report, {"milestones": pd.DataFrame(list(milestones.values())),
                            "tickets": pd.DataFrame(tickets), "events": pd.DataFrame(events),
                            "links": pd.DataFrame()}, Path(out), force)
+
+
+def _time(record: GitHubIssue, name: str) -> pd.Timestamp | None:
+    try:
+        return parse_time(getattr(record, name))
+    except FieldError as exc:
+        raise exc.within(name) from None
 
 
 def _due(value):

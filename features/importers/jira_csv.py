@@ -20,7 +20,7 @@ from slipcast.core.errors import FieldError
 from slipcast.core.settings import Settings
 from slipcast.features.importers.report import ImportReport, finish
 from slipcast.features.importers.sources import list_files, read_text
-from slipcast.features.importers.vocab import Vocabulary, parse_time
+from slipcast.features.importers.vocab import Vocabulary, parse_points, parse_time
 
 DATE_FORMATS = ("%d/%b/%y %I:%M %p", "%d/%b/%Y %I:%M %p", "%d/%b/%y %H:%M", "%Y-%m-%d %H:%M",
                 "%d.%m.%Y %H:%M", "%m/%d/%Y %H:%M", "%d/%b/%y", "%Y-%m-%d")
@@ -28,12 +28,23 @@ POINT_COLUMNS = ("Custom field (Story Points)", "Story Points", "Custom field (S
 LINK_PREFIXES = ("Outward issue link (", "Inward issue link (")
 
 
-def _rows(text: str):
+MAX_CELL = 1 << 26  # a description may be long: 64 MiB per cell, past csv's 128 KiB default
+
+
+def _rows(text: str, path: Path, report: ImportReport):
+    """Header and rows of a CSV file; a file csv cannot read is a rejection naming its line."""
+    csv.field_size_limit(max(csv.field_size_limit(), MAX_CELL))
     reader = csv.reader(io.StringIO(text))
-    header = next(reader, None)
+    try:
+        header = next(reader, None)
+        rows = list(reader)
+    except csv.Error as exc:
+        report.saw("files")
+        report.reject("files", str(path), f"line {reader.line_num}", "-", f"unreadable CSV: {exc}")
+        return None, []
     if not header:
         return None, []
-    return [h.strip() for h in header], list(reader)
+    return [h.strip() for h in header], rows
 
 
 def import_jira_csv(src, out, settings: Settings, tz: str | None = None, date_format: str | None = None,
@@ -55,7 +66,9 @@ def import_jira_csv(src, out, settings: Settings, tz: str | None = None, date_fo
         text = read_text(path, report, settings.imports.fallback_encoding)
         if text is None:
             continue
-        header, rows = _rows(text)
+        header, rows = _rows(text, path, report)
+        if header is None and not rows and report.rejections and report.rejections[-1]["file"] == str(path):
+            continue
         if not header or "Issue key" not in header:
             report.saw("files")
             report.reject("files", str(path), "-", "Issue key", "not a Jira CSV export (no 'Issue key' column)")
@@ -92,9 +105,9 @@ def import_jira_csv(src, out, settings: Settings, tz: str | None = None, date_fo
                     raise exc.within("Status") from None
                 raw_points = next((first[c] for c in POINT_COLUMNS if c in first), None)
                 try:
-                    points = float(raw_points) if raw_points is not None else None
-                except ValueError:
-                    raise FieldError("Story Points", f"{raw_points!r} is not a number") from None
+                    points = parse_points(raw_points)
+                except FieldError as exc:
+                    raise exc.within("Story Points") from None
                 ticket_links = []
                 for name, vals in cols.items():
                     if name.startswith(LINK_PREFIXES):

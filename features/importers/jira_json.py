@@ -17,8 +17,9 @@ import pandas as pd
 from slipcast.core.errors import FieldError
 from slipcast.core.settings import Settings
 from slipcast.features.importers.report import ImportReport, finish
+from slipcast.features.importers.shapes import JiraIssue, check
 from slipcast.features.importers.sources import list_files, read_json
-from slipcast.features.importers.vocab import Vocabulary, end_of_day, parse_time
+from slipcast.features.importers.vocab import Vocabulary, end_of_day, parse_points, parse_time
 
 SPRINT_RE = re.compile(r"\[(.*)\]\s*$")
 SCALAR_FIELDS = {  # Jira changelog field -> (canonical field, use ids rather than display strings)
@@ -120,20 +121,21 @@ class _Builder:
     def issue(self, issue: dict, file: str, index: int) -> None:
         rep = self.report
         key = issue.get("key") if isinstance(issue, dict) else None
-        record = key or f"#{index}"
+        record = key if isinstance(key, str) and key else f"#{index}"
         rep.saw("tickets")
         try:
+            if not isinstance(issue, dict):
+                raise FieldError((), "not a Jira issue (an object with key and fields)")
             if not key:
                 raise FieldError("key", "missing")
+            check(JiraIssue, issue)
             if key in self.seen:
                 raise FieldError("key", "duplicate issue (already imported from another record)")
-            fields = issue.get("fields")
-            if not isinstance(fields, dict):
-                raise FieldError("fields", "missing")
+            fields = issue["fields"]
             row = self._ticket_row(key, fields)
         except FieldError as exc:
             rep.reject("tickets", file, record, exc.field, exc.message)
-            self._count_unread_children(issue)
+            self._count_unread_children(issue, record)
             return
         self.seen.add(key)
         self.tickets.append(row)
@@ -153,7 +155,14 @@ class _Builder:
             raise exc.within("status") from None
         milestone_ids = [self.version(v, project) for v in fields.get("fixVersions") or []]
         sprint_ids = [self.sprint(s, project) for s in self._sprints(fields)]
-        points = next((fields[f] for f in self.points_fields if fields.get(f) is not None), None)
+        points = None
+        for name in self.points_fields:  # the first field holding a value
+            if fields.get(name) is not None:
+                try:
+                    points = parse_points(fields[name])
+                except FieldError as exc:
+                    raise exc.within(name) from None
+                break
         dated = sorted(
             (self.milestones[m].get("due_at") or pd.Timestamp.max.tz_localize("UTC"), m)
             for m in milestone_ids
@@ -166,7 +175,7 @@ class _Builder:
             "priority": (fields.get("priority") or {}).get("name"),
             "created_at": created,
             "resolved_at": self._time(fields, "resolutiondate"),
-            "story_points": float(points) if points is not None else None,
+            "story_points": points,
             "assignee": _user(fields.get("assignee")),
             "status": status,
             "milestone_id": current,
@@ -193,17 +202,17 @@ class _Builder:
                 return [dict(v, id=str(v.get("id"))) for v in values if v.get("id") is not None]
         return []
 
-    def _count_unread_children(self, issue) -> None:
+    def _count_unread_children(self, issue, record: str) -> None:
         """Changelog items of a rejected issue are rejected with it, so counts still reconcile."""
-        try:
-            histories = issue["changelog"]["histories"]
-        except (TypeError, KeyError):
-            return
-        for h in histories:
-            for item in h.get("items") or []:
+        histories = ((issue.get("changelog") if isinstance(issue, dict) else None) or {})
+        histories = histories.get("histories") if isinstance(histories, dict) else None
+        for h in histories if isinstance(histories, list) else []:
+            items = h.get("items") if isinstance(h, dict) else None
+            for item in items if isinstance(items, list) else []:
                 self.report.saw("events")
-                self.report.reject("events", "-", f"{issue.get('key')} history {h.get('id')}",
-                                   item.get("field"), "belongs to a rejected issue")
+                self.report.reject("events", "-", f"{record} history {h.get('id')}",
+                                   str(item.get("field")) if isinstance(item, dict) else "-",
+                                   "belongs to a rejected issue")
 
     # -- changelog --------------------------------------------------------------------------
     def _changelog(self, key: str, issue: dict, fields: dict, row: dict, file: str) -> None:
@@ -383,12 +392,8 @@ def _date_part(value):
 
 
 def _number(value) -> str | None:
-    if value is None or value == "":
-        return None
-    try:
-        return repr(float(value))
-    except (TypeError, ValueError):
-        raise FieldError((), f"story points {value!r} is not a number") from None
+    points = parse_points(value)
+    return None if points is None else repr(points)
 
 
 def import_jira_json(src, out, settings: Settings, force: bool = False) -> ImportReport:

@@ -57,3 +57,7 @@ def read_json(path: Path, report: ImportReport, fallback_encoding: str):
         report.reject("files", str(path), "-", f"line {exc.lineno} column {exc.colno}",
                       f"invalid or truncated JSON: {exc.msg}")
         return None
+    except RecursionError:
+        report.saw("files")
+        report.reject("files", str(path), "-", "-", "JSON nested too deeply to be a tracker export")
+        return None

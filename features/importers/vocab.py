@@ -38,10 +38,37 @@ def parse_time(value, *, tz: str | None = None, formats: tuple[str, ...] = ()) -
         if len(text) == 10:  # a calendar date
             parsed = parsed.replace(tzinfo=UTC)
         elif tz:
-            return pd.Timestamp(parsed).tz_localize(tz).tz_convert("UTC")
+            return _bounded(pd.Timestamp(parsed).tz_localize(tz).tz_convert("UTC"), text)
         else:
             raise FieldError((), f"naive timestamp {text!r} (no UTC offset; give the time zone)")
-    return pd.Timestamp(parsed).tz_convert("UTC")
+    return _bounded(pd.Timestamp(parsed).tz_convert("UTC"), text)
+
+
+EARLIEST, LATEST = pd.Timestamp("1900-01-01", tz="UTC"), pd.Timestamp("2201-01-01", tz="UTC")
+MAX_POINTS = 10_000.0  # the API's bound on story points too
+
+
+def _bounded(ts: pd.Timestamp, text: str) -> pd.Timestamp:
+    if not EARLIEST <= ts < LATEST:
+        raise FieldError((), f"timestamp {text!r} outside the years 1900-2200")
+    return ts
+
+
+def parse_points(value) -> float | None:
+    """Story points as a number from 0 to 10,000; None for empty values (and NaN)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise FieldError((), f"story points {value!r} is not a number")
+    try:
+        points = float(value)
+    except ValueError:
+        raise FieldError((), f"story points {value!r} is not a number") from None
+    if points != points:  # NaN: what a spreadsheet writes for an empty number
+        return None
+    if not 0 <= points <= MAX_POINTS:
+        raise FieldError((), f"story points {value!r} outside 0-{MAX_POINTS:,.0f}")
+    return points
 
 
 def end_of_day(ts: pd.Timestamp | None) -> pd.Timestamp | None:

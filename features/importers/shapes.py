@@ -1,0 +1,148 @@
+"""The shapes of tracker records, as pydantic models: every record is checked against its
+shape before an importer reads it, so a wrongly typed field is a rejection naming the field,
+never a traceback. Only what the importers read is declared; everything else passes
+(``extra="allow"``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
+
+from slipcast.core.errors import FieldError
+
+Id = str | int  # trackers send ids as numbers or strings
+
+
+class _Shape(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+# -- Jira REST (an issue with expand=changelog) ------------------------------------------------
+class JiraNamed(_Shape):
+    name: str | None = None
+
+
+class JiraProject(_Shape):
+    key: str | None = None
+
+
+class JiraVersion(_Shape):
+    id: Id
+    name: str | None = None
+    releaseDate: str | None = None
+    startDate: str | None = None
+    released: bool | None = None
+
+
+class JiraIssueRef(_Shape):
+    key: str
+
+
+class JiraLink(_Shape):
+    id: Id | None = None
+    type: JiraNamed | None = None
+    outwardIssue: JiraIssueRef | None = None
+    inwardIssue: JiraIssueRef | None = None
+
+
+class JiraFields(_Shape):
+    project: JiraProject | None = None
+    issuetype: JiraNamed | None = None
+    priority: JiraNamed | None = None
+    status: JiraNamed | None = None
+    created: str | None = None
+    resolutiondate: str | None = None
+    duedate: str | None = None
+    assignee: dict[str, Any] | None = None
+    fixVersions: list[JiraVersion] | None = None
+    issuelinks: list[JiraLink] | None = None
+    subtasks: list[JiraIssueRef] | None = None
+    parent: JiraIssueRef | None = None
+
+
+class JiraItem(_Shape):
+    field: str | None = None
+    from_: Id | None = Field(default=None, validation_alias=AliasChoices("from"))
+    to: Id | None = None
+    fromString: str | None = None
+    toString: str | None = None
+
+
+class JiraHistory(_Shape):
+    id: Id | None = None
+    created: str | None = None
+    items: list[JiraItem] | None = None
+
+
+class JiraChangelog(_Shape):
+    histories: list[JiraHistory] | None = None
+
+
+class JiraIssue(_Shape):
+    key: str
+    fields: JiraFields
+    changelog: JiraChangelog | None = None
+
+
+# -- GitHub REST (milestones, issues, issue events) --------------------------------------------
+class GitHubMilestoneRef(_Shape):
+    number: int | None = None
+    title: str | None = None
+
+
+class GitHubMilestone(_Shape):
+    number: int
+    title: str | None = None
+    due_on: str | None = None
+    created_at: str | None = None
+    closed_at: str | None = None
+
+
+class GitHubLabel(_Shape):
+    name: str
+
+
+class GitHubUser(_Shape):
+    login: str | None = None
+
+
+class GitHubIssue(_Shape):
+    number: int
+    state: str | None = None
+    created_at: str | None = None
+    closed_at: str | None = None
+    labels: list[GitHubLabel | str] = []
+    assignees: list[GitHubUser] | None = None
+    assignee: GitHubUser | None = None
+    milestone: GitHubMilestoneRef | None = None
+    html_url: str | None = None
+    repository_url: str | None = None
+    pull_request: dict[str, Any] | None = None
+
+
+class GitHubIssueRef(_Shape):
+    number: int
+
+
+class GitHubEvent(_Shape):
+    id: Id | None = None
+    event: str
+    created_at: str | None = None
+    issue: GitHubIssueRef
+    milestone: GitHubMilestoneRef | None = None
+    assignee: GitHubUser | None = None
+
+
+S = TypeVar("S", bound=BaseModel)
+
+
+def check(shape: type[S], record: object) -> S:
+    """``record`` read as ``shape``; a FieldError naming the first field that does not fit."""
+    try:
+        return shape.model_validate(record)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        loc = tuple(str(part) if part != "from" else "from" for part in error["loc"])
+        raise FieldError(loc, error["msg"].lower()) from None
