@@ -23,7 +23,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from slipcast.core.contracts import CHAMPION_ALIAS, METADATA_FILE, TARGETS, ModelMetadata, registered_model_name
+from slipcast.core.contracts import (
+    CHAMPION_ALIAS,
+    METADATA_FILE,
+    MODEL_HASH_TAG,
+    TARGETS,
+    ModelMetadata,
+    registered_model_name,
+)
 from slipcast.core.model_format import Classifier, ModelRefused, load_model_dir
 from slipcast.core.settings import Settings
 
@@ -101,6 +108,18 @@ def registry_champion(settings: Settings, target: str):
         if "RESOURCE_DOES_NOT_EXIST" in str(exc) or "not found" in str(exc).lower():
             return None
         raise
+
+
+def registry_vouches(settings: Settings, target: str, exported: dict) -> bool:
+    """Whether the registry holds the export's version with the export's SHA-256."""
+    from slipcast.serving.registry import client_for
+
+    name = registered_model_name(settings.training.model_prefix, target)
+    try:
+        version = client_for(settings).get_model_version(name, str(exported.get("model_version")))
+    except Exception:  # no such version (an export from another registry): nothing vouches for it
+        return False
+    return bool(exported.get("sha256")) and version.tags.get(MODEL_HASH_TAG) == exported.get("sha256")
 
 
 def load_registry(settings: Settings, target: str, version) -> LoadedModel:
@@ -215,11 +234,15 @@ class ModelStore:
                     except ModelRefused as exc:
                         self._refused[target] = str(champion.version)
                         problem = f"champion v{version} refused: {exc}"
-                    if exported is not None and str(exported.get("model_version")) == version:
-                        self._swap(load_export(models_dir, target))  # the same version, verified on its own
-                        return problem + "; serving its verified export"
+                    if (exported is not None and str(exported.get("model_version")) == version
+                            and exported.get("sha256") == champion.tags.get(MODEL_HASH_TAG)):
+                        self._swap(load_export(models_dir, target))  # the same file the registry vouches for
+                        return problem + "; serving its export (the same file, by the hash the registry holds)"
                     if current is not None:
                         return problem + f"; serving the last good model (v{current.version})"
+                    if exported is not None and not registry_vouches(self.settings, target, exported):
+                        raise ModelRefused(problem + f"; the export (v{exported.get('model_version')}) does not "
+                                           "match the hash the registry holds for its version: not served")
                 elif current is not None and current.source == "registry":
                     return None  # no champion any more: the last one keeps serving
         if exported is None:

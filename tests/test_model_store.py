@@ -1,6 +1,7 @@
 """Which model serves, in an explicit order, and what readiness and /v1/model say about it."""
 
 import shutil
+import sqlite3
 
 import pytest
 from fastapi.testclient import TestClient
@@ -23,14 +24,25 @@ def store_copy(trained, tmp_path):
 
 
 def _break_champion(client: MlflowClient, name: str = "slipcast-milestone") -> str:
+    """The champion's file no longer matches the hash training recorded for it."""
     version = str(client.get_model_version_by_alias(name, "champion").version)
     client.set_model_version_tag(name, version, MODEL_HASH_TAG, "0" * 64)
     return version
 
 
+def _lose_champion_files(db, name: str = "slipcast-milestone") -> str:
+    """The champion's files can no longer be fetched (its artifact store moved away)."""
+    with sqlite3.connect(db) as conn:
+        (version,) = conn.execute("SELECT version FROM registered_model_aliases WHERE name = ? AND alias = 'champion'",
+                                  (name,)).fetchone()
+        conn.execute("UPDATE model_versions SET source = 'file:///nonexistent/model' WHERE name = ? AND version = ?",
+                     (name, version))
+    return str(version)
+
+
 def test_a_champion_that_fails_to_load_is_reported_and_its_verified_export_serves(store_copy):
     settings, client = store_copy
-    version = _break_champion(client)
+    version = _lose_champion_files(settings.sqlite_path())
     with TestClient(create_app(settings)) as c:
         ready = c.get("/readyz").json()
         info = c.get("/v1/model").json()
@@ -38,10 +50,19 @@ def test_a_champion_that_fails_to_load_is_reported_and_its_verified_export_serve
     state = ready["state"]["milestone"]
     assert ready["status"] == "ready" and state["state"] == "fallback"
     assert state["serving"] == {"source": "export", "version": version} and state["champion_version"] == version
-    assert "does not match" in state["error"] and "serving its verified export" in state["error"]
+    assert "cannot be loaded" in state["error"] and "serving its export" in state["error"]
     assert info["load"]["state"] == "fallback" and info["model"]["source"] == "export"
     assert answer["load"]["state"] == "ok" and answer["model"]["source"] == "registry"
     assert "/tmp" not in str(ready) and str(settings.home) not in str(ready)  # no absolute paths in responses
+
+
+def test_an_export_the_registry_does_not_vouch_for_is_not_served_in_its_place(store_copy):
+    settings, client = store_copy
+    _break_champion(client)  # the export's hash no longer matches the registry's record
+    with TestClient(create_app(settings)) as c:
+        ready = c.get("/readyz")
+    assert ready.status_code == 503 and ready.json()["state"]["milestone"]["state"] == "missing"
+    assert "does not match" in ready.json()["errors"]["milestone"]
 
 
 def test_after_a_restart_a_refused_new_champion_leaves_the_previous_export_serving(store_copy, trained):
