@@ -187,12 +187,38 @@ def read_tables(data_dir: Path) -> Tables:
         path = data_dir / f"{name}.parquet"
         if not path.exists():
             raise FileNotFoundError(f"{path}: canonical table missing (run `slipcast import` first)")
-        table = pq.read_table(path)
-        if not table.schema.equals(spec.schema, check_metadata=False):
-            raise SchemaError(f"{path}: schema {table.schema} differs from canonical {spec.schema}")
-        frames[name] = table.to_pandas()
+        frames[name] = _canonical(pq.read_table(path), spec.schema, path).to_pandas()
         validate(frames[name], spec)
     return Tables(**frames)
+
+
+def _same_kind(given: pa.DataType, wanted: pa.DataType) -> bool:
+    """Types that hold the same values: any string type for a string; any timestamp unit in UTC
+    for a UTC timestamp; any integer or float for a float."""
+    if pa.types.is_string(wanted):
+        return pa.types.is_string(given) or pa.types.is_large_string(given) or pa.types.is_string_view(given)
+    if pa.types.is_timestamp(wanted):
+        return pa.types.is_timestamp(given) and given.tz in ("UTC", "+00:00", "Etc/UTC", "Z")
+    if pa.types.is_floating(wanted):
+        return pa.types.is_floating(given) or pa.types.is_integer(given)
+    return given.equals(wanted)
+
+
+def _canonical(table: pa.Table, schema: pa.Schema, path: Path) -> pa.Table:
+    """``table`` in the canonical ``schema``: its columns in canonical order, each cast from an
+    equivalent type (what pandas or another tool writes); anything else refused naming it."""
+    missing = [f.name for f in schema if f.name not in table.column_names]
+    if missing:
+        raise SchemaError(f"{path}: schema differs from canonical: columns {missing} missing")
+    table = table.select(schema.names)
+    for f, given in zip(schema, table.schema):
+        if not _same_kind(given.type, f.type):
+            raise SchemaError(f"{path}: schema differs from canonical: column {f.name} is {given.type}, "
+                              f"expected {f.type} or an equivalent type")
+    try:
+        return table.cast(schema)
+    except pa.ArrowInvalid as exc:  # a timestamp finer than microseconds that would lose digits
+        raise SchemaError(f"{path}: cannot be read as canonical: {exc}") from exc
 
 
 def fingerprint(tables: Tables) -> str:

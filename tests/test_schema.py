@@ -1,4 +1,5 @@
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from slipcast.features.schema import (
@@ -83,3 +84,18 @@ def test_an_unknown_milestone_kind_is_refused_naming_it():
     frame = conform(pd.DataFrame([{"milestone_id": "m", "project": "p", "name": "n", "kind": "quarter"}]), MILESTONES)
     with pytest.raises(SchemaError, match="quarter"):
         validate(frame, MILESTONES)
+
+
+def test_tables_written_back_by_pandas_are_read(tmp_path, small_history):
+    """pandas writes large_string and nanosecond timestamps; a data scientist's fixed table is read."""
+    out = write_tables(small_history, tmp_path / "t")
+    tickets = read_tables(out).tickets
+    tickets.loc[0, "priority"] = "fixed by hand"
+    frame = tickets.copy()
+    frame["created_at"] = frame["created_at"].dt.as_unit("ns")
+    frame.to_parquet(out / "tickets.parquet")
+    assert "large_string" in str(pq.read_schema(out / "tickets.parquet").field("ticket_id").type)
+    back = read_tables(out)
+    assert back.tickets.loc[0, "priority"] == "fixed by hand"
+    assert back.tickets["created_at"].dtype == tickets["created_at"].dtype
+    pd.testing.assert_frame_equal(back.tickets, tickets)
