@@ -82,3 +82,22 @@ def test_calibration_falls_back_to_sigmoid_when_the_earlier_half_has_one_outcome
     y = np.r_[np.zeros(100, int), (np.arange(100) % 2)]
     base = LogisticRegression().fit(pd.DataFrame({"x": [-1.0, 1.0]}), [0, 1])
     assert calibrate(base, X, y).method == "sigmoid"
+
+
+def test_a_calibration_slice_with_one_outcome_leaves_the_model_uncalibrated_and_says_so(settings):
+    from slipcast.training.backtest import fit_candidate
+    from slipcast.training.calibration import UNCALIBRATED
+    from slipcast.training.candidates import chosen_calibration
+
+    rng = np.random.default_rng(0)
+    n = 400
+    as_of = pd.Timestamp("2024-01-01", tz="UTC") + pd.to_timedelta(np.arange(n), unit="D")
+    label = np.r_[rng.integers(0, 2, 300), np.ones(100)].astype(float)  # the latest rows: one outcome
+    frame = pd.DataFrame({"as_of": as_of, "label_known_at": as_of + pd.Timedelta(days=1), "label": label,
+                          "milestone_id": [f"m{i}" for i in range(n)], "x": rng.normal(size=n) + label,
+                          "kind": np.where(np.arange(n) % 2, "release", "sprint")})
+    for name in ("logistic", "gradient_boosting"):
+        model = fit_candidate(name, frame, np.arange(n), ["x", "kind"], settings.training)
+        assert chosen_calibration(model) == UNCALIBRATED
+        p = model.predict_proba(frame[["x", "kind"]])[:, 1]
+        assert np.all((p >= 0) & (p <= 1))

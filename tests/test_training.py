@@ -187,3 +187,19 @@ def test_of_two_trainings_deciding_at_once_the_worse_never_takes_the_alias(tmp_p
     assert champion.version != a["milestone"]["version"]
     meta = json.loads((s.models_dir / "milestone" / METADATA_FILE).read_text())
     assert meta["model_version"] == str(champion.version)  # the export is the champion's
+
+
+def test_a_tracker_without_story_points_trains_and_says_what_it_lacked(small_history, settings):
+    from slipcast.features.pipeline import build_training_sets
+    from slipcast.features.tables import make_tables
+
+    ms, tk, ev, lk = small_history.frames()
+    tables = make_tables(ms, tk.assign(story_points=float("nan")), ev[ev["field"] != "story_points"], lk)
+    frame = build_training_sets(tables, settings.features)["milestone"]
+    features = feature_columns("milestone")
+    quick = settings.training.model_copy(update={"folds": 2, "bootstrap_rounds": 10, "max_iter": 20})
+    bt = run_backtest(frame, "milestone", features, ["base_rate", "logistic", "gradient_boosting"], quick)
+    assert bt.unavailable == ["done_points_share"]  # the one points feature that is NaN, not 0, without points
+    for name in ("logistic", "gradient_boosting"):
+        p = bt.results[name].last_model.predict_proba(bt.frame[features].head(20))[:, 1]
+        assert np.all((p >= 0) & (p <= 1))

@@ -49,6 +49,7 @@ class Backtest:
     results: dict[str, CandidateResult]
     leaks: list[dict]
     backtest_id: str
+    unavailable: list[str] = field(default_factory=list)  # features with no value in this data
 
     def ranking(self) -> list[str]:
         """Candidates from lowest to highest pooled Brier score (the reference excluded)."""
@@ -62,6 +63,11 @@ def labelled_rows(frame: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
+def available_features(frame: pd.DataFrame, features: list[str]) -> list[str]:
+    """The features with at least one value in ``frame``."""
+    return [c for c in features if frame[c].notna().any()]
+
+
 def split_columns(frame: pd.DataFrame, features: list[str]) -> tuple[list[str], list[str]]:
     """Numeric and categorical feature columns."""
     categorical = [c for c in features if not pd.api.types.is_numeric_dtype(frame[c])]
@@ -70,14 +76,19 @@ def split_columns(frame: pd.DataFrame, features: list[str]) -> tuple[list[str], 
 
 def fit_candidate(name: str, frame: pd.DataFrame, idx: np.ndarray, features: list[str], settings: TrainingSettings):
     """Fit one candidate on the rows ``idx`` of ``frame`` (oldest first); a model fits the
-    earlier of them and is calibrated on the later ones."""
-    numeric, categorical = split_columns(frame, features)
-    model = make_candidate(name, numeric, categorical, settings)
+    earlier of them and is calibrated on the later ones. A feature with no value in those rows
+    (a tracker without story points, say) is left out of the model, which still takes it as
+    an input."""
     X = frame.iloc[idx][features]
+    numeric, categorical = split_columns(X, available_features(X, features))
+    model = make_candidate(name, numeric, categorical, settings)
     y = frame["label"].to_numpy()[idx].astype(int)
     if name in BASELINES:
         return model.fit(X, y)
-    fit, cal = calibration_split(frame, idx, settings.calibration_share)
+    split = calibration_split(frame, idx, settings.calibration_share)
+    if split is None:
+        return model.fit(X, y)
+    fit, cal = split
     model.fit(X.iloc[fit], y[fit])
     return calibrate(model, X.iloc[cal], y[cal])
 
@@ -129,5 +140,6 @@ def run_backtest(frame: pd.DataFrame, target: str, features: list[str], candidat
         res.horizons = by_horizon(y, res.predictions, elapsed, base)
         res.intervals = bootstrap(y, res.predictions, groups, base, settings.bootstrap_rounds, settings.seed)
     leaks = leak_audit(data, [c for c in features if pd.api.types.is_numeric_dtype(data[c])], settings.leak_auc)
+    unavailable = [c for c in features if c not in available_features(data, features)]
     return Backtest(target, data, features, folds, test_rows, base, results, leaks,
-                    _backtest_id(data, folds, features, fingerprint))
+                    _backtest_id(data, folds, features, fingerprint), unavailable)

@@ -22,16 +22,26 @@ from slipcast.training.splits import InsufficientHistory, RollingOrigin
 METHODS = ("sigmoid", "isotonic")
 
 
-def calibration_split(frame: pd.DataFrame, idx: np.ndarray, share: float) -> tuple[np.ndarray, np.ndarray]:
+UNCALIBRATED = "none (too few later rows of each outcome to calibrate on)"
+MIN_PER_OUTCOME = 2  # rows of each outcome a calibration slice needs (each half of it is fitted)
+
+
+def calibration_split(frame: pd.DataFrame, idx: np.ndarray, share: float) -> tuple[np.ndarray, np.ndarray] | None:
     """Positions in ``idx`` for the base fit (labels known by the cut) and for the calibration
-    (as_of after the cut, no milestone on both sides); the cut leaves ``share`` of rows after it."""
+    (as_of after the cut, no milestone on both sides); the cut leaves ``share`` of rows after it.
+
+    None where the rows cannot be split so, or the later rows hold fewer than two of either
+    outcome (a real tracker's slice often holds one outcome): the model is then fitted on all
+    rows and left uncalibrated, and the report says so (``UNCALIBRATED``).
+    """
     sub = frame.iloc[idx].reset_index(drop=True)
     try:
         (fold,) = RollingOrigin(1, first_quantile=1.0 - share, min_train_rows=20, min_positives=3).folds(sub)
-    except InsufficientHistory as exc:
-        raise InsufficientHistory(f"too little history to calibrate on later rows: {exc}") from exc
-    if len(np.unique(sub["label"].to_numpy()[fold.test])) < 2:
-        raise InsufficientHistory("insufficient history: the calibration rows hold a single outcome")
+    except InsufficientHistory:
+        return None
+    later = sub["label"].to_numpy()[fold.test].astype(int)
+    if np.bincount(later, minlength=2).min() < MIN_PER_OUTCOME:
+        return None
     return fold.train, fold.test
 
 

@@ -29,6 +29,7 @@ from sklearn.preprocessing import (
 )
 
 from slipcast.core.settings import TrainingSettings
+from slipcast.training.calibration import UNCALIBRATED
 
 BASELINES = ("base_rate", "project_rate", "throughput_rule", "monte_carlo")
 MODELS = ("logistic", "gradient_boosting")
@@ -84,5 +85,8 @@ def make_candidate(name: str, numeric: list[str], categorical: list[str], settin
 
 
 def chosen_calibration(model) -> str | None:
-    """The calibration method a fitted model chose, if it is a calibrated candidate."""
-    return model.method if isinstance(model, CalibratedClassifierCV) else None
+    """The calibration method a fitted model chose; ``UNCALIBRATED`` for a model candidate left
+    uncalibrated (too few later rows), None for a baseline."""
+    if isinstance(model, CalibratedClassifierCV):
+        return model.method
+    return UNCALIBRATED if isinstance(model, Pipeline) and "model" in model.named_steps else None

@@ -15,6 +15,7 @@ from sklearn.inspection import permutation_importance  # noqa: E402
 from sklearn.metrics import roc_curve  # noqa: E402
 
 from slipcast.training.backtest import REFERENCE, Backtest  # noqa: E402
+from slipcast.training.calibration import UNCALIBRATED
 
 SHOWN = ("base_rate", "monte_carlo", REFERENCE)
 
@@ -143,6 +144,12 @@ def write_report(bt: Backtest, chosen: str, decision: dict, out_dir: Path, seed:
     cal = bt.results[chosen].calibration
     if any(cal):
         lines += ["", f"Calibration chosen on the latest training rows, per fold: {', '.join(map(str, cal))}."]
+    if UNCALIBRATED in cal:
+        lines += ["", f"In {cal.count(UNCALIBRATED)} of {len(cal)} folds the latest training rows held fewer than "
+                      "two of either outcome: the model was fitted on all of them and left uncalibrated."]
+    if bt.unavailable:
+        lines += ["", f"Not available in this data (no value in any labelled row; left out of the models): "
+                      f"{', '.join(f'`{c}`' for c in bt.unavailable)}."]
     lines += ["", "## Leak audit", ""]
     if bt.leaks:
         lines += [f"- **FLAGGED** `{x['feature']}` alone reaches AUC {x['auc']:.3f}: check it cannot see the outcome"

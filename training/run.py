@@ -114,6 +114,7 @@ def train_target(client, settings: Settings, target: Target, frame, fingerprint:
         chosen_scores = bt.results[chosen].overall
         mlflow.log_metrics({f"backtest_{m}": chosen_scores[m] for m in METRICS if not np.isnan(chosen_scores[m])})
         mlflow.set_tag("leaks_flagged", ",".join(x["feature"] for x in bt.leaks) or "none")
+        mlflow.set_tag("features_unavailable", ",".join(bt.unavailable) or "none")
 
         stage("decide")
         decision = decide(client, name, bt, chosen, settings, fingerprint)
