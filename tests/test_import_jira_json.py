@@ -80,7 +80,10 @@ def test_bad_records_are_rejected_with_file_record_field_and_reason(tmp_path, se
     assert by_file["naive.json"].field == "created" and "naive timestamp" in by_file["naive.json"].reason
     dup = rej[rej.reason.str.contains("duplicate issue")]
     assert list(dup.record) == ["DS-1"] and list(dup.field) == ["key"]
-    assert by_file["link.json"].kind == "links" and "Telepathy" in by_file["link.json"].reason
+    assert "link.json" not in by_file  # a link type nothing places is kept as relates, with a warning
+    assert any("'Telepathy'" in w and "kept as relates" in w for w in report.warnings)
+    links = read_tables(tmp_path / "out").links
+    assert links[(links["from_ticket"] == "DS-6") & (links["to_ticket"] == "DS-1")]["kind"].tolist() == ["relates"]
     assert "not a Jira issue" in by_file["other.json"].reason
     # every ticket read is accounted for
     assert report.read["tickets"] == report.accepted["tickets"] + report.rejected()["tickets"]
@@ -152,3 +155,40 @@ def test_duraspace_imports_completely(tmp_path, settings, duraspace_dir):
     assert t.tickets["project"].nunique() == 18
     assert {"release", "sprint"} <= set(t.milestones["kind"])
     assert len(t.events) > 20000 and len(t.links) > 500
+
+
+def test_statuses_and_link_types_are_read_from_what_jira_says_of_them(tmp_path, settings):
+    """A custom status placed by its statusCategory (even when a changelog names it before any
+    issue carrying it is read); link kinds from the type's own descriptions."""
+    src = tmp_path / "src"
+    src.mkdir()
+    early = jira_issue("DS-1", status={"name": "Closed", "statusCategory": {"key": "done"}})
+    early["changelog"]["histories"][2]["items"][0].update(fromString="Patch Available")  # named before it is defined
+    late = jira_issue("DS-2", status={"name": "Patch Available", "statusCategory": {"key": "indeterminate"}},
+                      issuelinks=[{"id": "5", "type": {"name": "Incorporates", "outward": "incorporates",
+                                                       "inward": "is incorporated by"}, "outwardIssue": {"key": "DS-1"}},
+                                  {"id": "6", "type": {"name": "dependent", "outward": "depends on",
+                                                       "inward": "is depended on by"}, "outwardIssue": {"key": "DS-3"}}],
+                      resolutiondate=None)
+    late["changelog"]["histories"] = late["changelog"]["histories"][:1]
+    _write(src / "a.json", early)
+    _write(src / "b.json", late)
+    report = run_import("jira-json", src, tmp_path / "out", settings)
+    assert not report.rejections, report.rejections
+    t = read_tables(tmp_path / "out")
+    assert t.tickets.set_index("ticket_id").loc["DS-2", "status"] == "in_progress"
+    moves = t.events[(t.events["ticket_id"] == "DS-1") & (t.events["field"] == "status")]
+    assert "in_progress" in set(moves["from_value"])  # Patch Available -> Closed, read, not rejected
+    kinds = dict(zip(t.links["to_ticket"], t.links["kind"]))
+    assert kinds["DS-3"] == "depends_on" and kinds.get("DS-2", kinds.get("DS-1")) == "parent"
+
+
+def test_a_status_list_from_the_api_places_statuses_no_issue_carries(tmp_path, settings):
+    src = tmp_path / "src"
+    src.mkdir()
+    issue = jira_issue("DS-1", status={"name": "Closed"})
+    issue["changelog"]["histories"][2]["items"][0].update(fromString="Awaiting Review")
+    _write(src / "issue.json", issue)
+    _write(src / "status.json", [{"name": "Awaiting Review", "statusCategory": {"key": "indeterminate"}}])
+    report = run_import("jira-json", src, tmp_path / "out", settings)
+    assert not report.rejections and report.accepted["files"] == 1

@@ -19,7 +19,14 @@ from slipcast.core.settings import Settings
 from slipcast.features.importers.report import ImportReport, finish
 from slipcast.features.importers.shapes import JiraIssue, check
 from slipcast.features.importers.sources import list_files, read_json
-from slipcast.features.importers.vocab import Vocabulary, end_of_day, parse_points, parse_time
+from slipcast.features.importers.vocab import (
+    JIRA_STATUS_CATEGORIES,
+    Vocabulary,
+    end_of_day,
+    link_kind_from_words,
+    parse_points,
+    parse_time,
+)
 
 SPRINT_RE = re.compile(r"\[(.*)\]\s*$")
 SCALAR_FIELDS = {  # Jira changelog field -> (canonical field, use ids rather than display strings)
@@ -82,6 +89,7 @@ class _Builder:
         self.links: dict[tuple, dict] = {}
         self.link_times: dict[tuple[str, str], pd.Timestamp] = {}
         self.seen: set[str] = set()
+        self.unplaced_links: set = set()
 
     # -- milestones -------------------------------------------------------------------------
     def version(self, v: dict, project: str) -> str:
@@ -116,6 +124,36 @@ class _Builder:
             "completed_at": parse_time(s.get("completeDate")),
         }
         return mid
+
+    # -- what Jira says of itself ---------------------------------------------------------------
+    def learn(self, payload) -> None:
+        """Status categories from an issue's own status (``statusCategory``), or from a list of
+        statuses as ``/rest/api/2/status`` returns it."""
+        records = payload if isinstance(payload, list) else [payload]
+        for record in records:
+            if not isinstance(record, dict):
+                continue
+            status = (record.get("fields") or {}).get("status") if "fields" in record else record
+            if not isinstance(status, dict) or not isinstance(status.get("name"), str):
+                continue
+            category = (status.get("statusCategory") or {}).get("key") if isinstance(
+                status.get("statusCategory"), dict) else None
+            if category in JIRA_STATUS_CATEGORIES:
+                self.status.learn(status["name"], JIRA_STATUS_CATEGORIES[category])
+
+    def waits(self, issue) -> bool:
+        """Whether the issue names a status no one has placed yet: read it at the end, when every
+        issue of the export has said what its status means."""
+        if not isinstance(issue, dict):
+            return False
+        names = [((issue.get("fields") or {}).get("status") or {}).get("name")
+                 if isinstance(issue.get("fields"), dict) and isinstance(issue["fields"].get("status"), dict) else None]
+        histories = (issue.get("changelog") or {}).get("histories") if isinstance(issue.get("changelog"), dict) else None
+        for h in histories if isinstance(histories, list) else []:
+            for item in (h.get("items") or []) if isinstance(h, dict) and isinstance(h.get("items"), list) else []:
+                if isinstance(item, dict) and str(item.get("field", "")).lower() == "status":
+                    names += [item.get("fromString"), item.get("toString")]
+        return any(isinstance(n, str) and not self.status.knows(n) for n in names)
 
     # -- issues -----------------------------------------------------------------------------
     def issue(self, issue: dict, file: str, index: int) -> None:
@@ -331,12 +369,7 @@ class _Builder:
         rep = self.report
         for link in fields.get("issuelinks") or []:
             rep.saw("links")
-            type_name = (link.get("type") or {}).get("name")
-            try:
-                kind = self.link_kind(type_name)
-            except FieldError as exc:
-                rep.reject("links", file, f"{key} link {link.get('id')}", "type", exc.message)
-                continue
+            kind = self._link_kind(link.get("type") or {})
             if link.get("outwardIssue"):
                 pair = (key, link["outwardIssue"].get("key"))
             elif link.get("inwardIssue"):
@@ -350,6 +383,22 @@ class _Builder:
         for pair in ([(parent, key)] if parent else []) + [(key, s) for s in subtasks]:
             rep.saw("links")
             self._add_link(pair, "parent")
+
+    def _link_kind(self, link_type: dict) -> str:
+        """The profile's kind for the type's name, else for its outward or inward description,
+        else what those words say; a type nothing places is kept as ``relates``, with a warning."""
+        name, outward, inward = (link_type.get(k) for k in ("name", "outward", "inward"))
+        for text in (name, outward, inward):
+            if text is not None and self.link_kind.knows(text):
+                return self.link_kind(text)
+        kind = link_kind_from_words(outward, inward, name)
+        if kind is None:
+            kind = "relates"
+            if name not in self.unplaced_links:
+                self.unplaced_links.add(name)
+                self.report.warnings.append(f"link type {name!r} (outward {outward!r}) is like no known kind: "
+                                            "kept as relates (map it under imports.link_kinds)")
+        return kind
 
     def _add_link(self, pair: tuple[str, str], kind: str) -> None:
         """Links are seen from both ends: the second sighting is the same record."""
@@ -400,15 +449,34 @@ def import_jira_json(src, out, settings: Settings, force: bool = False) -> Impor
     """Import Jira REST JSON (issues with changelog) from a file or folder into ``out``."""
     report = ImportReport(source=str(src))
     builder = _Builder(settings, report)
+    waiting: list[tuple[dict, str, int]] = []
     for path in list_files(Path(src), (".json",)):
         payload = read_json(path, report, settings.imports.fallback_encoding)
         if payload is None:
+            continue
+        if _is_status_list(payload):
+            builder.learn(payload)
+            report.saw("files")
+            report.accept("files")
             continue
         issues = _issues_of(payload)
         if issues is None:
             report.saw("files")
             report.reject("files", str(path), "-", "-", "not a Jira issue, issue list or search result")
             continue
+        for issue in issues:
+            builder.learn(issue)
         for i, issue in enumerate(issues):
-            builder.issue(issue, str(path), i)
+            if builder.waits(issue):
+                waiting.append((issue, str(path), i))
+            else:
+                builder.issue(issue, str(path), i)
+    for issue, file, i in waiting:  # every issue has now said what its status means
+        builder.issue(issue, file, i)
     return finish(report, builder.frames(), Path(out), force)
+
+
+def _is_status_list(payload) -> bool:
+    """A list of statuses as ``/rest/api/2/status`` returns it (beside the issues, optional)."""
+    return (isinstance(payload, list) and bool(payload)
+            and all(isinstance(s, dict) and "statusCategory" in s and "fields" not in s for s in payload))

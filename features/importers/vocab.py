@@ -71,23 +71,51 @@ def parse_points(value) -> float | None:
     return points
 
 
+def link_kind_from_words(*descriptions: str | None) -> str | None:
+    """A canonical link kind from a link type's own descriptions ("blocks", "is cloned by"), or None."""
+    text = " ".join(d.lower() for d in descriptions if d)
+    return next((kind for word, kind in LINK_WORDS if word in text), None)
+
+
 def end_of_day(ts: pd.Timestamp | None) -> pd.Timestamp | None:
     """The end of a calendar date given as its midnight: due 'on' a date means by its end."""
     return None if ts is None else ts + timedelta(days=1) - timedelta(microseconds=1)
 
 
+# what Jira says of a status itself (fields.status.statusCategory.key), in canonical terms
+JIRA_STATUS_CATEGORIES = {"new": "todo", "indeterminate": "in_progress", "done": "done"}
+# words of a link type's outward or inward description, in canonical link kinds (first match wins)
+LINK_WORDS = (("block", "blocks"), ("depend", "depends_on"), ("require", "depends_on"), ("duplicat", "duplicates"),
+              ("clone", "relates"), ("incorporat", "parent"), ("contain", "parent"), ("parent", "parent"),
+              ("sub-task", "parent"), ("subtask", "parent"), ("child", "parent"), ("relat", "relates"))
+
+
 class Vocabulary:
-    """Maps tracker names (case-insensitive) onto canonical categories from settings."""
+    """Maps tracker names (case-insensitive) onto canonical categories: the settings profile
+    first (it overrides), then what the tracker said of a name itself (``learn``)."""
 
     def __init__(self, what: str, categories: dict[str, list[str]]):
         self.what = what
         self._lookup = {name.strip().lower(): cat for cat, names in categories.items() for name in names}
         self._lookup.update({cat: cat for cat in categories})
+        self._learned: dict[str, str] = {}
+
+    @staticmethod
+    def _key(name) -> str:
+        return str(name).strip().lower() if name is not None else ""
+
+    def learn(self, name, category: str) -> None:
+        """What the tracker says ``name`` means (a status's own category); the profile still wins."""
+        self._learned.setdefault(self._key(name), category)
+
+    def knows(self, name) -> bool:
+        key = self._key(name)
+        return key in self._lookup or key in self._learned
 
     def __call__(self, name) -> str:
-        key = str(name).strip().lower() if name is not None else ""
+        key = self._key(name)
         try:
-            return self._lookup[key]
+            return self._lookup[key] if key in self._lookup else self._learned[key]
         except KeyError:
             raise FieldError((),
                 f"unknown {self.what} {name!r} (map it under imports.{self.what}_categories"
