@@ -78,15 +78,14 @@ def test_bad_records_are_rejected_with_file_record_field_and_reason(tmp_path, se
     assert by_file["status.json"].field == "status" and "Pondering" in by_file["status.json"].reason
     assert by_file["nokey.json"].field == "key"
     assert by_file["naive.json"].field == "created" and "naive timestamp" in by_file["naive.json"].reason
-    dup = rej[rej.reason.str.contains("duplicate issue")]
-    assert list(dup.record) == ["DS-1"] and list(dup.field) == ["key"]
+    assert report.ignored["tickets"] == 1 and any("repeat an issue" in w for w in report.warnings)  # dup.json
     assert "link.json" not in by_file  # a link type nothing places is kept as relates, with a warning
     assert any("'Telepathy'" in w and "kept as relates" in w for w in report.warnings)
     links = read_tables(tmp_path / "out").links
     assert links[(links["from_ticket"] == "DS-6") & (links["to_ticket"] == "DS-1")]["kind"].tolist() == ["relates"]
     assert "not a Jira issue" in by_file["other.json"].reason
     # every ticket read is accounted for
-    assert report.read["tickets"] == report.accepted["tickets"] + report.rejected()["tickets"]
+    assert report.read["tickets"] == report.accepted["tickets"] + report.ignored["tickets"] + report.rejected()["tickets"]
     assert report.accepted["tickets"] == 2  # DS-1 and DS-6
     # changelog items of rejected issues are rejected with them, not lost
     assert report.read["events"] == report.accepted["events"] + report.ignored["events"] + report.rejected()["events"]
@@ -192,3 +191,19 @@ def test_a_status_list_from_the_api_places_statuses_no_issue_carries(tmp_path, s
     _write(src / "status.json", [{"name": "Awaiting Review", "statusCategory": {"key": "indeterminate"}}])
     report = run_import("jira-json", src, tmp_path / "out", settings)
     assert not report.rejections and report.accepted["files"] == 1
+
+
+def test_of_one_issue_in_several_files_the_copy_with_the_history_is_kept(tmp_path, settings):
+    """The first file by name holds the issue without its changelog: the copy with it wins."""
+    src = tmp_path / "src"
+    src.mkdir()
+    bare = jira_issue("DS-1")
+    bare.pop("changelog")
+    _write(src / "a-issue.json", bare)
+    _write(src / "b-issue-with-changelog.json", jira_issue("DS-1"))
+    report = run_import("jira-json", src, tmp_path / "out", settings)
+    assert not report.rejections and report.ignored["tickets"] == 1 and report.accepted["tickets"] == 1
+    ev = read_tables(tmp_path / "out").events
+    status = ev[(ev["ticket_id"] == "DS-1") & (ev["field"] == "status")].sort_values("at")
+    assert status["to_value"].tolist()[0] != "done"  # not done from the moment it was created
+    assert status["to_value"].tolist()[-1] == "done"

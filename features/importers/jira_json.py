@@ -141,20 +141,6 @@ class _Builder:
             if category in JIRA_STATUS_CATEGORIES:
                 self.status.learn(status["name"], JIRA_STATUS_CATEGORIES[category])
 
-    def waits(self, issue) -> bool:
-        """Whether the issue names a status no one has placed yet: read it at the end, when every
-        issue of the export has said what its status means."""
-        if not isinstance(issue, dict):
-            return False
-        names = [((issue.get("fields") or {}).get("status") or {}).get("name")
-                 if isinstance(issue.get("fields"), dict) and isinstance(issue["fields"].get("status"), dict) else None]
-        histories = (issue.get("changelog") or {}).get("histories") if isinstance(issue.get("changelog"), dict) else None
-        for h in histories if isinstance(histories, list) else []:
-            for item in (h.get("items") or []) if isinstance(h, dict) and isinstance(h.get("items"), list) else []:
-                if isinstance(item, dict) and str(item.get("field", "")).lower() == "status":
-                    names += [item.get("fromString"), item.get("toString")]
-        return any(isinstance(n, str) and not self.status.knows(n) for n in names)
-
     # -- issues -----------------------------------------------------------------------------
     def issue(self, issue: dict, file: str, index: int) -> None:
         rep = self.report
@@ -446,10 +432,17 @@ def _number(value) -> str | None:
 
 
 def import_jira_json(src, out, settings: Settings, force: bool = False) -> ImportReport:
-    """Import Jira REST JSON (issues with changelog) from a file or folder into ``out``."""
+    """Import Jira REST JSON (issues with changelog) from a file or folder into ``out``.
+
+    Every file is read before any issue is: statuses are placed by what every issue says of its
+    own, and where one issue comes more than once (without and with ``expand=changelog``, on two
+    search pages) the richest copy is kept, the others counted as ignored.
+    """
     report = ImportReport(source=str(src))
     builder = _Builder(settings, report)
-    waiting: list[tuple[dict, str, int]] = []
+    kept: dict[str, tuple[tuple, dict, str, int]] = {}  # key -> (richness, issue, file, index)
+    keyless: list[tuple[object, str, int]] = []  # rejected when read, naming what is missing
+    repeated = 0
     for path in list_files(Path(src), (".json",)):
         payload = read_json(path, report, settings.imports.fallback_encoding)
         if payload is None:
@@ -464,16 +457,39 @@ def import_jira_json(src, out, settings: Settings, force: bool = False) -> Impor
             report.saw("files")
             report.reject("files", str(path), "-", "-", "not a Jira issue, issue list or search result")
             continue
-        for issue in issues:
-            builder.learn(issue)
         for i, issue in enumerate(issues):
-            if builder.waits(issue):
-                waiting.append((issue, str(path), i))
+            builder.learn(issue)
+            key = issue.get("key") if isinstance(issue, dict) else None
+            if not isinstance(key, str) or not key:
+                keyless.append((issue, str(path), i))
+            elif key not in kept:
+                kept[key] = (_richness(issue), issue, str(path), i)
             else:
-                builder.issue(issue, str(path), i)
-    for issue, file, i in waiting:  # every issue has now said what its status means
+                repeated += 1
+                report.saw("tickets")
+                report.ignore("tickets")
+                if _richness(issue) > kept[key][0]:
+                    kept[key] = (_richness(issue), issue, str(path), i)
+    for _, issue, file, i in kept.values():
         builder.issue(issue, file, i)
+    for record, file, i in keyless:
+        builder.issue(record, file, i)  # type: ignore[arg-type]  # rejected there, naming the field
+    if repeated:
+        report.warnings.append(f"{repeated} issue records repeat an issue read elsewhere: the copy with the longest "
+                               "changelog (then the latest update) was kept, the others ignored")
     return finish(report, builder.frames(), Path(out), force)
+
+
+def _richness(issue: dict) -> tuple[int, str]:
+    """How much an issue record holds: its changelog items, then how recently it was updated."""
+    changelog = issue.get("changelog")
+    histories = changelog.get("histories") if isinstance(changelog, dict) else None
+    items = 0
+    for h in histories if isinstance(histories, list) else []:
+        if isinstance(h, dict) and isinstance(h.get("items"), list):
+            items += len(h["items"])
+    fields = issue.get("fields")
+    return items, str(fields.get("updated") or "") if isinstance(fields, dict) else ""
 
 
 def _is_status_list(payload) -> bool:
