@@ -207,3 +207,15 @@ def test_of_one_issue_in_several_files_the_copy_with_the_history_is_kept(tmp_pat
     status = ev[(ev["ticket_id"] == "DS-1") & (ev["field"] == "status")].sort_values("at")
     assert status["to_value"].tolist()[0] != "done"  # not done from the moment it was created
     assert status["to_value"].tolist()[-1] == "done"
+
+
+def test_versions_without_start_dates_start_when_an_issue_joined_them(tmp_path, settings):
+    """No version carries a start date and one is known only from the changelog: the start
+    column holds no time at all until filled (once a pandas TypeError)."""
+    issue = jira_issue("DS-1", fixVersions=[{"id": "1", "name": "v1"}])
+    issue["changelog"]["histories"][0]["items"][1].update(to="2", toString="v2")
+    _write(tmp_path / "i.json", issue)
+    run_import("jira-json", tmp_path / "i.json", tmp_path / "out", settings)
+    ms = read_tables(tmp_path / "out").milestones.set_index("milestone_id")
+    assert ms.loc["jira-version-2", "start_at"] == pd.Timestamp("2011-08-19T03:45:30.551Z")
+    assert ms.loc["jira-version-1", "start_at"] == pd.Timestamp("2011-08-19T03:34:46.761Z")

@@ -408,8 +408,12 @@ class _Builder:
         if len(events) and len(milestones):
             first_seen = (events[events["field"] == "milestone"].dropna(subset=["to_value"])
                           .groupby("to_value")["at"].min())
-            missing = milestones["start_at"].isna() if "start_at" in milestones else True
-            milestones.loc[missing, "start_at"] = milestones.loc[missing, "milestone_id"].map(first_seen)
+            # a version without a start date starts when an issue first joined it; built as UTC
+            # times whatever pandas made of a column that may hold no time at all
+            known = milestones["start_at"] if "start_at" in milestones else pd.Series(None, index=milestones.index)
+            joined = milestones["milestone_id"].map(first_seen)
+            milestones["start_at"] = (pd.to_datetime(known, utc=True).astype("datetime64[us, UTC]")
+                                      .fillna(pd.to_datetime(joined, utc=True).astype("datetime64[us, UTC]")))
         return {
             "milestones": milestones,
             "tickets": pd.DataFrame(self.tickets),
