@@ -315,24 +315,33 @@ def _group_rank(key: np.ndarray) -> np.ndarray:
 
 
 def _membership(ticket: np.ndarray, joins: np.ndarray, leaves: np.ndarray, at: np.ndarray) -> dict[str, np.ndarray]:
-    """Intervals [start, end) during which a ticket belonged to a milestone: the k-th leave of
-    a (ticket, milestone) closes its k-th join; a leave with no join before it (data starting
-    mid-history) closes nothing. Ordered by milestone, then start."""
+    """Intervals [start, end) during which a ticket belonged to a milestone, replaying each
+    (ticket, milestone)'s joins and leaves in time order: a join opens an interval unless one is
+    open, a leave closes the open one. A leave with nothing open (a changelog that starts
+    mid-history, or was truncated) and a join while open close or open nothing. Ordered by
+    milestone, then start."""
     width = np.int64(max(int(joins.max(initial=-1)), int(leaves.max(initial=-1))) + 2)
-    j = np.flatnonzero(joins >= 0)
-    j = j[np.argsort(at[j], kind="stable")]
-    l_ = np.flatnonzero(leaves >= 0)
-    l_ = l_[np.argsort(at[l_], kind="stable")]
-    pairs = pd.factorize(np.concatenate([ticket[j] * width + joins[j], ticket[l_] * width + leaves[l_]]))[0]
-    pairs = pairs.astype(np.int64)
-    pair_j, pair_l = pairs[:len(j)], pairs[len(j):]
+    j, l_ = np.flatnonzero(joins >= 0), np.flatnonzero(leaves >= 0)
+    rows = np.concatenate([j, l_])
+    is_join = np.concatenate([np.ones(len(j), bool), np.zeros(len(l_), bool)])
+    milestone = np.concatenate([joins[j], leaves[l_]])
+    pair = ticket[rows] * width + milestone
+    order = np.lexsort((rows, at[rows], pair))  # by pair, then time, ties in event order
+    pair, is_join, rows, milestone = pair[order], is_join[order], rows[order], milestone[order]
+    new_pair = np.r_[True, pair[1:] != pair[:-1]] if len(pair) else np.zeros(0, bool)
+    was_open = np.r_[False, is_join[:-1]] & ~new_pair if len(pair) else np.zeros(0, bool)  # the last event a join
+    opens, closes = is_join & ~was_open, ~is_join & was_open
+    start_rows, start_pair = rows[opens], pair[opens]
+    end_rows, end_pair = rows[closes], pair[closes]
+    # opens and closes alternate within a pair: the k-th close ends the k-th open
+    k_start = _group_rank(start_pair)
+    k_end = _group_rank(end_pair)
     depth = np.int64(len(at) + 1)
-    closing = pd.Index(pair_l * depth + _group_rank(pair_l)).get_indexer(pair_j * depth + _group_rank(pair_j))
-    end = pick(at[l_], closing, FAR_FUTURE)
-    keep = end >= at[j]
-    j, end = j[keep], end[keep]
-    order = np.argsort(joins[j], kind="stable")
-    return {"ticket": ticket[j][order], "milestone": joins[j][order], "start": at[j][order], "end": end[order]}
+    closing = pd.Index(end_pair * depth + k_end).get_indexer(start_pair * depth + k_start)
+    end = pick(at[end_rows], closing, FAR_FUTURE)
+    first = np.lexsort((start_rows, at[start_rows], milestone[opens]))  # by milestone, start, event order
+    return {"ticket": ticket[start_rows][first], "milestone": milestone[opens][first],
+            "start": at[start_rows][first], "end": end[first]}
 
 
 def _due_changes(rows: np.ndarray, milestone: np.ndarray, at: np.ndarray, to_code: np.ndarray,
