@@ -117,6 +117,19 @@ def _cmd_serve(args) -> int:
     return 0
 
 
+def _cmd_doctor(args) -> int:
+    from slipcast.tools.doctor import diagnose
+
+    lines, thin = diagnose(Path(args.data), get_settings())
+    print("\n".join(lines))
+    if thin:
+        print("a forecast from this data will be thin:")
+        print("\n".join(f"  - {reason}" for reason in thin))
+    else:
+        print("nothing stands in the way of training")
+    return 0
+
+
 def _cmd_eval_real(args) -> int:
     from slipcast.evaluation.results import eval_real
 
@@ -177,6 +190,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, help="port (default: settings serving.port)")
     p.add_argument("--workers", type=int, help="worker processes (default: settings serving.workers)")
     p.set_defaults(func=_cmd_serve)
+
+    p = sub.add_parser("doctor", help="what a tracker's tables can and cannot support, before training")
+    p.add_argument("data", help="canonical tables folder (what `slipcast import` wrote)")
+    p.set_defaults(func=_cmd_doctor)
 
     p = sub.add_parser("eval-real", help="evaluate on the public datasets; write docs/results.md")
     p.add_argument("--data", help="folder of the public datasets (default: settings evaluation.shared_data_dir)")

@@ -7,7 +7,7 @@ import pytest
 
 from slipcast.cli import build_parser
 
-SUBCOMMANDS = ["import", "generate", "features", "train", "serve", "eval-real"]
+SUBCOMMANDS = ["import", "generate", "features", "train", "serve", "doctor", "eval-real"]
 
 
 @pytest.mark.parametrize("command", SUBCOMMANDS)
@@ -31,3 +31,27 @@ def test_generate_then_features_from_the_shell(tmp_path):
     assert "milestone:" in feats.stdout and (tmp_path / "f" / "milestone.parquet").exists()
     bad = run("import", "jira-json", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o"))
     assert bad.returncode == 2 and "no such file or folder" in bad.stderr
+
+
+def test_doctor_says_what_an_export_supports_and_why_a_forecast_would_be_thin(tmp_path):
+    import json
+
+    from tests.helpers import jira_issue
+
+    run = lambda *a: subprocess.run([sys.executable, "-m", "slipcast.cli", *a], capture_output=True, text=True)  # noqa: E731
+    issues = [jira_issue(f"DS-{i}", customfield_10023=None, status={"name": "Patch Available",
+                                                                  "statusCategory": {"key": "indeterminate"}})
+              for i in range(1, 4)]
+    (tmp_path / "export").mkdir()
+    (tmp_path / "export" / "issues.json").write_text(json.dumps({"issues": issues}))
+    assert run("import", "jira-json", str(tmp_path / "export"), "--out", str(tmp_path / "small")).returncode == 0
+    thin = run("doctor", str(tmp_path / "small"))
+    assert thin.returncode == 0, thin.stderr
+    assert "story points on 0 % of tickets" in thin.stdout
+    assert "'Patch Available' -> in_progress" in thin.stdout
+    assert "a forecast from this data will be thin" in thin.stdout and "training needs" in thin.stdout
+
+    gen = run("generate", "--out", str(tmp_path / "sim"), "--projects", "3", "--tickets", "1200", "--seed", "2")
+    assert gen.returncode == 0
+    fine = run("doctor", str(tmp_path / "sim"))
+    assert "nothing stands in the way of training" in fine.stdout, fine.stdout

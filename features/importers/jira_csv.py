@@ -153,6 +153,7 @@ def import_jira_csv(src, out, settings: Settings, tz: str | None = None, date_fo
                     continue
                 links[(a, b, kind)] = {"from_ticket": a, "to_ticket": b, "kind": kind}
                 report.accept("links")
+    report.mappings = {"status": status_of.used, "link": link_kind.used}
     return finish(report, {"milestones": pd.DataFrame(list(milestones.values())),
                            "tickets": pd.DataFrame(tickets), "events": pd.DataFrame(events),
                            "links": pd.DataFrame(list(links.values()))}, Path(out), force)

@@ -376,7 +376,7 @@ class _Builder:
         name, outward, inward = (link_type.get(k) for k in ("name", "outward", "inward"))
         for text in (name, outward, inward):
             if text is not None and self.link_kind.knows(text):
-                return self.link_kind(text)
+                return self.link_kind.note(name, self.link_kind(text))
         kind = link_kind_from_words(outward, inward, name)
         if kind is None:
             kind = "relates"
@@ -384,7 +384,7 @@ class _Builder:
                 self.unplaced_links.add(name)
                 self.report.warnings.append(f"link type {name!r} (outward {outward!r}) is like no known kind: "
                                             "kept as relates (map it under imports.link_kinds)")
-        return kind
+        return self.link_kind.note(name, kind)
 
     def _add_link(self, pair: tuple[str, str], kind: str) -> None:
         """Links are seen from both ends: the second sighting is the same record."""
@@ -478,6 +478,7 @@ def import_jira_json(src, out, settings: Settings, force: bool = False) -> Impor
         builder.issue(issue, file, i)
     for record, file, i in keyless:
         builder.issue(record, file, i)  # type: ignore[arg-type]  # rejected there, naming the field
+    report.mappings = {"status": builder.status.used, "link": builder.link_kind.used}
     if repeated:
         report.warnings.append(f"{repeated} issue records repeat an issue read elsewhere: the copy with the longest "
                                "changelog (then the latest update) was kept, the others ignored")

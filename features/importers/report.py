@@ -28,6 +28,7 @@ class ImportReport:
     rejections: list[dict] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     tables: dict[str, int] = field(default_factory=dict)
+    mappings: dict[str, dict[str, str]] = field(default_factory=dict)  # tracker names -> canonical, by vocabulary
 
     def saw(self, kind: str, n: int = 1) -> None:
         self.read[kind] += n
@@ -73,6 +74,7 @@ class ImportReport:
                 for k in kinds
             },
             "tables": self.tables,
+            "mappings": self.mappings,
             "warnings": self.warnings,
         }
 

@@ -99,6 +99,12 @@ class Vocabulary:
         self._lookup = {name.strip().lower(): cat for cat, names in categories.items() for name in names}
         self._lookup.update({cat: cat for cat in categories})
         self._learned: dict[str, str] = {}
+        self.used: dict[str, str] = {}  # each tracker name met, as spelled first, and where it went
+
+    def note(self, name, category: str) -> str:
+        """Record that ``name`` was placed as ``category`` (for the import summary)."""
+        self.used.setdefault(str(name), category)
+        return category
 
     @staticmethod
     def _key(name) -> str:
@@ -115,7 +121,7 @@ class Vocabulary:
     def __call__(self, name) -> str:
         key = self._key(name)
         try:
-            return self._lookup[key] if key in self._lookup else self._learned[key]
+            return self.note(name, self._lookup[key] if key in self._lookup else self._learned[key])
         except KeyError:
             raise FieldError((),
                 f"unknown {self.what} {name!r} (map it under imports.{self.what}_categories"
