@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pandas as pd
 
+from slipcast.core.contracts import horizon_of
 from slipcast.core.errors import FieldError
 from slipcast.core.settings import Settings
 from slipcast.features.online import Columns, features_now, state_tables
@@ -183,6 +184,7 @@ def forecast_many(reqs: list[ForecastRequest], loaded: LoadedModel, settings: Se
     why = dict(zip(explain.tolist(), drivers(loaded, inputs, explain, p[explain], p[n:], settings.serving.top_drivers)))
     ref = model_ref(loaded)
     out = []
+    guard = loaded.metadata.get("guard", {})  # a model exported before the guard has none
     min_weeks = settings.features.min_history_weeks
     days_left, remaining, scope, history = (feats[c] for c in ("days_left", "remaining_count", "scope_count",
                                                                  "history_weeks"))
@@ -202,13 +204,23 @@ def forecast_many(reqs: list[ForecastRequest], loaded: LoadedModel, settings: Se
             out.append(Forecast(status=INSUFFICIENT, probability=None, risk_band=None,
                                 message=f"insufficient history: {why_not}", **common))
             continue
-        beyond = days_left[i] > 7 * settings.features.monte_carlo_max_weeks
-        out.append(Forecast(status="ok", probability=round(float(p[i]), 4),
-                            risk_band=band(float(p[i]), settings.serving.risk_bands),
-                            message=(f"due beyond the {settings.features.monte_carlo_max_weeks}-week Monte Carlo "
-                                     "horizon: monte_carlo_on_time is the chance of finishing within it")
-                            if beyond else None,
-                            drivers=why.get(i, []), **common))
+        notes = []
+        if days_left[i] > 7 * settings.features.monte_carlo_max_weeks:
+            notes.append(f"due beyond the {settings.features.monte_carlo_max_weeks}-week Monte Carlo horizon: "
+                         "monte_carlo_on_time is the chance of finishing within it")
+        horizon = horizon_of(float(feats["span_elapsed"][i]))
+        cell = guard.get(horizon) if horizon else None
+        if cell is not None and cell["guarded"]:  # the model does not beat the base rate here: say so, serve it
+            low, high = cell["interval"]
+            notes.insert(0, f"the model does not beat the base rate {horizon} in its backtest (Brier skill "
+                            f"{cell['brier_skill']:+.3f}, 95 % interval {low:+.3f} to {high:+.3f}): this is the "
+                            f"recent base rate; the model said {float(p[i]):.4f}")
+            probability, basis, drivers_i = float(loaded.metadata["recent_base_rate"]), "base_rate", []
+        else:
+            probability, basis, drivers_i = float(p[i]), "model", why.get(i, [])
+        out.append(Forecast(status="ok", probability=round(probability, 4), basis=basis,
+                            risk_band=band(probability, settings.serving.risk_bands),
+                            message="; ".join(notes) or None, drivers=drivers_i, **common))
     return out
 
 

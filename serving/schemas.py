@@ -115,6 +115,9 @@ class Forecast(BaseModel):
     status: Literal["ok", "insufficient_history", "past_due"]
     probability: float | None = Field(
         description="Probability the milestone slips; null when insufficient history or past due.")
+    basis: Literal["model", "base_rate"] | None = Field(
+        default=None, description="What the probability comes from: the model, or the recent base rate where the "
+                                  "model does not beat it at this horizon in its backtest (message says why).")
     risk_band: str | None
     message: str | None = None
     drivers: list[Driver] = Field(default_factory=list)
@@ -174,6 +177,8 @@ class ModelInfo(BaseModel):
     target: str
     model: ModelRef
     load: ModelLoad
+    guard: dict = Field(default_factory=dict, description="Per horizon: the model's Brier skill, its 95 % interval, "
+                                                          "and whether the base rate is served there instead.")
     features: list[dict]
     metrics: dict
     baselines: dict

@@ -101,3 +101,19 @@ def test_a_calibration_slice_with_one_outcome_leaves_the_model_uncalibrated_and_
         assert chosen_calibration(model) == UNCALIBRATED
         p = model.predict_proba(frame[["x", "kind"]])[:, 1]
         assert np.all((p >= 0) & (p <= 1))
+
+
+def test_the_skill_guard_flags_the_horizons_where_the_model_does_not_beat_the_base_rate():
+    from slipcast.training.metrics import skill_guard
+
+    rng = np.random.default_rng(1)
+    n = 900
+    elapsed = np.tile([0.1, 0.45, 0.8], n // 3)
+    y = (rng.uniform(size=n) < 0.5).astype(float)
+    informative = np.where(y == 1, 0.8, 0.2)
+    p = np.where(elapsed < 0.3, rng.uniform(size=n), informative)  # early: noise; later: signal
+    guard = skill_guard(y, p, elapsed, np.arange(n) // 3, 0.5, rounds=100, seed=0)
+    assert guard["early (0-30%)"]["guarded"] and guard["early (0-30%)"]["brier_skill"] < 0
+    assert not guard["middle (30-60%)"]["guarded"] and not guard["late (60-100%)"]["guarded"]
+    low, high = guard["late (60-100%)"]["interval"]
+    assert 0 < low <= guard["late (60-100%)"]["brier_skill"] <= high

@@ -397,3 +397,25 @@ def test_a_chunked_body_over_the_limit_gets_413(server):
     r = httpx.post(f"{server}/v1/forecasts", content=chunks(), headers={"Content-Type": "application/json"},
                    timeout=30)
     assert r.status_code == 413, r.text
+
+
+def test_where_the_model_does_not_beat_the_base_rate_the_base_rate_is_served_and_said(client, env):
+    from dataclasses import replace
+
+    from slipcast.core.contracts import horizon_of
+    from slipcast.serving.forecast import forecast_many
+    from slipcast.serving.schemas import ForecastRequest
+
+    loaded = client.app.state.store.get("milestone")
+    req = ForecastRequest.model_validate(env["body"])
+    (as_trained,) = forecast_many([req], loaded, env["settings"], req.as_of)
+    horizon = horizon_of(as_trained.features["span_elapsed"])
+    guard = {h: {**g, "guarded": h == horizon} for h, g in loaded.metadata["guard"].items()}
+    guarded = replace(loaded, metadata={**loaded.metadata, "guard": guard})
+    (answer,) = forecast_many([req], guarded, env["settings"], req.as_of)
+    assert answer.basis == "base_rate" and answer.drivers == []
+    assert answer.probability == round(loaded.metadata["recent_base_rate"], 4)
+    assert "does not beat the base rate" in answer.message and f"{as_trained.probability:.4f}" in answer.message
+    served = client.post("/v1/forecasts", json=env["body"]).json()
+    assert served["basis"] == ("base_rate" if loaded.metadata["guard"][horizon]["guarded"] else "model")
+    assert client.get("/v1/model").json()["guard"] == loaded.metadata["guard"]

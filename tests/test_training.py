@@ -61,10 +61,10 @@ def test_export_predicts_like_the_registered_model(trained):
 
 def test_worse_model_does_not_take_the_alias(trained):
     s = trained["settings"]
-    out = train(s, features_dir=trained["root"] / "features", targets=["milestone"], candidates=["base_rate"])
+    out = train(s, features_dir=trained["root"] / "features", targets=["milestone"], candidates=["throughput_rule"])
     r = out["milestone"]
     assert not r["decision"]["promoted"]
-    assert "does not beat champion v1" in r["decision"]["reason"]
+    assert "does not beat champion v1" in r["decision"]["reason"], r["decision"]
     client = _client(s)
     assert str(current_champion(client, r["model"]).version) == "1"
     run = client.get_run(r["run_id"])
@@ -203,3 +203,13 @@ def test_a_tracker_without_story_points_trains_and_says_what_it_lacked(small_his
     for name in ("logistic", "gradient_boosting"):
         p = bt.results[name].last_model.predict_proba(bt.frame[features].head(20))[:, 1]
         assert np.all((p >= 0) & (p <= 1))
+
+
+def test_a_model_that_does_not_beat_the_base_rate_never_becomes_champion(tmp_path, trained, settings):
+    from tests.helpers import configured
+
+    s = configured(settings, tmp_path)  # an empty registry: nothing to beat but the base rate
+    out = train(s, features_dir=trained["root"] / "features", targets=["milestone"], candidates=["base_rate"])
+    r = out["milestone"]
+    assert not r["decision"]["promoted"] and "never champion" in r["decision"]["reason"]
+    assert current_champion(_client(s), r["model"]) is None and r["version"] == "1"  # registered all the same

@@ -12,7 +12,8 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-HORIZONS = ((0.0, 0.3, "early (0-30%)"), (0.3, 0.6, "middle (30-60%)"), (0.6, 1.01, "late (60-100%)"))
+from slipcast.core.contracts import HORIZONS
+
 EPS = 1e-6
 
 
@@ -103,3 +104,23 @@ def leak_audit(frame: pd.DataFrame, features: list[str], threshold: float) -> li
         if auc >= threshold:
             flagged.append({"feature": name, "auc": float(auc)})
     return flagged
+
+
+def skill_guard(y, p, elapsed, groups, base_rate, rounds: int, seed: int) -> dict[str, dict]:
+    """Per horizon bucket, whether a model's forecasts beat the base rate with confidence: its
+    Brier skill and the 95 % bootstrap interval over milestones. ``guarded`` where the interval
+    does not lie above 0: there the service serves the recent base rate instead
+    (docs/architecture.md, "The skill guard"). A bucket with fewer than 10 rows is not judged."""
+    y, p, elapsed = np.asarray(y, dtype=float), np.asarray(p, dtype=float), np.asarray(elapsed, dtype=float)
+    groups = np.asarray(groups)
+    base = np.broadcast_to(np.asarray(base_rate, dtype=float), p.shape)
+    out = {}
+    for lo, hi, name in HORIZONS:
+        mask = (elapsed >= lo) & (elapsed < hi)
+        if mask.sum() < 10:
+            continue
+        skill = scores(y[mask], p[mask], base[mask])["brier_skill"]
+        low, high = bootstrap(y[mask], p[mask], groups[mask], base[mask], rounds, seed)["brier_skill"]
+        out[name] = {"rows": int(mask.sum()), "brier_skill": float(skill), "interval": [low, high],
+                     "guarded": bool(not low > 0)}
+    return out

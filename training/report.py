@@ -90,7 +90,7 @@ def _fmt(v) -> str:
 
 
 def write_report(bt: Backtest, chosen: str, decision: dict, out_dir: Path, seed: int,
-                 command: str, fingerprint: str) -> Path:
+                 command: str, fingerprint: str, guard: dict | None = None) -> Path:
     """Write ``report.md`` and its plots into ``out_dir``; return the report path."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -150,6 +150,13 @@ def write_report(bt: Backtest, chosen: str, decision: dict, out_dir: Path, seed:
     if bt.unavailable:
         lines += ["", f"Not available in this data (no value in any labelled row; left out of the models): "
                       f"{', '.join(f'`{c}`' for c in bt.unavailable)}."]
+    if guard:
+        lines += ["", "## Skill guard (the chosen model against the base rate, by horizon)", "",
+                  "Where the 95 % interval of the Brier skill does not lie above 0, the service serves the recent "
+                  "base rate instead of the model, and says so.", "",
+                  "| horizon | rows | Brier skill | 95 % interval | served |", "|---|---|---|---|---|"]
+        lines += [f"| {h} | {g['rows']} | {g['brier_skill']:+.3f} | [{g['interval'][0]:+.3f}, {g['interval'][1]:+.3f}] | "
+                  f"{'base rate' if g['guarded'] else 'model'} |" for h, g in guard.items()]
     lines += ["", "## Leak audit", ""]
     if bt.leaks:
         lines += [f"- **FLAGGED** `{x['feature']}` alone reaches AUC {x['auc']:.3f}: check it cannot see the outcome"

@@ -19,6 +19,7 @@ from slipcast.features.pipeline import build_training_sets, feature_columns, rea
 from slipcast.features.tables import read_tables
 from slipcast.training.backtest import Backtest, fit_candidate, run_backtest
 from slipcast.training.export import export_model, model_metadata
+from slipcast.training.metrics import skill_guard
 from slipcast.training.report import write_report
 from slipcast.training.tracking import (
     champion_lock,
@@ -55,6 +56,10 @@ def load_training_sets(settings: Settings, data_dir: Path | None, features_dir: 
 def decide(client, name: str, bt: Backtest, chosen: str, settings: Settings, fingerprint: str) -> dict:
     """Whether the new model takes the champion alias, and why (docs/architecture.md, "The champion")."""
     new = bt.results[chosen].overall["brier"]
+    skill = bt.results[chosen].overall["brier_skill"]
+    if not skill > 0:  # registered, never served: the base rate itself would do as well
+        return {"promoted": False, "champion_brier": None,
+                "reason": f"{chosen} does not beat the base rate (Brier skill {skill:+.4f}): never champion"}
     current = current_champion(client, name)
     if current is None:
         return {"promoted": True, "reason": "no champion yet", "champion_brier": None}
@@ -79,6 +84,14 @@ def decide(client, name: str, bt: Backtest, chosen: str, settings: Settings, fin
                           f"({new:.4f} vs {theirs:.4f}, {how})"}
     return {**base, "promoted": False,
             "reason": f"Brier {new:.4f} does not beat champion v{current.version} ({how}: {theirs:.4f}) by {margin}"}
+
+
+def recent_base_rate(frame, share: float) -> float:
+    """The slip rate of the latest ``share`` of labelled rows (by when their outcome became known):
+    what a guarded forecast serves."""
+    known = frame["label_known_at"]
+    recent = frame[known >= known.quantile(1 - share)]
+    return float(recent["label"].mean())
 
 
 def train_target(client, settings: Settings, target: Target, frame, fingerprint: str, candidates: list[str],
@@ -112,6 +125,11 @@ def train_target(client, settings: Settings, target: Target, frame, fingerprint:
             for f in res.folds:
                 mlflow.log_metrics({f"{cand}.fold_brier": f["brier"]}, step=f["fold"])
         chosen_scores = bt.results[chosen].overall
+        y_test = bt.frame["label"].to_numpy()[bt.test_rows]
+        guard = skill_guard(y_test, bt.results[chosen].predictions, bt.frame["span_elapsed"].to_numpy()[bt.test_rows],
+                            bt.frame["milestone_id"].to_numpy()[bt.test_rows], bt.base_rate,
+                            settings.training.bootstrap_rounds, settings.training.seed)
+        mlflow.set_tag("guarded_horizons", ",".join(h for h, g in guard.items() if g["guarded"]) or "none")
         mlflow.log_metrics({f"backtest_{m}": chosen_scores[m] for m in METRICS if not np.isnan(chosen_scores[m])})
         mlflow.set_tag("leaks_flagged", ",".join(x["feature"] for x in bt.leaks) or "none")
         mlflow.set_tag("features_unavailable", ",".join(bt.unavailable) or "none")
@@ -123,7 +141,7 @@ def train_target(client, settings: Settings, target: Target, frame, fingerprint:
 
         stage("report")
         report_dir = settings.resolve(settings.work_dir) / "reports" / target / run.info.run_id
-        report = write_report(bt, chosen, decision, report_dir, settings.training.seed, command, fingerprint)
+        report = write_report(bt, chosen, decision, report_dir, settings.training.seed, command, fingerprint, guard)
         mlflow.log_artifacts(str(report_dir), artifact_path="report")
 
         stage("fit")
@@ -137,6 +155,7 @@ def train_target(client, settings: Settings, target: Target, frame, fingerprint:
                 "model_name": name, "model_version": version, "run_id": run.info.run_id, "candidate": chosen,
                 "data_fingerprint": fingerprint, "code_version": code_version(), "backtest_id": bt.backtest_id,
                 "metrics": chosen_scores, "trained_at": started.isoformat(), "sha256": digest,
+                "guard": guard, "recent_base_rate": recent_base_rate(bt.frame, settings.training.calibration_share),
                 "baselines": {n: r.overall for n, r in bt.results.items() if n != chosen}})
             mlflow.log_dict(dict(metadata), METADATA_ARTIFACT)
 

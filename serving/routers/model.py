@@ -20,7 +20,7 @@ def model_info(store: StoreDep, target: str = "milestone") -> ModelInfo:
     loaded = champion_of(store, target)
     meta = loaded.metadata
     return ModelInfo(target=target, model=model_ref(loaded), load=ModelLoad(**store.status(target)),
-                     features=list(meta["features"]),
+                     features=list(meta["features"]), guard=meta.get("guard", {}),
                      metrics=meta.get("metrics", {}), baselines=meta.get("baselines", {}),
                      data_fingerprint=meta.get("data_fingerprint"), trained_at=meta.get("trained_at"),
                      loaded_at=loaded.loaded_at)

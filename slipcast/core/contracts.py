@@ -26,6 +26,14 @@ TRAINING_SET_FINGERPRINT_KEY = b"slipcast.fingerprint"
 
 OUTCOME_COLUMNS = ["project", "known_at", "slipped"]
 
+# horizon buckets: the share of a milestone's planned span elapsed at as_of (lower bound inclusive)
+HORIZONS = ((0.0, 0.3, "early (0-30%)"), (0.3, 0.6, "middle (30-60%)"), (0.6, 1.01, "late (60-100%)"))
+
+
+def horizon_of(span_elapsed: float) -> str | None:
+    """The horizon bucket a share of the span falls in (None for a missing share)."""
+    return next((name for lo, hi, name in HORIZONS if lo <= span_elapsed < hi), None)
+
 
 class FeatureSpec(TypedDict):
     name: str
@@ -50,6 +58,8 @@ class ModelMetadata(TypedDict, total=False):
     baselines: dict[str, dict[str, float]]
     trained_at: str
     sha256: str  # of the model file
+    guard: dict[str, dict]  # horizon -> skill, interval, guarded: where the base rate is served instead
+    recent_base_rate: float  # what a guarded forecast serves
 
 
 def registered_model_name(prefix: str, target: str) -> str:
