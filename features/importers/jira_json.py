@@ -133,7 +133,8 @@ class _Builder:
         for record in records:
             if not isinstance(record, dict):
                 continue
-            status = (record.get("fields") or {}).get("status") if "fields" in record else record
+            fields = record.get("fields")
+            status = (fields.get("status") if isinstance(fields, dict) else None) if "fields" in record else record
             if not isinstance(status, dict) or not isinstance(status.get("name"), str):
                 continue
             category = (status.get("statusCategory") or {}).get("key") if isinstance(
