@@ -28,6 +28,7 @@ def evaluate_duraspace(root: Path, settings: Settings, out_dir: Path) -> tuple[d
     sets = build_training_sets(tables, settings.features)
     data_print = fingerprint(tables)
     results: dict[str, Backtest | str] = {}
+    guards: dict[str, dict] = {}
     for target, frame in sets.items():
         try:
             bt = run_backtest(frame, target, feature_columns(target), settings.training.candidates,
@@ -36,10 +37,12 @@ def evaluate_duraspace(root: Path, settings: Settings, out_dir: Path) -> tuple[d
             results[target] = str(exc)
             continue
         results[target] = bt
-        write_report(bt, bt.ranking()[0], {"promoted": False, "reason": "evaluation only, nothing registered"},
+        chosen = bt.ranking()[0]
+        guards[target] = bt.guard(chosen, settings.training.bootstrap_rounds, settings.training.seed)
+        write_report(bt, chosen, {"promoted": False, "reason": "evaluation only, nothing registered"},
                      Path(out_dir) / f"duraspace-{target}", settings.training.seed,
-                     "slipcast eval-real", data_print)
+                     "slipcast eval-real", data_print, guards[target])
     summary = {"read": dict(report.read), "accepted": dict(report.accepted), "ignored": dict(report.ignored),
                "rejected": dict(report.rejected()), "snapshots": {t: len(f) for t, f in sets.items()},
-               "labelled": {t: int(f["label"].notna().sum()) for t, f in sets.items()}}
+               "labelled": {t: int(f["label"].notna().sum()) for t, f in sets.items()}, "guards": guards}
     return results, summary, data_print

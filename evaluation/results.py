@@ -246,6 +246,17 @@ def _duraspace_section(results: dict, summary: dict, fp: str) -> list[str]:
                   "By horizon (share of the planned span elapsed):", ""]
         if len(horizons):
             lines += _table(horizons, ["candidate", "horizon", "n", "brier", "brier_skill", "roc_auc"])
+        guard = summary.get("guards", {}).get(target, {})
+        if guard:
+            cells = pd.DataFrame([{"horizon": h, "n": g["rows"], "brier_skill": g["brier_skill"],
+                                   "interval": f"[{g['interval'][0]:+.3f}, {g['interval'][1]:+.3f}]",
+                                   "served": "base rate" if g["guarded"] else chosen} for h, g in guard.items()])
+            guarded = [h for h, g in guard.items() if g["guarded"]]
+            lines += ["", f"Skill guard ({chosen} against the base rate, 95 % intervals over milestones): "
+                          + (f"the service would serve the recent base rate {', '.join(guarded)}, where the model "
+                             "does not beat it with confidence." if guarded else
+                             "the model beats the base rate with confidence at every horizon."), "",
+                      *_table(cells, ["horizon", "n", "brier_skill", "interval", "served"])]
         lines.append("")
     return lines
 

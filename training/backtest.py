@@ -14,7 +14,7 @@ import pandas as pd
 from slipcast.core.settings import TrainingSettings
 from slipcast.training.calibration import calibrate, calibration_split
 from slipcast.training.candidates import BASELINES, chosen_calibration, make_candidate
-from slipcast.training.metrics import bootstrap, by_horizon, leak_audit, scores
+from slipcast.training.metrics import bootstrap, by_horizon, leak_audit, scores, skill_guard
 from slipcast.training.splits import Fold, RollingOrigin
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,13 @@ class Backtest:
     leaks: list[dict]
     backtest_id: str
     unavailable: list[str] = field(default_factory=list)  # features with no value in this data
+
+    def guard(self, chosen: str, rounds: int, seed: int) -> dict[str, dict]:
+        """The skill guard of ``chosen`` on these folds (``training.metrics.skill_guard``)."""
+        rows = self.test_rows
+        return skill_guard(self.frame["label"].to_numpy()[rows], self.results[chosen].predictions,
+                           self.frame["span_elapsed"].to_numpy()[rows], self.frame["milestone_id"].to_numpy()[rows],
+                           self.base_rate, rounds, seed)
 
     def ranking(self) -> list[str]:
         """Candidates from lowest to highest pooled Brier score (the reference excluded)."""

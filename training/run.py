@@ -19,7 +19,6 @@ from slipcast.features.pipeline import build_training_sets, feature_columns, rea
 from slipcast.features.tables import read_tables
 from slipcast.training.backtest import Backtest, fit_candidate, run_backtest
 from slipcast.training.export import export_model, model_metadata
-from slipcast.training.metrics import skill_guard
 from slipcast.training.report import write_report
 from slipcast.training.tracking import (
     champion_lock,
@@ -125,10 +124,7 @@ def train_target(client, settings: Settings, target: Target, frame, fingerprint:
             for f in res.folds:
                 mlflow.log_metrics({f"{cand}.fold_brier": f["brier"]}, step=f["fold"])
         chosen_scores = bt.results[chosen].overall
-        y_test = bt.frame["label"].to_numpy()[bt.test_rows]
-        guard = skill_guard(y_test, bt.results[chosen].predictions, bt.frame["span_elapsed"].to_numpy()[bt.test_rows],
-                            bt.frame["milestone_id"].to_numpy()[bt.test_rows], bt.base_rate,
-                            settings.training.bootstrap_rounds, settings.training.seed)
+        guard = bt.guard(chosen, settings.training.bootstrap_rounds, settings.training.seed)
         mlflow.set_tag("guarded_horizons", ",".join(h for h, g in guard.items() if g["guarded"]) or "none")
         mlflow.log_metrics({f"backtest_{m}": chosen_scores[m] for m in METRICS if not np.isnan(chosen_scores[m])})
         mlflow.set_tag("leaks_flagged", ",".join(x["feature"] for x in bt.leaks) or "none")
