@@ -231,6 +231,13 @@ def forecast_tickets(req: ForecastRequest, loaded: LoadedModel, settings: Settin
     tables, snaps, outcomes = request_tables([req], [as_of])
     _, tickets = features_now(tables, snaps, settings.features, outcomes)
     p = loaded.predict(loaded.frame(tickets)) if len(tickets["ticket_id"]) else np.zeros(0)
-    return TicketForecasts(
-        milestone_id=req.milestone.milestone_id, as_of=as_of, model=model_ref(loaded),
-        tickets=[TicketForecast(ticket_id=t, probability=round(float(q), 4)) for t, q in zip(tickets["ticket_id"], p)])
+    guard = loaded.metadata.get("guard", {})
+    out = []
+    for t, q, elapsed in zip(tickets["ticket_id"], p, tickets["span_elapsed"]):
+        cell = guard.get(horizon_of(float(elapsed)) or "")
+        if cell is not None and cell["guarded"]:  # the ticket model does not beat the base rate here
+            out.append(TicketForecast(ticket_id=t, probability=round(float(loaded.metadata["recent_base_rate"]), 4),
+                                      basis="base_rate"))
+        else:
+            out.append(TicketForecast(ticket_id=t, probability=round(float(q), 4), basis="model"))
+    return TicketForecasts(milestone_id=req.milestone.milestone_id, as_of=as_of, model=model_ref(loaded), tickets=out)

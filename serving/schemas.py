@@ -154,6 +154,9 @@ class WhatIfResponse(BaseModel):
 class TicketForecast(BaseModel):
     ticket_id: str
     probability: float | None
+    basis: Literal["model", "base_rate"] | None = Field(
+        default=None, description="The ticket model, or the recent base rate where the ticket model does not beat "
+                                  "it at this horizon in its backtest (the skill guard).")
 
 
 class TicketForecasts(BaseModel):

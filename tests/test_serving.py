@@ -419,3 +419,20 @@ def test_where_the_model_does_not_beat_the_base_rate_the_base_rate_is_served_and
     served = client.post("/v1/forecasts", json=env["body"]).json()
     assert served["basis"] == ("base_rate" if loaded.metadata["guard"][horizon]["guarded"] else "model")
     assert client.get("/v1/model").json()["guard"] == loaded.metadata["guard"]
+
+
+def test_ticket_forecasts_follow_the_ticket_models_guard(client, env):
+    from dataclasses import replace
+
+    from slipcast.serving.forecast import forecast_tickets
+    from slipcast.serving.schemas import ForecastRequest
+
+    loaded = client.app.state.store.get("ticket")
+    req = ForecastRequest.model_validate(env["body"])
+    as_trained = forecast_tickets(req, loaded, env["settings"], req.as_of)
+    assert as_trained.tickets and {t.basis for t in as_trained.tickets} <= {"model", "base_rate"}
+    guarded = replace(loaded, metadata={**loaded.metadata,
+                                        "guard": {h: {**g, "guarded": True} for h, g in loaded.metadata["guard"].items()}})
+    answer = forecast_tickets(req, guarded, env["settings"], req.as_of)
+    assert [t.ticket_id for t in answer.tickets] == [t.ticket_id for t in as_trained.tickets]
+    assert {(t.basis, t.probability) for t in answer.tickets} == {("base_rate", round(loaded.metadata["recent_base_rate"], 4))}
