@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pandas as pd
 
-from slipcast.core.contracts import horizon_of
+from slipcast.core.contracts import EARLIEST, LATEST, YEARS, horizon_of
 from slipcast.core.errors import FieldError
 from slipcast.core.settings import Settings
 from slipcast.features.online import Columns, features_now, state_tables
@@ -23,8 +23,6 @@ from slipcast.features.timeline import NAT, parse_numbers, parse_times
 from slipcast.serving.explain import drivers, typical_rows
 from slipcast.serving.model_store import LoadedModel
 from slipcast.serving.schemas import (
-    EARLIEST,
-    LATEST,
     Forecast,
     ForecastRequest,
     ModelRef,
@@ -44,14 +42,14 @@ def reject(loc: list, msg: str):
 
 
 def _bounded(us: np.ndarray) -> np.ndarray:
-    """Times (µs) inside the bounds every time in a request keeps (``schemas.EARLIEST``, ``LATEST``)."""
+    """Times (µs) inside the bounds every time keeps (``contracts.EARLIEST``, ``LATEST``)."""
     return (us != NAT) & (us >= (EARLIEST - EPOCH) // MICROSECOND) & (us < (LATEST - EPOCH) // MICROSECOND)
 
 
 # event fields whose values the feature code reads: which values it can read, and what they are
 READABLE = {
     "due_at": (lambda text: _bounded(parse_times(text, errors="coerce")) & text.str.match(r"\d{4}-").to_numpy(bool),
-               "an ISO-8601 time (UTC where it has no offset) in the years 1900-2200"),
+               f"an ISO-8601 time (UTC where it has no offset) in {YEARS}"),
     "story_points": (lambda text: np.isfinite(parse_numbers(text, errors="coerce")), "a finite number"),
 }
 

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
+from slipcast.core.contracts import EARLIEST, LATEST, MAX_STORY_POINTS, YEARS
+
 Status = Literal["todo", "in_progress", "blocked", "done"]
-
-
-EARLIEST, LATEST = datetime(1900, 1, 1, tzinfo=UTC), datetime(2201, 1, 1, tzinfo=UTC)  # every time in a request
 
 
 def _plausible(value: datetime) -> datetime:
     if not EARLIEST <= value < LATEST:
-        raise ValueError("timestamp outside the years 1900-2200")
+        raise ValueError(f"timestamp outside {YEARS}")
     return value
 
 
@@ -49,7 +48,7 @@ class TicketIn(Strict):
     priority: str | None = Field(default=None, max_length=100)
     created_at: When
     resolved_at: When | None = None
-    story_points: float | None = Field(default=None, ge=0, le=10000)
+    story_points: float | None = Field(default=None, ge=0, le=MAX_STORY_POINTS)
     assignee: str | None = Field(default=None, max_length=200)
     status: Status
     milestone_id: str | None = Field(default=None, description="Null for the team's tickets in no milestone.")

@@ -6,6 +6,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pandas as pd
 
+from slipcast.core.contracts import EARLIEST, LATEST, MAX_STORY_POINTS, YEARS
 from slipcast.core.errors import FieldError
 
 
@@ -44,13 +45,9 @@ def parse_time(value, *, tz: str | None = None, formats: tuple[str, ...] = ()) -
     return _bounded(pd.Timestamp(parsed).tz_convert("UTC"), text)
 
 
-EARLIEST, LATEST = pd.Timestamp("1900-01-01", tz="UTC"), pd.Timestamp("2201-01-01", tz="UTC")
-MAX_POINTS = 10_000.0  # the API's bound on story points too
-
-
 def _bounded(ts: pd.Timestamp, text: str) -> pd.Timestamp:
     if not EARLIEST <= ts < LATEST:
-        raise FieldError((), f"timestamp {text!r} outside the years 1900-2200")
+        raise FieldError((), f"timestamp {text!r} outside {YEARS}")
     return ts
 
 
@@ -66,8 +63,8 @@ def parse_points(value) -> float | None:
         raise FieldError((), f"story points {value!r} is not a number") from None
     if points != points:  # NaN: what a spreadsheet writes for an empty number
         return None
-    if not 0 <= points <= MAX_POINTS:
-        raise FieldError((), f"story points {value!r} outside 0-{MAX_POINTS:,.0f}")
+    if not 0 <= points <= MAX_STORY_POINTS:
+        raise FieldError((), f"story points {value!r} outside 0-{MAX_STORY_POINTS:,.0f}")
     return points
 
 

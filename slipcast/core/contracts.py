@@ -8,6 +8,7 @@ the tools and the tests all take them from here (docs/architecture.md, "Layers")
 from __future__ import annotations
 
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal, TypedDict
 
@@ -25,6 +26,11 @@ TRAINING_SET_TARGET_KEY = b"slipcast.target"  # Parquet schema metadata of a tra
 TRAINING_SET_FINGERPRINT_KEY = b"slipcast.fingerprint"
 
 OUTCOME_COLUMNS = ["project", "known_at", "slipped"]
+
+# the values an import or a request may hold: times from EARLIEST up to (not including) LATEST
+EARLIEST, LATEST = datetime(1900, 1, 1, tzinfo=UTC), datetime(2201, 1, 1, tzinfo=UTC)
+YEARS = "the years 1900-2200"
+MAX_STORY_POINTS = 10_000.0
 
 # horizon buckets: the share of a milestone's planned span elapsed at as_of (lower bound inclusive)
 HORIZONS = ((0.0, 0.3, "early (0-30%)"), (0.3, 0.6, "middle (30-60%)"), (0.6, 1.01, "late (60-100%)"))
