@@ -159,6 +159,14 @@ def model_ref(loaded: LoadedModel) -> ModelRef:
                     candidate=meta.get("candidate"), source=loaded.source)
 
 
+def guarded(loaded: LoadedModel, span_elapsed: float) -> dict | None:
+    """The model's skill-guard cell for a row at this share of its span, where the model does not
+    beat the base rate (docs/architecture.md, "The skill guard"); None where the model serves.
+    A model exported before the guard existed has none."""
+    cell = loaded.metadata.get("guard", {}).get(horizon_of(span_elapsed) or "")
+    return cell if cell is not None and cell["guarded"] else None
+
+
 def _plain(value):
     return None if isinstance(value, float) and np.isnan(value) else value
 
@@ -182,7 +190,6 @@ def forecast_many(reqs: list[ForecastRequest], loaded: LoadedModel, settings: Se
     why = dict(zip(explain.tolist(), drivers(loaded, inputs, explain, p[explain], p[n:], settings.serving.top_drivers)))
     ref = model_ref(loaded)
     out = []
-    guard = loaded.metadata.get("guard", {})  # a model exported before the guard has none
     min_weeks = settings.features.min_history_weeks
     days_left, remaining, scope, history = (feats[c] for c in ("days_left", "remaining_count", "scope_count",
                                                                  "history_weeks"))
@@ -206,11 +213,11 @@ def forecast_many(reqs: list[ForecastRequest], loaded: LoadedModel, settings: Se
         if days_left[i] > 7 * settings.features.monte_carlo_max_weeks:
             notes.append(f"due beyond the {settings.features.monte_carlo_max_weeks}-week Monte Carlo horizon: "
                          "monte_carlo_on_time is the chance of finishing within it")
-        horizon = horizon_of(float(feats["span_elapsed"][i]))
-        cell = guard.get(horizon) if horizon else None
-        if cell is not None and cell["guarded"]:  # the model does not beat the base rate here: say so, serve it
+        elapsed = float(feats["span_elapsed"][i])
+        cell = guarded(loaded, elapsed)
+        if cell is not None:  # the model does not beat the base rate here: say so, serve it
             low, high = cell["interval"]
-            notes.insert(0, f"the model does not beat the base rate {horizon} in its backtest (Brier skill "
+            notes.insert(0, f"the model does not beat the base rate {horizon_of(elapsed)} in its backtest (Brier skill "
                             f"{cell['brier_skill']:+.3f}, 95 % interval {low:+.3f} to {high:+.3f}): this is the "
                             f"recent base rate; the model said {float(p[i]):.4f}")
             probability, basis, drivers_i = float(loaded.metadata["recent_base_rate"]), "base_rate", []
@@ -229,11 +236,9 @@ def forecast_tickets(req: ForecastRequest, loaded: LoadedModel, settings: Settin
     tables, snaps, outcomes = request_tables([req], [as_of])
     _, tickets = features_now(tables, snaps, settings.features, outcomes)
     p = loaded.predict(loaded.frame(tickets)) if len(tickets["ticket_id"]) else np.zeros(0)
-    guard = loaded.metadata.get("guard", {})
     out = []
     for t, q, elapsed in zip(tickets["ticket_id"], p, tickets["span_elapsed"]):
-        cell = guard.get(horizon_of(float(elapsed)) or "")
-        if cell is not None and cell["guarded"]:  # the ticket model does not beat the base rate here
+        if guarded(loaded, float(elapsed)):  # the ticket model does not beat the base rate here
             out.append(TicketForecast(ticket_id=t, probability=round(float(loaded.metadata["recent_base_rate"]), 4),
                                       basis="base_rate"))
         else:
