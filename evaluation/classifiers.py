@@ -14,7 +14,7 @@ from sklearn.dummy import DummyClassifier
 from sklearn.metrics import precision_recall_fscore_support, roc_auc_score
 
 from slipcast.core.settings import TrainingSettings
-from slipcast.training.calibration import MIN_PER_OUTCOME, calibrate
+from slipcast.training.calibration import calibrate, can_calibrate
 from slipcast.training.candidates import BASELINES, make_candidate
 from slipcast.training.metrics import scores
 from slipcast.training.splits import ForwardShares
@@ -35,7 +35,7 @@ def fit_binary(name: str, X: pd.DataFrame, y: np.ndarray, settings: TrainingSett
     if name in BASELINES:
         return model.fit(X, y)
     (fit, cal), = ForwardShares(1, 1 - settings.calibration_share).split(X)
-    if np.bincount(y[cal].astype(int), minlength=2).min() < MIN_PER_OUTCOME:
+    if not can_calibrate(y[cal]):
         return model.fit(X, y)  # the product's rule: too few later rows of each outcome, uncalibrated
     model.fit(X.iloc[fit], y[fit])
     return calibrate(model, X.iloc[cal], y[cal])

@@ -26,6 +26,12 @@ UNCALIBRATED = "none (too few later rows of each outcome to calibrate on)"
 MIN_PER_OUTCOME = 2  # rows of each outcome a calibration slice needs (each half of it is fitted)
 
 
+def can_calibrate(y: np.ndarray) -> bool:
+    """Whether labels ``y`` hold enough of each outcome to calibrate on; where not, a model is
+    fitted on all its rows and left uncalibrated (``UNCALIBRATED``)."""
+    return bool(np.bincount(np.asarray(y).astype(int), minlength=2).min() >= MIN_PER_OUTCOME)
+
+
 def calibration_split(frame: pd.DataFrame, idx: np.ndarray, share: float) -> tuple[np.ndarray, np.ndarray] | None:
     """Positions in ``idx`` for the base fit (labels known by the cut) and for the calibration
     (as_of after the cut, no milestone on both sides); the cut leaves ``share`` of rows after it.
@@ -39,10 +45,7 @@ def calibration_split(frame: pd.DataFrame, idx: np.ndarray, share: float) -> tup
         (fold,) = RollingOrigin(1, first_quantile=1.0 - share, min_train_rows=20, min_positives=3).folds(sub)
     except InsufficientHistory:
         return None
-    later = sub["label"].to_numpy()[fold.test].astype(int)
-    if np.bincount(later, minlength=2).min() < MIN_PER_OUTCOME:
-        return None
-    return fold.train, fold.test
+    return (fold.train, fold.test) if can_calibrate(sub["label"].to_numpy()[fold.test]) else None
 
 
 def _fit(base, method: str, X: pd.DataFrame, y: np.ndarray) -> CalibratedClassifierCV:
