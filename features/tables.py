@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import secrets
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from slipcast.core.folders import new_sibling, recover, swap_in
 from slipcast.features.schema import (
     EVENTS,
     LINKS,
@@ -82,7 +82,6 @@ def make_tables(milestones, tickets, events, links) -> Tables:
 TABLE_FILES = tuple(f"{name}.parquet" for name in TABLES)
 REPORT_FILES = ("rejections.csv", "summary.json")  # what an import writes beside its tables
 OUTPUT_FILES = frozenset(TABLE_FILES + REPORT_FILES)
-_TMP, _OLD = "slipcast-tmp", "slipcast-old"  # siblings of a table folder while it is written
 
 
 class DestinationError(ValueError):
@@ -113,29 +112,6 @@ def check_destination(out_dir: Path, sources: tuple[Path, ...] = (), force: bool
                 "folder, or pass --force to replace only its table files")
 
 
-def _siblings(out_dir: Path, kind: str) -> list[Path]:
-    return sorted(out_dir.parent.glob(f".{out_dir.name}.{kind}-*"))
-
-
-def recover(out_dir: Path) -> None:
-    """Clean up after a write that was killed: remove its temporary folders, and put the
-    previous tables back where the kill fell between moving them aside and moving the new in."""
-    out_dir = Path(out_dir)
-    for tmp in _siblings(out_dir, _TMP):
-        shutil.rmtree(tmp, ignore_errors=True)
-    for old in _siblings(out_dir, _OLD):
-        if out_dir.exists():
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            old.rename(out_dir)
-
-
-def _new_sibling(out_dir: Path, kind: str) -> Path:
-    path = out_dir.parent / f".{out_dir.name}.{kind}-{secrets.token_hex(4)}"
-    path.mkdir()  # the process umask applies: a table folder is as readable as any other
-    return path
-
-
 def write_tables(tables: Tables, out_dir: Path, extra_files: dict[str, str] | None = None,
                  sources: tuple[Path, ...] = (), force: bool = False) -> Path:
     """Validate and write the tables (and any extra text files) to ``out_dir``.
@@ -150,7 +126,7 @@ def write_tables(tables: Tables, out_dir: Path, extra_files: dict[str, str] | No
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     recover(out_dir)
     check_destination(out_dir, sources, force)
-    tmp = _new_sibling(out_dir, _TMP)
+    tmp = new_sibling(out_dir)
     try:
         for name, frame in tables.items():
             spec = TABLES[name]
@@ -166,13 +142,8 @@ def write_tables(tables: Tables, out_dir: Path, extra_files: dict[str, str] | No
             for name in OUTPUT_FILES - written:
                 (out_dir / name).unlink(missing_ok=True)
             tmp.rmdir()
-        elif out_dir.exists():
-            old = out_dir.parent / f".{out_dir.name}.{_OLD}-{secrets.token_hex(4)}"
-            out_dir.rename(old)
-            tmp.rename(out_dir)
-            shutil.rmtree(old)
         else:
-            tmp.rename(out_dir)
+            swap_in(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

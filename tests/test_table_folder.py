@@ -6,11 +6,11 @@ import sys
 
 import pytest
 
+from slipcast.core.folders import recover
 from slipcast.features.importers import run_import
 from slipcast.features.tables import (
     DestinationError,
     read_tables,
-    recover,
     write_tables,
 )
 

@@ -10,8 +10,6 @@ before it trusts the model (``slipcast.core.model_format``).
 from __future__ import annotations
 
 import json
-import os
-import secrets
 import shutil
 from datetime import UTC, datetime
 from importlib.metadata import version
@@ -20,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from slipcast.core.contracts import METADATA_FILE, ModelMetadata, Target
+from slipcast.core.folders import new_sibling, recover, swap_in
 
 PACKAGES = ("scikit-learn", "pandas", "numpy", "skops", "mlflow")
 
@@ -52,16 +51,16 @@ def model_metadata(target: Target, features: list[str], frame: pd.DataFrame, ext
 def export_model(model_dir: Path, models_dir: Path, target: str, metadata: ModelMetadata) -> Path:
     """Copy the model folder ``model_dir`` to ``models_dir/<target>/`` with ``slipcast.json``
     beside the model; the previous export is replaced only once the new one is complete."""
-    models_dir = Path(models_dir)
-    models_dir.mkdir(parents=True, exist_ok=True)
-    out = models_dir / target
-    tmp = models_dir / f".{target}.tmp-{secrets.token_hex(4)}"
-    shutil.copytree(model_dir, tmp)
-    meta = {**metadata, "exported_at": datetime.now(UTC).isoformat()}
-    (tmp / METADATA_FILE).write_text(json.dumps(meta, indent=2, default=str))
-    old = models_dir / f".{target}.old-{secrets.token_hex(4)}"
-    if out.exists():
-        os.rename(out, old)
-    os.rename(tmp, out)
-    shutil.rmtree(old, ignore_errors=True)
+    out = Path(models_dir) / target
+    out.parent.mkdir(parents=True, exist_ok=True)
+    recover(out)
+    tmp = new_sibling(out)
+    try:
+        shutil.copytree(model_dir, tmp, dirs_exist_ok=True)
+        meta = {**metadata, "exported_at": datetime.now(UTC).isoformat()}
+        (tmp / METADATA_FILE).write_text(json.dumps(meta, indent=2, default=str))
+        swap_in(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return out
