@@ -31,20 +31,16 @@ LINK_PREFIXES = ("Outward issue link (", "Inward issue link (")
 MAX_CELL = 1 << 26  # a description may be long: 64 MiB per cell, past csv's 128 KiB default
 
 
-def _rows(text: str, path: Path, report: ImportReport):
-    """Header and rows of a CSV file; a file csv cannot read is a rejection naming its line."""
+def _rows(text: str) -> tuple[list[str] | None, list[list[str]]]:
+    """Header and rows of a CSV file; a FieldError naming the line csv cannot read."""
     csv.field_size_limit(max(csv.field_size_limit(), MAX_CELL))
     reader = csv.reader(io.StringIO(text))
     try:
         header = next(reader, None)
         rows = list(reader)
     except csv.Error as exc:
-        report.saw("files")
-        report.reject("files", str(path), f"line {reader.line_num}", "-", f"unreadable CSV: {exc}")
-        return None, []
-    if not header:
-        return None, []
-    return [h.strip() for h in header], rows
+        raise FieldError(f"line {reader.line_num}", f"unreadable CSV: {exc}") from None
+    return ([h.strip() for h in header] if header else None), rows
 
 
 def import_jira_csv(src, out, settings: Settings, tz: str | None = None, date_format: str | None = None,
@@ -66,8 +62,11 @@ def import_jira_csv(src, out, settings: Settings, tz: str | None = None, date_fo
         text = read_text(path, report, settings.imports.fallback_encoding)
         if text is None:
             continue
-        header, rows = _rows(text, path, report)
-        if header is None and not rows and report.rejections and report.rejections[-1]["file"] == str(path):
+        try:
+            header, rows = _rows(text)
+        except FieldError as exc:
+            report.saw("files")
+            report.reject("files", str(path), exc.field, "-", exc.message)
             continue
         if not header or "Issue key" not in header:
             report.saw("files")
@@ -138,10 +137,10 @@ def import_jira_csv(src, out, settings: Settings, tz: str | None = None, date_fo
             base = {"ticket_id": key, "milestone_id": None, "at": created, "from_value": None}
             start_status = "todo" if status == "done" else status
             events.append(dict(base, field="status", to_value=start_status))
-            for field_, value in (("assignee", first.get("Assignee")), ("priority", first.get("Priority")),
-                                  ("story_points", repr(points) if points is not None else None)):
-                if value is not None:
-                    events.append(dict(base, field=field_, to_value=value))
+            for field_, initial in (("assignee", first.get("Assignee")), ("priority", first.get("Priority")),
+                                    ("story_points", repr(points) if points is not None else None)):
+                if initial is not None:
+                    events.append(dict(base, field=field_, to_value=initial))
             events += [dict(base, field="milestone", to_value=m) for m in member_of]
             if status == "done" and resolved is not None:
                 events.append(dict(base, at=max(resolved, created), field="status",

@@ -88,7 +88,6 @@ class _Builder:
         self.events: list[dict] = []
         self.links: dict[tuple, dict] = {}
         self.link_times: dict[tuple[str, str], pd.Timestamp] = {}
-        self.seen: set[str] = set()
         self.unplaced_links: set = set()
 
     # -- milestones -------------------------------------------------------------------------
@@ -137,13 +136,13 @@ class _Builder:
             status = (fields.get("status") if isinstance(fields, dict) else None) if "fields" in record else record
             if not isinstance(status, dict) or not isinstance(status.get("name"), str):
                 continue
-            category = (status.get("statusCategory") or {}).get("key") if isinstance(
-                status.get("statusCategory"), dict) else None
+            category = status["statusCategory"].get("key") if isinstance(status.get("statusCategory"), dict) else None
             if category in JIRA_STATUS_CATEGORIES:
                 self.status.learn(status["name"], JIRA_STATUS_CATEGORIES[category])
 
     # -- issues -----------------------------------------------------------------------------
     def issue(self, issue: dict, file: str, index: int) -> None:
+        """Read one issue record (each key once: ``import_jira_json`` keeps one copy per key)."""
         rep = self.report
         key = issue.get("key") if isinstance(issue, dict) else None
         record = key if isinstance(key, str) and key else f"#{index}"
@@ -154,15 +153,12 @@ class _Builder:
             if not key:
                 raise FieldError("key", "missing")
             check(JiraIssue, issue)
-            if key in self.seen:
-                raise FieldError("key", "duplicate issue (already imported from another record)")
             fields = issue["fields"]
             row = self._ticket_row(key, fields)
         except FieldError as exc:
             rep.reject("tickets", file, record, exc.field, exc.message)
             self._count_unread_children(issue, record)
             return
-        self.seen.add(key)
         self.tickets.append(row)
         rep.accept("tickets")
         self._changelog(key, issue, fields, row, file)

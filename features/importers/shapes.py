@@ -144,5 +144,4 @@ def check(shape: type[S], record: object) -> S:
         return shape.model_validate(record)
     except ValidationError as exc:
         error = exc.errors()[0]
-        loc = tuple(str(part) if part != "from" else "from" for part in error["loc"])
-        raise FieldError(loc, error["msg"].lower()) from None
+        raise FieldError(tuple(str(part) for part in error["loc"]), error["msg"].lower()) from None
