@@ -146,11 +146,11 @@ class ModelStore:
     """The current model per target, swapped atomically when a new champion appears.
 
     The fallback order (docs/architecture.md, "Serving"): the registry's champion; where it
-    cannot be loaded, the export in ``models/`` when it holds that same version; else the last
-    good model already serving; else, at start-up only, the export whatever its version. A
-    registry that cannot be reached keeps the model that is serving (no swap to an older
-    export and back). ``status`` says, per target, what serves, what the champion is and why
-    they differ.
+    cannot be loaded, the export in ``models/`` when it is that same version with the hash the
+    registry holds; else the last good model already serving; else, at start-up, the export if
+    the registry vouches for its version (or cannot be reached at all). A registry that cannot
+    be reached keeps the model that is serving (no swap to an older export and back).
+    ``status`` says, per target, what serves, what the champion is and why they differ.
     """
 
     def __init__(self, settings: Settings, targets: tuple[str, ...] = TARGETS):

@@ -38,7 +38,15 @@ class Fold:
     test: np.ndarray
 
 
-class RollingOrigin(BaseCrossValidator):
+class _Splitter(BaseCrossValidator):
+    n_splits: int
+
+    def get_n_splits(self, X=None, y=None, groups=None) -> int:
+        """The folds asked for (a splitter may leave out one without rows to train or test on)."""
+        return self.n_splits
+
+
+class RollingOrigin(_Splitter):
     """Rolling-origin folds over labelled rows (columns ``as_of``, ``label_known_at``, ``label``).
 
     ``groups`` (default: the ``milestone_id`` column) are kept off the test side of a fold that
@@ -52,10 +60,6 @@ class RollingOrigin(BaseCrossValidator):
         self.first_quantile = first_quantile
         self.min_train_rows = min_train_rows
         self.min_positives = min_positives
-
-    def get_n_splits(self, X=None, y=None, groups=None) -> int:
-        """The folds asked for (``folds`` may leave some out)."""
-        return self.n_splits
 
     def folds(self, X: pd.DataFrame, y=None, groups=None) -> list[Fold]:
         """The folds with their numbers and cutoffs."""
@@ -89,7 +93,7 @@ class RollingOrigin(BaseCrossValidator):
             yield fold.train, fold.test
 
 
-class ForwardShares(BaseCrossValidator):
+class ForwardShares(_Splitter):
     """Forward-only folds over rows sorted by ``order`` (a column of X; None: row position).
 
     Cutoffs sit at shares ``first_share``..1 of the rows; a fold trains on rows with
@@ -101,9 +105,6 @@ class ForwardShares(BaseCrossValidator):
         self.first_share = first_share
         self.embargo = embargo
         self.order = order
-
-    def get_n_splits(self, X=None, y=None, groups=None) -> int:
-        return self.n_splits
 
     def split(self, X, y=None, groups=None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         n = _num_samples(X)
@@ -120,14 +121,11 @@ class ForwardShares(BaseCrossValidator):
                 yield train, test
 
 
-class Interleaved(BaseCrossValidator):
+class Interleaved(_Splitter):
     """k folds over ordered rows: fold j tests rows j, j + k, j + 2k, ... and trains on the rest."""
 
     def __init__(self, n_splits: int = 10):
         self.n_splits = n_splits
-
-    def get_n_splits(self, X=None, y=None, groups=None) -> int:
-        return self.n_splits
 
     def _iter_test_indices(self, X=None, y=None, groups=None) -> Iterator[np.ndarray]:
         rows = np.arange(_num_samples(X))
