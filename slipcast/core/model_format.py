@@ -63,22 +63,21 @@ def load_model_dir(folder: Path, sha256: str | None) -> Classifier:
     """The model in an MLflow model ``folder``, once its file's SHA-256 equals ``sha256``,
     rebuilt by skops trusting only its defaults and ``TRUSTED_TYPES``. Raises ModelRefused."""
     import skops.io
+    from skops.io.exceptions import UntrustedTypesFoundException
 
     path = Path(folder) / MODEL_FILE
     if not path.exists():
         raise ModelRefused(f"{folder}: no {MODEL_FILE} (not a Slipcast model folder)")
     if not sha256:
         raise ModelRefused(f"{path}: no recorded SHA-256 to check it against; refused")
-    digest = sha256_file(path)
+    data = path.read_bytes()  # hashed and rebuilt from the same bytes: nothing can swap the file between
+    digest = hashlib.sha256(data).hexdigest()
     if digest != sha256:
         raise ModelRefused(f"{path}: SHA-256 {digest[:12]}... does not match the recorded "
                            f"{sha256[:12]}...: corrupted or replaced artifact refused")
     try:
-        untrusted = set(skops.io.get_untrusted_types(file=path)) - set(TRUSTED_TYPES)
-        if untrusted:
-            raise ModelRefused(f"{path}: holds types Slipcast does not trust: {sorted(untrusted)}")
-        return skops.io.load(path, trusted=list(TRUSTED_TYPES))
-    except ModelRefused:
-        raise
+        return skops.io.loads(data, trusted=list(TRUSTED_TYPES))
+    except UntrustedTypesFoundException as exc:
+        raise ModelRefused(f"{path}: holds types Slipcast does not trust: {str(exc).splitlines()[0]}") from None
     except Exception as exc:  # any failure to rebuild means the artifact is unusable
         raise ModelRefused(f"{path}: cannot be loaded: {exc}") from exc
