@@ -1,4 +1,4 @@
-"""What a route depends on, in one place: settings, the model store, the clock, auth, the
+"""What a route depends on, in one place: settings, the model store, the clock, metrics, auth,
 the champion of a target. Each reads the app's state (set once by ``create_app``), so a test or a
 deployment swaps any of them there."""
 

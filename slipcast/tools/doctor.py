@@ -9,7 +9,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from slipcast.core.contracts import TARGETS
 from slipcast.core.settings import Settings
@@ -25,7 +24,8 @@ def diagnose(data_dir: Path, settings: Settings) -> tuple[list[str], list[str]]:
     """Lines describing the data, and the reasons a forecast from it would be thin (empty when
     nothing stands in the way of training)."""
     data_dir = Path(data_dir)
-    ms, tk, ev, lk = read_tables(data_dir).frames()
+    tables = read_tables(data_dir)
+    ms, tk, ev, lk = tables.frames()
     lines = [f"{data_dir}: {len(tk)} tickets in {tk['project'].nunique()} projects, {len(ms)} milestones "
              f"({', '.join(f'{n} {k}s' for k, n in ms['kind'].value_counts().items()) or 'none'})"]
     dated = ms["due_at"].notna()
@@ -48,7 +48,7 @@ def diagnose(data_dir: Path, settings: Settings) -> tuple[list[str], list[str]]:
     thin = []
     if not dated.any():
         thin.append("no milestone has a due date: nothing can slip, so there is nothing to forecast")
-    sets = build_training_sets(read_tables(data_dir), settings.features)
+    sets = build_training_sets(tables, settings.features)
     t = settings.training
     for target in TARGETS:
         frame = sets[target]
@@ -68,6 +68,6 @@ def diagnose(data_dir: Path, settings: Settings) -> tuple[list[str], list[str]]:
                         f"outcome; training needs {t.min_train_rows} with {t.min_train_positives} of each")
         if len(features) and len(missing) + len(constant) > len(features) / 2:
             thin.append(f"{target}: {len(missing) + len(constant)} of {len(features)} features carry no information")
-    if pd.isna(ev["at"].max()) if len(ev) else True:
+    if not len(ev):
         thin.append("no events: the history of each ticket is unknown")
     return lines, thin
