@@ -11,6 +11,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from slipcast.core.contracts import TRAINING_SET_FINGERPRINT_KEY, TRAINING_SET_TARGET_KEY
 from slipcast.core.settings import FeatureSettings
 from slipcast.features.milestone_features import (
     MILESTONE_FEATURES,
@@ -28,7 +29,6 @@ from slipcast.features.timeline import (
     timestamps,
 )
 
-TARGETS = ("milestone", "ticket")
 ID_COLUMNS = {"milestone": ["milestone_id", "project", "as_of"],
               "ticket": ["ticket_id", "milestone_id", "project", "as_of"]}
 LABEL_COLUMNS = ["label", "label_known_at"]
@@ -101,8 +101,8 @@ def write_training_set(frame: pd.DataFrame, out_dir: Path, target: str,
     out_dir.mkdir(parents=True, exist_ok=True)
     table = pa.Table.from_pandas(frame, preserve_index=False)
     meta = dict(table.schema.metadata or {})
-    meta[b"slipcast.target"] = target.encode()
-    meta[b"slipcast.fingerprint"] = (data_fingerprint or "").encode()
+    meta[TRAINING_SET_TARGET_KEY] = target.encode()
+    meta[TRAINING_SET_FINGERPRINT_KEY] = (data_fingerprint or "").encode()
     path = out_dir / f"{target}.parquet"
     pq.write_table(table.replace_schema_metadata(meta), path)
     return path
@@ -112,4 +112,4 @@ def read_training_set(path: Path) -> tuple[pd.DataFrame, str]:
     """A training set and the data fingerprint it was built from."""
     table = pq.read_table(path)
     meta = table.schema.metadata or {}
-    return table.to_pandas(), meta.get(b"slipcast.fingerprint", b"").decode()
+    return table.to_pandas(), meta.get(TRAINING_SET_FINGERPRINT_KEY, b"").decode()

@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 
+from slipcast.core.contracts import TARGETS
 from slipcast.core.settings import FeatureSettings
 from slipcast.features.milestone_features import (
     CATEGORICAL,
@@ -29,7 +30,6 @@ from slipcast.features.milestone_features import (
 from slipcast.features.pipeline import (
     ID_COLUMNS,
     LABEL_COLUMNS,
-    TARGETS,
     build_training_sets,
 )
 from slipcast.features.schema import TABLES, UTC_TS
@@ -150,7 +150,7 @@ def build_training_sets_spark(data_dir: Path, settings: FeatureSettings) -> dict
     with tempfile.TemporaryDirectory(prefix="slipcast-spark-") as tmp:
         result.write.parquet(f"{tmp}/sets")
         frame = _utc(pd.read_parquet(f"{tmp}/sets"), ("as_of", "label_known_at"))
-    out = {}
+    out: dict[str, pd.DataFrame] = {}
     for target in TARGETS:
         keys = ID_COLUMNS[target]
         columns = keys + (MILESTONE_FEATURES if target == "milestone" else TICKET_FEATURES) + LABEL_COLUMNS

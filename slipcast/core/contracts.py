@@ -25,8 +25,6 @@ METADATA_FILE = "slipcast.json"  # the same metadata inside an exported model fo
 TRAINING_SET_TARGET_KEY = b"slipcast.target"  # Parquet schema metadata of a training set
 TRAINING_SET_FINGERPRINT_KEY = b"slipcast.fingerprint"
 
-OUTCOME_COLUMNS = ["project", "known_at", "slipped"]
-
 # the values an import or a request may hold: times from EARLIEST up to (not including) LATEST
 EARLIEST, LATEST = datetime(1900, 1, 1, tzinfo=UTC), datetime(2201, 1, 1, tzinfo=UTC)
 YEARS = "the years 1900-2200"
