@@ -1,7 +1,7 @@
 """The shapes of tracker records, as pydantic models: every record is checked against its
 shape before an importer reads it, so a wrongly typed field is a rejection naming the field,
-never a traceback. Only what the importers read is declared; everything else passes
-(``extra="allow"``).
+never a traceback. Only what the importers read is declared; everything else passes unread
+(``extra="ignore"``: a copy of it would cost the import time for nothing).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ Id = str | int  # trackers send ids as numbers or strings
 
 
 class _Shape(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="ignore")
 
 
 # -- Jira REST (an issue with expand=changelog) ------------------------------------------------
