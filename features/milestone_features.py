@@ -153,7 +153,9 @@ def milestone_features(tl: Timelines, snaps: Snapshots, settings: FeatureSetting
         return np.bincount(scope.snap, weights=np.asarray(weights, dtype=np.float64), minlength=n)
 
     count = total(np.ones(len(scope)))
-    scope_points = total(np.nan_to_num(points))
+    # a scope in which no ticket carries an estimate has unknown points, not zero (a team without points)
+    unestimated = (count > 0) & (total(~np.isnan(points)) == 0)
+    scope_points = np.where(unestimated, np.nan, total(np.nan_to_num(points)))
     done_points = total(np.nan_to_num(points) * ~is_open)
     remaining = total(is_open)
     assigned = state["assignee"] >= 0

@@ -213,12 +213,14 @@ def _simulate_project(rng: random.Random, team: _Team, budget: int,
             capacity = (team.velocity * present * week_factor[week] * (0.1 if holiday else 1.0)) if working else 0.0
             # unplanned work arrives
             if working and created < budget and rng.random() < team.unplanned_per_week / 5:
-                t = new_ticket(d + rng.uniform(0.3, 0.7), unplanned=True)
+                # filed before the day's work starts (09:00), so no change precedes it
+                t = new_ticket(d + rng.uniform(0.3, 0.7) / 2, unplanned=True)
                 assign(t, mid, t["created_at"] + 0.01)
                 scope.append(t)
             # reopenings due today
             while reopen_queue and reopen_queue[0][0] < d + 1:
                 when, _, t = heapq.heappop(reopen_queue)
+                when = min(when, d + 0.35)  # reopened before the day's work on it starts (09:00)
                 if t["milestone"] == mid and t["status"] == "done":
                     rec.add(when, "status", "done", "todo", ticket=t["ticket_id"])
                     rec.add(when, "resolution", "Fixed", None, ticket=t["ticket_id"])
@@ -240,7 +242,8 @@ def _simulate_project(rng: random.Random, team: _Team, budget: int,
                             t["status"] = "blocked"
                         continue
                     if t["status"] == "blocked":
-                        rec.add(bu, "status", "blocked", "todo", ticket=t["ticket_id"])
+                        unblocked = d + 0.37 if bu is None else min(bu, d + 0.37)  # before the day's work
+                        rec.add(unblocked, "status", "blocked", "todo", ticket=t["ticket_id"])
                         t["status"] = "todo"
                     workable.append(t)
                     if len(workable) >= present:
@@ -258,7 +261,7 @@ def _simulate_project(rng: random.Random, team: _Team, budget: int,
                             t["assignee"] = who
                     t["remaining"] -= share
                     if t["remaining"] <= 0:
-                        finish = d + rng.uniform(0.45, 0.75)
+                        finish = max(d + rng.uniform(0.45, 0.75), when + 0.01)  # never before its start
                         rec.add(finish, "status", "in_progress", "done", ticket=t["ticket_id"])
                         rec.add(finish, "resolution", None, "Fixed", ticket=t["ticket_id"])
                         t["status"] = "done"
@@ -370,12 +373,14 @@ def _assemble(tickets, milestones, events, links, cut: float) -> Tables:
         ms[col] = _to_time(ms[col].to_numpy())
     tk = pd.DataFrame(tickets)
     tk = tk[tk["created_at"] <= cut].copy()
-    state = (events[events["ticket_id"].notna()]
-             .groupby(["ticket_id", "field"], sort=False)["to_value"].last().unstack())
-    tk["status"] = tk["ticket_id"].map(state["status"])
-    tk["assignee"] = tk["ticket_id"].map(state.get("assignee"))
-    tk["priority"] = tk["ticket_id"].map(state["priority"])
-    tk["milestone_id"] = tk["ticket_id"].map(state.get("milestone"))
+    # each field as its last change before the cut left it (a ticket that left its milestone is in none)
+    state = (events[events["ticket_id"].notna()].sort_values("at", kind="stable")
+             .drop_duplicates(["ticket_id", "field"], keep="last")
+             .set_index(["ticket_id", "field"])["to_value"].unstack())
+    for name, column in (("status", "status"), ("assignee", "assignee"), ("priority", "priority"),
+                         ("milestone", "milestone_id")):
+        tk[column] = tk["ticket_id"].map(state[name]) if name in state else None
+    tk["story_points"] = tk["ticket_id"].map(state["story_points"]).astype("float64")
     done_at = events[(events["field"] == "status") & (events["to_value"] == "done")]
     last_done = done_at.groupby("ticket_id")["at"].last()
     resolved = tk["ticket_id"].map(last_done).where(tk["status"] == "done")

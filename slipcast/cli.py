@@ -36,7 +36,23 @@ def _cmd_generate(args) -> int:
     started = time.perf_counter()
     config = SimulationConfig(projects=args.projects, tickets=args.tickets, seed=args.seed)
     tables = generate(config)
-    write_tables(tables, Path(args.out), force=args.force)
+    out = Path(args.out)
+    if args.format != "canonical":
+        from slipcast.tools.exports import render
+
+        if out.exists() and any(out.iterdir()):
+            print(f"error: {out} is not empty: an export is written into a new or empty folder", file=sys.stderr)
+            return 2
+        quirks = [q for q in (args.quirks or "").split(",") if q]
+        try:
+            render(tables, args.format, out, quirks)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(f"rendered {len(tables.tickets)} tickets as {args.format} ({', '.join(sorted(quirks)) or 'no quirks'})"
+              f" in {time.perf_counter() - started:.1f}s -> {out}")
+        return 0
+    write_tables(tables, out, force=args.force)
     counts = ", ".join(f"{k}={v}" for k, v in tables.counts().items())
     print(f"generated {counts} in {time.perf_counter() - started:.1f}s -> {args.out}")
     return 0
@@ -164,6 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--projects", type=int, default=6, help="teams/projects to simulate")
     p.add_argument("--tickets", type=int, default=6000, help="total tickets to simulate")
     p.add_argument("--seed", type=int, default=1, help="random seed (same seed, same history)")
+    p.add_argument("--format", default="canonical", choices=["canonical", "jira-json", "jira-csv", "github"],
+                   help="write canonical tables, or render the history as a tracker's export")
+    p.add_argument("--quirks", help="comma-separated quirks of the rendered export (slipcast/tools/exports/quirks.py)")
     p.add_argument("--force", action="store_true",
                    help="write into a folder that holds other files too, replacing only the table files")
     p.set_defaults(func=_cmd_generate)

@@ -122,7 +122,12 @@ def test_a_wrongly_typed_github_issue_is_rejected_with_its_events(tmp_path, sett
     issues = copy.deepcopy(ISSUES)
     issues[1][field] = WRONG[wrong] if not (field == "created_at" and wrong == "a string") else "soon"
     if field == "number" and wrong == "a number":
-        issues[1][field] = 1  # a duplicate
+        issues[1][field] = 1  # a second copy of issue 1: the newer is kept, the other ignored
+        report = _github(tmp_path, settings, issues=issues)
+        assert report.accepted["tickets"] == 1 and report.ignored["tickets"] == 1
+        assert {r["field"] for r in report.rejections} == {"issue.number"}  # issue 2's events: no issue 2 now
+        assert any("most recently updated copy" in w for w in report.warnings)
+        return
     report = _github(tmp_path, settings, issues=issues)
     if field == "milestone" and wrong == "an object":
         assert report.accepted["tickets"] == 2  # names no milestone: the issue is in none

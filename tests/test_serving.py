@@ -29,7 +29,8 @@ def env(trained):
     sets, tables = trained["sets"], trained["tables"]
     m = sets["milestone"]
     outcomes = past_outcomes(m)
-    row = m[(m["remaining_count"] >= 3) & (m["history_weeks"] >= 4)].sort_values("as_of").iloc[-1]
+    late = (m["remaining_count"] >= 3) & (m["history_weeks"] >= 4) & (m["span_elapsed"] >= 0.7)  # the model serves late
+    row = m[late].sort_values("as_of").iloc[-1]
     body = request_for(tables, row["milestone_id"], row["as_of"], outcomes)
     return {**trained, "body": body, "row": row}
 

@@ -53,3 +53,18 @@ def test_every_time_column_is_utc_at_microseconds(small_history):
             dtype = frame[col].dtype
             assert isinstance(dtype, pd.DatetimeTZDtype), (name, col, dtype)
             assert str(dtype.tz) == "UTC" and dtype.unit == "us", (name, col, dtype)
+
+
+def test_every_ticket_history_is_consistent_with_itself():
+    """No change before the ticket exists, each change starts from the value the last one left,
+    and the last status is the ticket's status (a done ticket never looks open to the features)."""
+    t = generate(SimulationConfig(projects=6, tickets=6000, seed=1))
+    ev, tk = t.events, t.tickets.set_index("ticket_id")
+    mine = ev[ev["ticket_id"].notna()]
+    assert (mine["at"] >= mine["ticket_id"].map(tk["created_at"])).all()
+    for name in ("status", "assignee", "priority", "story_points", "resolution"):
+        changes = mine[mine["field"] == name].sort_values("at", kind="stable")
+        before = changes.groupby("ticket_id")["to_value"].shift()
+        assert not (changes["from_value"].notna() & (changes["from_value"] != before)).any(), name
+    last = mine[mine["field"] == "status"].sort_values("at", kind="stable").groupby("ticket_id")["to_value"].last()
+    assert (last.reindex(tk.index) == tk["status"]).all()

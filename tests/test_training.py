@@ -199,7 +199,8 @@ def test_a_tracker_without_story_points_trains_and_says_what_it_lacked(small_his
     features = feature_columns("milestone")
     quick = settings.training.model_copy(update={"folds": 2, "bootstrap_rounds": 10, "max_iter": 20})
     bt = run_backtest(frame, "milestone", features, ["base_rate", "logistic", "gradient_boosting"], quick)
-    assert bt.unavailable == ["done_points_share"]  # the one points feature that is NaN, not 0, without points
+    # points are unknown, not zero, for a team that never estimates: left out, and said so
+    assert bt.unavailable == ["scope_points", "done_points_share", "remaining_points"]
     for name in ("logistic", "gradient_boosting"):
         p = bt.results[name].last_model.predict_proba(bt.frame[features].head(20))[:, 1]
         assert np.all((p >= 0) & (p <= 1))

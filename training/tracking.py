@@ -7,6 +7,7 @@ import getpass
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from importlib.metadata import version
 from pathlib import Path
 
 import mlflow
@@ -59,6 +60,12 @@ def current_champion(client: MlflowClient, name: str):
         return None
 
 
+def model_requirements() -> list[str]:
+    """What loading a logged model needs, pinned to the versions that trained it: stated rather
+    than inferred, which would import the model in a subprocess at every training."""
+    return [f"{package}=={version(package)}" for package in ("scikit-learn", "skops", "numpy", "scipy", "pandas")]
+
+
 def log_model(client: MlflowClient, name: str, model, X: pd.DataFrame, scratch: Path) -> tuple[str, Path, str]:
     """Log and register ``model`` in the one model format (``slipcast.core.model_format``) and
     record its file's SHA-256 as a model version tag. Returns the version, the logged model
@@ -73,7 +80,7 @@ def log_model(client: MlflowClient, name: str, model, X: pd.DataFrame, scratch: 
     info = mlflow.sklearn.log_model(
         model, name="model", registered_model_name=name, serialization_format="skops",
         signature=infer_signature(X.head(200), model.predict_proba(X.head(200))),
-        input_example=X.head(3), skops_trusted_types=list(TRUSTED_TYPES))
+        input_example=X.head(3), skops_trusted_types=list(TRUSTED_TYPES), pip_requirements=model_requirements())
     version = str(info.registered_model_version)
     folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=info.model_uri, dst_path=str(scratch)))
     digest = sha256_file(folder / MODEL_FILE)

@@ -116,15 +116,17 @@ def import_github(src, out, settings: Settings, project: str | None = None, forc
             continue
         events_by_issue.setdefault(event.issue.number, []).append((at, event))
 
-    tickets, events, seen = [], [], set()
+    tickets, events = [], []
+    kept = _latest_copies(raw_issues)
     for i, raw in enumerate(raw_issues):
         report.saw("tickets")
         given = raw.get("number") if isinstance(raw, dict) else None
         record = f"issue {given}" if isinstance(given, int) else f"#{i}"
+        if isinstance(given, int) and kept.get(given, i) != i:
+            report.ignore("tickets")  # another copy of this issue (a page that slid) is newer
+            continue
         try:
             issue = check(GitHubIssue, raw)
-            if issue.number in seen:
-                raise FieldError("number", "duplicate issue")
             created, closed = (_time(issue, name) for name in ("created_at", "closed_at"))
             if created is None:
                 raise FieldError("created_at", "missing")
@@ -133,12 +135,11 @@ def import_github(src, out, settings: Settings, project: str | None = None, forc
                 raise FieldError("state", f"unknown state {state!r}")
         except FieldError as exc:
             report.reject("tickets", is_file, record, exc.field, exc.message)
-            if isinstance(given, int) and given not in seen:
+            if isinstance(given, int):
                 for _, e in events_by_issue.pop(given, []):
                     report.reject("events", ev_file, f"event {e.id}", "issue", "belongs to a rejected issue")
             continue
         number = issue.number
-        seen.add(number)
         key = f"{project}#{number}"
         current_ms = milestone_ref(issue.milestone)
         if current_ms and current_ms not in milestones and issue.milestone is not None:
@@ -194,12 +195,29 @@ def import_github(src, out, settings: Settings, project: str | None = None, forc
         if closed_untracked:
             events.append(dict(init, at=max(closed, created), field="status", from_value="todo", to_value="done"))
         events += changes
+    repeated = len(raw_issues) - len(kept) - sum(1 for r in raw_issues if not isinstance(r, dict)
+                                                 or not isinstance(r.get("number"), int))
+    if repeated:
+        report.warnings.append(f"{repeated} issue records repeat an issue listed elsewhere: the most recently "
+                               "updated copy was kept, the others ignored")
     for number, unread in events_by_issue.items():  # events of issues the export does not hold
         for _, e in unread:
             report.reject("events", ev_file, f"event {e.id}", "issue.number", f"names issue {number}, not in {is_file}")
     return finish(report, {"milestones": pd.DataFrame(list(milestones.values())),
                            "tickets": pd.DataFrame(tickets), "events": pd.DataFrame(events),
                            "links": pd.DataFrame()}, Path(out), force)
+
+
+def _latest_copies(raw_issues: list) -> dict[int, int]:
+    """For each issue number, the position of its most recently updated copy (the last on a tie)."""
+    kept: dict[int, int] = {}
+    for i, raw in enumerate(raw_issues):
+        number = raw.get("number") if isinstance(raw, dict) else None
+        if not isinstance(number, int):
+            continue
+        if number not in kept or str(raw.get("updated_at") or "") >= str(raw_issues[kept[number]].get("updated_at") or ""):
+            kept[number] = i
+    return kept
 
 
 def _time(record: GitHubIssue, name: str) -> pd.Timestamp | None:

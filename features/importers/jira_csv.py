@@ -20,7 +20,7 @@ from slipcast.core.errors import FieldError
 from slipcast.core.settings import Settings
 from slipcast.features.importers.report import ImportReport, finish
 from slipcast.features.importers.sources import list_files, read_text
-from slipcast.features.importers.vocab import Vocabulary, parse_points, parse_time
+from slipcast.features.importers.vocab import LinkKinds, Vocabulary, parse_points, parse_time
 
 DATE_FORMATS = ("%d/%b/%y %I:%M %p", "%d/%b/%Y %I:%M %p", "%d/%b/%y %H:%M", "%Y-%m-%d %H:%M",
                 "%d.%m.%Y %H:%M", "%m/%d/%Y %H:%M", "%d/%b/%y", "%Y-%m-%d")
@@ -48,7 +48,7 @@ def import_jira_csv(src, out, settings: Settings, tz: str | None = None, date_fo
     """Import one or more Jira CSV exports into canonical tables in ``out``."""
     report = ImportReport(source=str(src))
     status_of = Vocabulary("status", settings.imports.status_categories)
-    link_kind = Vocabulary("link", settings.imports.link_kinds)
+    link_kind = LinkKinds(settings.imports.link_kinds)
     formats = ((date_format,) if date_format else ()) + DATE_FORMATS
     if tz is None:
         tz = "UTC"
@@ -110,7 +110,7 @@ def import_jira_csv(src, out, settings: Settings, tz: str | None = None, date_fo
                 ticket_links = []
                 for name, vals in cols.items():
                     if name.startswith(LINK_PREFIXES):
-                        kind = link_kind(name[name.index("(") + 1:-1])
+                        kind = link_kind.place(name[name.index("(") + 1:-1])
                         outward = name.startswith("Outward")
                         ticket_links += [(key, v, kind) if outward else (v, key, kind) for v in vals]
             except FieldError as exc:
@@ -153,6 +153,7 @@ def import_jira_csv(src, out, settings: Settings, tz: str | None = None, date_fo
                 links[(a, b, kind)] = {"from_ticket": a, "to_ticket": b, "kind": kind}
                 report.accept("links")
     report.mappings = {"status": status_of.used, "link": link_kind.used}
+    report.warnings += link_kind.warnings()
     return finish(report, {"milestones": pd.DataFrame(list(milestones.values())),
                            "tickets": pd.DataFrame(tickets), "events": pd.DataFrame(events),
                            "links": pd.DataFrame(list(links.values()))}, Path(out), force)

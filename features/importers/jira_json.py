@@ -21,9 +21,9 @@ from slipcast.features.importers.shapes import JiraIssue, check
 from slipcast.features.importers.sources import list_files, read_json
 from slipcast.features.importers.vocab import (
     JIRA_STATUS_CATEGORIES,
+    LinkKinds,
     Vocabulary,
     end_of_day,
-    link_kind_from_words,
     parse_points,
     parse_time,
 )
@@ -79,7 +79,7 @@ class _Builder:
     def __init__(self, settings: Settings, report: ImportReport):
         imp = settings.imports
         self.status = Vocabulary("status", imp.status_categories)
-        self.link_kind = Vocabulary("link", imp.link_kinds)
+        self.link_kind = LinkKinds(imp.link_kinds)
         self.points_fields = imp.jira_story_points_fields
         self.sprint_fields = imp.jira_sprint_fields
         self.report = report
@@ -88,7 +88,8 @@ class _Builder:
         self.events: list[dict] = []
         self.links: dict[tuple, dict] = {}
         self.link_times: dict[tuple[str, str], pd.Timestamp] = {}
-        self.unplaced_links: set = set()
+        self.truncated = 0  # issues whose changelog holds fewer histories than its total
+        self.resolved_from_changelog = 0
 
     # -- milestones -------------------------------------------------------------------------
     def version(self, v: dict, project: str) -> str:
@@ -139,6 +140,19 @@ class _Builder:
             category = status["statusCategory"].get("key") if isinstance(status.get("statusCategory"), dict) else None
             if category in JIRA_STATUS_CATEGORIES:
                 self.status.learn(status["name"], JIRA_STATUS_CATEGORIES[category])
+
+    def dates(self, versions: list[dict], sprints: list[dict]) -> None:
+        """Dates of the versions and sprints the issues named, from the project's own lists
+        (``/rest/api/2/project/{key}/versions``, ``/rest/agile/1.0/board/{id}/sprint``): a version
+        or sprint that no issue holds any more is otherwise known by name only."""
+        for v in versions:
+            mid = f"jira-version-{v.get('id')}"
+            if mid in self.milestones:
+                self.version(v, self.milestones[mid]["project"])
+        for sprint in sprints:
+            mid = f"jira-sprint-{sprint.get('id')}"
+            if mid in self.milestones:
+                self.sprint(dict(sprint, id=str(sprint["id"])), self.milestones[mid]["project"])
 
     # -- issues -----------------------------------------------------------------------------
     def issue(self, issue: dict, file: str, index: int) -> None:
@@ -238,7 +252,10 @@ class _Builder:
     # -- changelog --------------------------------------------------------------------------
     def _changelog(self, key: str, issue: dict, fields: dict, row: dict, file: str) -> None:
         rep = self.report
-        histories = list(((issue.get("changelog") or {}).get("histories")) or [])
+        changelog = issue.get("changelog") or {}
+        histories = list(changelog.get("histories") or [])
+        if isinstance(changelog.get("total"), int) and changelog["total"] > len(histories):
+            self.truncated += 1
         items: list[tuple[pd.Timestamp, dict]] = []
         for h in histories:
             for item in h.get("items") or []:
@@ -274,6 +291,11 @@ class _Builder:
             rep.accept("events")
         self.events.extend(self._initial_state(key, created, row, ticket_events))
         self.events.extend(ticket_events)
+        if row["status"] == "done" and row["resolved_at"] is None:
+            done = [e["at"] for e in ticket_events if e["field"] == "status" and e["to_value"] == "done"]
+            if done:  # resolved when it last became done
+                row["resolved_at"] = done[-1]
+                self.resolved_from_changelog += 1
 
     def _item_events(self, key, at, name, item, row) -> list[dict] | None:
         base = {"ticket_id": key, "milestone_id": None, "at": at}
@@ -333,6 +355,9 @@ class _Builder:
             "story_points": _number(row["story_points"]),
             "due_at": _iso(end_of_day(row.pop("_due"))),
         }
+        first_resolution = next((e for e in changes if e["field"] == "resolution"), None)
+        if first_resolution is not None:  # resolved before the first change shown (a truncated changelog)
+            current["resolution"] = None
         initial = []
         for field_, value in current.items():
             first = next((e for e in changes if e["field"] == field_), None)
@@ -368,20 +393,7 @@ class _Builder:
             self._add_link(pair, "parent")
 
     def _link_kind(self, link_type: dict) -> str:
-        """The profile's kind for the type's name, else for its outward or inward description,
-        else what those words say; a type nothing places is kept as ``relates``, with a warning."""
-        name, outward, inward = (link_type.get(k) for k in ("name", "outward", "inward"))
-        for text in (name, outward, inward):
-            if text is not None and self.link_kind.knows(text):
-                return self.link_kind.note(name, self.link_kind(text))
-        kind = link_kind_from_words(outward, inward, name)
-        if kind is None:
-            kind = "relates"
-            if name not in self.unplaced_links:
-                self.unplaced_links.add(name)
-                self.report.warnings.append(f"link type {name!r} (outward {outward!r}) is like no known kind: "
-                                            "kept as relates (map it under imports.link_kinds)")
-        return self.link_kind.note(name, kind)
+        return self.link_kind.place(*(link_type.get(k) for k in ("name", "outward", "inward")))
 
     def _add_link(self, pair: tuple[str, str], kind: str) -> None:
         """Links are seen from both ends: the second sighting is the same record."""
@@ -443,13 +455,19 @@ def import_jira_json(src, out, settings: Settings, force: bool = False) -> Impor
     builder = _Builder(settings, report)
     kept: dict[str, tuple[tuple, dict, str, int]] = {}  # key -> (richness, issue, file, index)
     keyless: list[tuple[object, str, int]] = []  # rejected when read, naming what is missing
+    versions: list[dict] = []
+    sprints: list[dict] = []
     repeated = 0
     for path in list_files(Path(src), (".json",)):
         payload = read_json(path, report, settings.imports.fallback_encoding)
         if payload is None:
             continue
-        if _is_status_list(payload):
-            builder.learn(payload)
+        listed = _listing(payload)
+        if listed is not None:
+            kind, records = listed
+            if kind == "statuses":
+                builder.learn(records)
+            (versions if kind == "versions" else sprints if kind == "sprints" else []).extend(records)
             report.saw("files")
             report.accept("files")
             continue
@@ -475,6 +493,16 @@ def import_jira_json(src, out, settings: Settings, force: bool = False) -> Impor
         builder.issue(issue, file, i)
     for record, file, i in keyless:
         builder.issue(record, file, i)  # type: ignore[arg-type]  # rejected there, naming the field
+    builder.dates(versions, sprints)
+    report.warnings += builder.link_kind.warnings()
+    if builder.truncated:
+        report.warnings.append(
+            f"{builder.truncated} issues hold fewer changelog histories than their total (Jira embeds only the "
+            "newest): their earlier changes are lost and the state before the first kept change stands for their "
+            "state at creation; export full changelogs (/rest/api/2/issue/{key}/changelog) to keep them")
+    if builder.resolved_from_changelog:
+        report.warnings.append(f"{builder.resolved_from_changelog} done issues without a resolution date: "
+                               "resolved when their changelog last moved them to done")
     report.mappings = {"status": builder.status.used, "link": builder.link_kind.used}
     if repeated:
         report.warnings.append(f"{repeated} issue records repeat an issue read elsewhere: the copy with the longest "
@@ -494,7 +522,19 @@ def _richness(issue: dict) -> tuple[int, str]:
     return items, str(fields.get("updated") or "") if isinstance(fields, dict) else ""
 
 
-def _is_status_list(payload) -> bool:
-    """A list of statuses as ``/rest/api/2/status`` returns it (beside the issues, optional)."""
-    return (isinstance(payload, list) and bool(payload)
-            and all(isinstance(s, dict) and "statusCategory" in s and "fields" not in s for s in payload))
+def _listing(payload) -> tuple[str, list[dict]] | None:
+    """What the API lists beside the issues (each optional): the site's statuses
+    (``/rest/api/2/status``), a project's versions (``/rest/api/2/project/{key}/versions``) or a
+    board's sprints (``/rest/agile/1.0/board/{id}/sprint``, paged in ``values``)."""
+    if isinstance(payload, dict) and isinstance(payload.get("values"), list):
+        records = payload["values"]
+        if all(isinstance(s, dict) and "id" in s and "state" in s for s in records):
+            return "sprints", records
+        return None
+    if not (isinstance(payload, list) and payload and all(isinstance(r, dict) and "fields" not in r for r in payload)):
+        return None
+    if all("statusCategory" in r for r in payload):
+        return "statuses", payload
+    if all("id" in r and "projectId" in r and "name" in r for r in payload):
+        return "versions", payload
+    return None

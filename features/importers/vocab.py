@@ -126,3 +126,27 @@ class Vocabulary:
                 if self.what == "status"
                 else f"unknown {self.what} {name!r} (map it under imports.link_kinds)"
             ) from None
+
+
+class LinkKinds(Vocabulary):
+    """Link types onto canonical kinds: the profile's name for the type, else for its outward or
+    inward description, else what those words say; a type nothing places is kept as ``relates``
+    and remembered in ``unplaced`` (the import warns once per type)."""
+
+    def __init__(self, categories: dict[str, list[str]]):
+        super().__init__("link", categories)
+        self.unplaced: dict[str, str | None] = {}  # type name -> its outward description
+
+    def place(self, name, outward: str | None = None, inward: str | None = None) -> str:
+        for text in (name, outward, inward):
+            if text is not None and self.knows(text):
+                return self.note(name, self(text))
+        kind = link_kind_from_words(outward, inward, name)
+        if kind is None:
+            kind = "relates"
+            self.unplaced.setdefault(str(name), outward)
+        return self.note(name, kind)
+
+    def warnings(self) -> list[str]:
+        return [f"link type {name!r} (outward {outward!r}) is like no known kind: kept as relates "
+                "(map it under imports.link_kinds)" for name, outward in self.unplaced.items()]

@@ -14,8 +14,11 @@ def truncate(tables: Tables, as_of: pd.Timestamp) -> Tables:
     milestones, tickets, events, links = tables.frames()
     ev = events[events["at"] <= as_of]
     tk = tickets[tickets["created_at"] <= as_of].copy()
-    last = ev[ev["ticket_id"].notna()].groupby(["ticket_id", "field"])["to_value"].last()
-    for field_, col in (("status", "status"), ("assignee", "assignee"), ("priority", "priority")):
+    # each field as its last change left it (a ticket that had left its milestone was in none)
+    last = (ev[ev["ticket_id"].notna()].drop_duplicates(["ticket_id", "field"], keep="last")
+            .set_index(["ticket_id", "field"])["to_value"])
+    for field_, col in (("status", "status"), ("assignee", "assignee"), ("priority", "priority"),
+                        ("milestone", "milestone_id")):
         known = field_ in last.index.get_level_values("field")
         values = last.xs(field_, level="field") if known else pd.Series(dtype=object)
         tk[col] = tk["ticket_id"].map(values)
