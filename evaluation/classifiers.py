@@ -38,7 +38,7 @@ def fit_binary(name: str, X: pd.DataFrame, y: np.ndarray, settings: TrainingSett
     if not can_calibrate(y[cal]):
         return model.fit(X, y)  # the product's rule: too few later rows of each outcome, uncalibrated
     model.fit(X.iloc[fit], y[fit])
-    return calibrate(model, X.iloc[cal], y[cal])
+    return calibrate(model, X.iloc[cal], y[cal])[0]
 
 
 def fit_classes(name: str, X: pd.DataFrame, y: np.ndarray, settings: TrainingSettings):

@@ -22,6 +22,7 @@ from functools import cache
 import numpy as np
 import pandas as pd
 
+from slipcast.core.progress import progress
 from slipcast.features.tables import Tables, make_tables
 
 EPOCH = pd.Timestamp("2022-01-03", tz="UTC")  # a Monday
@@ -345,7 +346,7 @@ def generate(config: SimulationConfig) -> Tables:
     done_index: dict[str, float] = {}
     links = []
     starts = [0]
-    for team, budget in zip(teams, budgets):
+    for team, budget in progress(zip(teams, budgets), "simulating teams", total=len(teams), unit="team"):
         before = len(tickets)
         upstream = sorted(tickets[starts[max(0, len(starts) - 1 - UPSTREAM_TEAMS)]:], key=lambda t: t["created_at"])
         _simulate_project(rng, team, int(budget), rec, tickets, milestones, done_index,

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+from slipcast.core.progress import quiet
 from slipcast.core.settings import get_settings
 
 
@@ -217,12 +218,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval-real", help="evaluate on the public datasets; write docs/results.md")
     p.add_argument("--data", help="folder of the public datasets (default: settings evaluation.shared_data_dir)")
     p.set_defaults(func=_cmd_eval_real)
+    for command in sub.choices.values():
+        command.add_argument("--quiet", action="store_true", help="no progress bars (they show only on a terminal)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``slipcast`` console command."""
     args = build_parser().parse_args(argv)
+    if args.quiet:
+        quiet()
     try:
         return args.func(args)
     except (FileNotFoundError, ValueError, KeyError) as exc:

@@ -55,3 +55,46 @@ def test_doctor_says_what_an_export_supports_and_why_a_forecast_would_be_thin(tm
     assert gen.returncode == 0
     fine = run("doctor", str(tmp_path / "sim"))
     assert "nothing stands in the way of training" in fine.stdout, fine.stdout
+
+
+def _run_on_a_terminal(args: list[str]) -> str:
+    """What a command writes when its standard error is a terminal (a pseudo-terminal here)."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import subprocess
+    import sys
+    import termios
+
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a terminal 100 wide
+    child = subprocess.Popen([sys.executable, "-m", "slipcast.cli", *args], stdout=subprocess.DEVNULL,
+                             stderr=follower)
+    os.close(follower)
+    chunks = []
+    while True:  # read while it runs: a terminal's output is gone once its last writer closes it
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the command closed the terminal: everything is read
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(leader)
+    assert child.wait(timeout=120) == 0
+    return b"".join(chunks).decode(errors="replace")
+
+
+def test_long_commands_show_progress_on_a_terminal_and_not_with_quiet(tmp_path):
+    import subprocess
+    import sys
+
+    shown = _run_on_a_terminal(["generate", "--projects", "3", "--tickets", "300", "--out", str(tmp_path / "a")])
+    assert "simulating teams" in shown and "/3 [" in shown  # the stage, its count and the time left
+    hushed = _run_on_a_terminal(["generate", "--projects", "3", "--tickets", "300", "--out", str(tmp_path / "b"),
+                                 "--quiet"])
+    assert "simulating teams" not in hushed
+    piped = subprocess.run([sys.executable, "-m", "slipcast.cli", "generate", "--projects", "3", "--tickets", "300",
+                            "--out", str(tmp_path / "c")], capture_output=True, text=True)
+    assert piped.returncode == 0 and "simulating teams" not in piped.stderr  # not a terminal: no bars in logs

@@ -70,7 +70,7 @@ def test_calibration_takes_the_method_with_the_lower_brier_on_the_later_half(sha
     y = (rng.uniform(size=2000) < truth).astype(int)
     base = LogisticRegression().fit(X.iloc[:1000], y[:1000])
     later_X, later_y = X.iloc[1000:].reset_index(drop=True), y[1000:]
-    chosen = calibrate(base, later_X, later_y)
+    chosen, _ = calibrate(base, later_X, later_y)
     briers = {m: _later_half_brier(base, m, later_X, later_y) for m in ("sigmoid", "isotonic")}
     assert chosen.method == min(briers, key=briers.__getitem__)
     if shape == "step":
@@ -81,13 +81,12 @@ def test_calibration_falls_back_to_sigmoid_when_the_earlier_half_has_one_outcome
     X = pd.DataFrame({"x": np.linspace(-1, 1, 200)})
     y = np.r_[np.zeros(100, int), (np.arange(100) % 2)]
     base = LogisticRegression().fit(pd.DataFrame({"x": [-1.0, 1.0]}), [0, 1])
-    assert calibrate(base, X, y).method == "sigmoid"
+    assert calibrate(base, X, y)[0].method == "sigmoid"
 
 
 def test_a_calibration_slice_with_one_outcome_leaves_the_model_uncalibrated_and_says_so(settings):
     from slipcast.training.backtest import fit_candidate
     from slipcast.training.calibration import UNCALIBRATED
-    from slipcast.training.candidates import chosen_calibration
 
     rng = np.random.default_rng(0)
     n = 400
@@ -97,8 +96,8 @@ def test_a_calibration_slice_with_one_outcome_leaves_the_model_uncalibrated_and_
                           "milestone_id": [f"m{i}" for i in range(n)], "x": rng.normal(size=n) + label,
                           "kind": np.where(np.arange(n) % 2, "release", "sprint")})
     for name in ("logistic", "gradient_boosting"):
-        model = fit_candidate(name, frame, np.arange(n), ["x", "kind"], settings.training)
-        assert chosen_calibration(model) == UNCALIBRATED
+        model, recipe = fit_candidate(name, frame, np.arange(n), ["x", "kind"], settings.training)
+        assert recipe == UNCALIBRATED
         p = model.predict_proba(frame[["x", "kind"]])[:, 1]
         assert np.all((p >= 0) & (p <= 1))
 

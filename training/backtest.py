@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from slipcast.core.progress import progress
 from slipcast.core.settings import TrainingSettings
-from slipcast.training.calibration import calibrate, calibration_split
-from slipcast.training.candidates import BASELINES, chosen_calibration, make_candidate
+from slipcast.training.calibration import UNCALIBRATED, calibrate, calibration_split
+from slipcast.training.candidates import BASELINES, make_candidate
 from slipcast.training.metrics import bootstrap, by_horizon, leak_audit, scores, skill_guard
 from slipcast.training.splits import Fold, RollingOrigin
 
@@ -81,23 +82,26 @@ def split_columns(frame: pd.DataFrame, features: list[str]) -> tuple[list[str], 
     return [c for c in features if c not in categorical], categorical
 
 
-def fit_candidate(name: str, frame: pd.DataFrame, idx: np.ndarray, features: list[str], settings: TrainingSettings):
+def fit_candidate(name: str, frame: pd.DataFrame, idx: np.ndarray, features: list[str],
+                  settings: TrainingSettings) -> tuple[object, str | None]:
     """Fit one candidate on the rows ``idx`` of ``frame`` (oldest first); a model fits the
     earlier of them and is calibrated on the later ones. A feature with no value in those rows
     (a tracker without story points, say) is left out of the model, which still takes it as
-    an input."""
+    an input. Returns the model and its calibration recipe (None for a baseline,
+    ``UNCALIBRATED`` for a model too few later rows could calibrate)."""
     X = frame.iloc[idx][features]
     numeric, categorical = split_columns(X, available_features(X, features))
     model = make_candidate(name, numeric, categorical, settings)
     y = frame["label"].to_numpy()[idx].astype(int)
     if name in BASELINES:
-        return model.fit(X, y)
+        return model.fit(X, y), None
     split = calibration_split(frame, idx, settings.calibration_share)
     if split is None:
-        return model.fit(X, y)
+        return model.fit(X, y), UNCALIBRATED
     fit, cal = split
     model.fit(X.iloc[fit], y[fit])
-    return calibrate(model, X.iloc[cal], y[cal])
+    when = frame["as_of"].to_numpy()[idx][cal]
+    return calibrate(model, X.iloc[cal], y[cal], when, settings.calibration_half_lives)
 
 
 def _backtest_id(frame: pd.DataFrame, folds: list[Fold], features: list[str], fingerprint: str) -> str:
@@ -118,7 +122,7 @@ def run_backtest(frame: pd.DataFrame, target: str, features: list[str], candidat
     names = list(candidates) + ([REFERENCE] if "monte_carlo_on_time" in features else [])
     results = {n: CandidateResult(n, np.empty(len(test_rows))) for n in names}
     offset = 0
-    for fold in folds:
+    for fold in progress(folds, f"{target} backtest", unit="fold"):
         y_test = y_all[fold.test]
         prior = y_all[fold.train].mean()
         sl = slice(offset, offset + len(fold.test))
@@ -129,10 +133,10 @@ def run_backtest(frame: pd.DataFrame, target: str, features: list[str], candidat
                 mc = data["monte_carlo_on_time"].to_numpy()[fold.test]
                 p = np.where(np.isnan(mc), prior, 1.0 - mc)
             else:
-                model = fit_candidate(name, data, fold.train, features, settings)
-                p = model.predict_proba(data.iloc[fold.test][features])[:, 1]
+                model, recipe = fit_candidate(name, data, fold.train, features, settings)
+                p = model.predict_proba(data.iloc[fold.test][features])[:, 1]  # type: ignore[attr-defined]
                 res.last_model = model
-                res.calibration.append(chosen_calibration(model))
+                res.calibration.append(recipe)
             res.fit_seconds += time.perf_counter() - started
             res.predictions[sl] = p
             res.folds.append({"fold": fold.number, "cutoff": str(fold.cutoff), "train": len(fold.train),

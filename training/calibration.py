@@ -2,13 +2,18 @@
 
 A model's training rows are split by time with the backtest's own rule (``RollingOrigin``
 with one fold): the base model fits the earlier rows, and its scores on the later rows fit the
-calibration. Sigmoid or isotonic is chosen on those later rows too, fitting each on their first
-half and scoring it on their second. The result is a plain ``CalibratedClassifierCV`` around
-the frozen base model: one pipeline to run at serving time, and one base fit per training
-(instead of one per method, inner fold and calibration fold).
+calibration. The recipe (sigmoid or isotonic; every row alike, or recent rows weighing more)
+is chosen on those later rows too, fitting each on their first half and scoring it on their
+second: under drift (slip rates that change over the years a tracker covers) the recency
+weighted recipes follow the latest rate, and win there; where nothing drifts, equal weights
+win by having less variance. The result is a plain ``CalibratedClassifierCV`` around the
+frozen base model: one pipeline to run at serving time, and one base fit per training.
 """
 
 from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -24,6 +29,20 @@ METHODS = ("sigmoid", "isotonic")
 
 UNCALIBRATED = "none (too few later rows of each outcome to calibrate on)"
 MIN_PER_OUTCOME = 2  # rows of each outcome a calibration slice needs (each half of it is fitted)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a calibration is fitted: the method, and the half-life of its recency weights as a
+    share of the calibration rows' time span (None: every row weighs the same)."""
+
+    method: str
+    half_life: float | None = None
+
+    def __str__(self) -> str:
+        if self.half_life is None:
+            return self.method
+        return f"{self.method}, recency-weighted (half-life {self.half_life:.0%} of the calibration span)"
 
 
 def can_calibrate(y: np.ndarray) -> bool:
@@ -48,20 +67,41 @@ def calibration_split(frame: pd.DataFrame, idx: np.ndarray, share: float) -> tup
     return (fold.train, fold.test) if can_calibrate(sub["label"].to_numpy()[fold.test]) else None
 
 
-def _fit(base, method: str, X: pd.DataFrame, y: np.ndarray) -> CalibratedClassifierCV:
+def recency_weights(when, half_life: float | None) -> np.ndarray | None:
+    """Weights halving every ``half_life`` (a share of the span of ``when``) back from the latest
+    time; None for equal weights (or times that span no time at all)."""
+    if half_life is None or when is None:
+        return None
+    t = pd.to_datetime(pd.Series(when), utc=True).astype("int64").to_numpy(dtype=np.float64)
+    span = t.max() - t.min()
+    if span <= 0:
+        return None
+    return 0.5 ** ((t.max() - t) / (half_life * span))
+
+
+def _fit(base, recipe: Recipe, X: pd.DataFrame, y: np.ndarray, when) -> CalibratedClassifierCV:
     # a frozen model is never refit: the splits only batch its predictions on every row, so
     # plain halves do (a stratified split would warn about rare outcomes for nothing)
-    return CalibratedClassifierCV(FrozenEstimator(base), method=method, cv=KFold(2)).fit(X, y)
+    weights = recency_weights(when, recipe.half_life)
+    with warnings.catch_warnings():
+        # the weights are meant for the calibration alone: the frozen model is not refit
+        warnings.filterwarnings("ignore", message="Since FrozenEstimator does not appear to accept sample_weight")
+        return CalibratedClassifierCV(FrozenEstimator(base), method=recipe.method, cv=KFold(2)).fit(
+            X, y, sample_weight=weights)
 
 
-def calibrate(base, X: pd.DataFrame, y: np.ndarray) -> CalibratedClassifierCV:
-    """The fitted ``base`` calibrated on (``X``, ``y``), rows later than its own, oldest first,
-    with the method that scores the lower Brier on the later half of them."""
+def calibrate(base, X: pd.DataFrame, y: np.ndarray, when=None,
+              half_lives: tuple[float | None, ...] | list[float | None] = (None,)) -> tuple[CalibratedClassifierCV, str]:
+    """The fitted ``base`` calibrated on (``X``, ``y``), rows later than its own, oldest first
+    (``when``: their times, for recency weights), with the recipe that scores the lower Brier on
+    the later half of them; returned with the recipe's name."""
     half = len(y) // 2
-    scores: dict[str, float] = {}
+    recipes = [Recipe(m, h) for m in METHODS for h in half_lives if h is None or when is not None]
+    early = None if when is None else np.asarray(when)[:half]
+    scores: dict[Recipe, float] = {}
     if min(np.bincount(y[:half], minlength=2)) > 0 and len(np.unique(y[half:])) == 2:
-        for method in METHODS:
-            p = _fit(base, method, X.iloc[:half], y[:half]).predict_proba(X.iloc[half:])[:, 1]
-            scores[method] = brier_score_loss(y[half:], p)
-    method = min(scores, key=scores.__getitem__) if scores else "sigmoid"
-    return _fit(base, method, X, y)
+        for recipe in recipes:
+            p = _fit(base, recipe, X.iloc[:half], y[:half], early).predict_proba(X.iloc[half:])[:, 1]
+            scores[recipe] = brier_score_loss(y[half:], p)
+    chosen = min(scores, key=scores.__getitem__) if scores else Recipe("sigmoid")
+    return _fit(base, chosen, X, y, when), str(chosen)

@@ -14,7 +14,6 @@ saved model loads anywhere scikit-learn is installed, without this package.
 from __future__ import annotations
 
 import numpy as np
-from sklearn.calibration import CalibratedClassifierCV
 from sklearn.compose import ColumnTransformer
 from sklearn.dummy import DummyClassifier
 from sklearn.ensemble import HistGradientBoostingClassifier
@@ -29,7 +28,6 @@ from sklearn.preprocessing import (
 )
 
 from slipcast.core.settings import TrainingSettings
-from slipcast.training.calibration import UNCALIBRATED
 
 BASELINES = ("base_rate", "project_rate", "throughput_rule", "monte_carlo")
 MODELS = ("logistic", "gradient_boosting")
@@ -82,11 +80,3 @@ def make_candidate(name: str, numeric: list[str], categorical: list[str], settin
     if name == "gradient_boosting":
         return _boosting(numeric, categorical, settings.max_iter, settings.seed)
     raise ValueError(f"unknown candidate {name!r}; known: {list(ALL)}")
-
-
-def chosen_calibration(model) -> str | None:
-    """The calibration method a fitted model chose; ``UNCALIBRATED`` for a model candidate left
-    uncalibrated (too few later rows), None for a baseline."""
-    if isinstance(model, CalibratedClassifierCV):
-        return model.method
-    return UNCALIBRATED if isinstance(model, Pipeline) and "model" in model.named_steps else None

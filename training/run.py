@@ -141,7 +141,8 @@ def train_target(client, settings: Settings, target: Target, frame, fingerprint:
         mlflow.log_artifacts(str(report_dir), artifact_path="report")
 
         stage("fit")
-        model = fit_candidate(chosen, bt.frame, np.arange(len(bt.frame)), features, settings.training)
+        model, recipe = fit_candidate(chosen, bt.frame, np.arange(len(bt.frame)), features, settings.training)
+        mlflow.set_tag("calibration", recipe or "none (a baseline)")
         X = bt.frame[features]
         stage("log_model")
         with tempfile.TemporaryDirectory(prefix="slipcast-model-") as tmp:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from slipcast.core.errors import FieldError
+from slipcast.core.progress import progress
 from slipcast.core.settings import Settings
 from slipcast.features.importers.report import ImportError_, ImportReport, finish
 from slipcast.features.importers.shapes import (
@@ -118,7 +119,7 @@ def import_github(src, out, settings: Settings, project: str | None = None, forc
 
     tickets, events = [], []
     kept = _latest_copies(raw_issues)
-    for i, raw in enumerate(raw_issues):
+    for i, raw in progress(enumerate(raw_issues), "importing issues", total=len(raw_issues), unit="issue"):
         report.saw("tickets")
         given = raw.get("number") if isinstance(raw, dict) else None
         record = f"issue {given}" if isinstance(given, int) else f"#{i}"

@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from slipcast.core.errors import FieldError
+from slipcast.core.progress import progress
 from slipcast.core.settings import Settings
 from slipcast.features.importers.report import ImportReport, finish
 from slipcast.features.importers.sources import list_files, read_text
@@ -58,7 +59,7 @@ def import_jira_csv(src, out, settings: Settings, tz: str | None = None, date_fo
     events: list[dict] = []
     links: dict[tuple[str, str, str], dict] = {}
     seen: set[str] = set()
-    for path in list_files(Path(src), (".csv",)):
+    for path in progress(list_files(Path(src), (".csv",)), "reading files", unit="file"):
         text = read_text(path, report, settings.imports.fallback_encoding)
         if text is None:
             continue

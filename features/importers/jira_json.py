@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from slipcast.core.errors import FieldError
+from slipcast.core.progress import progress
 from slipcast.core.settings import Settings
 from slipcast.features.importers.report import ImportReport, finish
 from slipcast.features.importers.shapes import JiraIssue, check
@@ -458,7 +459,7 @@ def import_jira_json(src, out, settings: Settings, force: bool = False) -> Impor
     versions: list[dict] = []
     sprints: list[dict] = []
     repeated = 0
-    for path in list_files(Path(src), (".json",)):
+    for path in progress(list_files(Path(src), (".json",)), "reading files", unit="file"):
         payload = read_json(path, report, settings.imports.fallback_encoding)
         if payload is None:
             continue
@@ -489,7 +490,7 @@ def import_jira_json(src, out, settings: Settings, force: bool = False) -> Impor
                 report.ignore("tickets")
                 if _richness(issue) > kept[key][0]:
                     kept[key] = (_richness(issue), issue, str(path), i)
-    for _, issue, file, i in kept.values():
+    for _, issue, file, i in progress(kept.values(), "importing issues", unit="issue"):
         builder.issue(issue, file, i)
     for record, file, i in keyless:
         builder.issue(record, file, i)  # type: ignore[arg-type]  # rejected there, naming the field

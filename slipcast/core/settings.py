@@ -80,6 +80,10 @@ class TrainingSettings(BaseModel):
     )
     calibration_share: float = Field(
         gt=0, lt=1, description="Share of a model's training rows, the latest, kept to calibrate it.")
+    calibration_half_lives: list[float | None] = Field(
+        description="Recency weightings a calibration may choose from: each a half-life as a share of the "
+                    "calibration rows' time span (null: every row weighs the same). Chosen per fit by Brier "
+                    "on the later half of those rows (docs/architecture.md, \"Honest evaluation\").")
     bootstrap_rounds: int = Field(description="Bootstrap resamples over milestones for intervals.")
     leak_auc: float = Field(description="Single-feature AUC at or above which a leak is flagged.")
     seed: int = Field(description="Seed for every random choice in training.")

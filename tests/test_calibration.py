@@ -1,0 +1,64 @@
+"""Calibration under drift: a team whose slip rate shifts part way through its history."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from slipcast.training.backtest import run_backtest
+from slipcast.training.calibration import recency_weights
+from slipcast.training.metrics import expected_calibration_error
+
+
+def shifting_history(milestones: int = 1500, seed: int = 0, before: float = 0.15, after: float = 0.85,
+                     shift_at: float = 0.6) -> pd.DataFrame:
+    """A training set in which each milestone's slip follows one signal ``x`` at a slip rate that
+    jumps from ``before`` to ``after`` at ``shift_at`` of the history (a reorganised team)."""
+    rng = np.random.default_rng(seed)
+    start = pd.Timestamp("2020-01-01", tz="UTC")
+    rows = []
+    for i in range(milestones):
+        rate = before if i < shift_at * milestones else after
+        signal = rng.normal()
+        slipped = rng.uniform() < 1 / (1 + np.exp(-(np.log(rate / (1 - rate)) + signal)))
+        begun = start + pd.Timedelta(days=2 * i)
+        for share in (0.1, 0.4, 0.7):
+            rows.append({"milestone_id": f"m{i}", "as_of": begun + pd.Timedelta(days=28 * share),
+                         "label_known_at": begun + pd.Timedelta(days=28), "span_elapsed": share,
+                         "x": signal + rng.normal(scale=0.5), "label": float(slipped)})
+    return pd.DataFrame(rows)
+
+
+def _later_folds_ece(settings, frame, half_lives) -> tuple[float, list]:
+    quick = settings.training.model_copy(update={"calibration_half_lives": half_lives, "folds": 4,
+                                                  "bootstrap_rounds": 10})
+    bt = run_backtest(frame, "milestone", ["x"], ["logistic"], quick)
+    later = len(bt.folds[-1].test) + len(bt.folds[-2].test)
+    y = bt.frame["label"].to_numpy()[bt.test_rows][-later:]
+    result = bt.results["logistic"]
+    return expected_calibration_error(y, result.predictions[-later:]), result.calibration
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_after_a_shift_in_slip_rate_recency_weighted_calibration_stays_calibrated(settings, seed):
+    frame = shifting_history(seed=seed)
+    today, _ = _later_folds_ece(settings, frame, [None])
+    chosen, recipes = _later_folds_ece(settings, frame, [None, 0.25])
+    assert today > 0.05  # equal weights average the old rate into the new
+    assert chosen <= 0.05
+    assert any("recency-weighted" in r for r in recipes[-2:])  # chosen by Brier where the shift shows
+
+
+def test_without_drift_the_recency_weighted_choice_costs_nothing(settings):
+    frame = shifting_history(before=0.5, after=0.5)
+    today, _ = _later_folds_ece(settings, frame, [None])
+    chosen, _ = _later_folds_ece(settings, frame, [None, 0.25])
+    assert chosen <= 0.05 and chosen <= today + 0.01
+
+
+def test_recency_weights_halve_every_half_life():
+    when = pd.date_range("2024-01-01", periods=5, freq="D", tz="UTC")
+    w = recency_weights(when, 0.25)  # a half-life of one day over a four-day span
+    assert w is not None and np.allclose(w, [1 / 16, 1 / 8, 1 / 4, 1 / 2, 1])
+    assert recency_weights(when, None) is None and recency_weights(when[:1], 0.25) is None
