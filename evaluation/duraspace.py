@@ -15,8 +15,21 @@ from slipcast.features.importers.jira_json import import_jira_json
 from slipcast.features.pipeline import build_training_sets, feature_columns
 from slipcast.features.tables import fingerprint, read_tables
 from slipcast.training.backtest import Backtest, run_backtest
+from slipcast.training.metrics import by_horizon, scores
 from slipcast.training.report import write_report
 from slipcast.training.splits import InsufficientHistory
+
+
+def served_scores(bt: Backtest, chosen: str, settings: Settings) -> dict:
+    """The chosen model and the forecast the service would serve (``Backtest.served``: the guard
+    decided on earlier folds only) on the same later folds: overall and by horizon."""
+    where, served = bt.served(chosen, settings.training)
+    rows = bt.test_rows[where]
+    y, elapsed = bt.frame["label"].to_numpy()[rows], bt.frame["span_elapsed"].to_numpy()[rows]
+    model, base = bt.results[chosen].predictions[where], bt.base_rate[where]
+    return {"model": scores(y, model, base), "served": scores(y, served, base),
+            "horizons": {h: {"model": s, "served": by_horizon(y, served, elapsed, base)[h]}
+                         for h, s in by_horizon(y, model, elapsed, base).items()}}
 
 
 def evaluate_duraspace(root: Path, settings: Settings, out_dir: Path) -> tuple[dict[str, Backtest | str], dict, str]:
@@ -29,6 +42,7 @@ def evaluate_duraspace(root: Path, settings: Settings, out_dir: Path) -> tuple[d
     data_print = fingerprint(tables)
     results: dict[str, Backtest | str] = {}
     guards: dict[str, dict] = {}
+    served: dict[str, dict] = {}
     for target, frame in sets.items():
         try:
             bt = run_backtest(frame, target, feature_columns(target), settings.training.candidates,
@@ -39,10 +53,13 @@ def evaluate_duraspace(root: Path, settings: Settings, out_dir: Path) -> tuple[d
         results[target] = bt
         chosen = bt.ranking()[0]
         guards[target] = bt.guard(chosen, settings.training.bootstrap_rounds, settings.training.seed)
+        by_project = bt.project_guard(chosen, settings.training.bootstrap_rounds, settings.training.seed)
+        served[target] = served_scores(bt, chosen, settings)
         write_report(bt, chosen, {"promoted": False, "reason": "evaluation only, nothing registered"},
                      Path(out_dir) / f"duraspace-{target}", settings.training.seed,
-                     "slipcast eval-real", data_print, guards[target])
+                     "slipcast eval-real", data_print, guards[target], by_project)
     summary = {"read": dict(report.read), "accepted": dict(report.accepted), "ignored": dict(report.ignored),
                "rejected": dict(report.rejected()), "snapshots": {t: len(f) for t, f in sets.items()},
-               "labelled": {t: int(f["label"].notna().sum()) for t, f in sets.items()}, "guards": guards}
+               "labelled": {t: int(f["label"].notna().sum()) for t, f in sets.items()}, "guards": guards,
+               "served": served}
     return results, summary, data_print

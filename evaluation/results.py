@@ -214,6 +214,11 @@ def _issue_section(results: pd.DataFrame, leaks: pd.DataFrame, evidence: pd.Data
     ]
 
 
+def _pair(model: dict, served: dict) -> dict:
+    return {"model_skill": model["brier_skill"], "served_skill": served["brier_skill"],
+            "model_ece": model["ece"], "served_ece": served["ece"]}
+
+
 def _duraspace_section(results: dict, summary: dict, fp: str) -> list[str]:
     lines = ["## 3. Raw Jira, end to end (jira-duraspace)", "",
              f"Data fingerprint `{fp}` (files); canonical tables `{summary['tables_fingerprint']}`. Our "
@@ -257,6 +262,16 @@ def _duraspace_section(results: dict, summary: dict, fp: str) -> list[str]:
                              "does not beat it with confidence." if guarded else
                              "the model beats the base rate with confidence at every horizon."), "",
                       *_table(cells, ["horizon", "n", "brier_skill", "interval", "served"])]
+        served = summary.get("served", {}).get(target)
+        if served:
+            table = pd.DataFrame(
+                [{"horizon": "all", "n": served["model"]["n"], **_pair(served["model"], served["served"])}]
+                + [{"horizon": h, "n": s["model"]["n"], **_pair(s["model"], s["served"])}
+                   for h, s in served["horizons"].items()])
+            lines += ["", f"Served forecast, forward only: on every fold after the first, the guard (pooled and per "
+                          f"project) decided on the earlier folds alone, the base rate it serves from that fold's "
+                          f"training rows; {chosen} alone on the same rows beside it:", "",
+                      *_table(table, ["horizon", "n", "model_skill", "served_skill", "model_ece", "served_ece"])]
         lines.append("")
     return lines
 

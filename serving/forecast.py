@@ -159,11 +159,15 @@ def model_ref(loaded: LoadedModel) -> ModelRef:
                     candidate=meta.get("candidate"), source=loaded.source)
 
 
-def guarded(loaded: LoadedModel, span_elapsed: float) -> dict | None:
-    """The model's skill-guard cell for a row at this share of its span, where the model does not
-    beat the base rate (docs/architecture.md, "The skill guard"); None where the model serves.
-    A model exported before the guard existed has none."""
-    cell = loaded.metadata.get("guard", {}).get(horizon_of(span_elapsed) or "")
+def guarded(loaded: LoadedModel, span_elapsed: float, project: str | None = None) -> dict | None:
+    """The model's skill-guard cell for a row of ``project`` at this share of its span, where the
+    model does not beat the base rate (docs/architecture.md, "The skill guard"); None where the
+    model serves. The project's own cell decides where it has one, else the pooled cell. A model
+    exported before the guard existed has none."""
+    horizon = horizon_of(span_elapsed) or ""
+    cell = loaded.metadata.get("project_guard", {}).get(project or "", {}).get(horizon)
+    if cell is None:
+        cell = loaded.metadata.get("guard", {}).get(horizon)
     return cell if cell is not None and cell["guarded"] else None
 
 
@@ -214,10 +218,11 @@ def forecast_many(reqs: list[ForecastRequest], loaded: LoadedModel, settings: Se
             notes.append(f"due beyond the {settings.features.monte_carlo_max_weeks}-week Monte Carlo horizon: "
                          "monte_carlo_on_time is the chance of finishing within it")
         elapsed = float(feats["span_elapsed"][i])
-        cell = guarded(loaded, elapsed)
+        cell = guarded(loaded, elapsed, reqs[i].milestone.project)
         if cell is not None:  # the model does not beat the base rate here: say so, serve it
             low, high = cell["interval"]
-            notes.insert(0, f"the model does not beat the base rate {horizon_of(elapsed)} in its backtest (Brier skill "
+            notes.insert(0, f"the model does not beat the base rate {horizon_of(elapsed)} in its backtest"
+                            f"{' for ' + cell['project'] if 'project' in cell else ''} (Brier skill "
                             f"{cell['brier_skill']:+.3f}, 95 % interval {low:+.3f} to {high:+.3f}): this is the "
                             f"recent base rate; the model said {float(p[i]):.4f}")
             probability, basis, drivers_i = float(loaded.metadata["recent_base_rate"]), "base_rate", []
@@ -238,7 +243,7 @@ def forecast_tickets(req: ForecastRequest, loaded: LoadedModel, settings: Settin
     p = loaded.predict(loaded.frame(tickets)) if len(tickets["ticket_id"]) else np.zeros(0)
     out = []
     for t, q, elapsed in zip(tickets["ticket_id"], p, tickets["span_elapsed"]):
-        if guarded(loaded, float(elapsed)):  # the ticket model does not beat the base rate here
+        if guarded(loaded, float(elapsed), req.milestone.project):  # the ticket model does not beat the base rate here
             out.append(TicketForecast(ticket_id=t, probability=round(float(loaded.metadata["recent_base_rate"]), 4),
                                       basis="base_rate"))
         else:

@@ -181,6 +181,9 @@ class ModelInfo(BaseModel):
     load: ModelLoad
     guard: dict = Field(default_factory=dict, description="Per horizon: the model's Brier skill, its 95 % interval, "
                                                           "and whether the base rate is served there instead.")
+    project_guard: dict = Field(default_factory=dict,
+                                description="Per project with enough history, its own cells by horizon: they "
+                                            "decide for its milestones instead of the pooled ones.")
     features: list[dict]
     metrics: dict
     baselines: dict

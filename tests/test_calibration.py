@@ -62,3 +62,30 @@ def test_recency_weights_halve_every_half_life():
     w = recency_weights(when, 0.25)  # a half-life of one day over a four-day span
     assert w is not None and np.allclose(w, [1 / 16, 1 / 8, 1 / 4, 1 / 2, 1])
     assert recency_weights(when, None) is None and recency_weights(when[:1], 0.25) is None
+
+
+def test_the_served_forecast_uses_a_guard_decided_on_earlier_folds_only(settings):
+    from slipcast.core.contracts import horizon_of
+    from slipcast.training.backtest import recent_base_rate
+    from slipcast.training.metrics import skill_guard
+
+    frame = shifting_history(milestones=900).assign(project="TEAM")
+    quick = settings.training.model_copy(update={"folds": 4, "bootstrap_rounds": 20})
+    bt = run_backtest(frame, "milestone", ["x"], ["base_rate", "logistic"], quick)
+    where, served = bt.served("logistic", quick)
+    first = len(bt.folds[0].test)
+    assert np.array_equal(where, np.arange(first, len(bt.test_rows)))  # every fold but the first
+    model = bt.results["logistic"].predictions[where]
+    sizes = np.cumsum([0] + [len(f.test) for f in bt.folds])
+    rows = bt.frame.iloc[bt.test_rows]
+    for k in range(1, len(bt.folds)):
+        here = (where >= sizes[k]) & (where < sizes[k + 1])
+        rate = recent_base_rate(bt.frame.iloc[bt.folds[k].train], quick.calibration_share)
+        seen = slice(0, sizes[k])
+        guard = skill_guard(rows["label"].to_numpy()[seen], bt.results["logistic"].predictions[seen],
+                            rows["span_elapsed"].to_numpy()[seen], rows["milestone_id"].to_numpy()[seen],
+                            bt.base_rate[seen], quick.bootstrap_rounds, quick.seed)
+        shares = rows["span_elapsed"].to_numpy()[where[here]]
+        expect = np.array([rate if guard.get(horizon_of(s) or "", {}).get("guarded") else m
+                           for s, m in zip(shares, model[here])])
+        assert np.allclose(served[here], expect)

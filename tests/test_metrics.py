@@ -116,3 +116,22 @@ def test_the_skill_guard_flags_the_horizons_where_the_model_does_not_beat_the_ba
     assert not guard["middle (30-60%)"]["guarded"] and not guard["late (60-100%)"]["guarded"]
     low, high = guard["late (60-100%)"]["interval"]
     assert 0 < low <= guard["late (60-100%)"]["brier_skill"] <= high
+
+
+def test_a_project_the_model_serves_badly_is_guarded_though_the_pool_is_not():
+    from slipcast.training.metrics import project_guard, skill_guard
+
+    rng = np.random.default_rng(1)
+    n = 3000
+    project = np.where(np.arange(n) % 4 == 0, "BAD", "GOOD")
+    truth = rng.uniform(0.05, 0.95, n)
+    y = (rng.uniform(size=n) < truth).astype(float)
+    p = np.where(project == "GOOD", truth, rng.uniform(0, 1, n))  # no skill for one team in four
+    elapsed, groups = np.tile([0.1, 0.5, 0.8], n // 3), np.arange(n) // 3
+    pooled = skill_guard(y, p, elapsed, groups, 0.5, rounds=100, seed=0)
+    assert not any(cell["guarded"] for cell in pooled.values())
+    cells = project_guard(y, p, elapsed, groups, project, 0.5, rounds=100, seed=0)
+    assert all(c["guarded"] and c["project"] == "BAD" for c in cells["BAD"].values())
+    assert not any(c["guarded"] for c in cells["GOOD"].values())
+    few = project_guard(y[:45], p[:45], elapsed[:45], groups[:45], project[:45], 0.5, rounds=20, seed=0)
+    assert few == {}  # too few milestones per project to judge one: the pooled cells decide

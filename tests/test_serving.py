@@ -412,14 +412,44 @@ def test_where_the_model_does_not_beat_the_base_rate_the_base_rate_is_served_and
     (as_trained,) = forecast_many([req], loaded, env["settings"], req.as_of)
     horizon = horizon_of(as_trained.features["span_elapsed"])
     guard = {h: {**g, "guarded": h == horizon} for h, g in loaded.metadata["guard"].items()}
-    guarded = replace(loaded, metadata={**loaded.metadata, "guard": guard})
+    guarded = replace(loaded, metadata={**loaded.metadata, "guard": guard, "project_guard": {}})
     (answer,) = forecast_many([req], guarded, env["settings"], req.as_of)
     assert answer.basis == "base_rate" and answer.drivers == []
     assert answer.probability == round(loaded.metadata["recent_base_rate"], 4)
     assert "does not beat the base rate" in answer.message and f"{as_trained.probability:.4f}" in answer.message
     served = client.post("/v1/forecasts", json=env["body"]).json()
-    assert served["basis"] == ("base_rate" if loaded.metadata["guard"][horizon]["guarded"] else "model")
+    cell = loaded.metadata["project_guard"].get(req.milestone.project, {}).get(horizon, loaded.metadata["guard"][horizon])
+    assert served["basis"] == ("base_rate" if cell["guarded"] else "model")
     assert client.get("/v1/model").json()["guard"] == loaded.metadata["guard"]
+
+
+def test_a_projects_own_guard_cell_decides_for_its_milestones(client, env):
+    from dataclasses import replace
+
+    from slipcast.core.contracts import horizon_of
+    from slipcast.serving.forecast import forecast_many
+    from slipcast.serving.schemas import ForecastRequest
+
+    loaded = client.app.state.store.get("milestone")
+    req = ForecastRequest.model_validate(env["body"])
+    (as_trained,) = forecast_many([req], loaded, env["settings"], req.as_of)
+    horizon = horizon_of(as_trained.features["span_elapsed"])
+    open_pooled = {h: {**g, "guarded": False} for h, g in loaded.metadata["guard"].items()}
+    cell = {**open_pooled[horizon], "guarded": True, "project": req.milestone.project}
+    mine = replace(loaded, metadata={**loaded.metadata, "guard": open_pooled,
+                                     "project_guard": {req.milestone.project: {horizon: cell}}})
+    (answer,) = forecast_many([req], mine, env["settings"], req.as_of)
+    assert answer.basis == "base_rate" and f"for {req.milestone.project}" in answer.message
+    other = replace(loaded, metadata={**mine.metadata, "project_guard": {"ANOTHER": {horizon: cell}}})
+    (answer,) = forecast_many([req], other, env["settings"], req.as_of)
+    assert answer.basis == "model"  # another team's cell does not speak for this one
+    served_open = {**open_pooled[horizon], "project": req.milestone.project}
+    trusted = replace(loaded, metadata={**loaded.metadata, "guard": {h: {**g, "guarded": True}
+                                                                     for h, g in loaded.metadata["guard"].items()},
+                                        "project_guard": {req.milestone.project: {horizon: served_open}}})
+    (answer,) = forecast_many([req], trusted, env["settings"], req.as_of)
+    assert answer.basis == "model"  # the team's own record clears it where the pool is guarded
+    assert client.get("/v1/model").json()["project_guard"] == loaded.metadata.get("project_guard", {})
 
 
 def test_ticket_forecasts_follow_the_ticket_models_guard(client, env):
@@ -432,7 +462,7 @@ def test_ticket_forecasts_follow_the_ticket_models_guard(client, env):
     req = ForecastRequest.model_validate(env["body"])
     as_trained = forecast_tickets(req, loaded, env["settings"], req.as_of)
     assert as_trained.tickets and {t.basis for t in as_trained.tickets} <= {"model", "base_rate"}
-    guarded = replace(loaded, metadata={**loaded.metadata,
+    guarded = replace(loaded, metadata={**loaded.metadata, "project_guard": {},
                                         "guard": {h: {**g, "guarded": True} for h, g in loaded.metadata["guard"].items()}})
     answer = forecast_tickets(req, guarded, env["settings"], req.as_of)
     assert [t.ticket_id for t in answer.tickets] == [t.ticket_id for t in as_trained.tickets]

@@ -11,11 +11,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from slipcast.core.contracts import horizon_of
 from slipcast.core.progress import progress
 from slipcast.core.settings import TrainingSettings
 from slipcast.training.calibration import UNCALIBRATED, calibrate, calibration_split
 from slipcast.training.candidates import BASELINES, make_candidate
-from slipcast.training.metrics import bootstrap, by_horizon, leak_audit, scores, skill_guard
+from slipcast.training.metrics import bootstrap, by_horizon, leak_audit, project_guard, scores, skill_guard
 from slipcast.training.splits import Fold, RollingOrigin
 
 log = logging.getLogger(__name__)
@@ -59,10 +60,57 @@ class Backtest:
                            self.frame["span_elapsed"].to_numpy()[rows], self.frame["milestone_id"].to_numpy()[rows],
                            self.base_rate, rounds, seed)
 
+    def project_guard(self, chosen: str, rounds: int, seed: int) -> dict[str, dict[str, dict]]:
+        """The skill guard of ``chosen`` per project with enough milestones (``training.metrics.project_guard``)."""
+        rows = self.test_rows
+        return project_guard(self.frame["label"].to_numpy()[rows], self.results[chosen].predictions,
+                             self.frame["span_elapsed"].to_numpy()[rows], self.frame["milestone_id"].to_numpy()[rows],
+                             self.frame["project"].to_numpy()[rows], self.base_rate, rounds, seed)
+
+    def served(self, chosen: str, settings: TrainingSettings) -> tuple[np.ndarray, np.ndarray]:
+        """The forecasts the service would have served on each fold after the first, with the skill
+        guard (pooled and per project) decided on the earlier folds alone and the base rate it serves
+        taken from that fold's training rows: a forward-only test of the guard itself. Returns the
+        positions (into ``test_rows``) of those folds and the served probabilities there."""
+        p = self.results[chosen].predictions
+        y = self.frame["label"].to_numpy()[self.test_rows]
+        rows = self.frame.iloc[self.test_rows]
+        elapsed, groups = rows["span_elapsed"].to_numpy(), rows["milestone_id"].to_numpy()
+        projects = rows["project"].to_numpy()
+        sizes = np.cumsum([0] + [len(f.test) for f in self.folds])
+        positions, served = [], []
+        for k in range(1, len(self.folds)):
+            seen = slice(0, sizes[k])
+            pooled = skill_guard(y[seen], p[seen], elapsed[seen], groups[seen], self.base_rate[seen],
+                                 settings.bootstrap_rounds, settings.seed)
+            own = project_guard(y[seen], p[seen], elapsed[seen], groups[seen], projects[seen], self.base_rate[seen],
+                                settings.bootstrap_rounds, settings.seed)
+            rate = recent_base_rate(self.frame.iloc[self.folds[k].train], settings.calibration_share)
+            here = np.arange(sizes[k], sizes[k + 1])
+            out = p[here].copy()
+            for j, i in enumerate(here):
+                horizon = horizon_of(float(elapsed[i])) or ""
+                cell = own.get(str(projects[i]), {}).get(horizon, pooled.get(horizon))
+                if cell is not None and cell["guarded"]:
+                    out[j] = rate
+            positions.append(here)
+            served.append(out)
+        if not positions:
+            return np.zeros(0, dtype=int), np.zeros(0)
+        return np.concatenate(positions), np.concatenate(served)
+
     def ranking(self) -> list[str]:
         """Candidates from lowest to highest pooled Brier score (the reference excluded)."""
         names = [n for n in self.results if n != REFERENCE]
         return sorted(names, key=lambda n: self.results[n].overall["brier"])
+
+
+def recent_base_rate(frame: pd.DataFrame, share: float) -> float:
+    """The slip rate of the latest ``share`` of labelled rows (by when their outcome became known):
+    what a guarded forecast serves."""
+    known = frame["label_known_at"]
+    recent = frame[known >= known.quantile(1 - share)]
+    return float(recent["label"].mean())
 
 
 def labelled_rows(frame: pd.DataFrame) -> pd.DataFrame:

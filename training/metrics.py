@@ -106,6 +106,26 @@ def leak_audit(frame: pd.DataFrame, features: list[str], threshold: float) -> li
     return flagged
 
 
+def project_guard(y, p, elapsed, groups, projects, base_rate, rounds: int, seed: int,
+                  min_milestones: int = 20) -> dict[str, dict[str, dict]]:
+    """The skill guard of each project with at least ``min_milestones`` milestones in the test
+    rows, by horizon (``skill_guard`` on its rows alone): a team the pooled model does not serve
+    well is guarded even where the pooled cell is not, and a team it serves well is not guarded
+    where the pooled cell is (docs/architecture.md, "The skill guard")."""
+    projects, groups = np.asarray(projects), np.asarray(groups)
+    base = np.broadcast_to(np.asarray(base_rate, dtype=float), np.shape(p))
+    out = {}
+    for project in sorted(set(projects.tolist())):
+        mask = projects == project
+        if len(set(groups[mask].tolist())) < min_milestones:
+            continue
+        cells = skill_guard(np.asarray(y)[mask], np.asarray(p)[mask], np.asarray(elapsed)[mask], groups[mask],
+                            base[mask], rounds, seed)
+        if cells:
+            out[str(project)] = {h: {**cell, "project": str(project)} for h, cell in cells.items()}
+    return out
+
+
 def skill_guard(y, p, elapsed, groups, base_rate, rounds: int, seed: int) -> dict[str, dict]:
     """Per horizon bucket, whether a model's forecasts beat the base rate with confidence: its
     Brier skill and the 95 % bootstrap interval over milestones. ``guarded`` where the interval

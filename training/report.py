@@ -90,7 +90,8 @@ def _fmt(v) -> str:
 
 
 def write_report(bt: Backtest, chosen: str, decision: dict, out_dir: Path, seed: int,
-                 command: str, fingerprint: str, guard: dict | None = None) -> Path:
+                 command: str, fingerprint: str, guard: dict | None = None,
+                 project_guard: dict | None = None) -> Path:
     """Write ``report.md`` and its plots into ``out_dir``; return the report path."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -157,6 +158,13 @@ def write_report(bt: Backtest, chosen: str, decision: dict, out_dir: Path, seed:
                   "| horizon | rows | Brier skill | 95 % interval | served |", "|---|---|---|---|---|"]
         lines += [f"| {h} | {g['rows']} | {g['brier_skill']:+.3f} | [{g['interval'][0]:+.3f}, {g['interval'][1]:+.3f}] | "
                   f"{'base rate' if g['guarded'] else 'model'} |" for h, g in guard.items()]
+    if project_guard:
+        lines += ["", "Per project (projects with enough milestones in the test rows; a project's cell overrides the "
+                      "pooled one for its milestones):", "",
+                  "| project | horizon | rows | Brier skill | 95 % interval | served |", "|---|---|---|---|---|---|"]
+        lines += [f"| {p} | {h} | {g['rows']} | {g['brier_skill']:+.3f} | [{g['interval'][0]:+.3f}, "
+                  f"{g['interval'][1]:+.3f}] | {'base rate' if g['guarded'] else 'model'} |"
+                  for p, cells in project_guard.items() for h, g in cells.items()]
     lines += ["", "## Leak audit", ""]
     if bt.leaks:
         lines += [f"- **FLAGGED** `{x['feature']}` alone reaches AUC {x['auc']:.3f}: check it cannot see the outcome"

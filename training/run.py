@@ -17,7 +17,7 @@ from slipcast.core.contracts import CHAMPION_ALIAS, METADATA_ARTIFACT, TARGETS, 
 from slipcast.core.settings import Settings
 from slipcast.features.pipeline import build_training_sets, feature_columns, read_training_set, training_set_fingerprint
 from slipcast.features.tables import read_tables
-from slipcast.training.backtest import Backtest, fit_candidate, run_backtest
+from slipcast.training.backtest import Backtest, fit_candidate, recent_base_rate, run_backtest
 from slipcast.training.export import export_model, model_metadata
 from slipcast.training.report import write_report
 from slipcast.training.tracking import (
@@ -85,14 +85,6 @@ def decide(client, name: str, bt: Backtest, chosen: str, settings: Settings, fin
             "reason": f"Brier {new:.4f} does not beat champion v{current.version} ({how}: {theirs:.4f}) by {margin}"}
 
 
-def recent_base_rate(frame, share: float) -> float:
-    """The slip rate of the latest ``share`` of labelled rows (by when their outcome became known):
-    what a guarded forecast serves."""
-    known = frame["label_known_at"]
-    recent = frame[known >= known.quantile(1 - share)]
-    return float(recent["label"].mean())
-
-
 def train_target(client, settings: Settings, target: Target, frame, fingerprint: str, candidates: list[str],
                  on_stage: Callable[[str, str], None], command: str) -> dict:
     """Backtest, log and maybe promote one target's model; the run is marked failed on any error."""
@@ -126,6 +118,9 @@ def train_target(client, settings: Settings, target: Target, frame, fingerprint:
         chosen_scores = bt.results[chosen].overall
         guard = bt.guard(chosen, settings.training.bootstrap_rounds, settings.training.seed)
         mlflow.set_tag("guarded_horizons", ",".join(h for h, g in guard.items() if g["guarded"]) or "none")
+        by_project = bt.project_guard(chosen, settings.training.bootstrap_rounds, settings.training.seed)
+        mlflow.set_tag("guarded_project_cells", ",".join(f"{p} {h}" for p, cells in by_project.items()
+                                                         for h, g in cells.items() if g["guarded"]) or "none")
         mlflow.log_metrics({f"backtest_{m}": chosen_scores[m] for m in METRICS if not np.isnan(chosen_scores[m])})
         mlflow.set_tag("leaks_flagged", ",".join(x["feature"] for x in bt.leaks) or "none")
         mlflow.set_tag("features_unavailable", ",".join(bt.unavailable) or "none")
@@ -137,7 +132,8 @@ def train_target(client, settings: Settings, target: Target, frame, fingerprint:
 
         stage("report")
         report_dir = settings.resolve(settings.work_dir) / "reports" / target / run.info.run_id
-        report = write_report(bt, chosen, decision, report_dir, settings.training.seed, command, fingerprint, guard)
+        report = write_report(bt, chosen, decision, report_dir, settings.training.seed, command, fingerprint, guard,
+                              by_project)
         mlflow.log_artifacts(str(report_dir), artifact_path="report")
 
         stage("fit")
@@ -152,7 +148,8 @@ def train_target(client, settings: Settings, target: Target, frame, fingerprint:
                 "model_name": name, "model_version": version, "run_id": run.info.run_id, "candidate": chosen,
                 "data_fingerprint": fingerprint, "code_version": code_version(), "backtest_id": bt.backtest_id,
                 "metrics": chosen_scores, "trained_at": started.isoformat(), "sha256": digest,
-                "guard": guard, "recent_base_rate": recent_base_rate(bt.frame, settings.training.calibration_share),
+                "guard": guard, "project_guard": by_project,
+                "recent_base_rate": recent_base_rate(bt.frame, settings.training.calibration_share),
                 "baselines": {n: r.overall for n, r in bt.results.items() if n != chosen}})
             mlflow.log_dict(dict(metadata), METADATA_ARTIFACT)
 

@@ -21,6 +21,7 @@ def model_info(store: StoreDep, target: str = "milestone") -> ModelInfo:
     meta = loaded.metadata
     return ModelInfo(target=target, model=model_ref(loaded), load=ModelLoad(**store.status(target)),
                      features=list(meta["features"]), guard=meta.get("guard", {}),
+                     project_guard=meta.get("project_guard", {}),
                      metrics=meta.get("metrics", {}), baselines=meta.get("baselines", {}),
                      data_fingerprint=meta.get("data_fingerprint"), trained_at=meta.get("trained_at"),
                      loaded_at=loaded.loaded_at)

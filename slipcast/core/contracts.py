@@ -63,6 +63,7 @@ class ModelMetadata(TypedDict, total=False):
     trained_at: str
     sha256: str  # of the model file
     guard: dict[str, dict]  # horizon -> skill, interval, guarded: where the base rate is served instead
+    project_guard: dict[str, dict[str, dict]]  # project -> its own cells, overriding the pooled ones
     recent_base_rate: float  # what a guarded forecast serves
 
 
