@@ -258,7 +258,7 @@ def _duraspace_section(results: dict, summary: dict, fp: str) -> list[str]:
                                    "served": "base rate" if g["guarded"] else chosen} for h, g in guard.items()])
             guarded = [h for h, g in guard.items() if g["guarded"]]
             lines += ["", f"Skill guard ({chosen} against the base rate, 95 % intervals over milestones): "
-                          + (f"the service would serve the recent base rate {', '.join(guarded)}, where the model "
+                          + (f"the service would serve the base rate {', '.join(guarded)}, where the model "
                              "does not beat it with confidence." if guarded else
                              "the model beats the base rate with confidence at every horizon."), "",
                       *_table(cells, ["horizon", "n", "brier_skill", "interval", "served"])]

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pandas as pd
 
-from slipcast.core.contracts import EARLIEST, LATEST, YEARS, horizon_of
+from slipcast.core.contracts import EARLIEST, LATEST, YEARS, horizon_of, served_base_rate
 from slipcast.core.errors import FieldError
 from slipcast.core.settings import Settings
 from slipcast.features.online import Columns, features_now, state_tables
@@ -218,14 +218,15 @@ def forecast_many(reqs: list[ForecastRequest], loaded: LoadedModel, settings: Se
             notes.append(f"due beyond the {settings.features.monte_carlo_max_weeks}-week Monte Carlo horizon: "
                          "monte_carlo_on_time is the chance of finishing within it")
         elapsed = float(feats["span_elapsed"][i])
+        rate, rate_basis = served_base_rate(loaded.metadata)
         cell = guarded(loaded, elapsed, reqs[i].milestone.project)
         if cell is not None:  # the model does not beat the base rate here: say so, serve it
             low, high = cell["interval"]
             notes.insert(0, f"the model does not beat the base rate {horizon_of(elapsed)} in its backtest"
                             f"{' for ' + cell['project'] if 'project' in cell else ''} (Brier skill "
                             f"{cell['brier_skill']:+.3f}, 95 % interval {low:+.3f} to {high:+.3f}): this is the "
-                            f"recent base rate; the model said {float(p[i]):.4f}")
-            probability, basis, drivers_i = float(loaded.metadata["recent_base_rate"]), "base_rate", []
+                            f"base rate ({rate_basis}); the model said {float(p[i]):.4f}")
+            probability, basis, drivers_i = rate, "base_rate", []
         else:
             probability, basis, drivers_i = float(p[i]), "model", why.get(i, [])
         out.append(Forecast(status="ok", probability=round(probability, 4), basis=basis,
@@ -244,7 +245,7 @@ def forecast_tickets(req: ForecastRequest, loaded: LoadedModel, settings: Settin
     out = []
     for t, q, elapsed in zip(tickets["ticket_id"], p, tickets["span_elapsed"]):
         if guarded(loaded, float(elapsed), req.milestone.project):  # the ticket model does not beat the base rate here
-            out.append(TicketForecast(ticket_id=t, probability=round(float(loaded.metadata["recent_base_rate"]), 4),
+            out.append(TicketForecast(ticket_id=t, probability=round(served_base_rate(loaded.metadata)[0], 4),
                                       basis="base_rate"))
         else:
             out.append(TicketForecast(ticket_id=t, probability=round(float(q), 4), basis="model"))

@@ -115,7 +115,7 @@ class Forecast(BaseModel):
     probability: float | None = Field(
         description="Probability the milestone slips; null when insufficient history or past due.")
     basis: Literal["model", "base_rate"] | None = Field(
-        default=None, description="What the probability comes from: the model, or the recent base rate where the "
+        default=None, description="What the probability comes from: the model, or the base rate where the "
                                   "model does not beat it at this horizon in its backtest (message says why).")
     risk_band: str | None
     message: str | None = None
@@ -154,7 +154,7 @@ class TicketForecast(BaseModel):
     ticket_id: str
     probability: float | None
     basis: Literal["model", "base_rate"] | None = Field(
-        default=None, description="The ticket model, or the recent base rate where the ticket model does not beat "
+        default=None, description="The ticket model, or the base rate where the ticket model does not beat "
                                   "it at this horizon in its backtest (the skill guard).")
 
 

@@ -66,7 +66,7 @@ def test_recency_weights_halve_every_half_life():
 
 def test_the_served_forecast_uses_a_guard_decided_on_earlier_folds_only(settings):
     from slipcast.core.contracts import horizon_of
-    from slipcast.training.backtest import recent_base_rate
+    from slipcast.training.backtest import base_rates
     from slipcast.training.metrics import skill_guard
 
     frame = shifting_history(milestones=900).assign(project="TEAM")
@@ -80,7 +80,7 @@ def test_the_served_forecast_uses_a_guard_decided_on_earlier_folds_only(settings
     rows = bt.frame.iloc[bt.test_rows]
     for k in range(1, len(bt.folds)):
         here = (where >= sizes[k]) & (where < sizes[k + 1])
-        rate = recent_base_rate(bt.frame.iloc[bt.folds[k].train], quick.calibration_share)
+        rate = base_rates(bt.frame.iloc[bt.folds[k].train], quick.calibration_share)[bt.fallback(sizes[k])]
         seen = slice(0, sizes[k])
         guard = skill_guard(rows["label"].to_numpy()[seen], bt.results["logistic"].predictions[seen],
                             rows["span_elapsed"].to_numpy()[seen], rows["milestone_id"].to_numpy()[seen],
@@ -89,3 +89,12 @@ def test_the_served_forecast_uses_a_guard_decided_on_earlier_folds_only(settings
         expect = np.array([rate if guard.get(horizon_of(s) or "", {}).get("guarded") else m
                            for s, m in zip(shares, model[here])])
         assert np.allclose(served[here], expect)
+
+
+def test_a_guarded_forecast_serves_the_base_rate_that_scored_better_in_the_backtest(settings):
+    quick = settings.training.model_copy(update={"folds": 4, "bootstrap_rounds": 10})
+    shifted = run_backtest(shifting_history(milestones=900), "milestone", ["x"], ["base_rate"], quick)
+    assert shifted.fallback() == "recent"  # after the shift the latest rows know the new rate
+    steady = run_backtest(shifting_history(milestones=900, before=0.5, after=0.5), "milestone", ["x"],
+                          ["base_rate"], quick)
+    assert steady.fallback() == "whole history"  # nothing drifts: more rows, less noise

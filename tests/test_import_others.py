@@ -41,6 +41,19 @@ def test_jira_csv_repeated_columns_localized_dates_and_rejections(tmp_path, sett
     assert report.read["tickets"] == 6
 
 
+
+def test_a_csv_link_type_nothing_places_is_kept_as_relates_with_a_warning(tmp_path, settings):
+    csv_text = ("Summary,Issue key,Issue Type,Status,Project key,Created,Outward issue link (Gantt: start-start),"
+                "Outward issue link (dependent)\n"
+                "A,APP-1,Story,Done,APP,12/Mar/24 9:15 AM,APP-2,APP-3\n")
+    (tmp_path / "export.csv").write_text(csv_text)
+    report = run_import("jira-csv", tmp_path / "export.csv", tmp_path / "out", settings)
+    assert not report.rejections and report.accepted["tickets"] == 1
+    links = read_tables(tmp_path / "out").links
+    assert set(zip(links["to_ticket"], links["kind"])) == {("APP-2", "relates"), ("APP-3", "depends_on")}
+    assert any("'Gantt: start-start'" in w and "kept as relates" in w for w in report.warnings)
+
+
 GITHUB = {
     "milestones": [
         {"number": 1, "title": "v1.0", "state": "closed", "created_at": "2024-01-02T10:00:00Z",

@@ -415,7 +415,8 @@ def test_where_the_model_does_not_beat_the_base_rate_the_base_rate_is_served_and
     guarded = replace(loaded, metadata={**loaded.metadata, "guard": guard, "project_guard": {}})
     (answer,) = forecast_many([req], guarded, env["settings"], req.as_of)
     assert answer.basis == "base_rate" and answer.drivers == []
-    assert answer.probability == round(loaded.metadata["recent_base_rate"], 4)
+    assert answer.probability == round(loaded.metadata["base_rate_served"], 4)
+    assert f"base rate ({loaded.metadata['base_rate_basis']})" in answer.message
     assert "does not beat the base rate" in answer.message and f"{as_trained.probability:.4f}" in answer.message
     served = client.post("/v1/forecasts", json=env["body"]).json()
     cell = loaded.metadata["project_guard"].get(req.milestone.project, {}).get(horizon, loaded.metadata["guard"][horizon])
@@ -466,4 +467,4 @@ def test_ticket_forecasts_follow_the_ticket_models_guard(client, env):
                                         "guard": {h: {**g, "guarded": True} for h, g in loaded.metadata["guard"].items()}})
     answer = forecast_tickets(req, guarded, env["settings"], req.as_of)
     assert [t.ticket_id for t in answer.tickets] == [t.ticket_id for t in as_trained.tickets]
-    assert {(t.basis, t.probability) for t in answer.tickets} == {("base_rate", round(loaded.metadata["recent_base_rate"], 4))}
+    assert {(t.basis, t.probability) for t in answer.tickets} == {("base_rate", round(loaded.metadata["base_rate_served"], 4))}

@@ -52,6 +52,19 @@ class Backtest:
     leaks: list[dict]
     backtest_id: str
     unavailable: list[str] = field(default_factory=list)  # features with no value in this data
+    recent_rate: np.ndarray | None = None  # per pooled test row: its fold's recent training slip rate
+
+    def fallback(self, rows: int | None = None) -> str:
+        """The base rate a guarded forecast serves: ``"recent"`` (the latest rows' slip rate) or
+        ``"whole history"``, whichever scored the lower Brier on the first ``rows`` pooled test
+        rows (all of them by default). Under drift the recent rate wins; where the slip rate only
+        wanders, the whole history's does."""
+        y = self.frame["label"].to_numpy()[self.test_rows][:rows]
+        if self.recent_rate is None or not len(y):
+            return "whole history"
+        whole = np.mean((self.base_rate[:rows] - y) ** 2)
+        recent = np.mean((self.recent_rate[:rows] - y) ** 2)
+        return "recent" if recent < whole else "whole history"
 
     def guard(self, chosen: str, rounds: int, seed: int) -> dict[str, dict]:
         """The skill guard of ``chosen`` on these folds (``training.metrics.skill_guard``)."""
@@ -85,7 +98,7 @@ class Backtest:
                                  settings.bootstrap_rounds, settings.seed)
             own = project_guard(y[seen], p[seen], elapsed[seen], groups[seen], projects[seen], self.base_rate[seen],
                                 settings.bootstrap_rounds, settings.seed)
-            rate = recent_base_rate(self.frame.iloc[self.folds[k].train], settings.calibration_share)
+            rate = base_rates(self.frame.iloc[self.folds[k].train], settings.calibration_share)[self.fallback(sizes[k])]
             here = np.arange(sizes[k], sizes[k + 1])
             out = p[here].copy()
             for j, i in enumerate(here):
@@ -105,12 +118,12 @@ class Backtest:
         return sorted(names, key=lambda n: self.results[n].overall["brier"])
 
 
-def recent_base_rate(frame: pd.DataFrame, share: float) -> float:
-    """The slip rate of the latest ``share`` of labelled rows (by when their outcome became known):
-    what a guarded forecast serves."""
+def base_rates(frame: pd.DataFrame, share: float) -> dict[str, float]:
+    """The slip rates a guarded forecast may serve: of the whole history, and of its latest
+    ``share`` of labelled rows (by when their outcome became known)."""
     known = frame["label_known_at"]
     recent = frame[known >= known.quantile(1 - share)]
-    return float(recent["label"].mean())
+    return {"whole history": float(frame["label"].mean()), "recent": float(recent["label"].mean())}
 
 
 def labelled_rows(frame: pd.DataFrame) -> pd.DataFrame:
@@ -167,6 +180,8 @@ def run_backtest(frame: pd.DataFrame, target: str, features: list[str], candidat
     test_rows = np.concatenate([f.test for f in folds])
     y_all = data["label"].to_numpy().astype(int)
     base = np.concatenate([np.full(len(f.test), y_all[f.train].mean()) for f in folds])
+    recent = np.concatenate([np.full(len(f.test), base_rates(data.iloc[f.train], settings.calibration_share)["recent"])
+                             for f in folds])
     names = list(candidates) + ([REFERENCE] if "monte_carlo_on_time" in features else [])
     results = {n: CandidateResult(n, np.empty(len(test_rows))) for n in names}
     offset = 0
@@ -201,4 +216,4 @@ def run_backtest(frame: pd.DataFrame, target: str, features: list[str], candidat
     leaks = leak_audit(data, [c for c in features if pd.api.types.is_numeric_dtype(data[c])], settings.leak_auc)
     unavailable = [c for c in features if c not in available_features(data, features)]
     return Backtest(target, data, features, folds, test_rows, base, results, leaks,
-                    _backtest_id(data, folds, features, fingerprint), unavailable)
+                    _backtest_id(data, folds, features, fingerprint), unavailable, recent)

@@ -129,7 +129,7 @@ def project_guard(y, p, elapsed, groups, projects, base_rate, rounds: int, seed:
 def skill_guard(y, p, elapsed, groups, base_rate, rounds: int, seed: int) -> dict[str, dict]:
     """Per horizon bucket, whether a model's forecasts beat the base rate with confidence: its
     Brier skill and the 95 % bootstrap interval over milestones. ``guarded`` where the interval
-    does not lie above 0: there the service serves the recent base rate instead
+    does not lie above 0: there the service serves the base rate instead
     (docs/architecture.md, "The skill guard"). A bucket with fewer than 10 rows is not judged."""
     y, p, elapsed = np.asarray(y, dtype=float), np.asarray(p, dtype=float), np.asarray(elapsed, dtype=float)
     groups = np.asarray(groups)

@@ -17,7 +17,7 @@ from slipcast.core.contracts import CHAMPION_ALIAS, METADATA_ARTIFACT, TARGETS, 
 from slipcast.core.settings import Settings
 from slipcast.features.pipeline import build_training_sets, feature_columns, read_training_set, training_set_fingerprint
 from slipcast.features.tables import read_tables
-from slipcast.training.backtest import Backtest, fit_candidate, recent_base_rate, run_backtest
+from slipcast.training.backtest import Backtest, base_rates, fit_candidate, run_backtest
 from slipcast.training.export import export_model, model_metadata
 from slipcast.training.report import write_report
 from slipcast.training.tracking import (
@@ -149,7 +149,8 @@ def train_target(client, settings: Settings, target: Target, frame, fingerprint:
                 "data_fingerprint": fingerprint, "code_version": code_version(), "backtest_id": bt.backtest_id,
                 "metrics": chosen_scores, "trained_at": started.isoformat(), "sha256": digest,
                 "guard": guard, "project_guard": by_project,
-                "recent_base_rate": recent_base_rate(bt.frame, settings.training.calibration_share),
+                "base_rate_basis": bt.fallback(),
+                "base_rate_served": base_rates(bt.frame, settings.training.calibration_share)[bt.fallback()],
                 "baselines": {n: r.overall for n, r in bt.results.items() if n != chosen}})
             mlflow.log_dict(dict(metadata), METADATA_ARTIFACT)
 

@@ -64,7 +64,16 @@ class ModelMetadata(TypedDict, total=False):
     sha256: str  # of the model file
     guard: dict[str, dict]  # horizon -> skill, interval, guarded: where the base rate is served instead
     project_guard: dict[str, dict[str, dict]]  # project -> its own cells, overriding the pooled ones
-    recent_base_rate: float  # what a guarded forecast serves
+    base_rate_served: float  # what a guarded forecast serves
+    base_rate_basis: str  # which base rate that is: "recent" or "whole history" (chosen by backtest)
+
+
+def served_base_rate(metadata) -> tuple[float, str]:
+    """The base rate a guarded forecast serves, and which it is; a model trained before the
+    choice existed served the recent rate (``recent_base_rate``)."""
+    if "base_rate_served" in metadata:
+        return float(metadata["base_rate_served"]), str(metadata["base_rate_basis"])
+    return float(metadata["recent_base_rate"]), "recent"
 
 
 def registered_model_name(prefix: str, target: str) -> str:
