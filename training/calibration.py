@@ -29,6 +29,10 @@ METHODS = ("sigmoid", "isotonic")
 
 UNCALIBRATED = "none (too few later rows of each outcome to calibrate on)"
 MIN_PER_OUTCOME = 2  # rows of each outcome a calibration slice needs (each half of it is fitted)
+# recency weights leave fewer effective rows, so their choice is noisier: they are taken only for a
+# sigmoid (two parameters; isotonic on few effective rows overfits) and only when they beat equal
+# weights by this share of the Brier score (tests/test_calibration.py)
+RECENCY_MARGIN = 0.05
 
 
 @dataclass(frozen=True)
@@ -96,7 +100,8 @@ def calibrate(base, X: pd.DataFrame, y: np.ndarray, when=None,
     (``when``: their times, for recency weights), with the recipe that scores the lower Brier on
     the later half of them; returned with the recipe's name."""
     half = len(y) // 2
-    recipes = [Recipe(m, h) for m in METHODS for h in half_lives if h is None or when is not None]
+    recipes = [Recipe(m, h) for m in METHODS for h in half_lives
+               if h is None or (when is not None and m == "sigmoid")]
     early = None if when is None else np.asarray(when)[:half]
     scores: dict[Recipe, float] = {}
     if min(np.bincount(y[:half], minlength=2)) > 0 and len(np.unique(y[half:])) == 2:
@@ -104,4 +109,7 @@ def calibrate(base, X: pd.DataFrame, y: np.ndarray, when=None,
             p = _fit(base, recipe, X.iloc[:half], y[:half], early).predict_proba(X.iloc[half:])[:, 1]
             scores[recipe] = brier_score_loss(y[half:], p)
     chosen = min(scores, key=scores.__getitem__) if scores else Recipe("sigmoid")
+    equal = min((r for r in scores if r.half_life is None), key=scores.__getitem__, default=chosen)
+    if chosen.half_life is not None and scores[chosen] > (1 - RECENCY_MARGIN) * scores[equal]:
+        chosen = equal
     return _fit(base, chosen, X, y, when), str(chosen)
