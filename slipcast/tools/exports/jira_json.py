@@ -136,10 +136,11 @@ class _Renderer:
         return None if ts is None or pd.isna(ts) else _time(ts, self.offset)
 
     def sprint_text(self, mid: str) -> str:
+        """The sprint as Data Center's GreenHopper string shows it in an issue's sprint field."""
         s = self.sprint(mid)
-        body = ",".join(f"{k}={s.get(k, '<null>')}" for k in ("id", "rapidViewId", "state", "name", "startDate",
-                                                             "endDate", "completeDate", "sequence"))
-        body = body.replace("rapidViewId=<null>", "rapidViewId=1").replace("sequence=<null>", f"sequence={s['id']}")
+        shown = {"id": s["id"], "rapidViewId": s["boardId"], "state": s["state"].upper(), "name": s["name"],
+                 **{k: s.get(k, "<null>") for k in ("startDate", "endDate", "completeDate")}, "sequence": s["id"]}
+        body = ",".join(f"{k}={v}" for k, v in shown.items())
         return f"com.atlassian.greenhopper.service.sprint.Sprint@{zlib.crc32(mid.encode()):x}[{body},goal=]"
 
     # -- links ---------------------------------------------------------------------------------
