@@ -30,6 +30,20 @@ def _cmd_import(args) -> int:
     return 0
 
 
+def _cmd_sync(args) -> int:
+    from slipcast.features.connectors.http import ConnectorError
+    from slipcast.features.connectors.jira import sync_jira
+
+    try:
+        report = sync_jira(args.url, Path(args.store), get_settings(), jql=args.jql, flavour=args.flavour,
+                           full=args.full)
+    except ConnectorError as exc:
+        print(f"slipcast sync: error: {exc}", file=sys.stderr)
+        return 2
+    print(report.format())
+    return 0
+
+
 def _cmd_generate(args) -> int:
     from slipcast.features.synthetic import SimulationConfig, generate
     from slipcast.features.tables import write_tables
@@ -176,6 +190,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write into a folder that holds other files too, replacing only the table files")
     p.set_defaults(func=_cmd_import)
 
+    p = sub.add_parser("sync", help="fetch what changed in a live tracker into a canonical store")
+    trackers = p.add_subparsers(dest="tracker", required=True)
+    j = trackers.add_parser("jira", help="Jira Cloud (JIRA_EMAIL, JIRA_API_TOKEN) or Data Center (JIRA_PAT)")
+    j.add_argument("--url", required=True, help="the site's base URL, e.g. https://acme.atlassian.net")
+    j.add_argument("--store", required=True, help="folder of canonical tables to keep up to date")
+    j.add_argument("--jql", help="which issues (default: every issue the credential can see)")
+    j.add_argument("--flavour", choices=["cloud", "datacenter"], default="cloud", help="which Jira (default cloud)")
+    j.add_argument("--full", action="store_true", help="fetch everything again, not only what changed")
+    j.add_argument("--quiet", action="store_true", help="no progress bars (they show only on a terminal)")
+    j.set_defaults(func=_cmd_sync)
+
     p = sub.add_parser("generate", help="simulate a realistic tracker history")
     p.add_argument("--out", required=True, help="folder for the canonical tables")
     p.add_argument("--projects", type=int, default=6, help="teams/projects to simulate")
@@ -218,8 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval-real", help="evaluate on the public datasets; write docs/results.md")
     p.add_argument("--data", help="folder of the public datasets (default: settings evaluation.shared_data_dir)")
     p.set_defaults(func=_cmd_eval_real)
-    for command in sub.choices.values():
-        command.add_argument("--quiet", action="store_true", help="no progress bars (they show only on a terminal)")
+    for name, command in sub.choices.items():
+        if name != "sync":  # its trackers' parsers take it
+            command.add_argument("--quiet", action="store_true", help="no progress bars (they show only on a terminal)")
     return parser
 
 

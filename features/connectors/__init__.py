@@ -1,0 +1,1 @@
+"""Live trackers to the canonical store: incremental sync over their REST APIs."""

@@ -1,0 +1,136 @@
+"""A fake Jira site on loopback speaking the REST shapes Slipcast's sync reads.
+
+Cloud: ``POST /rest/api/3/search/jql`` paged by ``nextPageToken`` with changelogs cut to their
+newest histories (as Cloud embeds them) and ``/rest/api/3/issue/{key}/changelog`` for the rest.
+Data Center: ``GET /rest/api/2/search`` paged by ``startAt``/``total``. Both: project versions,
+statuses, agile boards and sprints, ``updated >= "yyyy-MM-dd HH:mm"`` in the JQL. Faults on
+demand: 429 with ``Retry-After`` on the next requests to a path. It counts what it serves.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import pandas as pd
+
+EMBEDDED = 4  # histories a Cloud search result embeds per issue in this fake
+
+
+class FakeJira:
+    def __init__(self, export: Path, auth: str):
+        self.issues = {p.stem: json.loads(p.read_text()) for p in sorted((export / "issues").glob("*.json"))}
+        self.versions = {p.stem.removeprefix("versions-"): json.loads(p.read_text())
+                         for p in export.glob("versions-*.json")}
+        self.statuses = json.loads((export / "statuses.json").read_text())
+        sprints = export / "sprints-board-1.json"
+        self.sprints = json.loads(sprints.read_text())["values"] if sprints.exists() else []
+        self.auth = auth
+        self.faults: Counter = Counter()  # path prefix -> how many 429s still to answer
+        self.hits: Counter = Counter()
+        self.served: list[str] = []  # issue keys in search results, in order
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+    # -- what the site holds ---------------------------------------------------------------
+    def _selected(self, jql: str) -> list[dict]:
+        match = re.search(r'updated >= "([^"]+)"', jql)
+        since = pd.Timestamp(match.group(1), tz="UTC") if match else None
+        keys = sorted(self.issues, key=lambda k: (k.rsplit("-", 1)[0], int(k.rsplit("-", 1)[1])))
+        return [self.issues[k] for k in keys
+                if since is None or pd.Timestamp(self.issues[k]["fields"]["updated"]) >= since]
+
+    def _handler(self):
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _answer(self, status: int, payload=None, headers: dict | None = None):
+                body = json.dumps(payload).encode() if payload is not None else b""
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _route(self, method: str):
+                url = urlparse(self.path)
+                query = {k: v[0] for k, v in parse_qs(url.query).items()}
+                fake.hits[url.path] += 1
+                if self.headers.get("Authorization") != fake.auth:
+                    return self._answer(401, {"errorMessages": ["not authenticated"]})
+                for prefix in list(fake.faults):
+                    if url.path.startswith(prefix) and fake.faults[prefix] > 0:
+                        fake.faults[prefix] -= 1
+                        return self._answer(429, {"errorMessages": ["rate limited"]}, {"Retry-After": "0"})
+                if method == "POST" and url.path == "/rest/api/3/search/jql":
+                    body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                    chosen = fake._selected(body["jql"])
+                    start = int(body.get("nextPageToken") or 0)
+                    page = chosen[start:start + int(body.get("maxResults", 50))]
+                    fake.served += [i["key"] for i in page]
+                    out = {"issues": [_embedded(i) for i in page]}
+                    if start + len(page) < len(chosen):
+                        out["nextPageToken"] = str(start + len(page))
+                    return self._answer(200, out)
+                if url.path == "/rest/api/2/search":
+                    chosen = fake._selected(query.get("jql", ""))
+                    start, size = int(query.get("startAt", 0)), int(query.get("maxResults", 50))
+                    page = chosen[start:start + size]
+                    fake.served += [i["key"] for i in page]
+                    return self._answer(200, {"startAt": start, "maxResults": size, "total": len(chosen),
+                                              "issues": page})
+                match = re.fullmatch(r"/rest/api/3/issue/([^/]+)/changelog", url.path)
+                if match:
+                    histories = fake.issues[match.group(1)]["changelog"]["histories"]
+                    start, size = int(query.get("startAt", 0)), int(query.get("maxResults", 100))
+                    values = histories[start:start + size]
+                    return self._answer(200, {"startAt": start, "maxResults": size, "total": len(histories),
+                                              "isLast": start + len(values) >= len(histories), "values": values})
+                match = re.fullmatch(r"/rest/api/[23]/project/([^/]+)/versions", url.path)
+                if match:
+                    return self._answer(200, fake.versions.get(match.group(1), []))
+                if re.fullmatch(r"/rest/api/[23]/status", url.path):
+                    return self._answer(200, fake.statuses)
+                if url.path == "/rest/agile/1.0/board":
+                    return self._answer(200, {"startAt": 0, "isLast": True, "values": [{"id": 1, "name": "Board"}]})
+                if url.path == "/rest/agile/1.0/board/1/sprint":
+                    start = int(query.get("startAt", 0))
+                    values = fake.sprints[start:start + 50]
+                    return self._answer(200, {"startAt": start, "isLast": start + len(values) >= len(fake.sprints),
+                                              "values": values})
+                return self._answer(404, {"errorMessages": [f"no route {url.path}"]})
+
+            def do_GET(self):
+                self._route("GET")
+
+            def do_POST(self):
+                self._route("POST")
+
+        return Handler
+
+
+def _embedded(issue: dict) -> dict:
+    """The issue as Cloud's search embeds it: only its newest histories, and the total."""
+    histories = issue["changelog"]["histories"]
+    kept = histories[-EMBEDDED:]
+    return {**issue, "changelog": {"startAt": len(histories) - len(kept), "maxResults": len(kept),
+                                   "total": len(histories), "histories": kept}}
