@@ -38,6 +38,7 @@ def main() -> int:
         "spark": run("spark"),
         "train": run("train", rows),
         "serve": run("serve"),
+        "sync": run("sync", int(os.environ.get("BENCH_SYNC_ISSUES", 3000))),
     }
     (WORK / "results.json").write_text(json.dumps(results, indent=2))
     f, s = results["features"], results["serve"]
@@ -61,6 +62,10 @@ def main() -> int:
           f"{b['full_history_in_process']['features_and_model_s']} s "
           f"features and model), {b['ticket_state']['seconds']} s with ticket state only ({b['ticket_state']['body_mb']} MB); "
           + ", ".join(f"{x['requests_per_s']} req/s at {x['concurrency']} ({x['errors']} errors)" for x in s["load"]))
+    y = results["sync"]
+    print(f"sync (Jira Cloud, loopback fake): {y['issues']} issues in {y['seconds']} s ({y['requests']} requests, "
+          f"{y['changelog_pages']} changelog pages, {y['mb']} MB); after 5 edits: {y['incremental']['issues']} issues, "
+          f"{y['incremental']['requests']} requests, {y['incremental']['seconds']} s")
     return 0
 
 

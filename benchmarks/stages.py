@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import resource
+import shutil
 import sys
 import time
 
@@ -306,8 +307,43 @@ def stage_serve() -> dict:
             "load": load, "peak_mb": round(peak_mb())}
 
 
+def stage_sync(issues: int) -> dict:
+    """A full Jira Cloud sync of ``issues`` simulated issues from the loopback fake site
+    (tests/fake_jira.py: changelogs cut to their newest histories, as Cloud embeds them), then an
+    incremental one after five issues change: its requests and time."""
+    import base64
+    import os
+
+    from slipcast.features.connectors.jira import sync_jira
+    from slipcast.features.synthetic import SimulationConfig, generate
+    from slipcast.tools.exports import render
+    from tests.fake_jira import FakeJira
+
+    export = WORK / "sync-site"
+    shutil.rmtree(export, ignore_errors=True)
+    shutil.rmtree(WORK / "sync-store", ignore_errors=True)
+    shutil.rmtree(WORK / "sync-store.sync", ignore_errors=True)
+    render(generate(SimulationConfig(projects=max(3, issues // 300), tickets=issues, seed=2)), "jira-json", export,
+           {"one_file_per_issue"})
+    os.environ.update(JIRA_EMAIL="bench@example.com", JIRA_API_TOKEN="bench")
+    auth = "Basic " + base64.b64encode(b"bench@example.com:bench").decode()
+    with FakeJira.from_export(export, auth) as site:
+        started = time.perf_counter()
+        full = sync_jira(site.url, WORK / "sync-store", get_settings())
+        full_s = time.perf_counter() - started
+        later = (pd.Timestamp.now(tz="UTC") + pd.Timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%S.000+0000")
+        for key in sorted(site.issues)[:5]:
+            site.issues[key]["fields"].update(updated=later, priority={"id": "1", "name": "Highest"})
+        started = time.perf_counter()
+        again = sync_jira(site.url, WORK / "sync-store", get_settings())
+        again_s = time.perf_counter() - started
+    return {"issues": full.issues, "seconds": round(full_s, 2), "requests": full.requests,
+            "changelog_pages": full.changelog_pages, "mb": round(full.bytes / 1e6, 1),
+            "incremental": {"issues": again.issues, "requests": again.requests, "seconds": round(again_s, 2)}}
+
+
 STAGES = {"import": stage_import, "generate": stage_generate, "features": stage_features, "spark": stage_spark,
-          "train": stage_train, "serve": stage_serve}
+          "train": stage_train, "serve": stage_serve, "sync": stage_sync}
 
 if __name__ == "__main__":
     name, *args = sys.argv[1:]

@@ -31,12 +31,18 @@ def _cmd_import(args) -> int:
 
 
 def _cmd_sync(args) -> int:
+    from slipcast.features.connectors.github import GitHubSync, sync_github
     from slipcast.features.connectors.http import ConnectorError
-    from slipcast.features.connectors.jira import sync_jira
+    from slipcast.features.connectors.jira import SyncReport, sync_jira
 
+    report: GitHubSync | SyncReport
     try:
-        report = sync_jira(args.url, Path(args.store), get_settings(), jql=args.jql, flavour=args.flavour,
-                           full=args.full)
+        if args.tracker == "github":
+            report = sync_github(args.repo, Path(args.store), get_settings(), api_url=args.api_url, pulls=args.pulls,
+                                 full=args.full)
+        else:
+            report = sync_jira(args.url, Path(args.store), get_settings(), jql=args.jql, flavour=args.flavour,
+                               full=args.full)
     except ConnectorError as exc:
         print(f"slipcast sync: error: {exc}", file=sys.stderr)
         return 2
@@ -200,6 +206,14 @@ def build_parser() -> argparse.ArgumentParser:
     j.add_argument("--full", action="store_true", help="fetch everything again, not only what changed")
     j.add_argument("--quiet", action="store_true", help="no progress bars (they show only on a terminal)")
     j.set_defaults(func=_cmd_sync)
+    g = trackers.add_parser("github", help="a GitHub repository (GITHUB_TOKEN)")
+    g.add_argument("--repo", required=True, help="OWNER/NAME")
+    g.add_argument("--store", required=True, help="folder of canonical tables to keep up to date")
+    g.add_argument("--api-url", default="https://api.github.com", help="GitHub Enterprise: https://HOST/api/v3")
+    g.add_argument("--pulls", action="store_true", help="take pull requests as tickets too")
+    g.add_argument("--full", action="store_true", help="fetch everything again, not only what changed")
+    g.add_argument("--quiet", action="store_true", help="no progress bars (they show only on a terminal)")
+    g.set_defaults(func=_cmd_sync)
 
     p = sub.add_parser("generate", help="simulate a realistic tracker history")
     p.add_argument("--out", required=True, help="folder for the canonical tables")

@@ -23,13 +23,12 @@ EMBEDDED = 4  # histories a Cloud search result embeds per issue in this fake
 
 
 class FakeJira:
-    def __init__(self, export: Path, auth: str):
-        self.issues = {p.stem: json.loads(p.read_text()) for p in sorted((export / "issues").glob("*.json"))}
-        self.versions = {p.stem.removeprefix("versions-"): json.loads(p.read_text())
-                         for p in export.glob("versions-*.json")}
-        self.statuses = json.loads((export / "statuses.json").read_text())
-        sprints = export / "sprints-board-1.json"
-        self.sprints = json.loads(sprints.read_text())["values"] if sprints.exists() else []
+    def __init__(self, issues: dict[str, dict], auth: str, versions: dict | None = None,
+                 statuses: list | None = None, sprints: list | None = None):
+        self.issues = issues
+        self.versions = versions or {}
+        self.statuses = statuses or []
+        self.sprints = sprints or []
         self.auth = auth
         self.faults: Counter = Counter()  # path prefix -> how many 429s still to answer
         self.hits: Counter = Counter()
@@ -37,6 +36,16 @@ class FakeJira:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @classmethod
+    def from_export(cls, export: Path, auth: str) -> FakeJira:
+        """A site holding what ``slipcast.tools.exports`` rendered (one file per issue)."""
+        sprints = export / "sprints-board-1.json"
+        return cls({p.stem: json.loads(p.read_text()) for p in sorted((export / "issues").glob("*.json"))}, auth,
+                   versions={p.stem.removeprefix("versions-"): json.loads(p.read_text())
+                             for p in export.glob("versions-*.json")},
+                   statuses=json.loads((export / "statuses.json").read_text()),
+                   sprints=json.loads(sprints.read_text())["values"] if sprints.exists() else [])
 
     def __enter__(self):
         self.thread.start()

@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 
 from slipcast.features.connectors.http import ConnectorError
-from slipcast.features.connectors.jira import sync_folder, sync_jira
+from slipcast.features.connectors.jira import sync_jira
+from slipcast.features.connectors.store import sync_folder
 from slipcast.features.importers.jira_json import import_jira_json
 from slipcast.features.synthetic import SimulationConfig, generate
 from slipcast.features.tables import fingerprint, read_tables
@@ -47,7 +48,7 @@ def _nothing_holds(secret: str, *folders) -> bool:
 
 
 def test_a_cloud_sync_gives_the_tables_an_import_of_the_same_records_gives(export, tmp_path, settings, cloud_env):
-    with FakeJira(export, BASIC) as site:
+    with FakeJira.from_export(export, BASIC) as site:
         site.faults["/rest/api/3/search/jql"] = 2  # rate limited twice: waits what Retry-After says, then goes on
         report = sync_jira(site.url, tmp_path / "store", settings, flavour="cloud")
     assert fingerprint(read_tables(tmp_path / "store")) == _imported(export, tmp_path / "ref", settings)
@@ -59,7 +60,7 @@ def test_a_cloud_sync_gives_the_tables_an_import_of_the_same_records_gives(expor
 
 def test_a_data_center_sync_pages_by_start_at(export, tmp_path, settings, monkeypatch):
     monkeypatch.setenv("JIRA_PAT", PAT)
-    with FakeJira(export, f"Bearer {PAT}") as site:
+    with FakeJira.from_export(export, f"Bearer {PAT}") as site:
         report = sync_jira(site.url, tmp_path / "store", settings, flavour="datacenter")
     assert fingerprint(read_tables(tmp_path / "store")) == _imported(export, tmp_path / "ref", settings)
     assert report.changelog_pages == 0 and site.hits["/rest/api/2/search"] == -(-len(site.issues) // 100)
@@ -69,7 +70,7 @@ def test_a_data_center_sync_pages_by_start_at(export, tmp_path, settings, monkey
 def test_a_second_sync_fetches_only_what_changed_and_equals_a_full_one(export, tmp_path, settings, cloud_env):
     edited = tmp_path / "edited"
     shutil.copytree(export, edited)
-    with FakeJira(export, BASIC) as site:
+    with FakeJira.from_export(export, BASIC) as site:
         sync_jira(site.url, tmp_path / "store", settings, flavour="cloud")
         later = (pd.Timestamp.now(tz="UTC") + pd.Timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%S.000+0000")
         changed = sorted(site.issues)[:5]
@@ -86,7 +87,7 @@ def test_a_second_sync_fetches_only_what_changed_and_equals_a_full_one(export, t
 def test_a_refused_credential_is_named_never_shown(export, tmp_path, settings, monkeypatch):
     monkeypatch.setenv("JIRA_EMAIL", "pm@example.com")
     monkeypatch.setenv("JIRA_API_TOKEN", "a-wrong-token")
-    with FakeJira(export, BASIC) as site, pytest.raises(ConnectorError) as refused:
+    with FakeJira.from_export(export, BASIC) as site, pytest.raises(ConnectorError) as refused:
         sync_jira(site.url, tmp_path / "store", settings, flavour="cloud")
     assert "401" in str(refused.value) and "JIRA_API_TOKEN" in str(refused.value)
     assert "a-wrong-token" not in str(refused.value)
@@ -94,7 +95,7 @@ def test_a_refused_credential_is_named_never_shown(export, tmp_path, settings, m
 
 
 def test_sync_on_the_command_line(export, tmp_path):
-    with FakeJira(export, BASIC) as site:
+    with FakeJira.from_export(export, BASIC) as site:
         env = {"JIRA_EMAIL": "pm@example.com", "JIRA_API_TOKEN": TOKEN, "PATH": "/usr/bin:/bin"}
         done = subprocess.run([sys.executable, "-m", "slipcast.cli", "sync", "jira", "--url", site.url,
                                "--store", str(tmp_path / "store")], capture_output=True, text=True, env=env)
@@ -110,7 +111,7 @@ def test_a_sync_killed_at_any_point_leaves_the_old_store_or_the_new_and_the_next
 
     env = {"JIRA_EMAIL": "pm@example.com", "JIRA_API_TOKEN": TOKEN, "PATH": "/usr/bin:/bin"}
     store = tmp_path / "store"
-    with FakeJira(export, BASIC) as site:
+    with FakeJira.from_export(export, BASIC) as site:
         cmd = [sys.executable, "-m", "slipcast.cli", "sync", "jira", "--url", site.url, "--store", str(store)]
         started = time.perf_counter()
         subprocess.run(cmd, env=env, check=True, capture_output=True)
@@ -142,3 +143,29 @@ def _site_tables(site: FakeJira, folder, settings) -> str:
     (folder / "statuses.json").write_text(json.dumps(site.statuses))
     (folder / "sprints-board-1.json").write_text(json.dumps({"isLast": True, "values": site.sprints}))
     return _imported(folder, folder.parent / f"{folder.name}-tables", settings)
+
+
+def test_the_duraspace_history_synced_through_the_fake_equals_its_import(tmp_path, settings, duraspace_dir, cloud_env):
+    """The real export served by the fake site (the richest copy of each issue, as the importer
+    keeps it): a Cloud sync gives the same canonical tables as `slipcast import jira-json`."""
+    issues: dict[str, dict] = {}
+    for path in sorted(duraspace_dir.glob("*.json")):
+        raw = path.read_bytes()
+        try:
+            issue = json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            issue = json.loads(raw.decode(settings.imports.fallback_encoding))
+        items = sum(len(h.get("items", [])) for h in (issue.get("changelog") or {}).get("histories", []))
+        kept = issues.get(issue["key"])
+        if kept is None or items > sum(len(h.get("items", [])) for h in kept["changelog"]["histories"]):
+            issues[issue["key"]] = issue
+    with FakeJira(issues, BASIC) as site:
+        report = sync_jira(site.url, tmp_path / "store", settings, flavour="cloud")
+    assert report.issues == len(issues) and report.changelog_pages > 0
+    import_jira_json(duraspace_dir, tmp_path / "ref", settings)
+    synced, imported = read_tables(tmp_path / "store"), read_tables(tmp_path / "ref")
+    assert synced.events.equals(imported.events)  # every change, in the same order
+    for name in ("milestones", "tickets", "links"):  # the same rows; their order follows file names ("DS-1_CL.json")
+        a, b = (getattr(t, name) for t in (synced, imported))
+        pd.testing.assert_frame_equal(a.sort_values(list(a.columns)).reset_index(drop=True),
+                                      b.sort_values(list(b.columns)).reset_index(drop=True))

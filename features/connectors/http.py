@@ -29,6 +29,12 @@ class _Retry(Exception):
         self.response = response
 
 
+def _rate_limited(response: httpx.Response) -> bool:
+    """GitHub answers a spent rate limit (primary or secondary) with 403 and says so in headers."""
+    return response.status_code == 403 and (response.headers.get("x-ratelimit-remaining") == "0"
+                                             or "retry-after" in response.headers)
+
+
 def _server_wait(state: RetryCallState) -> float:
     """What the server asked for (Retry-After seconds or date, X-RateLimit-Reset), else backoff."""
     exc = state.outcome.exception() if state.outcome else None
@@ -65,8 +71,8 @@ class Client:
     def close(self) -> None:
         self._http.close()
 
-    def get(self, path: str, params: dict | None = None) -> httpx.Response:
-        return self._send("GET", path, params=params)
+    def get(self, path: str, params: dict | None = None, headers: dict | None = None) -> httpx.Response:
+        return self._send("GET", path, params=params, headers=headers)
 
     def post(self, path: str, body: dict) -> httpx.Response:
         return self._send("POST", path, json=body)
@@ -78,7 +84,7 @@ class Client:
             self.requests += 1
             response = self._http.request(method, path, **kwargs)
             self.bytes += len(response.content)
-            if response.status_code in RETRIED_STATUS:
+            if response.status_code in RETRIED_STATUS or _rate_limited(response):
                 raise _Retry(response)
             return response
 

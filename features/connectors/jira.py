@@ -22,6 +22,7 @@ from pathlib import Path
 from slipcast.core.progress import progress
 from slipcast.core.settings import Settings
 from slipcast.features.connectors.http import Client, ConnectorError
+from slipcast.features.connectors.store import sync_folder, write_whole
 from slipcast.features.importers.jira_json import import_jira_json
 from slipcast.features.importers.report import ImportReport
 
@@ -70,19 +71,6 @@ def credentials(flavour: str) -> tuple[dict[str, str], str]:
         raise ConnectorError("set JIRA_EMAIL and JIRA_API_TOKEN (a Jira Cloud API token) in the environment")
     basic = base64.b64encode(f"{email}:{token}".encode()).decode()
     return {"Authorization": f"Basic {basic}"}, "JIRA_EMAIL/JIRA_API_TOKEN"
-
-
-def sync_folder(store: Path) -> Path:
-    """Where a store's fetched records live: a folder beside it."""
-    return store.parent / f"{store.name}.sync"
-
-
-def _write(path: Path, payload) -> None:
-    """Replace ``path`` whole: a kill leaves the old file or the new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload))
-    os.replace(tmp, path)
 
 
 def _jql(base: str | None, since: datetime | None) -> str:
@@ -167,23 +155,23 @@ def sync_jira(url: str, store: Path, settings: Settings, jql: str | None = None,
         for issue in progress(_search(client, flavour, _jql(jql, since)), "fetching issues", unit="issue"):
             if flavour == "cloud":
                 issue = _full_changelog(client, issue, report)
-            _write(raw / "issues" / f"{issue['key']}.json", issue)
+            write_whole(raw / "issues" / f"{issue['key']}.json", issue)
             project = ((issue.get("fields") or {}).get("project") or {}).get("key")
             if project:
                 projects.add(project)
             report.issues += 1
         known = set(state.get("projects", [])) | projects
         for project in sorted(known):
-            _write(raw / f"versions-{project}.json", client.get(f"/rest/api/{api}/project/{project}/versions").json())
-        _write(raw / "statuses.json", client.get(f"/rest/api/{api}/status").json())
+            write_whole(raw / f"versions-{project}.json", client.get(f"/rest/api/{api}/project/{project}/versions").json())
+        write_whole(raw / "statuses.json", client.get(f"/rest/api/{api}/status").json())
         for board in _paged(client, "/rest/agile/1.0/board"):
             sprints = list(_paged(client, f"/rest/agile/1.0/board/{board['id']}/sprint"))
-            _write(raw / f"sprints-board-{board['id']}.json", {"isLast": True, "values": sprints})
+            write_whole(raw / f"sprints-board-{board['id']}.json", {"isLast": True, "values": sprints})
     finally:
         report.requests, report.bytes = client.requests, client.bytes
         client.close()
     if not (raw / "issues").is_dir():
         raise ConnectorError(f"{url}: the query selects no issues ({_jql(jql, None)})")
     report.imported = import_jira_json(raw, Path(store), settings, force=False)
-    _write(state_file, {"watermark": started.isoformat(), "jql": jql, "projects": sorted(known), "url": url})
+    write_whole(state_file, {"watermark": started.isoformat(), "jql": jql, "projects": sorted(known), "url": url})
     return report
