@@ -42,7 +42,7 @@ def _cmd_sync(args) -> int:
                                  full=args.full)
         else:
             report = sync_jira(args.url, Path(args.store), get_settings(), jql=args.jql, flavour=args.flavour,
-                               full=args.full)
+                               full=args.full, sweep=args.sweep)
     except ConnectorError as exc:
         print(f"slipcast sync: error: {exc}", file=sys.stderr)
         return 2
@@ -204,6 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
     j.add_argument("--jql", help="which issues (default: every issue the credential can see)")
     j.add_argument("--flavour", choices=["cloud", "datacenter"], default="cloud", help="which Jira (default cloud)")
     j.add_argument("--full", action="store_true", help="fetch everything again, not only what changed")
+    j.add_argument("--sweep", action="store_true",
+                   help="also list every key now (deleted issues leave the store); done daily anyway")
     j.add_argument("--quiet", action="store_true", help="no progress bars (they show only on a terminal)")
     j.set_defaults(func=_cmd_sync)
     g = trackers.add_parser("github", help="a GitHub repository (GITHUB_TOKEN)")

@@ -169,3 +169,16 @@ def test_the_duraspace_history_synced_through_the_fake_equals_its_import(tmp_pat
         a, b = (getattr(t, name) for t in (synced, imported))
         pd.testing.assert_frame_equal(a.sort_values(list(a.columns)).reset_index(drop=True),
                                       b.sort_values(list(b.columns)).reset_index(drop=True))
+
+
+def test_an_issue_deleted_on_the_site_leaves_the_store_at_the_next_key_sweep(export, tmp_path, settings, cloud_env):
+    with FakeJira.from_export(export, BASIC) as site:
+        sync_jira(site.url, tmp_path / "store", settings, flavour="cloud")
+        deleted = sorted(site.issues)[7]
+        del site.issues[deleted]
+        quiet = sync_jira(site.url, tmp_path / "store", settings, flavour="cloud")  # swept at the full sync
+        assert deleted in set(read_tables(tmp_path / "store").tickets["ticket_id"]) and not quiet.notes
+        swept = sync_jira(site.url, tmp_path / "store", settings, flavour="cloud", sweep=True)
+        assert any("1 gone" in n for n in swept.notes)
+        assert fingerprint(read_tables(tmp_path / "store")) == _site_tables(site, tmp_path / "now", settings)
+    assert deleted not in set(read_tables(tmp_path / "store").tickets["ticket_id"])

@@ -29,6 +29,7 @@ from slipcast.features.importers.report import ImportReport
 FIELDS = ["key", "project", "issuetype", "priority", "status", "created", "updated", "resolutiondate", "duedate",
           "assignee", "fixVersions", "issuelinks", "parent", "subtasks"]
 OVERLAP = timedelta(minutes=5)  # JQL compares times to the minute, and clocks differ
+SWEEP_EVERY = timedelta(hours=24)  # how often an incremental sync also lists every key (deletions)
 PAGE = 100
 FLAVOURS = ("cloud", "datacenter")
 
@@ -80,13 +81,15 @@ def _jql(base: str | None, since: datetime | None) -> str:
     return " AND ".join(clauses) + " ORDER BY key ASC"
 
 
-def _search(client: Client, flavour: str, jql: str):
+def _search(client: Client, flavour: str, jql: str, fields: list[str] | None = None, changelog: bool = True):
     """Every issue the JQL selects, page by page (Cloud: ``nextPageToken``; Data Center:
     ``startAt``, ordered by key so that records cannot slide between pages)."""
     if flavour == "cloud":
         token = None
         while True:
-            body = {"jql": jql, "fields": FIELDS + ["*navigable"], "expand": "changelog", "maxResults": PAGE}
+            body = {"jql": jql, "fields": fields or FIELDS + ["*navigable"], "maxResults": PAGE}
+            if changelog:
+                body["expand"] = "changelog"
             if token:
                 body["nextPageToken"] = token
             page = client.post("/rest/api/3/search/jql", body).json()
@@ -96,8 +99,10 @@ def _search(client: Client, flavour: str, jql: str):
                 return
     start = 0
     while True:
-        page = client.get("/rest/api/2/search", {"jql": jql, "startAt": start, "maxResults": PAGE,
-                                                 "expand": "changelog", "fields": "*navigable"}).json()
+        params = {"jql": jql, "startAt": start, "maxResults": PAGE, "fields": ",".join(fields or ["*navigable"])}
+        if changelog:
+            params["expand"] = "changelog"
+        page = client.get("/rest/api/2/search", params).json()
         issues = page.get("issues", [])
         yield from issues
         start += len(issues)
@@ -137,8 +142,11 @@ def _full_changelog(client: Client, issue: dict, report: SyncReport) -> dict:
 
 
 def sync_jira(url: str, store: Path, settings: Settings, jql: str | None = None, flavour: str = "cloud",
-              full: bool = False) -> SyncReport:
-    """Fetch what changed on the Jira site at ``url`` since the last sync into the store."""
+              full: bool = False, sweep: bool = False) -> SyncReport:
+    """Fetch what changed on the Jira site at ``url`` since the last sync into the store. An
+    incremental sync also lists every key the query selects (keys only) when ``sweep`` is asked
+    or the last sweep is older than ``SWEEP_EVERY``: issues deleted on the site, or no longer
+    selected, leave the store."""
     if flavour not in FLAVOURS:
         raise ValueError(f"unknown Jira flavour {flavour!r}: one of {FLAVOURS}")
     headers, credential = credentials(flavour)
@@ -152,6 +160,7 @@ def sync_jira(url: str, store: Path, settings: Settings, jql: str | None = None,
     client = Client(url, {**headers, "Accept": "application/json"}, credential)
     try:
         projects: set[str] = set()
+        fetched: set[str] = set()
         for issue in progress(_search(client, flavour, _jql(jql, since)), "fetching issues", unit="issue"):
             if flavour == "cloud":
                 issue = _full_changelog(client, issue, report)
@@ -159,7 +168,23 @@ def sync_jira(url: str, store: Path, settings: Settings, jql: str | None = None,
             project = ((issue.get("fields") or {}).get("project") or {}).get("key")
             if project:
                 projects.add(project)
+            fetched.add(issue["key"])
             report.issues += 1
+        swept_at = datetime.fromisoformat(state["swept_at"]) if "swept_at" in state else None
+        keys = None
+        if since is None:
+            keys = fetched  # a full fetch sees every key
+        elif sweep or swept_at is None or started - swept_at > SWEEP_EVERY:
+            keys = {i["key"] for i in _search(client, flavour, _jql(jql, None), fields=["key", "updated"],
+                                              changelog=False)}
+        if keys is not None:
+            gone = [p for p in (raw / "issues").glob("*.json") if p.stem not in keys]
+            for path in gone:
+                path.unlink()
+            if gone or since is not None:
+                report.notes.append(f"key sweep: {len(keys)} issues selected on the site; {len(gone)} gone from "
+                                    "the site or the query, removed from the store")
+            swept_at = started
         known = set(state.get("projects", [])) | projects
         for project in sorted(known):
             write_whole(raw / f"versions-{project}.json", client.get(f"/rest/api/{api}/project/{project}/versions").json())
@@ -173,5 +198,6 @@ def sync_jira(url: str, store: Path, settings: Settings, jql: str | None = None,
     if not (raw / "issues").is_dir():
         raise ConnectorError(f"{url}: the query selects no issues ({_jql(jql, None)})")
     report.imported = import_jira_json(raw, Path(store), settings, force=False)
-    write_whole(state_file, {"watermark": started.isoformat(), "jql": jql, "projects": sorted(known), "url": url})
+    write_whole(state_file, {"watermark": started.isoformat(), "jql": jql, "projects": sorted(known), "url": url,
+                             "swept_at": (swept_at or started).isoformat()})
     return report
