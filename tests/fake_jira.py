@@ -31,6 +31,8 @@ class FakeJira:
         self.sprints = sprints or []
         self.auth = auth
         self.faults: Counter = Counter()  # path prefix -> how many 429s still to answer
+        self.drops: Counter = Counter()  # path prefix -> how many connections to drop without an answer
+        self.repeat = False  # each search page also repeats the last issue of the page before
         self.hits: Counter = Counter()
         self.served: list[str] = []  # issue keys in search results, in order
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -86,6 +88,11 @@ class FakeJira:
                 fake.hits[url.path] += 1
                 if self.headers.get("Authorization") != fake.auth:
                     return self._answer(401, {"errorMessages": ["not authenticated"]})
+                for prefix in list(fake.drops):
+                    if url.path.startswith(prefix) and fake.drops[prefix] > 0:
+                        fake.drops[prefix] -= 1
+                        self.close_connection = True
+                        return self.connection.shutdown(2)  # mid-request: no status line at all
                 for prefix in list(fake.faults):
                     if url.path.startswith(prefix) and fake.faults[prefix] > 0:
                         fake.faults[prefix] -= 1
@@ -95,6 +102,8 @@ class FakeJira:
                     chosen = fake._selected(body["jql"])
                     start = int(body.get("nextPageToken") or 0)
                     page = chosen[start:start + int(body.get("maxResults", 50))]
+                    if fake.repeat and start > 0:
+                        page = [chosen[start - 1]] + page
                     fake.served += [i["key"] for i in page]
                     out = {"issues": [_embedded(i) for i in page]}
                     if start + len(page) < len(chosen):

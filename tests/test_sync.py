@@ -182,3 +182,14 @@ def test_an_issue_deleted_on_the_site_leaves_the_store_at_the_next_key_sweep(exp
         assert any("1 gone" in n for n in swept.notes)
         assert fingerprint(read_tables(tmp_path / "store")) == _site_tables(site, tmp_path / "now", settings)
     assert deleted not in set(read_tables(tmp_path / "store").tickets["ticket_id"])
+
+
+def test_a_dropped_connection_and_a_repeated_issue_change_nothing(export, tmp_path, settings, cloud_env):
+    with FakeJira.from_export(export, BASIC) as site:
+        site.drops["/rest/api/3/search/jql"] = 1
+        site.drops["/rest/api/3/issue/"] = 2
+        site.repeat = True  # a record that slid onto the next page
+        report = sync_jira(site.url, tmp_path / "store", settings, flavour="cloud")
+        assert not +site.drops  # every drop happened, and was retried
+    assert fingerprint(read_tables(tmp_path / "store")) == _imported(export, tmp_path / "ref", settings)
+    assert report.issues > len(site.issues)  # the repeats were fetched, and written over their first copy
