@@ -27,9 +27,9 @@ def served_scores(bt: Backtest, chosen: str, settings: Settings) -> dict:
     rows = bt.test_rows[where]
     y, elapsed = bt.frame["label"].to_numpy()[rows], bt.frame["span_elapsed"].to_numpy()[rows]
     model, base = bt.results[chosen].predictions[where], bt.base_rate[where]
+    served_by = by_horizon(y, served, elapsed, base)
     return {"model": scores(y, model, base), "served": scores(y, served, base),
-            "horizons": {h: {"model": s, "served": by_horizon(y, served, elapsed, base)[h]}
-                         for h, s in by_horizon(y, model, elapsed, base).items()}}
+            "horizons": {h: {"model": s, "served": served_by[h]} for h, s in by_horizon(y, model, elapsed, base).items()}}
 
 
 def evaluate_duraspace(root: Path, settings: Settings, out_dir: Path) -> tuple[dict[str, Backtest | str], dict, str]:

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from slipcast.core.progress import progress
-from slipcast.features.tables import Tables, make_tables
+from slipcast.features.tables import Tables, last_values, make_tables
 
 EPOCH = pd.Timestamp("2022-01-03", tz="UTC")  # a Monday
 UPSTREAM_TEAMS = 3  # a team may wait on tickets of the three teams simulated before it
@@ -374,10 +374,7 @@ def _assemble(tickets, milestones, events, links, cut: float) -> Tables:
         ms[col] = _to_time(ms[col].to_numpy())
     tk = pd.DataFrame(tickets)
     tk = tk[tk["created_at"] <= cut].copy()
-    # each field as its last change before the cut left it (a ticket that left its milestone is in none)
-    state = (events[events["ticket_id"].notna()].sort_values("at", kind="stable")
-             .drop_duplicates(["ticket_id", "field"], keep="last")
-             .set_index(["ticket_id", "field"])["to_value"].unstack())
+    state = last_values(events)  # as the last change before the cut left each field
     for name, column in (("status", "status"), ("assignee", "assignee"), ("priority", "priority"),
                          ("milestone", "milestone_id")):
         tk[column] = tk["ticket_id"].map(state[name]) if name in state else None

@@ -79,6 +79,15 @@ def make_tables(milestones, tickets, events, links) -> Tables:
     return tables
 
 
+def last_values(events: pd.DataFrame) -> pd.DataFrame:
+    """Each ticket's fields as their last change left them (a row per ticket, a column per
+    field): a value the last change cleared (a ticket that left its milestone) is missing, never
+    an earlier one. Changes are taken in time order, ties in the order given."""
+    return (events[events["ticket_id"].notna()].sort_values("at", kind="stable")
+            .drop_duplicates(["ticket_id", "field"], keep="last")
+            .set_index(["ticket_id", "field"])["to_value"].unstack())
+
+
 TABLE_FILES = tuple(f"{name}.parquet" for name in TABLES)
 REPORT_FILES = ("rejections.csv", "summary.json")  # what an import writes beside its tables
 OUTPUT_FILES = frozenset(TABLE_FILES + REPORT_FILES)
@@ -202,4 +211,5 @@ def fingerprint(tables: Tables) -> str:
 
 
 __all__ = ["Tables", "make_tables", "write_tables", "check_destination", "DestinationError", "read_tables", "fingerprint",
+           "last_values",
            "MILESTONES", "TICKETS", "EVENTS", "LINKS"]

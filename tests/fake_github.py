@@ -6,17 +6,17 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import threading
 import time
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlparse
 
 import pandas as pd
 
+from tests.loopback import JsonHandler, LoopbackSite
 
-class FakeGitHub:
+
+class FakeGitHub(LoopbackSite):
     def __init__(self, export: Path, repo: str, token: str):
         self.milestones = json.loads((export / "milestones.json").read_text())
         self.issues = {i["number"]: i for i in json.loads((export / "issues.json").read_text())}
@@ -26,35 +26,12 @@ class FakeGitHub:
         self.repo, self.token = repo, token
         self.spent = 0  # requests still to answer with a spent rate limit (403, x-ratelimit-remaining: 0)
         self.hits: Counter = Counter()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(self._handler())
 
     def _handler(self):
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def _answer(self, status, payload=None, headers=None):
-                body = json.dumps(payload).encode() if payload is not None else b""
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                for k, v in (headers or {}).items():
-                    self.send_header(k, v)
-                self.end_headers()
-                self.wfile.write(body)
-
+        class Handler(JsonHandler):
             def _paged(self, url, query, items, extra=None):
                 page, size = int(query.get("page", 1)), int(query.get("per_page", 30))
                 chunk = items[(page - 1) * size:page * size]

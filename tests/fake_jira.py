@@ -11,18 +11,18 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import pandas as pd
 
+from tests.loopback import JsonHandler, LoopbackSite
+
 EMBEDDED = 4  # histories a Cloud search result embeds per issue in this fake
 
 
-class FakeJira:
+class FakeJira(LoopbackSite):
     def __init__(self, issues: dict[str, dict], auth: str, versions: dict | None = None,
                  statuses: list | None = None, sprints: list | None = None):
         self.issues = issues
@@ -35,9 +35,7 @@ class FakeJira:
         self.repeat = False  # each search page also repeats the last issue of the page before
         self.hits: Counter = Counter()
         self.served: list[str] = []  # issue keys in search results, in order
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        super().__init__(self._handler())
 
     @classmethod
     def from_export(cls, export: Path, auth: str) -> FakeJira:
@@ -48,14 +46,6 @@ class FakeJira:
                              for p in export.glob("versions-*.json")},
                    statuses=json.loads((export / "statuses.json").read_text()),
                    sprints=json.loads(sprints.read_text())["values"] if sprints.exists() else [])
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
 
     # -- what the site holds ---------------------------------------------------------------
     def _selected(self, jql: str) -> list[dict]:
@@ -68,20 +58,7 @@ class FakeJira:
     def _handler(self):
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def _answer(self, status: int, payload=None, headers: dict | None = None):
-                body = json.dumps(payload).encode() if payload is not None else b""
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                for k, v in (headers or {}).items():
-                    self.send_header(k, v)
-                self.end_headers()
-                self.wfile.write(body)
-
+        class Handler(JsonHandler):
             def _route(self, method: str):
                 url = urlparse(self.path)
                 query = {k: v[0] for k, v in parse_qs(url.query).items()}

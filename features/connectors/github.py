@@ -52,7 +52,11 @@ class GitHubSync:
 
 def _pages(client: Client, path: str, params: dict | None = None):
     """Every item of a listing, following the ``Link: <...>; rel="next"`` header."""
-    response = client.get(path, {**(params or {}), "per_page": 100})
+    return _following(client, client.get(path, {**(params or {}), "per_page": 100}))
+
+
+def _following(client: Client, response):
+    """The items of a listing's page ``response`` and of every page after it."""
     while True:
         yield from response.json()
         following = response.links.get("next", {}).get("url")
@@ -95,10 +99,7 @@ def sync_github(repo: str, store: Path, settings: Settings, api_url: str = API, 
         if first.status_code == 304:
             report.milestones_unchanged = True
         else:
-            milestones = list(first.json())
-            following = first.links.get("next", {}).get("url")
-            if following:
-                milestones += list(_pages(client, following))
+            milestones = list(_following(client, first))
             etag = first.headers.get("ETag")
         params = {"state": "all"} | ({"since": (since - OVERLAP).strftime("%Y-%m-%dT%H:%M:%SZ")} if since else {})
         for issue in progress(_pages(client, f"{base}/issues", params), "fetching issues", unit="issue"):

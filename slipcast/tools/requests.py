@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from slipcast.features.tables import Tables, make_tables
+from slipcast.features.tables import Tables, last_values, make_tables
 
 
 def truncate(tables: Tables, as_of: pd.Timestamp) -> Tables:
@@ -14,14 +14,10 @@ def truncate(tables: Tables, as_of: pd.Timestamp) -> Tables:
     milestones, tickets, events, links = tables.frames()
     ev = events[events["at"] <= as_of]
     tk = tickets[tickets["created_at"] <= as_of].copy()
-    # each field as its last change left it (a ticket that had left its milestone was in none)
-    last = (ev[ev["ticket_id"].notna()].drop_duplicates(["ticket_id", "field"], keep="last")
-            .set_index(["ticket_id", "field"])["to_value"])
+    state = last_values(ev)
     for field_, col in (("status", "status"), ("assignee", "assignee"), ("priority", "priority"),
                         ("milestone", "milestone_id")):
-        known = field_ in last.index.get_level_values("field")
-        values = last.xs(field_, level="field") if known else pd.Series(dtype=object)
-        tk[col] = tk["ticket_id"].map(values)
+        tk[col] = tk["ticket_id"].map(state[field_]) if field_ in state else None
     tk["status"] = tk["status"].fillna("todo")
     tk.loc[tk["resolved_at"] > as_of, "resolved_at"] = pd.NaT
     ms = milestones[milestones["start_at"].isna() | (milestones["start_at"] <= as_of)].copy()

@@ -26,6 +26,7 @@ def _time(ts) -> str | None:
 def render_github(tables: Tables, folder: Path, quirks: frozenset[str]) -> None:
     """Write ``tables`` into ``folder`` as ``milestones.json``, ``issues.json`` and ``events.json``."""
     frame, tickets, _, _ = tables.frames()
+    tickets = tickets.set_index("ticket_id", drop=False)
     ms = frame.sort_values("milestone_id").reset_index(drop=True)
     used = "no_fix_versions" not in quirks
     numbers = {m: i + 1 for i, m in enumerate(ms["milestone_id"])} if used else {}
@@ -41,7 +42,7 @@ def render_github(tables: Tables, folder: Path, quirks: frozenset[str]) -> None:
     events: list[dict] = []
     accented = "non_utf8" in quirks
     for n, (key, h) in enumerate(ticket_histories(tables).items(), start=1):
-        t = tickets.loc[tickets["ticket_id"] == key].iloc[0]
+        t = tickets.loc[key]
         values, members = h.final()
         current = next((m for m in sorted(members) if m in numbers), None)
         issues.append({

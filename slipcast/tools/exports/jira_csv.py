@@ -26,6 +26,7 @@ def _ui_time(ts) -> str:
 def render_jira_csv(tables: Tables, folder: Path, quirks: frozenset[str]) -> None:
     """Write ``tables`` into ``folder`` as ``issues.csv``, a Jira CSV export with ``quirks``."""
     frame, tickets, _, link_frame = tables.frames()
+    tickets = tickets.set_index("ticket_id", drop=False)
     milestones = frame.set_index("milestone_id")
     links: dict[str, list[tuple[str, str]]] = {}
     for link in link_frame.itertuples(index=False):
@@ -33,7 +34,7 @@ def render_jira_csv(tables: Tables, folder: Path, quirks: frozenset[str]) -> Non
         links.setdefault(link.from_ticket, []).append((name, link.to_ticket))
     rows = []
     for h in ticket_histories(tables).values():
-        t = tickets.loc[tickets["ticket_id"] == h.key].iloc[0]
+        t = tickets.loc[h.key]
         values, members = h.final()
         kinds = {m: milestones.loc[m, "kind"] for m in members if m in milestones.index}
         rows.append({
