@@ -4,7 +4,7 @@ Cloud: ``POST /rest/api/3/search/jql`` paged by ``nextPageToken`` with changelog
 newest histories (as Cloud embeds them) and ``/rest/api/3/issue/{key}/changelog`` for the rest.
 Data Center: ``GET /rest/api/2/search`` paged by ``startAt``/``total``. Both: project versions,
 statuses, agile boards and sprints, ``updated >= "yyyy-MM-dd HH:mm"`` in the JQL. Faults on
-demand: 429 with ``Retry-After`` on the next requests to a path. It counts what it serves.
+demand: 429 with ``Retry-After`` (or ``X-RateLimit-Reset``) on the next requests to a path. It counts what it serves.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ class FakeJira(LoopbackSite):
         self.sprints = sprints or []
         self.auth = auth
         self.faults: Counter = Counter()  # path prefix -> how many 429s still to answer
+        self.limit_headers = {"Retry-After": "0"}  # what each 429 says about when to come back
         self.drops: Counter = Counter()  # path prefix -> how many connections to drop without an answer
         self.repeat = False  # each search page also repeats the last issue of the page before
         self.hits: Counter = Counter()
@@ -73,7 +74,7 @@ class FakeJira(LoopbackSite):
                 for prefix in list(fake.faults):
                     if url.path.startswith(prefix) and fake.faults[prefix] > 0:
                         fake.faults[prefix] -= 1
-                        return self._answer(429, {"errorMessages": ["rate limited"]}, {"Retry-After": "0"})
+                        return self._answer(429, {"errorMessages": ["rate limited"]}, fake.limit_headers)
                 if method == "POST" and url.path == "/rest/api/3/search/jql":
                     body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                     chosen = fake._selected(body["jql"])

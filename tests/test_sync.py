@@ -58,6 +58,20 @@ def test_a_cloud_sync_gives_the_tables_an_import_of_the_same_records_gives(expor
     assert TOKEN not in report.format() and _nothing_holds(TOKEN, tmp_path / "store", sync_folder(tmp_path / "store"))
 
 
+def test_a_rate_limit_reset_time_is_waited_for(export, tmp_path, settings, cloud_env):
+    """Jira Cloud may send only ``X-RateLimit-Reset``, an ISO 8601 time: the sync waits until then."""
+    import time
+
+    with FakeJira.from_export(export, BASIC) as site:
+        site.faults["/rest/api/3/status"] = 1
+        reset = pd.Timestamp.now(tz="UTC") + pd.Timedelta(seconds=2)
+        site.limit_headers = {"X-RateLimit-Reset": reset.isoformat()}
+        started = time.time()
+        sync_jira(site.url, tmp_path / "store", settings, flavour="cloud")
+    assert site.hits["/rest/api/3/status"] == 2 and time.time() - started >= 1.5
+    assert fingerprint(read_tables(tmp_path / "store")) == _imported(export, tmp_path / "ref", settings)
+
+
 def test_a_data_center_sync_pages_by_start_at(export, tmp_path, settings, monkeypatch):
     monkeypatch.setenv("JIRA_PAT", PAT)
     with FakeJira.from_export(export, f"Bearer {PAT}") as site:

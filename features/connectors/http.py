@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from email.utils import parsedate_to_datetime
 
 import httpx
@@ -46,10 +47,21 @@ def _server_wait(state: RetryCallState) -> float:
                 return min(float(after), MAX_WAIT_SECONDS)
             except ValueError:
                 return min(max(parsedate_to_datetime(after).timestamp() - time.time(), 0.0), MAX_WAIT_SECONDS)
-        reset = headers.get("X-RateLimit-Reset") or headers.get("x-ratelimit-reset")
-        if reset and reset.isdigit():  # GitHub: epoch seconds
-            return min(max(float(reset) - time.time(), 0.0), MAX_WAIT_SECONDS)
+        reset = _reset_at(headers.get("X-RateLimit-Reset", ""))
+        if reset is not None:
+            return min(max(reset - time.time(), 0.0), MAX_WAIT_SECONDS)
     return wait_exponential_jitter(initial=0.5, max=MAX_WAIT_SECONDS)(state)
+
+
+def _reset_at(value: str) -> float | None:
+    """When a rate limit resets, as epoch seconds: GitHub sends epoch seconds, Jira Cloud an ISO
+    8601 time to the minute (``2026-12-01T10:45Z``); anything else is ignored."""
+    if value.isdigit():
+        return float(value)
+    try:
+        return datetime.fromisoformat(value).timestamp()
+    except ValueError:
+        return None
 
 
 @dataclass
