@@ -152,7 +152,8 @@ def stage_spark() -> dict:
 def stage_train(rows: int) -> dict:
     """Full backtest of every candidate plus the final fit on ``rows`` milestone snapshots."""
     from slipcast.features.pipeline import feature_columns, read_training_set
-    from slipcast.training.backtest import fit_candidate, labelled_rows, run_backtest
+    from slipcast.training.backtest import labelled_rows, run_backtest
+    from slipcast.training.fitting import fit_candidate
 
     frame, _ = read_training_set(WORK / "features" / "milestone.parquet")
     milestones = frame["milestone_id"].drop_duplicates().sample(frac=1.0, random_state=0)

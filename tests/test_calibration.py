@@ -32,7 +32,7 @@ def shifting_history(milestones: int = 1500, seed: int = 0, before: float = 0.15
 
 def _later_folds_ece(settings, frame, half_lives) -> tuple[float, list]:
     quick = settings.training.model_copy(update={"calibration_half_lives": half_lives, "folds": 4,
-                                                  "bootstrap_rounds": 10})
+                                                  "bootstrap_rounds": 10, "search": {}})  # calibrated only
     bt = run_backtest(frame, "milestone", ["x"], ["logistic"], quick)
     later = len(bt.folds[-1].test) + len(bt.folds[-2].test)
     y = bt.frame["label"].to_numpy()[bt.test_rows][-later:]

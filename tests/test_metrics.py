@@ -85,8 +85,8 @@ def test_calibration_falls_back_to_sigmoid_when_the_earlier_half_has_one_outcome
 
 
 def test_a_calibration_slice_with_one_outcome_leaves_the_model_uncalibrated_and_says_so(settings):
-    from slipcast.training.backtest import fit_candidate
     from slipcast.training.calibration import UNCALIBRATED
+    from slipcast.training.fitting import fit_candidate
 
     rng = np.random.default_rng(0)
     n = 400

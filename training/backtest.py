@@ -14,8 +14,8 @@ import pandas as pd
 from slipcast.core.contracts import horizon_of
 from slipcast.core.progress import progress
 from slipcast.core.settings import TrainingSettings
-from slipcast.training.calibration import UNCALIBRATED, calibrate, calibration_split
-from slipcast.training.candidates import BASELINES, make_candidate
+from slipcast.training.calibration import RECENCY_MARGIN
+from slipcast.training.fitting import available_features, fit_candidate
 from slipcast.training.metrics import bootstrap, by_horizon, leak_audit, project_guard, scores, skill_guard
 from slipcast.training.splits import Fold, RollingOrigin
 
@@ -55,16 +55,17 @@ class Backtest:
     recent_rate: np.ndarray | None = None  # per pooled test row: its fold's recent training slip rate
 
     def fallback(self, rows: int | None = None) -> str:
-        """The base rate a guarded forecast serves: ``"recent"`` (the latest rows' slip rate) or
-        ``"whole history"``, whichever scored the lower Brier on the first ``rows`` pooled test
-        rows (all of them by default). Under drift the recent rate wins; where the slip rate only
-        wanders, the whole history's does."""
+        """The base rate a guarded forecast serves: ``"recent"`` (the latest rows' slip rate) where
+        it scored a Brier at least ``RECENCY_MARGIN`` lower than the whole history's on the first
+        ``rows`` pooled test rows (all of them by default), else ``"whole history"``. Under drift
+        the recent rate wins by far; where the slip rate only wanders, a small lead is noise from a
+        few correlated milestones, and the whole history, with more rows, is the safer forecast."""
         y = self.frame["label"].to_numpy()[self.test_rows][:rows]
         if self.recent_rate is None or not len(y):
             return "whole history"
         whole = np.mean((self.base_rate[:rows] - y) ** 2)
         recent = np.mean((self.recent_rate[:rows] - y) ** 2)
-        return "recent" if recent < whole else "whole history"
+        return "recent" if recent < (1 - RECENCY_MARGIN) * whole else "whole history"
 
     def guard(self, chosen: str, rounds: int, seed: int) -> dict[str, dict]:
         """The skill guard of ``chosen`` on these folds (``training.metrics.skill_guard``)."""
@@ -130,39 +131,6 @@ def labelled_rows(frame: pd.DataFrame) -> pd.DataFrame:
     """Rows whose outcome is known, oldest first."""
     out = frame[frame["label"].notna()].sort_values(["as_of", "milestone_id"], kind="stable")
     return out.reset_index(drop=True)
-
-
-def available_features(frame: pd.DataFrame, features: list[str]) -> list[str]:
-    """The features with at least one value in ``frame``."""
-    return [c for c in features if frame[c].notna().any()]
-
-
-def split_columns(frame: pd.DataFrame, features: list[str]) -> tuple[list[str], list[str]]:
-    """Numeric and categorical feature columns."""
-    categorical = [c for c in features if not pd.api.types.is_numeric_dtype(frame[c])]
-    return [c for c in features if c not in categorical], categorical
-
-
-def fit_candidate(name: str, frame: pd.DataFrame, idx: np.ndarray, features: list[str],
-                  settings: TrainingSettings) -> tuple[object, str | None]:
-    """Fit one candidate on the rows ``idx`` of ``frame`` (oldest first); a model fits the
-    earlier of them and is calibrated on the later ones. A feature with no value in those rows
-    (a tracker without story points, say) is left out of the model, which still takes it as
-    an input. Returns the model and its calibration recipe (None for a baseline,
-    ``UNCALIBRATED`` for a model too few later rows could calibrate)."""
-    X = frame.iloc[idx][features]
-    numeric, categorical = split_columns(X, available_features(X, features))
-    model = make_candidate(name, numeric, categorical, settings)
-    y = frame["label"].to_numpy()[idx].astype(int)
-    if name in BASELINES:
-        return model.fit(X, y), None
-    split = calibration_split(frame, idx, settings.calibration_share)
-    if split is None:
-        return model.fit(X, y), UNCALIBRATED
-    fit, cal = split
-    model.fit(X.iloc[fit], y[fit])
-    when = frame["as_of"].to_numpy()[idx][cal]
-    return calibrate(model, X.iloc[cal], y[cal], when, settings.calibration_half_lives)
 
 
 def _backtest_id(frame: pd.DataFrame, folds: list[Fold], features: list[str], fingerprint: str) -> str:

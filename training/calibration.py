@@ -31,7 +31,8 @@ UNCALIBRATED = "none (too few later rows of each outcome to calibrate on)"
 MIN_PER_OUTCOME = 2  # rows of each outcome a calibration slice needs (each half of it is fitted)
 # recency weights leave fewer effective rows, so their choice is noisier: they are taken only for a
 # sigmoid (two parameters; isotonic on few effective rows overfits) and only when they beat equal
-# weights by this share of the Brier score (tests/test_calibration.py)
+# weights by this share of the Brier score (tests/test_calibration.py); the recent base rate is
+# served over the whole history's by the same rule (``Backtest.fallback``)
 RECENCY_MARGIN = 0.05
 
 
@@ -104,7 +105,7 @@ def calibrate(base, X: pd.DataFrame, y: np.ndarray, when=None,
                if h is None or (when is not None and m == "sigmoid")]
     early = None if when is None else np.asarray(when)[:half]
     scores: dict[Recipe, float] = {}
-    if min(np.bincount(y[:half], minlength=2)) > 0 and len(np.unique(y[half:])) == 2:
+    if can_calibrate(y[:half]) and len(np.unique(y[half:])) == 2:
         for recipe in recipes:
             p = _fit(base, recipe, X.iloc[:half], y[:half], early).predict_proba(X.iloc[half:])[:, 1]
             scores[recipe] = brier_score_loss(y[half:], p)

@@ -79,10 +79,14 @@ def bootstrap(y, p, groups, base_rate, rounds: int, seed: int) -> dict[str, tupl
     starts = np.searchsorted(codes[order], np.arange(len(uniques) + 1))
     y, p = np.asarray(y, dtype=float), np.clip(np.asarray(p, dtype=float), EPS, 1 - EPS)
     base = np.clip(np.broadcast_to(np.asarray(base_rate, dtype=float), p.shape), EPS, 1 - EPS)
+    sizes = np.diff(starts)
     draws: dict[str, list[float]] = {"brier": [], "brier_skill": [], "roc_auc": []}
     for _ in range(rounds):
         pick = rng.integers(0, len(uniques), len(uniques))
-        idx = order[np.concatenate([np.arange(starts[g], starts[g + 1]) for g in pick])]
+        # the rows of every picked milestone, in pick order: each one's start, plus 0..size-1
+        lengths = sizes[pick]
+        offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        idx = order[np.repeat(starts[pick], lengths) + offsets]
         for name, value in _skill_and_auc(y[idx], p[idx], base[idx]).items():
             draws[name].append(value)
     return {m: (float(np.nanpercentile(v, 2.5)), float(np.nanpercentile(v, 97.5))) for m, v in draws.items()}

@@ -144,7 +144,8 @@ def write_report(bt: Backtest, chosen: str, decision: dict, out_dir: Path, seed:
                          f"{_fmt(f['brier'])} | {_fmt(f['brier_skill'])} | {_fmt(f['roc_auc'])} |")
     cal = bt.results[chosen].calibration
     if any(cal):
-        lines += ["", f"Calibration chosen on the latest training rows, per fold: {'; '.join(map(str, cal))}."]
+        lines += ["", "Setting (chosen on inner forward folds of each fold's training rows) and calibration (chosen "
+                      f"on the latest of them), per fold: {'; '.join(map(str, cal))}."]
     if UNCALIBRATED in cal:
         lines += ["", f"In {cal.count(UNCALIBRATED)} of {len(cal)} folds the latest training rows held fewer than "
                       "two of either outcome: the model was fitted on all of them and left uncalibrated."]

@@ -17,8 +17,9 @@ from slipcast.core.contracts import CHAMPION_ALIAS, METADATA_ARTIFACT, TARGETS, 
 from slipcast.core.settings import Settings
 from slipcast.features.pipeline import build_training_sets, feature_columns, read_training_set, training_set_fingerprint
 from slipcast.features.tables import read_tables
-from slipcast.training.backtest import Backtest, base_rates, fit_candidate, run_backtest
+from slipcast.training.backtest import Backtest, base_rates, run_backtest
 from slipcast.training.export import export_model, model_metadata
+from slipcast.training.fitting import fit_candidate
 from slipcast.training.report import write_report
 from slipcast.training.tracking import (
     champion_lock,

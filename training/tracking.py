@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import getpass
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -19,11 +20,14 @@ from mlflow.models import infer_signature
 
 from slipcast.core.contracts import CHAMPION_ALIAS, MODEL_HASH_TAG, registered_model_name
 from slipcast.core.model_format import MODEL_FILE, TRUSTED_TYPES, sha256_file, untrusted_types
+from slipcast.core.progress import shown
 from slipcast.core.settings import Settings
 
 
 def configure(settings: Settings) -> MlflowClient:
-    """Point MLflow at the configured store and return a client for it."""
+    """Point MLflow at the configured store and return a client for it. MLflow's own progress bars
+    (artifact downloads) follow ours: shown on a terminal only, never with ``--quiet``."""
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = str(shown()).lower()
     path = settings.sqlite_path()
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)

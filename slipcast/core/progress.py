@@ -21,6 +21,11 @@ def quiet(on: bool = True) -> None:
     _state["quiet"] = on
 
 
+def shown() -> bool:
+    """Whether progress is shown here: standard error is a terminal and ``--quiet`` was not given."""
+    return not _state["quiet"] and sys.stderr.isatty()
+
+
 def progress(items: Iterable[T], stage: str, total: int | None = None, unit: str = "it") -> Iterator[T]:
     """``items``, counted on the terminal under ``stage`` with the time left when ``total`` is known."""
     if total is None and hasattr(items, "__len__"):

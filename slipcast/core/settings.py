@@ -64,6 +64,22 @@ class FeatureSettings(BaseModel):
     spark_conf: dict[str, str] = Field(default_factory=dict, description="Extra Spark settings for the session.")
 
 
+class SearchPoint(BaseModel):
+    """One setting of a model candidate that its inner folds may choose (``training.fitting``)."""
+
+    params: dict[str, int | float] = Field(
+        default_factory=dict, description="Parameters of the candidate's estimator (its `model` step).")
+    calibrated: bool = Field(
+        True, description="Fitted on the earlier rows and calibrated on the later ones; else fitted on every row.")
+
+    def describe_params(self) -> str:
+        """The parameters as ``C=0.01, `` (empty when there are none)."""
+        return "".join(f"{k}={v:g}, " for k, v in self.params.items())
+
+    def __str__(self) -> str:
+        return self.describe_params() + ("calibrated" if self.calibrated else "uncalibrated, fitted on every row")
+
+
 class TrainingSettings(BaseModel):
     """Backtest and candidate settings."""
 
@@ -84,6 +100,14 @@ class TrainingSettings(BaseModel):
         description="Recency weightings a calibration may choose from: each a half-life as a share of the "
                     "calibration rows' time span (null: every row weighs the same). Chosen per fit by Brier "
                     "on the later half of those rows (docs/architecture.md, \"Honest evaluation\").")
+    search: dict[str, list[SearchPoint]] = Field(
+        default_factory=dict,
+        description="Per model candidate, the settings its inner forward folds choose from (the first where "
+                    "history is too short to split); one point: no search (docs/architecture.md, \"Model search\").")
+    search_folds: int = Field(3, ge=2, description="Inner forward folds a search scores each point on.")
+    search_rows: int = Field(
+        20000, ge=1, description="The latest labelled rows of a fit its search looks at (a bound on its cost; "
+                                 "a small tracker's search sees every row).")
     bootstrap_rounds: int = Field(description="Bootstrap resamples over milestones for intervals.")
     leak_auc: float = Field(description="Single-feature AUC at or above which a leak is flagged.")
     seed: int = Field(description="Seed for every random choice in training.")
