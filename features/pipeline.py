@@ -40,7 +40,7 @@ def feature_columns(target: str) -> list[str]:
     return list(MILESTONE_FEATURES if target == "milestone" else TICKET_FEATURES)
 
 
-def _projects(milestone: np.ndarray, tl: Timelines):
+def milestone_projects(milestone: np.ndarray, tl: Timelines):
     """The project of each milestone code."""
     return take(tl.projects.array, pick(tl.milestone_project, milestone, -1))
 
@@ -49,7 +49,7 @@ def milestone_outcomes(snaps: Snapshots, label: np.ndarray, known_at: np.ndarray
     """Each milestone's outcome (its latest labelled snapshot) and when it became known."""
     labelled = np.flatnonzero(~np.isnan(label))
     last = labelled[last_of_each(snaps.milestone[labelled])]  # snapshots run by milestone, then as_of
-    return pd.DataFrame({"project": _projects(snaps.milestone[last], tl), "known_at": timestamps(known_at[last]),
+    return pd.DataFrame({"project": milestone_projects(snaps.milestone[last], tl), "known_at": timestamps(known_at[last]),
                          "slipped": label[last]})
 
 
@@ -72,14 +72,14 @@ def build_training_sets(tables: Tables, settings: FeatureSettings,
     keep = np.flatnonzero(np.bincount(scope.snap, minlength=len(snaps)) > 0)
     milestone = pd.DataFrame({
         "milestone_id": take(tl.milestones.array, snaps.milestone[keep]),
-        "project": _projects(snaps.milestone[keep], tl), "as_of": timestamps(snaps.as_of[keep]),
+        "project": milestone_projects(snaps.milestone[keep], tl), "as_of": timestamps(snaps.as_of[keep]),
         **{name: feats[name][keep] for name in MILESTONE_FEATURES},
         "label": label[keep], "label_known_at": timestamps(known_at[keep])})
 
     snap = tickets["snap"]
     ticket = pd.DataFrame({
         "ticket_id": tickets["ticket_id"], "milestone_id": take(tl.milestones.array, snaps.milestone[snap]),
-        "project": _projects(snaps.milestone[snap], tl), "as_of": timestamps(snaps.as_of[snap]),
+        "project": milestone_projects(snaps.milestone[snap], tl), "as_of": timestamps(snaps.as_of[snap]),
         **{name: tickets[name] for name in TICKET_FEATURES},
         "label": np.where(np.isnan(label[snap]), np.nan, ticket_slip[tickets["row"]]),
         "label_known_at": timestamps(known_at[snap])})

@@ -14,7 +14,8 @@ from slipcast.serving.dependencies import Clock, utc_now
 from slipcast.serving.metrics import Measured, Metrics
 from slipcast.serving.middleware import BodyLimit
 from slipcast.serving.model_store import ModelStore
-from slipcast.serving.routers import forecasts, model, operations
+from slipcast.serving.portfolio import LiveState
+from slipcast.serving.routers import forecasts, milestones, model, operations, projects
 from slipcast.serving.runtime import tune_collector
 
 
@@ -24,19 +25,23 @@ def create_app(settings: Settings | None = None, store: ModelStore | None = None
     (what "now" is for a request without ``as_of``)."""
     settings = settings or get_settings()
     store = store or ModelStore(settings)
+    live = LiveState(settings, store, clock)
     metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         store.start()
+        live.start()
         tune_collector(settings)
         yield
+        live.stop()
         store.stop()
 
     app = FastAPI(title="Slipcast", version=__version__, lifespan=lifespan,
                   description="Calibrated probabilities that milestones slip past their due dates, "
                               "with the drivers behind them.")
     app.state.settings, app.state.store, app.state.metrics, app.state.clock = settings, store, metrics, clock
+    app.state.live = live
     app.state.api_keys = [k.encode() for k in settings.serving.api_keys]
     if settings.serving.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.serving.cors_origins,
@@ -44,6 +49,6 @@ def create_app(settings: Settings | None = None, store: ModelStore | None = None
     app.add_middleware(BodyLimit, limit=settings.serving.max_body_bytes)
     app.add_middleware(Measured, metrics=metrics)  # outermost: refusals count too
     errors.install(app)
-    for router in (operations.router, model.router, forecasts.router):
+    for router in (operations.router, model.router, forecasts.router, milestones.router, projects.router):
         app.include_router(router)
     return app

@@ -1,5 +1,5 @@
-"""What a route depends on, in one place: settings, the model store, the clock, metrics, auth,
-the champion of a target. Each reads the app's state (set once by ``create_app``), so a test or a
+"""What a route depends on, in one place: settings, the model store, the live state, the clock,
+metrics, auth, the champion of a target. Each reads the app's state (set once by ``create_app``), so a test or a
 deployment swaps any of them there."""
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from fastapi.security import APIKeyHeader
 from slipcast.core.settings import Settings
 from slipcast.serving.metrics import Metrics
 from slipcast.serving.model_store import LoadedModel, ModelStore
+from slipcast.serving.portfolio import LiveState, Portfolio
 
 Clock = Callable[[], datetime]
 API_KEY = APIKeyHeader(name="X-API-Key", auto_error=False)
@@ -31,6 +32,21 @@ def settings(request: Request) -> Settings:
 
 def store(request: Request) -> ModelStore:
     return request.app.state.store
+
+
+def live(request: Request) -> LiveState:
+    return request.app.state.live
+
+
+def portfolio(request: Request) -> Portfolio:
+    """The live state to answer from, or 503 naming why there is none yet."""
+    state: LiveState = request.app.state.live
+    current = state.get()
+    if current is None:
+        why = ("no store configured (serving.store, or `slipcast serve --store DIR`)" if state.store is None
+               else state.error or "the live state is being built")
+        raise HTTPException(503, f"no live state: {why}")
+    return current
 
 
 def metrics(request: Request) -> Metrics:
@@ -66,4 +82,5 @@ def champion_of(store: ModelStore, target: str) -> LoadedModel:
 SettingsDep = Annotated[Settings, Depends(settings)]
 StoreDep = Annotated[ModelStore, Depends(store)]
 MetricsDep = Annotated[Metrics, Depends(metrics)]
+PortfolioDep = Annotated[Portfolio, Depends(portfolio)]
 NowDep = Annotated[datetime, Depends(now)]

@@ -183,9 +183,18 @@ def forecast_many(reqs: list[ForecastRequest], loaded: LoadedModel, settings: Se
               for i, r in enumerate(reqs)]
     tables, snaps, outcomes = request_tables(reqs, as_ofs)
     feats, _ = features_now(tables, snaps, settings.features, outcomes)
+    return forecasts_of([r.milestone.milestone_id for r in reqs], [r.milestone.project for r in reqs], as_ofs,
+                        feats, np.flatnonzero([r.explain for r in reqs]), loaded, settings)
+
+
+def forecasts_of(ids: list[str], projects: list[str], as_ofs: list[datetime], feats: dict[str, np.ndarray],
+                 explain: np.ndarray, loaded: LoadedModel, settings: Settings) -> list[Forecast]:
+    """The forecast of each milestone from its features (columns aligned with ``ids``), with
+    drivers for the rows ``explain``: past due, insufficient history, guarded or the model's."""
+    n = len(ids)
+    if not n:
+        return []
     inputs = loaded.inputs(feats)
-    explain = np.flatnonzero([r.explain for r in reqs])
-    n = len(reqs)
     if len(explain):  # the drivers' variations ride along in the same prediction
         extra = typical_rows(loaded, inputs, explain)
         p = loaded.predict(loaded.frame({name: np.concatenate([inputs[name], extra[name]]) for name in inputs}))
@@ -197,10 +206,11 @@ def forecast_many(reqs: list[ForecastRequest], loaded: LoadedModel, settings: Se
     min_weeks = settings.features.min_history_weeks
     days_left, remaining, scope, history = (feats[c] for c in ("days_left", "remaining_count", "scope_count",
                                                                  "history_weeks"))
-    for i, req in enumerate(reqs):
+    rate, rate_basis = served_base_rate(loaded.metadata)
+    for i in range(n):
         values = {name: _plain(column[i].item() if isinstance(column[i], np.generic) else column[i])
                   for name, column in inputs.items()}
-        common = {"milestone_id": req.milestone.milestone_id, "as_of": as_ofs[i], "features": values, "model": ref}
+        common = {"milestone_id": ids[i], "as_of": as_ofs[i], "features": values, "model": ref}
         if days_left[i] <= 0:
             out.append(Forecast(status="past_due", probability=None, risk_band=None,
                                 message=f"the due date has passed with {int(remaining[i])} "
@@ -218,8 +228,7 @@ def forecast_many(reqs: list[ForecastRequest], loaded: LoadedModel, settings: Se
             notes.append(f"due beyond the {settings.features.monte_carlo_max_weeks}-week Monte Carlo horizon: "
                          "monte_carlo_on_time is the chance of finishing within it")
         elapsed = float(feats["span_elapsed"][i])
-        rate, rate_basis = served_base_rate(loaded.metadata)
-        cell = guarded(loaded, elapsed, reqs[i].milestone.project)
+        cell = guarded(loaded, elapsed, projects[i])
         if cell is not None:  # the model does not beat the base rate here: say so, serve it
             low, high = cell["interval"]
             notes.insert(0, f"the model does not beat the base rate {horizon_of(elapsed)} in its backtest"
@@ -241,12 +250,20 @@ def forecast_tickets(req: ForecastRequest, loaded: LoadedModel, settings: Settin
     as_of = check_request(req, now, [])
     tables, snaps, outcomes = request_tables([req], [as_of])
     _, tickets = features_now(tables, snaps, settings.features, outcomes)
+    return TicketForecasts(milestone_id=req.milestone.milestone_id, as_of=as_of, model=model_ref(loaded),
+                           tickets=ticket_forecasts_of(tickets, [req.milestone.project], loaded))
+
+
+def ticket_forecasts_of(tickets: dict[str, np.ndarray], projects: list[str], loaded: LoadedModel) -> list[TicketForecast]:
+    """The forecast of each open ticket from its features (``snap``: the position of its
+    milestone, whose project is in ``projects``): the ticket model's, or the base rate where
+    the ticket model does not beat it at that horizon (the skill guard)."""
     p = loaded.predict(loaded.frame(tickets)) if len(tickets["ticket_id"]) else np.zeros(0)
+    rate = round(served_base_rate(loaded.metadata)[0], 4)
     out = []
-    for t, q, elapsed in zip(tickets["ticket_id"], p, tickets["span_elapsed"]):
-        if guarded(loaded, float(elapsed), req.milestone.project):  # the ticket model does not beat the base rate here
-            out.append(TicketForecast(ticket_id=t, probability=round(served_base_rate(loaded.metadata)[0], 4),
-                                      basis="base_rate"))
+    for t, q, elapsed, snap in zip(tickets["ticket_id"], p, tickets["span_elapsed"], tickets["snap"]):
+        if guarded(loaded, float(elapsed), projects[snap]):
+            out.append(TicketForecast(ticket_id=t, probability=rate, basis="base_rate"))
         else:
             out.append(TicketForecast(ticket_id=t, probability=round(float(q), 4), basis="model"))
-    return TicketForecasts(milestone_id=req.milestone.milestone_id, as_of=as_of, model=model_ref(loaded), tickets=out)
+    return out

@@ -24,7 +24,7 @@ def registry_uri(settings: Settings) -> str:
     path = settings.sqlite_path()
     if path is not None and not path.exists():
         raise ConnectionError(f"no tracking database at {path}")
-    return settings.resolved_tracking_uri()
+    return settings.resolved_uri()
 
 
 def client_for(settings: Settings) -> MlflowClient:

@@ -190,3 +190,71 @@ class ModelInfo(BaseModel):
     data_fingerprint: str | None
     trained_at: str | None
     loaded_at: When
+
+
+class MilestoneState(BaseModel):
+    """An open milestone of the store and its forecast as of the service's latest refresh."""
+
+    milestone_id: str
+    project: str
+    name: str | None
+    kind: str
+    start_at: When
+    due_at: When | None = Field(description="The due date as known at as_of.")
+    as_of: When
+    status: Literal["ok", "insufficient_history", "past_due"]
+    probability: float | None
+    risk_band: str | None
+    basis: Literal["model", "base_rate"] | None
+    change_7d: float | None = Field(
+        description="Probability now minus the probability the same model gives with what was known 7 days "
+                    "ago (null if either is unavailable or the milestone had not started then).")
+    message: str | None = None
+    drivers: list[Driver] = Field(default_factory=list)
+    model: ModelRef
+
+
+class MilestoneDetail(MilestoneState):
+    features: dict[str, float | str | None]
+    tickets: list[TicketForecast] = Field(description="Its open committed tickets, riskiest first.")
+
+
+class MilestonePage(BaseModel):
+    items: list[MilestoneState]
+    total: int = Field(description="Milestones matching the filters, all pages.")
+    offset: int
+    limit: int
+    as_of: When
+    state: str = Field(description="The version of the state answered from (also the ETag's base).")
+
+
+class HistoryPoint(BaseModel):
+    as_of: When
+    status: Literal["ok", "insufficient_history", "past_due"]
+    probability: float | None
+    risk_band: str | None
+    basis: Literal["model", "base_rate"] | None
+    due_at: When | None = Field(description="The due date as known then.")
+
+
+class MilestoneHistory(BaseModel):
+    milestone_id: str
+    model: ModelRef = Field(description="The model every point is scored with (the one serving now).")
+    points: list[HistoryPoint] = Field(
+        description="One point per day from the milestone's start, each from what was known that day.")
+
+
+class ProjectState(BaseModel):
+    project: str
+    open_milestones: int
+    by_band: dict[str, int] = Field(description="Open milestones with a forecast, by risk band.")
+    past_due: int
+    insufficient_history: int
+    slipped_share: float | None = Field(description="Share of its finished milestones that slipped.")
+    finished_milestones: int
+
+
+class ProjectList(BaseModel):
+    items: list[ProjectState]
+    as_of: When
+    state: str

@@ -1,4 +1,4 @@
-"""The ``slipcast`` command: import, generate, features, train, serve, export."""
+"""The ``slipcast`` command: import, sync, generate, features, train, serve, backfill, doctor, eval-real."""
 
 from __future__ import annotations
 
@@ -132,6 +132,9 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_serve(args) -> int:
+    if args.store:  # through the environment, so every worker process reads it
+        os.environ["SLIPCAST_SERVING__STORE"] = str(Path(args.store).resolve())
+        get_settings.cache_clear()
     settings = get_settings()
     host, port = args.host or settings.serving.host, args.port or settings.serving.port
     workers = args.workers or settings.serving.workers
@@ -151,6 +154,25 @@ def _cmd_serve(args) -> int:
     import uvicorn
 
     uvicorn.run("slipcast.serving.app:create_app", factory=True, host=host, port=port, log_level="info")
+    return 0
+
+
+def _cmd_backfill(args) -> int:
+    from datetime import UTC, datetime
+
+    from slipcast.serving.backfill import backfill
+
+    settings = get_settings()
+    store = Path(args.store) if args.store else (settings.serving.store and settings.resolve(settings.serving.store))
+    if not store:
+        print("error: no store to backfill (--store DIR, or serving.store)", file=sys.stderr)
+        return 2
+    try:
+        report = backfill(settings, Path(store), datetime.now(UTC))
+    except (LookupError, ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(report.format())
     return 0
 
 
@@ -250,7 +272,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", help="bind address (default: settings serving.host)")
     p.add_argument("--port", type=int, help="port (default: settings serving.port)")
     p.add_argument("--workers", type=int, help="worker processes (default: settings serving.workers)")
+    p.add_argument("--store", help="canonical tables folder to serve the open milestones of (GET /v1/milestones; "
+                                   "default: settings serving.store)")
     p.set_defaults(func=_cmd_serve)
+
+    p = sub.add_parser("backfill", help="record each milestone's daily forecast history, scored by the champion")
+    p.add_argument("--store", help="canonical tables folder (default: settings serving.store)")
+    p.set_defaults(func=_cmd_backfill)
 
     p = sub.add_parser("doctor", help="what a tracker's tables can and cannot support, before training")
     p.add_argument("data", help="canonical tables folder (what `slipcast import` wrote)")

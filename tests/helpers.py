@@ -1,11 +1,15 @@
-"""Test helpers: real-data paths, a Jira issue shaped like a real export, quick settings."""
+"""Test helpers: real-data paths, a Jira issue shaped like a real export, quick settings, the
+milestones open at a time."""
 
 from __future__ import annotations
 
 import copy
 from pathlib import Path
 
+import pandas as pd
+
 from slipcast.core.settings import get_settings
+from slipcast.features.tables import Tables
 
 SHARED_DATA = get_settings().resolve(get_settings().evaluation.shared_data_dir)
 
@@ -77,5 +81,19 @@ def configured(settings, root: Path, **training):
         "models_dir": root / "models",
         "work_dir": root / "work",
         "training": settings.training.model_copy(update=quick),
-        "serving": settings.serving.model_copy(update={"reload_seconds": 0}),
+        "serving": settings.serving.model_copy(update={"reload_seconds": 0,
+                                                       "ledger_url": f"sqlite:///{root / 'ledger.db'}"}),
     })
+
+
+def busiest_time(tables: Tables) -> pd.Timestamp:
+    """A time late in the history at which the most milestones are open."""
+    ms = tables.milestones
+    times = (ms["start_at"] + pd.Timedelta(days=1)).sort_values()
+    times = times[times <= times.quantile(0.9)].iloc[-60:]
+    return max(times, key=lambda t: len(open_ids(tables, t)))
+
+
+def open_ids(tables: Tables, t: pd.Timestamp) -> set[str]:
+    ms = tables.milestones
+    return set(ms[(ms["start_at"] <= t) & (ms["completed_at"].isna() | (ms["completed_at"] > t))]["milestone_id"])

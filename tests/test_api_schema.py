@@ -6,8 +6,10 @@ from hypothesis import HealthCheck
 from hypothesis import settings as hsettings
 
 from slipcast.core.settings import get_settings
+from slipcast.features.tables import write_tables
 from slipcast.serving.app import create_app
 from slipcast.serving.model_store import ModelStore
+from tests.helpers import busiest_time
 
 # the schema does not depend on the model: the app is built now, its store filled below
 _IDLE = get_settings().model_copy(update={"serving": get_settings().serving.model_copy(update={"reload_seconds": 0})})
@@ -17,10 +19,15 @@ schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
 
 
 @pytest.fixture(scope="module", autouse=True)
-def champion_loaded(trained):
+def champion_loaded(trained, tmp_path_factory):
     STORE.settings = trained["settings"]
     STORE.refresh()
     assert STORE.get("milestone") is not None
+    live = APP.state.live  # the live endpoints answer from a store of the same history
+    live.store = write_tables(trained["tables"], tmp_path_factory.mktemp("schema") / "store")
+    now = busiest_time(trained["tables"]).to_pydatetime()
+    live.clock = lambda: now
+    assert live.refresh() and live.get().milestones
 
 
 @schema.parametrize()

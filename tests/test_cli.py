@@ -7,7 +7,7 @@ import pytest
 
 from slipcast.cli import build_parser
 
-SUBCOMMANDS = ["import", "generate", "features", "train", "serve", "doctor", "eval-real", "sync"]
+SUBCOMMANDS = ["import", "generate", "features", "train", "serve", "backfill", "doctor", "eval-real", "sync"]
 
 
 @pytest.mark.parametrize("command", SUBCOMMANDS)

@@ -20,7 +20,7 @@ def store_copy(trained, tmp_path):
     shutil.copy(s.sqlite_path(), db)
     shutil.copytree(s.models_dir, tmp_path / "models")
     local = s.model_copy(update={"tracking_uri": f"sqlite:///{db}", "models_dir": tmp_path / "models"})
-    return local, MlflowClient(local.resolved_tracking_uri(), local.resolved_tracking_uri())
+    return local, MlflowClient(local.resolved_uri(), local.resolved_uri())
 
 
 def _break_champion(client: MlflowClient, name: str = "slipcast-milestone") -> str:

@@ -326,7 +326,7 @@ def test_real_server_round_trip_and_hot_swap_under_load(server, env):
     # a second version is registered (not promoted), then promoted while requests flow
     out = train(s, features_dir=env["root"] / "features", targets=["milestone"], candidates=["base_rate"])
     new_version = out["milestone"]["version"]
-    client = MlflowClient(s.resolved_tracking_uri(), s.resolved_tracking_uri())
+    client = MlflowClient(s.resolved_uri(), s.resolved_uri())
     seen, failures, stop = set(), [], threading.Event()
 
     def hammer():

@@ -31,7 +31,7 @@ def configure(settings: Settings) -> MlflowClient:
     path = settings.sqlite_path()
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-    uri = settings.resolved_tracking_uri()
+    uri = settings.resolved_uri()
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     return MlflowClient(uri, uri)

@@ -152,6 +152,16 @@ class ServingSettings(BaseModel):
     max_batch_rows: int = Field(
         gt=0, description="Most tickets, events and links in one batch request, all items together.")
     reload_seconds: float = Field(description="How often the service checks for a new champion.")
+    store: Path | None = Field(
+        None, description="Canonical tables folder the live state is built from (`slipcast serve --store`); "
+                          "None: the store-backed endpoints answer 503.")
+    ledger_url: str | None = Field(
+        "sqlite:///work/ledger.db", description="Where every published forecast is recorded (SQLAlchemy URL: "
+                                                "sqlite:///path, relative to home, or postgresql+psycopg://...); "
+                                                "None: nothing is recorded.")
+    refresh_seconds: float = Field(
+        3600, gt=0, description="The live state is rebuilt at least this often (and whenever the store or a "
+                                "champion changes, checked every reload_seconds).")
     model_source: str = Field(description="'registry' (fallback to export) or 'export' only.")
     top_drivers: int = Field(description="Drivers returned per forecast.")
     risk_bands: dict[str, float] = Field(description="Band name -> lower probability bound.")
@@ -194,17 +204,20 @@ class Settings(BaseSettings):
         """A configured path, relative ones taken from ``home``."""
         return path if path.is_absolute() else self.home / path
 
-    def sqlite_path(self) -> Path | None:
-        """The SQLite file of an embedded tracking store (relative to ``home``), if any."""
+    def sqlite_path(self, uri: str | None = None) -> Path | None:
+        """The SQLite file of an embedded database at ``uri`` (default: the tracking store),
+        relative to ``home``; None for a database on a server."""
+        uri = self.tracking_uri if uri is None else uri
         prefix = "sqlite:///"
-        if not self.tracking_uri.startswith(prefix):
+        if not uri.startswith(prefix):
             return None
-        return self.resolve(Path(self.tracking_uri[len(prefix):]))
+        return self.resolve(Path(uri[len(prefix):]))
 
-    def resolved_tracking_uri(self) -> str:
-        """The tracking URI with an embedded store's path made absolute."""
-        path = self.sqlite_path()
-        return self.tracking_uri if path is None else f"sqlite:///{path}"
+    def resolved_uri(self, uri: str | None = None) -> str:
+        """``uri`` (default: the tracking store's) with an embedded database's path made absolute."""
+        uri = self.tracking_uri if uri is None else uri
+        path = self.sqlite_path(uri)
+        return uri if path is None else f"sqlite:///{path}"
 
 
 class _ProfileSource(PydanticBaseSettingsSource):

@@ -1,9 +1,10 @@
 """``make demo``'s last step: serve the champion and show a real forecast request.
 
 Picks the milestone with the most open work near the end of the demo history, writes the
-request a dashboard would have sent for it then to ``work/demo_request.json``, prints a curl
-command, and runs the service. ``--check`` starts the service, sends that request over HTTP, prints
-the answer and stops.
+request a dashboard would have sent for it then to ``work/demo_request.json``, prints curl
+commands for it and for the open milestones of the demo store, and runs the service on that
+store. ``--check`` starts the service, sends that request over HTTP, lists the open milestones,
+prints the answers and stops.
 """
 
 from __future__ import annotations
@@ -47,13 +48,18 @@ def main(argv=None) -> int:
           f"({len(body['tickets'])} tickets, {len(body['events'])} events) written to {path}")
     print("Ask the service (ready-to-paste):\n")
     print(f"  curl -s -X POST {base}/v1/forecasts -H 'Content-Type: application/json' -d @{path}\n")
+    print("The demo store's milestones open now, riskiest first:\n")
+    print(f"  curl -s '{base}/v1/milestones?limit=5'\n")
+    store = str(settings.resolve(settings.data_dir))
     if not args.check:
         print(f"Serving on {base} (docs at {base}/docs); Ctrl-C stops.\n", flush=True)
-        return subprocess.call([sys.executable, "-m", "slipcast.cli", "serve"])
-    with running_service(settings.serving.port) as url:
+        return subprocess.call([sys.executable, "-m", "slipcast.cli", "serve", "--store", store])
+    with running_service(settings.serving.port, {"SLIPCAST_SERVING__STORE": store}) as url:
         answer = httpx.post(f"{url}/v1/forecasts", json=body, timeout=30)
+        portfolio = httpx.get(f"{url}/v1/milestones", params={"limit": 5}, timeout=30)
     print(json.dumps(answer.json(), indent=2))
-    return 0 if answer.status_code == 200 else 1
+    print(json.dumps(portfolio.json(), indent=2))
+    return 0 if answer.status_code == 200 and portfolio.status_code == 200 else 1
 
 
 if __name__ == "__main__":

@@ -1,0 +1,67 @@
+"""A tracker's history coded once, and the features of its milestones as of any time: every
+milestone open now, or one milestone day by day.
+
+The live service reads the canonical store that ``slipcast import`` and ``slipcast sync`` write
+and forecasts every open milestone at once (docs/architecture.md, "Live state"). A milestone is
+open at t when it has started by t and was not completed by t. Its features, and its open
+tickets', come from ``milestone_features`` at as_of t, exactly as a training row's; the team's
+past outcomes (``past_slip_rate``) from the same labels as training, each counted only once it
+was known.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from slipcast.core.settings import FeatureSettings
+from slipcast.features.milestone_features import milestone_features
+from slipcast.features.pipeline import milestone_outcomes, milestone_projects
+from slipcast.features.snapshots import Snapshots, labels, schedule, scope_rows
+from slipcast.features.tables import Tables
+from slipcast.features.timeline import NAT, build_timelines, micros, take, timestamps
+
+
+class History:
+    """The timelines of ``tables`` and the milestones' past outcomes, built once; features of
+    any (milestone, as_of) pairs from them."""
+
+    def __init__(self, tables: Tables, settings: FeatureSettings):
+        self.settings = settings
+        self.tl = build_timelines(tables)
+        snaps = schedule(self.tl, settings.span_fractions, settings.every_n_days)
+        label, known_at, _ = labels(snaps, scope_rows(snaps, self.tl), self.tl, settings.grace_days)
+        self.outcomes = milestone_outcomes(snaps, label, known_at, self.tl)
+        ms = tables.milestones
+        self.names = pd.Series(np.asarray(ms["name"], dtype=object), index=np.asarray(ms["milestone_id"], dtype=object))
+
+    def open_at(self, as_of: pd.Timestamp) -> np.ndarray:
+        """The ids of the milestones started, and not completed, by ``as_of``."""
+        t = _micros(as_of)
+        tl = self.tl
+        completed = (tl.milestone_completed != NAT) & (tl.milestone_completed <= t)
+        return np.asarray(take(tl.milestones.array, np.flatnonzero((tl.milestone_start != NAT)
+                                                                   & (tl.milestone_start <= t) & ~completed)))
+
+    def features(self, milestone_ids, as_ofs) -> tuple[pd.DataFrame, dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """For each (milestone, as_of): who it is (id, project, kind, name, start, the due date
+        known then), its features, and its open tickets' features (``snap``: the pair's position)."""
+        tl = self.tl
+        snaps = Snapshots(tl.milestones.get_indexer(pd.Index(milestone_ids, dtype=object)).astype(np.int64),
+                          micros(pd.Series(as_ofs)))
+        if (snaps.milestone < 0).any():
+            raise KeyError(f"unknown milestone(s): {list(np.asarray(milestone_ids)[snaps.milestone < 0][:5])}")
+        feats, tickets = milestone_features(tl, snaps, self.settings, self.outcomes)
+        due = tl.due.get("due", tl.due.find(snaps.milestone, snaps.as_of), NAT)
+        ids = np.asarray(milestone_ids, dtype=object)
+        who = pd.DataFrame({
+            "milestone_id": ids, "project": milestone_projects(snaps.milestone, tl), "kind": feats["kind"],
+            "name": self.names[~self.names.index.duplicated()].reindex(ids).to_numpy(),
+            "start_at": timestamps(tl.milestone_start[snaps.milestone]), "due_at": timestamps(due),
+            "as_of": timestamps(snaps.as_of),
+        })
+        return who, feats, tickets
+
+
+def _micros(t: pd.Timestamp) -> int:
+    return int(micros(pd.Series([t]))[0])

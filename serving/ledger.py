@@ -1,0 +1,105 @@
+"""The forecast ledger: every forecast the service published, and every backfilled one, in a
+database (SQLite file by default, PostgreSQL in the cluster profile: the same code through
+SQLAlchemy).
+
+A row is one milestone's forecast as of one time by one model version: its status, probability,
+basis and band, the due date known then, the model's name, version and run, and a hash of the
+feature row it came from. Rows are only ever added. The key (milestone, as_of, model name and
+version, backfilled) is unique and an insert that meets an existing key is dropped, so workers
+that build the same state (``serving.portfolio``: as_of rounded to the refresh period) record it
+once between them (docs/architecture.md, "Forecast ledger").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from slipcast.serving.schemas import Forecast
+
+METADATA = sa.MetaData()
+FORECASTS = sa.Table(
+    "forecasts", METADATA,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("milestone_id", sa.String(200), nullable=False),
+    sa.Column("project", sa.String(200), nullable=False),
+    sa.Column("as_of", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("status", sa.String(30), nullable=False),
+    sa.Column("probability", sa.Float),
+    sa.Column("basis", sa.String(20)),
+    sa.Column("risk_band", sa.String(50)),
+    sa.Column("due_at", sa.DateTime(timezone=True)),
+    sa.Column("model_name", sa.String(200), nullable=False),
+    sa.Column("model_version", sa.String(50), nullable=False),
+    sa.Column("run_id", sa.String(64)),
+    sa.Column("feature_hash", sa.String(16), nullable=False),
+    sa.Column("backfilled", sa.Boolean, nullable=False),
+    sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("milestone_id", "as_of", "model_name", "model_version", "backfilled", name="one_forecast"),
+)
+KEY = ["milestone_id", "as_of", "model_name", "model_version", "backfilled"]
+sa.Index("forecasts_by_milestone", FORECASTS.c.milestone_id, FORECASTS.c.as_of)
+
+
+def feature_hash(features: dict) -> str:
+    """A short hash of a forecast's feature row (which values it came from, not the values)."""
+    return hashlib.sha256(json.dumps(features, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """Times as UTC (SQLite keeps no offset: every time written and read here is UTC)."""
+    if value is None:
+        return None
+    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+class Ledger:
+    """The ledger at a SQLAlchemy URL (``sqlite:///path`` or ``postgresql+psycopg://...``); its
+    table is created if missing."""
+
+    def __init__(self, url: str):
+        self.engine = sa.create_engine(url, pool_pre_ping=True)
+        METADATA.create_all(self.engine)
+
+    def record(self, forecasts: Iterable[Forecast], projects: Iterable[str], due: Iterable[datetime | None],
+               backfilled: bool = False) -> int:
+        """Add these forecasts (with each milestone's project and due date known then); returns
+        how many rows the ledger grew by (a forecast already recorded, by another worker say, is
+        skipped)."""
+        now = datetime.now(UTC)
+        rows = [{"milestone_id": f.milestone_id, "project": p, "as_of": _utc(f.as_of), "status": f.status,
+                 "probability": f.probability, "basis": f.basis, "risk_band": f.risk_band, "due_at": _utc(d),
+                 "model_name": f.model.name, "model_version": f.model.version, "run_id": f.model.run_id,
+                 "feature_hash": feature_hash(f.features), "backfilled": backfilled, "recorded_at": now}
+                for f, p, d in zip(forecasts, projects, due)]
+        if not rows:
+            return 0
+        dialect = self.engine.dialect.name
+        statement: sa.Insert
+        if dialect == "sqlite":
+            statement = sqlite.insert(FORECASTS).on_conflict_do_nothing(index_elements=KEY)
+        elif dialect == "postgresql":
+            statement = postgresql.insert(FORECASTS).on_conflict_do_nothing(index_elements=KEY)
+        else:
+            raise ValueError(f"the ledger runs on SQLite or PostgreSQL, not {dialect}")
+        with self.engine.begin() as conn:
+            count = sa.select(sa.func.count()).select_from(FORECASTS)
+            before = conn.execute(count).scalar_one()
+            conn.execute(statement, rows)
+            return conn.execute(count).scalar_one() - before
+
+    def forecasts(self, milestone_id: str | None = None, backfilled: bool | None = None) -> list[dict]:
+        """Recorded forecasts (of one milestone; live or backfilled only), oldest first."""
+        query = sa.select(FORECASTS).order_by(FORECASTS.c.as_of, FORECASTS.c.id)
+        if milestone_id is not None:
+            query = query.where(FORECASTS.c.milestone_id == milestone_id)
+        if backfilled is not None:
+            query = query.where(FORECASTS.c.backfilled == backfilled)
+        with self.engine.connect() as conn:
+            return [{**row._asdict(), "as_of": _utc(row.as_of), "due_at": _utc(row.due_at),
+                     "recorded_at": _utc(row.recorded_at)} for row in conn.execute(query)]

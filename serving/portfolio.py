@@ -1,0 +1,251 @@
+"""The live state: every open milestone of the canonical store, forecast as of the latest refresh.
+
+``slipcast serve --store DIR`` (or ``serving.store``) reads the tables that ``slipcast import``
+and ``slipcast sync`` write, codes the history once (``features.current.History``) and forecasts
+every open milestone, and its open tickets, in one vectorised call per model. ``LiveState``
+rebuilds that in a background thread when the store or a champion changes, and at least every
+``serving.refresh_seconds`` (time moves on even when nothing else does), and swaps the new
+``Portfolio`` in with one assignment: a request reads whichever is current, never waits for a
+refresh and never sees half of one (docs/architecture.md, "Live state"). Each new state's
+forecasts go to the ledger (``serving.ledger``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from slipcast.core.settings import Settings
+from slipcast.features.current import History
+from slipcast.features.tables import read_tables
+from slipcast.serving.forecast import forecasts_of, ticket_forecasts_of
+from slipcast.serving.ledger import Ledger
+from slipcast.serving.model_store import LoadedModel, ModelStore
+from slipcast.serving.schemas import Forecast, HistoryPoint, MilestoneState, ProjectState, TicketForecast
+
+log = logging.getLogger(__name__)
+CHANGE_DAYS = 7  # ``change_7d``: against the forecast with what was known this many days earlier
+MAX_HISTORY_DAYS = 400  # the most daily points a milestone's history holds (its latest days)
+
+
+@dataclass
+class Portfolio:
+    """One refresh: the open milestones' forecasts, their tickets', per-project counts."""
+
+    version: str
+    as_of: datetime
+    milestones: list[MilestoneState]
+    features: dict[str, dict]  # milestone id -> its features as served
+    tickets: dict[str, list[TicketForecast]]  # milestone id -> its open tickets, riskiest first
+    projects: list
+    history: History
+    model: LoadedModel
+    published: list[Forecast] = field(default_factory=list)  # as the ledger records them, in milestones' order
+    positions: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.positions = {m.milestone_id: i for i, m in enumerate(self.milestones)}
+
+    def get(self, milestone_id: str) -> MilestoneState | None:
+        i = self.positions.get(milestone_id)
+        return None if i is None else self.milestones[i]
+
+    def daily(self, milestone_id: str, settings: Settings) -> list[HistoryPoint]:
+        """One forecast per day from the milestone's start to this state's as_of, each from what
+        was known that day, by the model serving now (the latest ``MAX_HISTORY_DAYS`` days)."""
+        current = self.get(milestone_id)
+        if current is None:
+            return []
+        days = daily(pd.Timestamp(current.start_at), pd.Timestamp(self.as_of))
+        who, feats, _ = self.history.features([milestone_id] * len(days), list(days))
+        out = forecasts_of(list(who["milestone_id"]), list(who["project"]), list(days), feats, np.zeros(0, int),
+                           self.model, settings)
+        return [HistoryPoint(as_of=f.as_of, status=f.status, probability=f.probability, risk_band=f.risk_band,
+                             basis=f.basis, due_at=_when(due)) for f, due in zip(out, who["due_at"])]
+
+
+def daily(start: pd.Timestamp, end: pd.Timestamp) -> pd.DatetimeIndex:
+    """The as_of times of a milestone's daily history: its start, then every day after, up to
+    ``end`` (the latest ``MAX_HISTORY_DAYS`` of them). ``slipcast backfill`` records the same days."""
+    return pd.date_range(start, end, freq="D")[-MAX_HISTORY_DAYS:]
+
+
+def _when(value) -> datetime | None:
+    return None if pd.isna(value) else pd.Timestamp(value).to_pydatetime()
+
+
+def _forecast_open(history: History, ids: np.ndarray, as_of: datetime, model: LoadedModel, settings: Settings,
+                   explain: bool) -> tuple[pd.DataFrame, list[Forecast], dict, dict]:
+    who, feats, tickets = history.features(ids, [as_of] * len(ids))
+    rows = np.arange(len(ids)) if explain else np.zeros(0, int)
+    return who, forecasts_of(list(who["milestone_id"]), list(who["project"]), [as_of] * len(ids), feats, rows,
+                             model, settings), feats, tickets
+
+
+def build_portfolio(history: History, as_of: datetime, models: ModelStore, settings: Settings,
+                    version: str) -> Portfolio:
+    """Forecast every milestone of ``history`` open at ``as_of`` (and the same ones with what was
+    known ``CHANGE_DAYS`` earlier, for ``change_7d``), and their open tickets."""
+    model = models.get("milestone")
+    if model is None:
+        raise LookupError("no milestone model loaded yet")
+    ids = history.open_at(pd.Timestamp(as_of))
+    who, now, feats, tickets = _forecast_open(history, ids, as_of, model, settings, explain=True)
+    before = as_of - timedelta(days=CHANGE_DAYS)
+    started = (who["start_at"] <= pd.Timestamp(before)).to_numpy()
+    _, then, _, _ = _forecast_open(history, ids[started], before, model, settings, explain=False)
+    earlier = dict(zip(ids[started], (f.probability for f in then)))
+    ticket_model = models.get("ticket")
+    risks: dict[str, list[TicketForecast]] = {str(i): [] for i in ids}
+    if ticket_model is not None and len(tickets["ticket_id"]):
+        for forecast, snap in zip(ticket_forecasts_of(tickets, list(who["project"]), ticket_model), tickets["snap"]):
+            risks[str(ids[snap])].append(forecast)
+        for items in risks.values():
+            items.sort(key=lambda t: -(t.probability or 0.0))
+    states = []
+    for row, f in zip(who.itertuples(index=False), now):
+        was = earlier.get(row.milestone_id)
+        states.append(MilestoneState(
+            milestone_id=row.milestone_id, project=row.project, name=row.name, kind=row.kind,
+            start_at=row.start_at, due_at=_when(row.due_at), as_of=as_of, status=f.status,
+            probability=f.probability, risk_band=f.risk_band, basis=f.basis,
+            change_7d=None if f.probability is None or was is None else round(f.probability - was, 4),
+            message=f.message, drivers=f.drivers, model=f.model))
+    order = sorted(range(len(states)), key=lambda i: (-_risk(states[i]), states[i].milestone_id))
+    return Portfolio(version=version, as_of=as_of, milestones=[states[i] for i in order],
+                     published=[now[i] for i in order],
+                     features={f.milestone_id: f.features for f in now}, tickets=risks,
+                     projects=project_states(states, history.outcomes, pd.Timestamp(as_of), settings),
+                     history=history, model=model)
+
+
+def _risk(m: MilestoneState) -> float:
+    """The probability to rank by (a milestone without one ranks last)."""
+    return -1.0 if m.probability is None else m.probability
+
+
+def project_states(states: list[MilestoneState], outcomes: pd.DataFrame, as_of: pd.Timestamp,
+                   settings: Settings) -> list[ProjectState]:
+    """Per project: its open milestones by band, past due or without a forecast, and how often its
+    finished milestones (outcomes known by ``as_of``) slipped."""
+    known = outcomes[outcomes["known_at"] <= as_of]
+    finished = known.groupby("project")["slipped"].agg(["mean", "size"])
+    projects = sorted({m.project for m in states} | set(finished.index))
+    out = []
+    for project in projects:
+        mine = [m for m in states if m.project == project]
+        bands = Counter(m.risk_band for m in mine if m.risk_band is not None)
+        done = finished.loc[project] if project in finished.index else None
+        out.append(ProjectState(
+            project=project, open_milestones=len(mine),
+            by_band={b: bands.get(b, 0) for b in settings.serving.risk_bands},
+            past_due=sum(m.status == "past_due" for m in mine),
+            insufficient_history=sum(m.status == "insufficient_history" for m in mine),
+            slipped_share=None if done is None else round(float(done["mean"]), 4),
+            finished_milestones=0 if done is None else int(done["size"])))
+    return out
+
+
+def floored(t: datetime, seconds: float) -> datetime:
+    """``t`` rounded down to a multiple of ``seconds`` since the epoch: every worker refreshing
+    within one period forecasts as of the same time, so they build the same state."""
+    return datetime.fromtimestamp(t.timestamp() // seconds * seconds, tz=UTC)
+
+
+def store_signature(store: Path) -> str:
+    """What changes when the store is rewritten (each table file's name, size and mtime)."""
+    parts = [f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in sorted(Path(store).glob("*"))]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+
+class LiveState:
+    """The current ``Portfolio`` of the store at ``settings.serving.store``, refreshed in the
+    background: when the store or a served model changes, and every ``refresh_seconds``."""
+
+    def __init__(self, settings: Settings, models: ModelStore, clock):
+        self.settings = settings
+        self.models = models
+        self.clock = clock
+        self.store = settings.resolve(settings.serving.store) if settings.serving.store else None
+        self.ledger = Ledger(settings.resolved_uri(settings.serving.ledger_url)) \
+            if settings.serving.ledger_url and self.store is not None else None
+        self.error: str | None = None
+        self.refreshes = 0
+        self.recorded = 0  # forecasts this process added to the ledger
+        self._current: Portfolio | None = None
+        self._history: tuple[str, History] | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def get(self) -> Portfolio | None:
+        return self._current
+
+    def refresh(self) -> bool:
+        """Rebuild the state now; False (and ``error`` says why) where it cannot be, the last good
+        state serving on."""
+        if self.store is None:
+            return False
+        try:
+            signature, models = self._inputs()
+            if self._history is None or self._history[0] != signature:
+                self._history = (signature, History(read_tables(self.store), self.settings.features))
+            as_of = floored(self.clock(), self.settings.serving.refresh_seconds)
+            version = hashlib.sha256(f"{signature}|{models}|{as_of.isoformat()}".encode()).hexdigest()[:16]
+            state = build_portfolio(self._history[1], as_of, self.models, self.settings, version)
+            self._current = state
+            if self.ledger is not None:
+                self.recorded += self.ledger.record(state.published, [m.project for m in state.milestones],
+                                                    [m.due_at for m in state.milestones])
+        except Exception as exc:  # keep serving the last good state whatever went wrong
+            error = f"{type(exc).__name__}: {exc}"
+            if error != self.error:  # once per new error, not once per try
+                log.warning("live state not refreshed: %s", error)
+            self.error = error
+            return False
+        self.error = None
+        self.refreshes += 1
+        return True
+
+    def _inputs(self) -> tuple[str, tuple]:
+        """What a refresh depends on besides the time: the store's signature and the models serving."""
+        assert self.store is not None
+        return store_signature(self.store), tuple(getattr(self.models.get(t), "version", None)
+                                                  for t in ("milestone", "ticket"))
+
+    def start(self) -> None:
+        """Refresh now, then whenever the store or a model changes (checked every
+        ``serving.reload_seconds``) or ``serving.refresh_seconds`` have passed."""
+        if self.store is None or self._thread is not None:
+            return
+        self.refresh()
+        check = max(self.settings.serving.reload_seconds, 0.2)
+        every = self.settings.serving.refresh_seconds
+
+        def loop():
+            seen, last = self._inputs(), self.clock()
+            while not self._stop.wait(check):
+                try:
+                    now = self._inputs()
+                except OSError as exc:  # the store is being replaced: look again next time
+                    self.error = str(exc)
+                    continue
+                if now != seen or self._current is None or (self.clock() - last).total_seconds() >= every:
+                    if self.refresh():
+                        seen, last = now, self.clock()
+
+        self._thread = threading.Thread(target=loop, name="slipcast-live-state", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None

@@ -1,0 +1,164 @@
+"""The live state: the store's open milestones answered from state the service keeps
+(``serving.portfolio``), against the request path and the tables themselves."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+
+from slipcast.core.contracts import past_outcomes
+from slipcast.features.tables import Tables, write_tables
+from slipcast.serving.app import create_app
+from slipcast.tools.requests import request_for
+from tests.helpers import busiest_time, open_ids
+
+
+@pytest.fixture(scope="module")
+def live(trained, tmp_path_factory):
+    tables = trained["tables"]
+    store = tmp_path_factory.mktemp("live") / "store"
+    write_tables(tables, store)
+    now = busiest_time(tables)
+    s = trained["settings"]
+    s = s.model_copy(update={"serving": s.serving.model_copy(update={"store": store, "reload_seconds": 0.2})})
+    app = create_app(s, clock=lambda: now.to_pydatetime())
+    with TestClient(app) as client:
+        yield {"client": client, "now": now, "tables": tables, "store": store, "settings": s, "app": app,
+               "outcomes": past_outcomes(trained["sets"]["milestone"])}
+
+
+def test_every_open_milestone_is_listed_with_the_forecast_a_request_for_it_gets(live):
+    client, now, tables = live["client"], live["now"], live["tables"]
+    page = client.get("/v1/milestones", params={"limit": 500}).json()
+    assert pd.Timestamp(page["as_of"]) == now  # on a refresh period's boundary
+    expected = open_ids(tables, now)
+    assert page["total"] == len(expected) >= 3 and {m["milestone_id"] for m in page["items"]} == expected
+    probabilities = [m["probability"] for m in page["items"] if m["probability"] is not None]
+    assert probabilities == sorted(probabilities, reverse=True)  # riskiest first
+    for item in page["items"]:
+        asked = client.post("/v1/forecasts", json=request_for(tables, item["milestone_id"], now, live["outcomes"]))
+        assert asked.status_code == 200, asked.text
+        one = asked.json()
+        assert (item["status"], item["probability"], item["basis"]) == (one["status"], one["probability"], one["basis"])
+        assert item["drivers"] == one["drivers"]
+
+
+def test_filters_sorting_and_paging(live):
+    client = live["client"]
+    everything = client.get("/v1/milestones", params={"limit": 500}).json()["items"]
+    project = everything[0]["project"]
+    mine = client.get("/v1/milestones", params={"project": project}).json()
+    assert mine["total"] == sum(m["project"] == project for m in everything)
+    assert all(m["project"] == project for m in mine["items"])
+    by_due = client.get("/v1/milestones", params={"sort": "due_at", "limit": 500}).json()["items"]
+    assert [m["due_at"] for m in by_due] == sorted(m["due_at"] for m in by_due)
+    pages = [client.get("/v1/milestones", params={"sort": "milestone_id", "offset": k, "limit": 2}).json()
+             for k in range(0, len(everything), 2)]
+    assert [m["milestone_id"] for p in pages for m in p["items"]] == sorted(m["milestone_id"] for m in everything)
+    band = everything[0]["risk_band"]
+    assert all(m["risk_band"] == band for m in client.get("/v1/milestones", params={"band": band}).json()["items"])
+    assert client.get("/v1/milestones", params={"sort": "nonsense"}).status_code == 422
+
+
+def test_one_milestone_its_tickets_and_its_daily_history(live):
+    client, now = live["client"], live["now"]
+    item = next(m for m in client.get("/v1/milestones").json()["items"] if m["change_7d"] is not None)
+    detail = client.get(f"/v1/milestones/{item['milestone_id']}").json()
+    assert detail["probability"] == item["probability"] and detail["features"]
+    risks = [t["probability"] for t in detail["tickets"]]
+    assert risks == sorted(risks, reverse=True)
+    ms = live["tables"].milestones.set_index("milestone_id").loc[item["milestone_id"]]
+    history = client.get(f"/v1/milestones/{item['milestone_id']}/history").json()
+    days = [pd.Timestamp(p["as_of"]) for p in history["points"]]
+    assert days[0] == ms["start_at"] and all(b - a == timedelta(days=1) for a, b in zip(days, days[1:]))
+    assert days[-1] <= now < days[-1] + timedelta(days=1)
+    assert history["points"][-1]["due_at"] == detail["due_at"]
+    # the change is against what the same model said with what was known a week earlier
+    again = client.post("/v1/forecasts", json=request_for(live["tables"], item["milestone_id"],
+                                                           now - timedelta(days=7), live["outcomes"])).json()
+    assert item["change_7d"] == pytest.approx(item["probability"] - again["probability"], abs=1e-4)
+    assert client.get("/v1/milestones/NOPE-1").status_code == 404
+
+
+def test_projects_add_up_to_the_milestones(live):
+    client = live["client"]
+    projects = client.get("/v1/projects").json()["items"]
+    items = client.get("/v1/milestones", params={"limit": 500}).json()["items"]
+    assert sum(p["open_milestones"] for p in projects) == len(items)
+    for p in projects:
+        mine = [m for m in items if m["project"] == p["project"]]
+        assert sum(p["by_band"].values()) == sum(m["risk_band"] is not None for m in mine)
+        assert p["finished_milestones"] > 0 and 0 <= p["slipped_share"] <= 1
+
+
+def test_an_unchanged_state_answers_304_and_a_new_store_a_new_state(live):
+    client, app = live["client"], live["app"]
+    first = client.get("/v1/milestones")
+    tag = first.headers["ETag"]
+    assert first.headers["Cache-Control"] == "no-cache"
+    again = client.get("/v1/milestones", headers={"If-None-Match": tag})
+    assert again.status_code == 304 and again.headers["ETag"] == tag and not again.content
+    other = client.get("/v1/milestones", params={"limit": 3})
+    assert other.headers["ETag"] != tag  # another query, another answer
+    # the store rewritten (one milestone taken out) while dashboards keep asking: never a failed request
+    tables = live["tables"]
+    gone = first.json()["items"][0]["milestone_id"]
+    fewer = Tables(tables.milestones[tables.milestones["milestone_id"] != gone], tables.tickets,
+                   tables.events[tables.events["milestone_id"] != gone], tables.links)
+    failures, stop = [], threading.Event()
+
+    def ask():
+        while not stop.is_set():
+            r = client.get("/v1/milestones", params={"limit": 500})
+            if r.status_code != 200:
+                failures.append(r.status_code)
+
+    asker = threading.Thread(target=ask)
+    asker.start()
+    try:
+        before = app.state.live.refreshes
+        rewrite(app, fewer, live["store"])
+    finally:
+        stop.set()
+        asker.join()
+    assert not failures and app.state.live.refreshes > before
+    now = client.get("/v1/milestones", headers={"If-None-Match": tag}, params={"limit": 500})
+    assert now.status_code == 200 and now.headers["ETag"] != tag
+    assert gone not in {m["milestone_id"] for m in now.json()["items"]}
+    rewrite(app, tables, live["store"])  # as the other tests found it
+
+
+def rewrite(app, tables: Tables, store) -> None:
+    """Replace the store and wait until the live state has been rebuilt from it."""
+    before = app.state.live.refreshes
+    write_tables(tables, store, force=True)
+    deadline = pd.Timestamp.now() + pd.Timedelta(seconds=30)
+    while app.state.live.refreshes == before and pd.Timestamp.now() < deadline:
+        threading.Event().wait(0.1)
+
+
+def test_two_workers_refreshing_within_one_period_build_the_same_state(live):
+    """Each worker builds its own state; within one ``refresh_seconds`` period they agree."""
+    later = live["now"] + timedelta(minutes=20)
+    with TestClient(create_app(live["settings"], clock=lambda: later.to_pydatetime())) as other:
+        theirs = other.get("/v1/milestones", params={"limit": 500})
+    ours = live["client"].get("/v1/milestones", params={"limit": 500})
+    assert theirs.json() == ours.json() and theirs.headers["ETag"] == ours.headers["ETag"]
+
+
+def test_without_a_store_the_live_endpoints_say_why(trained):
+    with TestClient(create_app(trained["settings"])) as client:
+        r = client.get("/v1/milestones")
+    assert r.status_code == 503 and "no store configured" in r.json()["detail"]
+
+
+def test_the_live_endpoints_are_in_the_openapi_document(live):
+    paths = live["client"].get("/openapi.json").json()["paths"]
+    assert {"/v1/milestones", "/v1/milestones/{milestone_id}", "/v1/milestones/{milestone_id}/history",
+            "/v1/projects"} <= set(paths)
+    assert np.all([p in paths for p in ("/v1/forecasts", "/v1/model")])
