@@ -25,8 +25,8 @@ def create_app(settings: Settings | None = None, store: ModelStore | None = None
     (what "now" is for a request without ``as_of``)."""
     settings = settings or get_settings()
     store = store or ModelStore(settings)
-    live = LiveState(settings, store, clock)
     metrics = Metrics()
+    live = LiveState(settings, store, clock, metrics)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

@@ -1,4 +1,5 @@
-"""Prometheus metrics of one app instance: requests, latencies, forecast distribution.
+"""Prometheus metrics of one app instance: requests, latencies, forecast distribution, and the
+slip probability of each open milestone of the live state.
 
 With several worker processes (``slipcast serve --workers N``), PROMETHEUS_MULTIPROC_DIR is
 set and every worker writes its values there; any worker's /metrics answers for all of them.
@@ -9,7 +10,7 @@ from __future__ import annotations
 import os
 import time
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
 
@@ -25,6 +26,18 @@ class Metrics:
         self.forecasts = Histogram("slipcast_forecast_probability", "Slip probabilities served", ["target"],
                                    registry=self.registry, buckets=tuple(i / 10 for i in range(1, 11)))
         self.states = Counter("slipcast_forecasts_total", "Forecasts by state", ["status"], registry=self.registry)
+        # the live state's forecasts, one series per open milestone, for Grafana's own alerts;
+        # every worker holds the same state, so any live worker's latest value is the value
+        self.milestones = Gauge("slipcast_milestone_slip_probability", "Slip probability of each open milestone "
+                                "(the live state's latest refresh)", ["project", "milestone"], registry=self.registry,
+                                multiprocess_mode="livemostrecent")
+
+    def publish(self, milestones) -> None:
+        """One gauge value per open milestone with a probability (those that closed are dropped)."""
+        self.milestones.clear()
+        for m in milestones:
+            if m.probability is not None:
+                self.milestones.labels(m.project, m.milestone_id).set(m.probability)
 
     def render(self) -> bytes:
         """The exposition text: this process's metrics, or every worker's in multiprocess mode."""

@@ -28,6 +28,7 @@ from slipcast.features.current import History
 from slipcast.features.tables import read_tables
 from slipcast.serving.forecast import forecasts_of, ticket_forecasts_of
 from slipcast.serving.ledger import Ledger
+from slipcast.serving.metrics import Metrics
 from slipcast.serving.model_store import LoadedModel, ModelStore
 from slipcast.serving.schemas import Forecast, HistoryPoint, MilestoneState, ProjectState, TicketForecast
 
@@ -170,8 +171,9 @@ class LiveState:
     """The current ``Portfolio`` of the store at ``settings.serving.store``, refreshed in the
     background: when the store or a served model changes, and every ``refresh_seconds``."""
 
-    def __init__(self, settings: Settings, models: ModelStore, clock):
+    def __init__(self, settings: Settings, models: ModelStore, clock, metrics: Metrics | None = None):
         self.settings = settings
+        self.metrics = metrics
         self.models = models
         self.clock = clock
         self.store = settings.resolve(settings.serving.store) if settings.serving.store else None
@@ -201,6 +203,8 @@ class LiveState:
             version = hashlib.sha256(f"{signature}|{models}|{as_of.isoformat()}".encode()).hexdigest()[:16]
             state = build_portfolio(self._history[1], as_of, self.models, self.settings, version)
             self._current = state
+            if self.metrics is not None:
+                self.metrics.publish(state.milestones)
             if self.ledger is not None:
                 self.recorded += self.ledger.record(state.published, [m.project for m in state.milestones],
                                                     [m.due_at for m in state.milestones])

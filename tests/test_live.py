@@ -48,6 +48,16 @@ def test_every_open_milestone_is_listed_with_the_forecast_a_request_for_it_gets(
         assert item["drivers"] == one["drivers"]
 
 
+def test_each_open_milestone_has_a_prometheus_gauge(live):
+    client = live["client"]
+    items = client.get("/v1/milestones", params={"limit": 500}).json()["items"]
+    text = client.get("/metrics").text
+    for m in items:
+        if m["probability"] is not None:
+            line = f'slipcast_milestone_slip_probability{{milestone="{m["milestone_id"]}",project="{m["project"]}"}}'
+            assert f"{line} {m['probability']}" in text
+
+
 def test_filters_sorting_and_paging(live):
     client = live["client"]
     everything = client.get("/v1/milestones", params={"limit": 500}).json()["items"]
