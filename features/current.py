@@ -43,15 +43,19 @@ class History:
         return np.asarray(take(tl.milestones.array, np.flatnonzero((tl.milestone_start != NAT)
                                                                    & (tl.milestone_start <= t) & ~completed)))
 
-    def features(self, milestone_ids, as_ofs) -> tuple[pd.DataFrame, dict[str, np.ndarray], dict[str, np.ndarray]]:
+    def features(self, milestone_ids, as_ofs, due_moved_to=None
+                 ) -> tuple[pd.DataFrame, dict[str, np.ndarray], dict[str, np.ndarray]]:
         """For each (milestone, as_of): who it is (id, project, kind, name, start, the due date
-        known then), its features, and its open tickets' features (``snap``: the pair's position)."""
+        known then), its features, and its open tickets' features (``snap``: the pair's position).
+        ``due_moved_to`` (times, one per pair): the features as if the due date were moved there
+        at as_of (``milestone_features``)."""
         tl = self.tl
         snaps = Snapshots(tl.milestones.get_indexer(pd.Index(milestone_ids, dtype=object)).astype(np.int64),
                           micros(pd.Series(as_ofs)))
         if (snaps.milestone < 0).any():
             raise KeyError(f"unknown milestone(s): {list(np.asarray(milestone_ids)[snaps.milestone < 0][:5])}")
-        feats, tickets = milestone_features(tl, snaps, self.settings, self.outcomes)
+        moved = None if due_moved_to is None else micros(pd.Series(due_moved_to))
+        feats, tickets = milestone_features(tl, snaps, self.settings, self.outcomes, due_moved_to=moved)
         due = tl.due.get("due", tl.due.find(snaps.milestone, snaps.as_of), NAT)
         ids = np.asarray(milestone_ids, dtype=object)
         who = pd.DataFrame({

@@ -132,11 +132,14 @@ def past_slip_rate(project: np.ndarray, as_of: np.ndarray, outcomes: pd.DataFram
 
 
 def milestone_features(tl: Timelines, snaps: Snapshots, settings: FeatureSettings, outcomes: pd.DataFrame | None = None,
-                       scope: Scope | None = None) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+                       scope: Scope | None = None, due_moved_to: np.ndarray | None = None
+                       ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Features of each snapshot, and of each open committed ticket, as columns.
 
-    Returns (milestone columns aligned with ``snaps``; ticket columns with ``snap``, the
-    snapshot's position, and ``row``, the scope row's).
+    ``due_moved_to`` (µs per snapshot, NAT: as it is) asks "what if the due date were moved
+    there at as_of": the features see that date, and one more replan by that shift, as the
+    what-if endpoint's due-date change does. Returns (milestone columns aligned with ``snaps``;
+    ticket columns with ``snap``, the snapshot's position, and ``row``, the scope row's).
     """
     if scope is None:
         scope = scope_rows(snaps, tl)
@@ -165,6 +168,10 @@ def milestone_features(tl: Timelines, snaps: Snapshots, settings: FeatureSetting
 
     due = tl.due.find(m, as_of)
     due_at = tl.due.get("due", due, NAT)
+    target = due_at if due_moved_to is None else np.where(due_moved_to != NAT, due_moved_to, due_at)
+    moved = (target != due_at) & (due_at != NAT)  # a milestone without a due date gets one, not a replan
+    shift = np.where(moved, days_between(target, due_at), 0.0)
+    due_at = target
     f = {"kind": take(tl.milestone_kind, m)}
     f["span_days"] = days_between(due_at, start)
     f["days_left"] = days_between(due_at, as_of)
@@ -198,8 +205,8 @@ def milestone_features(tl: Timelines, snaps: Snapshots, settings: FeatureSetting
     f["reassignments"] = total(state["assignee_changes"])
     f["priority_changes"] = total(state["priority_changes"])
     f["estimate_changes"] = total(state["story_points_changes"])
-    f["due_replans"] = tl.due.get("replans", due, 0).astype(np.float64)
-    f["due_shift_days"] = np.nan_to_num(tl.due.get("shift_days", due, np.nan))
+    f["due_replans"] = tl.due.get("replans", due, 0).astype(np.float64) + moved
+    f["due_shift_days"] = np.nan_to_num(tl.due.get("shift_days", due, np.nan)) + shift
     f["team_size"] = team
     f["open_per_assignee"] = remaining / np.maximum(team, 1)
     f["unassigned_open_share"] = _ratio(total(is_open & ~assigned), remaining)

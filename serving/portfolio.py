@@ -2,7 +2,8 @@
 
 ``slipcast serve --store DIR`` (or ``serving.store``) reads the tables that ``slipcast import``
 and ``slipcast sync`` write, codes the history once (``features.current.History``) and forecasts
-every open milestone, and its open tickets, in one vectorised call per model. ``LiveState``
+every open milestone, and its open tickets, in one vectorised call per model, with the dates by
+which the model expects it done ("when"). ``LiveState``
 rebuilds that in a background thread when the store or a champion changes, and at least every
 ``serving.refresh_seconds`` (time moves on even when nothing else does), and swaps the new
 ``Portfolio`` in with one assignment: a request reads whichever is current, never waits for a
@@ -23,10 +24,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from slipcast.core.contracts import served_base_rate
 from slipcast.core.settings import Settings
 from slipcast.features.current import History
 from slipcast.features.tables import read_tables
-from slipcast.serving.forecast import forecasts_of, ticket_forecasts_of
+from slipcast.serving.forecast import forecasts_of, guarded, ticket_forecasts_of
 from slipcast.serving.ledger import Ledger
 from slipcast.serving.metrics import Metrics
 from slipcast.serving.model_store import LoadedModel, ModelStore
@@ -34,6 +36,9 @@ from slipcast.serving.schemas import Forecast, HistoryPoint, MilestoneState, Pro
 
 log = logging.getLogger(__name__)
 CHANGE_DAYS = 7  # ``change_7d``: against the forecast with what was known this many days earlier
+# "when": the due dates a milestone is re-scored at (days after as_of), and the chances of being done asked for
+WHEN_DAYS = (1, 2, 3, 5, 7, 10, 14, 21, 28, 35, 42, 56, 70, 84, 112, 140, 182)
+WHEN_CHANCES = (0.5, 0.85)
 MAX_HISTORY_DAYS = 400  # the most daily points a milestone's history holds (its latest days)
 
 
@@ -111,14 +116,18 @@ def build_portfolio(history: History, as_of: datetime, models: ModelStore, setti
             risks[str(ids[snap])].append(forecast)
         for items in risks.values():
             items.sort(key=lambda t: -(t.probability or 0.0))
+    when = when_done(history, [f.milestone_id for f in now if f.basis == "model" or f.status == "past_due"],
+                     as_of, model)
     states = []
     for row, f in zip(who.itertuples(index=False), now):
         was = earlier.get(row.milestone_id)
+        when_50, when_85 = when.get(row.milestone_id, (None, None))
         states.append(MilestoneState(
             milestone_id=row.milestone_id, project=row.project, name=row.name, kind=row.kind,
             start_at=row.start_at, due_at=_when(row.due_at), as_of=as_of, status=f.status,
             probability=f.probability, risk_band=f.risk_band, basis=f.basis,
             change_7d=None if f.probability is None or was is None else round(f.probability - was, 4),
+            when_50=when_50, when_85=when_85,
             message=f.message, drivers=f.drivers, model=f.model))
     order = sorted(range(len(states)), key=lambda i: (-_risk(states[i]), states[i].milestone_id))
     return Portfolio(version=version, as_of=as_of, milestones=[states[i] for i in order],
@@ -131,6 +140,30 @@ def build_portfolio(history: History, as_of: datetime, models: ModelStore, setti
 def _risk(m: MilestoneState) -> float:
     """The probability to rank by (a milestone without one ranks last)."""
     return -1.0 if m.probability is None else m.probability
+
+
+def when_done(history: History, milestones: list[str], as_of: datetime, model: LoadedModel
+              ) -> dict[str, list[datetime | None]]:
+    """For each milestone, the earliest due date among as_of + ``WHEN_DAYS`` by which the served
+    forecast gives at least each of ``WHEN_CHANCES`` of being done, re-scoring it with its due
+    date moved there now, as the what-if endpoint does (all milestones and dates in one
+    prediction; where the moved date falls in a guarded horizon, the base rate is what the service
+    would say). A later date never gets a lower chance than an earlier one (the running
+    maximum), so the dates are ordered as the chances are."""
+    if not milestones:
+        return {}
+    k = len(WHEN_DAYS)
+    dues = [as_of + timedelta(days=d) for d in WHEN_DAYS]
+    who, feats, _ = history.features(np.repeat(milestones, k), [as_of] * (len(milestones) * k), dues * len(milestones))
+    p = model.predict(model.frame(feats))
+    rate = served_base_rate(model.metadata)[0]
+    held = [guarded(model, float(e), project) is not None for e, project in zip(feats["span_elapsed"], who["project"])]
+    p = np.where(held, rate, p)
+    done = np.maximum.accumulate((1 - p).reshape(len(milestones), k), axis=1)
+    out = {}
+    for i, milestone_id in enumerate(milestones):
+        out[milestone_id] = [dues[int(np.argmax(done[i] >= c))] if (done[i] >= c).any() else None for c in WHEN_CHANCES]
+    return out
 
 
 def project_states(states: list[MilestoneState], outcomes: pd.DataFrame, as_of: pd.Timestamp,

@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from slipcast.core.contracts import past_outcomes
 from slipcast.features.tables import Tables, write_tables
 from slipcast.serving.app import create_app
+from slipcast.serving.model_store import ModelStore
 from slipcast.tools.requests import request_for
 from tests.helpers import busiest_time, open_ids
 
@@ -56,6 +57,44 @@ def test_each_open_milestone_has_a_prometheus_gauge(live):
         if m["probability"] is not None:
             line = f'slipcast_milestone_slip_probability{{milestone="{m["milestone_id"]}",project="{m["project"]}"}}'
             assert f"{line} {m['probability']}" in text
+
+
+def when_matches_what_if(client, tables, now, outcomes) -> int:
+    """Checks that ``when_50`` (``when_85``) is the first of the candidate due dates by which the
+    forecast the what-if endpoint serves, the due date moved there now, is done with at least an
+    even (85 %) chance, a later date never counting less than an earlier one; returns how many
+    dates were found."""
+    from slipcast.serving.portfolio import WHEN_DAYS
+
+    items = client.get("/v1/milestones", params={"limit": 500}).json()["items"]
+    candidates = [now + pd.Timedelta(days=d) for d in WHEN_DAYS]
+    found = 0
+    for m in items:
+        if not (m["basis"] == "model" or m["status"] == "past_due"):
+            assert m["when_50"] is None and m["when_85"] is None
+            continue
+        body = request_for(tables, m["milestone_id"], now, outcomes)
+        done = np.maximum.accumulate([1 - client.post("/v1/forecasts/what-if", json={
+            "forecast": body, "change": {"due_at": due.isoformat()}}).json()["after"]["probability"]
+            for due in candidates])
+        for key, chance in (("when_50", 0.5), ("when_85", 0.85)):
+            reached = np.flatnonzero(done >= chance - 5e-5)  # the endpoint rounds to 4 places
+            expected = candidates[reached[0]] if len(reached) else None
+            assert (None if m[key] is None else pd.Timestamp(m[key])) == expected, (m["milestone_id"], key, done)
+            found += expected is not None
+    return found
+
+
+def test_when_is_the_first_candidate_date_the_what_if_endpoint_gives_that_chance_of_done(live):
+    when_matches_what_if(live["client"], live["tables"], live["now"], live["outcomes"])
+    # the same with a model that no horizon guards: the dates then come from the model alone
+    store = ModelStore(live["settings"])
+    store.refresh()
+    for target in store.targets:
+        store.get(target).metadata.update(guard={}, project_guard={})
+    app = create_app(live["settings"], store=store, clock=lambda: live["now"].to_pydatetime())
+    with TestClient(app) as client:
+        assert when_matches_what_if(client, live["tables"], live["now"], live["outcomes"]) > 0
 
 
 def test_filters_sorting_and_paging(live):
