@@ -7,7 +7,8 @@ basis and band, the due date known then, the model's name, version and run, and 
 feature row it came from. Rows are only ever added. The key (milestone, as_of, model name and
 version, backfilled) is unique and an insert that meets an existing key is dropped, so workers
 that build the same state (``serving.portfolio``: as_of rounded to the refresh period) record it
-once between them (docs/architecture.md, "Forecast ledger").
+once between them (docs/architecture.md, "Forecast ledger"). Alerts are claimed here the same
+way, so one worker sends each, and their deliveries are logged beside them.
 """
 
 from __future__ import annotations
@@ -44,6 +45,19 @@ FORECASTS = sa.Table(
 )
 KEY = ["milestone_id", "as_of", "model_name", "model_version", "backfilled"]
 sa.Index("forecasts_by_milestone", FORECASTS.c.milestone_id, FORECASTS.c.as_of)
+ALERTS = sa.Table(  # one row per alert: claimed once (the key), then its delivery's outcome
+    "alerts", METADATA,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("subscription", sa.String(16), nullable=False),  # a hash of the webhook URL
+    sa.Column("milestone_id", sa.String(200), nullable=False),
+    sa.Column("as_of", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("reason", sa.String(300), nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),  # pending, delivered, failed
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("response", sa.String(300)),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("subscription", "milestone_id", "as_of", name="one_alert"),
+)
 
 
 def feature_hash(features: dict) -> str:
@@ -79,25 +93,55 @@ class Ledger:
                 for f, p, d in zip(forecasts, projects, due)]
         if not rows:
             return 0
-        dialect = self.engine.dialect.name
-        statement: sa.Insert
-        if dialect == "sqlite":
-            statement = sqlite.insert(FORECASTS).on_conflict_do_nothing(index_elements=KEY)
-        elif dialect == "postgresql":
-            statement = postgresql.insert(FORECASTS).on_conflict_do_nothing(index_elements=KEY)
-        else:
-            raise ValueError(f"the ledger runs on SQLite or PostgreSQL, not {dialect}")
+        statement = self._insert(FORECASTS, KEY)
         with self.engine.begin() as conn:
             count = sa.select(sa.func.count()).select_from(FORECASTS)
             before = conn.execute(count).scalar_one()
             conn.execute(statement, rows)
             return conn.execute(count).scalar_one() - before
 
-    def forecasts(self, milestone_id: str | None = None, backfilled: bool | None = None) -> list[dict]:
-        """Recorded forecasts (of one milestone; live or backfilled only), oldest first."""
+    def _insert(self, table: sa.Table, key: list[str]) -> sa.Insert:
+        """An insert into ``table`` that skips a row whose ``key`` is already there."""
+        dialect = self.engine.dialect.name
+        if dialect == "sqlite":
+            return sqlite.insert(table).on_conflict_do_nothing(index_elements=key)
+        if dialect == "postgresql":
+            return postgresql.insert(table).on_conflict_do_nothing(index_elements=key)
+        raise ValueError(f"the ledger runs on SQLite or PostgreSQL, not {dialect}")
+
+    def claim_alert(self, subscription: str, milestone_id: str, as_of: datetime, reason: str) -> int | None:
+        """The id of a new alert for this subscription, milestone and as_of; None where one was
+        claimed already (by another worker that built the same state)."""
+        row = {"subscription": subscription, "milestone_id": milestone_id, "as_of": _utc(as_of), "reason": reason,
+               "status": "pending", "attempts": 0, "updated_at": datetime.now(UTC)}
+        with self.engine.begin() as conn:
+            inserted = conn.execute(self._insert(ALERTS, ["subscription", "milestone_id", "as_of"])
+                                    .values(row).returning(ALERTS.c.id)).scalar_one_or_none()
+        return inserted
+
+    def delivered(self, alert_id: int, status: str, attempts: int, response: str) -> None:
+        """Log how an alert's delivery ended."""
+        with self.engine.begin() as conn:
+            conn.execute(ALERTS.update().where(ALERTS.c.id == alert_id).values(
+                status=status, attempts=attempts, response=response[:300], updated_at=datetime.now(UTC)))
+
+    def alerts(self) -> list[dict]:
+        """Every alert and its delivery, oldest first."""
+        with self.engine.connect() as conn:
+            return [{**row._asdict(), "as_of": _utc(row.as_of)}
+                    for row in conn.execute(sa.select(ALERTS).order_by(ALERTS.c.id))]
+
+    def forecasts(self, milestone_id: str | None = None, backfilled: bool | None = None,
+                  since: datetime | None = None, before: datetime | None = None) -> list[dict]:
+        """Recorded forecasts (of one milestone; live or backfilled only; with as_of in
+        [``since``, ``before``)), oldest first."""
         query = sa.select(FORECASTS).order_by(FORECASTS.c.as_of, FORECASTS.c.id)
         if milestone_id is not None:
             query = query.where(FORECASTS.c.milestone_id == milestone_id)
+        if since is not None:
+            query = query.where(FORECASTS.c.as_of >= _utc(since))
+        if before is not None:
+            query = query.where(FORECASTS.c.as_of < _utc(before))
         if backfilled is not None:
             query = query.where(FORECASTS.c.backfilled == backfilled)
         with self.engine.connect() as conn:

@@ -8,7 +8,8 @@ rebuilds that in a background thread when the store or a champion changes, and a
 ``serving.refresh_seconds`` (time moves on even when nothing else does), and swaps the new
 ``Portfolio`` in with one assignment: a request reads whichever is current, never waits for a
 refresh and never sees half of one (docs/architecture.md, "Live state"). Each new state's
-forecasts go to the ledger (``serving.ledger``).
+forecasts go to the ledger (``serving.ledger``), and the alerts they raise to their webhooks
+(``serving.alerts``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from slipcast.core.contracts import served_base_rate
 from slipcast.core.settings import Settings
 from slipcast.features.current import History
 from slipcast.features.tables import read_tables
+from slipcast.serving.alerts import send_alerts
 from slipcast.serving.forecast import forecasts_of, guarded, ticket_forecasts_of
 from slipcast.serving.ledger import Ledger
 from slipcast.serving.metrics import Metrics
@@ -215,6 +217,7 @@ class LiveState:
         self.error: str | None = None
         self.refreshes = 0
         self.recorded = 0  # forecasts this process added to the ledger
+        self.alerted = 0  # alerts this process sent
         self._current: Portfolio | None = None
         self._history: tuple[str, History] | None = None
         self._stop = threading.Event()
@@ -241,6 +244,7 @@ class LiveState:
             if self.ledger is not None:
                 self.recorded += self.ledger.record(state.published, [m.project for m in state.milestones],
                                                     [m.due_at for m in state.milestones])
+                self.alerted += send_alerts(state.milestones, self.ledger, self.settings)
         except Exception as exc:  # keep serving the last good state whatever went wrong
             error = f"{type(exc).__name__}: {exc}"
             if error != self.error:  # once per new error, not once per try

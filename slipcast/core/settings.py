@@ -132,6 +132,21 @@ class EvaluationSettings(BaseModel):
         description="Cross-validated single-feature tree AUC at or above which a column is flagged.")
 
 
+class AlertSubscription(BaseModel):
+    """A webhook told when an open milestone's risk rises (``serving.alerts``)."""
+
+    url: str = Field(description="Where the JSON event is POSTed.")
+    secret_env: str = Field(description="The environment variable holding the HMAC-SHA256 signing secret "
+                                        "(never the secret itself: settings are logged and shown).")
+    band_rise: bool = Field(True, description="Alert when a milestone's risk band rises.")
+    min_points: float | None = Field(
+        None, gt=0, le=1, description="Alert when its probability moved by at least this much (0.15: 15 points) "
+                                      "within `within_days`; None: not on moves.")
+    within_days: float = Field(7, gt=0, description="The window a move is measured over.")
+    page_url: str | None = Field(None, description="Base of the link to the milestone in the event "
+                                                   "(e.g. https://slipcast.example.com/page).")
+
+
 class ServingSettings(BaseModel):
     """The forecast service."""
 
@@ -165,6 +180,9 @@ class ServingSettings(BaseModel):
     model_source: str = Field(description="'registry' (fallback to export) or 'export' only.")
     top_drivers: int = Field(description="Drivers returned per forecast.")
     risk_bands: dict[str, float] = Field(description="Band name -> lower probability bound.")
+    alerts: list[AlertSubscription] = Field(
+        default_factory=list, description="Webhooks told when an open milestone's risk rises (needs serving.store "
+                                          "and the ledger, which sends each alert once however many workers saw it).")
 
 
 class Settings(BaseSettings):
