@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO_DATA := data/demo
 
-.PHONY: setup demo data features train serve test lint bench eval-real clean
+.PHONY: setup demo data features train serve test lint bench eval-real screenshot clean
 
 setup: $(STAMP)
 
@@ -29,6 +29,9 @@ serve: setup
 
 demo: train
 	$(BIN)/python -m slipcast.tools.demo
+
+screenshot: train  # docs/page.png: the demo's dashboard page in headless Chromium
+	$(BIN)/python -m slipcast.tools.demo --screenshot docs/page.png
 
 test: setup
 	$(BIN)/python -m pytest -q

@@ -15,7 +15,7 @@ from slipcast.serving.metrics import Measured, Metrics
 from slipcast.serving.middleware import BodyLimit
 from slipcast.serving.model_store import ModelStore
 from slipcast.serving.portfolio import LiveState
-from slipcast.serving.routers import forecasts, milestones, model, operations, projects
+from slipcast.serving.routers import forecasts, milestones, model, operations, pages, projects
 from slipcast.serving.runtime import tune_collector
 
 
@@ -49,6 +49,7 @@ def create_app(settings: Settings | None = None, store: ModelStore | None = None
     app.add_middleware(BodyLimit, limit=settings.serving.max_body_bytes)
     app.add_middleware(Measured, metrics=metrics)  # outermost: refusals count too
     errors.install(app)
-    for router in (operations.router, model.router, forecasts.router, milestones.router, projects.router):
+    for router in (operations.router, model.router, forecasts.router, milestones.router, projects.router,
+                   pages.router):
         app.include_router(router)
     return app

@@ -13,6 +13,7 @@ import argparse
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx
 
@@ -37,6 +38,7 @@ def demo_request(settings: Settings) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--check", action="store_true", help="send the request once, print the answer, stop")
+    parser.add_argument("--screenshot", metavar="PNG", help="save the dashboard page as headless Chromium shows it, stop")
     args = parser.parse_args(argv)
     settings = get_settings()
     body = demo_request(settings)
@@ -51,6 +53,16 @@ def main(argv=None) -> int:
     print("The demo store's milestones open now, riskiest first:\n")
     print(f"  curl -s '{base}/v1/milestones?limit=5'\n")
     store = str(settings.resolve(settings.data_dir))
+    print(f"The dashboard page: {base}/\n")
+    if args.screenshot:  # the portfolio, and its riskiest milestone beside it (<name>-milestone.png)
+        shot = Path(args.screenshot).resolve()
+        with running_service(settings.serving.port, {"SLIPCAST_SERVING__STORE": store}) as url:
+            riskiest = httpx.get(f"{url}/v1/milestones", params={"limit": 1}, timeout=30).json()["items"]
+            pages = [(shot, f"{url}/")] + [(shot.with_name(f"{shot.stem}-milestone.png"),
+                                            f"{url}/milestones/{m['milestone_id']}") for m in riskiest]
+            return max(subprocess.call(["chromium", "--headless=new", "--no-sandbox", "--disable-gpu",
+                                        "--hide-scrollbars", "--window-size=1280,900", f"--screenshot={path}", page],
+                                       stderr=subprocess.DEVNULL) for path, page in pages)
     if not args.check:
         print(f"Serving on {base} (docs at {base}/docs); Ctrl-C stops.\n", flush=True)
         return subprocess.call([sys.executable, "-m", "slipcast.cli", "serve", "--store", store])
