@@ -40,7 +40,8 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-bench: setup
+bench: setup  # hey (Debian's package) loads the live read API
+	command -v hey >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hey)
 	$(BIN)/python -m benchmarks.run
 
 eval-real: setup

@@ -1,7 +1,7 @@
 """``make bench``: every benchmark stage in its own process, figures printed as they come.
 
 Sizes come from the environment: BENCH_TICKETS (default 1,000,000), BENCH_PROJECTS (default
-3000), BENCH_TRAIN_ROWS (default 100,000). Results are also written to work/bench/results.json.
+3000), BENCH_TRAIN_ROWS (default 100,000); the live stage simulates 1,000 teams. Results are also written to work/bench/results.json.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ def main() -> int:
         "train": run("train", rows),
         "serve": run("serve"),
         "sync": run("sync", int(os.environ.get("BENCH_SYNC_ISSUES", 3000))),
+        "live": run("live"),
     }
     (WORK / "results.json").write_text(json.dumps(results, indent=2))
     f, s = results["features"], results["serve"]
@@ -66,6 +67,15 @@ def main() -> int:
     print(f"sync (Jira Cloud, loopback fake): {y['issues']} issues in {y['seconds']} s ({y['requests']} requests, "
           f"{y['changelog_pages']} changelog pages, {y['mb']} MB); after 5 edits: {y['incremental']['issues']} issues, "
           f"{y['incremental']['requests']} requests, {y['incremental']['seconds']} s")
+    v = results["live"]
+    g = v["get_milestone"]
+    print(f"live: refresh of {v['open_milestones']} open milestones {v['refresh_s']['warm_median']} s "
+          f"(cold {v['refresh_s']['cold']} s); backfill {v['backfill']['forecasts']} daily forecasts in "
+          f"{v['backfill']['seconds']} s = {v['backfill']['seconds_per_60000']} s per 1,000 x 60 days; "
+          f"GET /v1/milestones/{{id}} p50 {g['p50_ms']} ms, {g['hey_c32']['requests_per_s']} req/s with hey -c 32 "
+          f"on 2 workers ({g['hey_c32']['errors']} errors), {g['hey_c32_through_refresh']['requests_per_s']} req/s "
+          f"through a refresh ({g['hey_c32_through_refresh']['errors']} errors); a bare endpoint with the same "
+          f"body: {v['floor_same_body']['requests_per_s']} req/s")
     return 0
 
 

@@ -7,9 +7,13 @@ table; run one alone with ``python -m benchmarks.stages STAGE [ARGS]``.
 from __future__ import annotations
 
 import json
+import os
+import re
 import resource
 import shutil
+import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -343,8 +347,99 @@ def stage_sync(issues: int) -> dict:
             "incremental": {"issues": again.issues, "requests": again.requests, "seconds": round(again_s, 2)}}
 
 
+
+def _hey(url: str, seconds: int, concurrency: int = 32) -> dict:
+    """``hey`` (Debian's package) against ``url``: requests per second, and any answer not 200."""
+    out = subprocess.run(["hey", "-z", f"{seconds}s", "-c", str(concurrency), url], capture_output=True, text=True,
+                         check=True).stdout
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    codes = {int(c): int(n) for c, n in re.findall(r"\[(\d+)\]\s+(\d+) responses", out)}
+    errors = sum(n for c, n in codes.items() if c != 200) + sum(
+        int(n) for n in re.findall(r"^\s+\[(\d+)\]\s+Get", out, flags=re.M))
+    return {"requests_per_s": round(rate), "responses": sum(codes.values()), "errors": errors}
+
+
+def stage_live() -> dict:
+    """The live state of 1,000 teams: a refresh of every open milestone (forecasts, drivers, the
+    week's change, "when", ledger), a backfill, and ``GET /v1/milestones/{id}`` under ``hey`` with
+    2 workers (through a refresh too) beside a bare FastAPI endpoint returning a body of the same size."""
+    import httpx
+
+    from slipcast.features.current import History
+    from slipcast.features.synthetic import SimulationConfig, generate
+    from slipcast.features.tables import write_tables
+    from slipcast.serving.backfill import backfill
+    from slipcast.serving.model_store import ModelStore
+    from slipcast.serving.portfolio import LiveState
+    from slipcast.tools.service import free_port, running_service, wait_until_up
+
+    root, models = WORK / "live", WORK / "serve"  # the serve stage's champion
+    shutil.rmtree(root, ignore_errors=True)
+    tables = generate(SimulationConfig(projects=1000, tickets=100_000, seed=5))
+    store = write_tables(tables, root / "store")
+    history = History(tables, get_settings().features)
+    starts = tables.milestones["start_at"].sort_values()
+    as_of = max(starts.iloc[len(starts) // 2:len(starts) // 2 + 2000:100], key=lambda t: len(history.open_at(t)))
+    settings = get_settings()
+    s = settings.model_copy(update={
+        "tracking_uri": f"sqlite:///{models / 'mlflow.db'}", "models_dir": models / "models",
+        "serving": settings.serving.model_copy(update={"store": store, "as_of": as_of.to_pydatetime(),
+                                                       "ledger_url": f"sqlite:///{root / 'ledger.db'}"})})
+    store_models = ModelStore(s)
+    store_models.refresh()
+    live = LiveState(s, store_models, lambda: as_of.to_pydatetime())
+    times = []
+    for _ in range(4):
+        started = time.perf_counter()
+        assert live.refresh(), live.error
+        times.append(time.perf_counter() - started)
+    state = live.get()
+    started = time.perf_counter()
+    filled = backfill(s, store, as_of.to_pydatetime())
+    backfill_s = time.perf_counter() - started
+
+    env = {"SLIPCAST_TRACKING_URI": s.tracking_uri, "SLIPCAST_MODELS_DIR": str(s.models_dir),
+           "SLIPCAST_SERVING__STORE": str(store), "SLIPCAST_SERVING__AS_OF": as_of.isoformat(),
+           "SLIPCAST_SERVING__LEDGER_URL": s.serving.ledger_url, "SLIPCAST_SERVING__RELOAD_SECONDS": "1"}
+    one = state.milestones[0].milestone_id
+    with running_service(free_port(), env, workers=2, timeout=300) as base:
+        url = f"{base}/v1/milestones/{one}"
+        with httpx.Client() as http:
+            deadline = time.monotonic() + 120
+            while http.get(url).status_code != 200 and time.monotonic() < deadline:  # each worker builds its state
+                time.sleep(0.5)
+            body = http.get(url).content
+            samples = []
+            for _ in range(300):
+                started = time.perf_counter()
+                assert http.get(url).status_code == 200
+                samples.append(time.perf_counter() - started)
+        steady = _hey(url, 10)
+        rewrite = threading.Timer(3.0, lambda: write_tables(tables, store, force=True))  # a refresh mid-run
+        rewrite.start()
+        refreshed = _hey(url, 10)
+        rewrite.join()
+    port = free_port()
+    floor = subprocess.Popen([sys.executable, "-m", "gunicorn", "--worker-class", "uvicorn_worker.UvicornWorker",
+                              "--workers", "2", "--bind", f"127.0.0.1:{port}", "benchmarks.floor_app:app"],
+                             env={**os.environ, "FLOOR_BODY_BYTES": str(len(body))}, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        wait_until_up(f"http://127.0.0.1:{port}/floor", floor, 60, lambda: "")
+        bare = _hey(f"http://127.0.0.1:{port}/floor", 10)
+    finally:
+        floor.terminate()
+        floor.wait(timeout=10)
+    return {"open_milestones": len(state.milestones), "as_of": as_of.isoformat(),
+            "refresh_s": {"cold": round(times[0], 2), "warm_median": round(float(np.median(times[1:])), 2)},
+            "backfill": {"milestones": filled.milestones, "forecasts": filled.forecasts, "seconds": round(backfill_s, 1),
+                         "seconds_per_60000": round(backfill_s * 60000 / max(filled.forecasts, 1), 1)},
+            "get_milestone": {"body_bytes": len(body), **_percentiles(samples), "hey_c32": steady,
+                              "hey_c32_through_refresh": refreshed},
+            "floor_same_body": bare, "peak_mb": round(peak_mb())}
+
 STAGES = {"import": stage_import, "generate": stage_generate, "features": stage_features, "spark": stage_spark,
-          "train": stage_train, "serve": stage_serve, "sync": stage_sync}
+          "train": stage_train, "serve": stage_serve, "sync": stage_sync, "live": stage_live}
 
 if __name__ == "__main__":
     name, *args = sys.argv[1:]

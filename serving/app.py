@@ -26,7 +26,8 @@ def create_app(settings: Settings | None = None, store: ModelStore | None = None
     settings = settings or get_settings()
     store = store or ModelStore(settings)
     metrics = Metrics()
-    live = LiveState(settings, store, clock, metrics)
+    fixed = settings.serving.as_of
+    live = LiveState(settings, store, clock if fixed is None else (lambda: fixed), metrics)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

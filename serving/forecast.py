@@ -164,10 +164,14 @@ def guarded(loaded: LoadedModel, span_elapsed: float, project: str | None = None
     model does not beat the base rate (docs/architecture.md, "The skill guard"); None where the
     model serves. The project's own cell decides where it has one, else the pooled cell. A model
     exported before the guard existed has none."""
-    horizon = horizon_of(span_elapsed) or ""
-    cell = loaded.metadata.get("project_guard", {}).get(project or "", {}).get(horizon)
+    return guarded_cell(loaded, horizon_of(span_elapsed), project)
+
+
+def guarded_cell(loaded: LoadedModel, horizon: str | None, project: str | None = None) -> dict | None:
+    """``guarded`` for a horizon bucket already known."""
+    cell = loaded.metadata.get("project_guard", {}).get(project or "", {}).get(horizon or "")
     if cell is None:
-        cell = loaded.metadata.get("guard", {}).get(horizon)
+        cell = loaded.metadata.get("guard", {}).get(horizon or "")
     return cell if cell is not None and cell["guarded"] else None
 
 

@@ -25,12 +25,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from slipcast.core.contracts import served_base_rate
+from slipcast.core.contracts import horizons_of, served_base_rate
 from slipcast.core.settings import Settings
 from slipcast.features.current import History
 from slipcast.features.tables import read_tables
 from slipcast.serving.alerts import send_alerts
-from slipcast.serving.forecast import forecasts_of, guarded, ticket_forecasts_of
+from slipcast.serving.forecast import forecasts_of, guarded_cell, ticket_forecasts_of
 from slipcast.serving.ledger import Ledger
 from slipcast.serving.metrics import Metrics
 from slipcast.serving.model_store import LoadedModel, ModelStore
@@ -39,7 +39,7 @@ from slipcast.serving.schemas import Forecast, HistoryPoint, MilestoneState, Pro
 log = logging.getLogger(__name__)
 CHANGE_DAYS = 7  # ``change_7d``: against the forecast with what was known this many days earlier
 # "when": the due dates a milestone is re-scored at (days after as_of), and the chances of being done asked for
-WHEN_DAYS = (1, 2, 3, 5, 7, 10, 14, 21, 28, 35, 42, 56, 70, 84, 112, 140, 182)
+WHEN_DAYS = (2, 4, 7, 10, 14, 21, 28, 42, 56, 84, 126, 182)
 WHEN_CHANCES = (0.5, 0.85)
 MAX_HISTORY_DAYS = 400  # the most daily points a milestone's history holds (its latest days)
 
@@ -159,8 +159,11 @@ def when_done(history: History, milestones: list[str], as_of: datetime, model: L
     who, feats, _ = history.features(np.repeat(milestones, k), [as_of] * (len(milestones) * k), dues * len(milestones))
     p = model.predict(model.frame(feats))
     rate = served_base_rate(model.metadata)[0]
-    held = [guarded(model, float(e), project) is not None for e, project in zip(feats["span_elapsed"], who["project"])]
-    p = np.where(held, rate, p)
+    cells = {}  # (horizon, project) -> guarded: a few cells for many rows
+    for key in zip(horizons_of(feats["span_elapsed"]), who["project"]):
+        if key not in cells:
+            cells[key] = guarded_cell(model, *key) is not None
+    p = np.where([cells[key] for key in zip(horizons_of(feats["span_elapsed"]), who["project"])], rate, p)
     done = np.maximum.accumulate((1 - p).reshape(len(milestones), k), axis=1)
     out = {}
     for i, milestone_id in enumerate(milestones):
@@ -174,17 +177,19 @@ def project_states(states: list[MilestoneState], outcomes: pd.DataFrame, as_of: 
     finished milestones (outcomes known by ``as_of``) slipped."""
     known = outcomes[outcomes["known_at"] <= as_of]
     finished = known.groupby("project")["slipped"].agg(["mean", "size"])
-    projects = sorted({m.project for m in states} | set(finished.index))
+    mine: dict[str, list[MilestoneState]] = {}
+    for m in states:
+        mine.setdefault(m.project, []).append(m)
     out = []
-    for project in projects:
-        mine = [m for m in states if m.project == project]
-        bands = Counter(m.risk_band for m in mine if m.risk_band is not None)
+    for project in sorted(set(mine) | set(finished.index)):
+        open_ = mine.get(project, [])
+        bands = Counter(m.risk_band for m in open_ if m.risk_band is not None)
         done = finished.loc[project] if project in finished.index else None
         out.append(ProjectState(
-            project=project, open_milestones=len(mine),
+            project=project, open_milestones=len(open_),
             by_band={b: bands.get(b, 0) for b in settings.serving.risk_bands},
-            past_due=sum(m.status == "past_due" for m in mine),
-            insufficient_history=sum(m.status == "insufficient_history" for m in mine),
+            past_due=sum(m.status == "past_due" for m in open_),
+            insufficient_history=sum(m.status == "insufficient_history" for m in open_),
             slipped_share=None if done is None else round(float(done["mean"]), 4),
             finished_milestones=0 if done is None else int(done["size"])))
     return out

@@ -210,9 +210,10 @@ class MilestoneState(BaseModel):
         description="Probability now minus the probability the same model gives with what was known 7 days "
                     "ago (null if either is unavailable or the milestone had not started then).")
     when_50: When | None = Field(
-        None, description="The earliest due date (of as_of plus 1 to 182 days) by which the model gives the "
-                          "milestone at least a 50 % chance of being done: re-scored with its due date moved there "
-                          "now. Null where the forecast is not the model's or no such date is within the range.")
+        None, description="The earliest due date (as_of plus 2 days to 26 weeks: `portfolio.WHEN_DAYS`) by which "
+                          "the model gives the milestone at least a 50 % chance of being done: re-scored with its "
+                          "due date moved there now. Null where the forecast is not the model's or no such date "
+                          "is within the range.")
     when_85: When | None = Field(None, description="The same at 85 %.")
     message: str | None = None
     drivers: list[Driver] = Field(default_factory=list)

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal, TypedDict
 
+import numpy as np
 import pandas as pd
 
 Target = Literal["milestone", "ticket"]
@@ -37,6 +38,15 @@ HORIZONS = ((0.0, 0.3, "early (0-30%)"), (0.3, 0.6, "middle (30-60%)"), (0.6, 1.
 def horizon_of(span_elapsed: float) -> str | None:
     """The horizon bucket a share of the span falls in (None for a missing share)."""
     return next((name for lo, hi, name in HORIZONS if lo <= span_elapsed < hi), None)
+
+
+def horizons_of(span_elapsed) -> list[str | None]:
+    """``horizon_of`` of many shares at once."""
+    shares = np.asarray(span_elapsed, dtype=np.float64)
+    names = np.array([name for *_, name in HORIZONS] + [None], dtype=object)
+    which = np.searchsorted([hi for _, hi, _ in HORIZONS], shares, side="right")
+    which[np.isnan(shares) | (shares < HORIZONS[0][0])] = len(HORIZONS)
+    return list(names[which])
 
 
 class FeatureSpec(TypedDict):

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -174,6 +174,9 @@ class ServingSettings(BaseModel):
         "sqlite:///work/ledger.db", description="Where every published forecast is recorded (SQLAlchemy URL: "
                                                 "sqlite:///path, relative to home, or postgresql+psycopg://...); "
                                                 "None: nothing is recorded.")
+    as_of: AwareDatetime | None = Field(
+        None, description="Serve the store as of this fixed time instead of the clock's now (replays, demos of a "
+                          "simulated history, benchmarks).")
     refresh_seconds: float = Field(
         3600, gt=0, description="The live state is rebuilt at least this often (and whenever the store or a "
                                 "champion changes, checked every reload_seconds).")
