@@ -1,7 +1,8 @@
 """``make bench``: every benchmark stage in its own process, figures printed as they come.
 
 Sizes come from the environment: BENCH_TICKETS (default 1,000,000), BENCH_PROJECTS (default
-3000), BENCH_TRAIN_ROWS (default 100,000); the live stage simulates 1,000 teams. Results are also written to work/bench/results.json.
+3000), BENCH_TRAIN_ROWS (default 100,000); the live stage simulates 1,000 teams. Results are also
+written to work/bench/results.json.
 """
 
 from __future__ import annotations
