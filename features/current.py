@@ -67,5 +67,16 @@ class History:
         return who, feats, tickets
 
 
+    def labels_at(self, milestone_ids, as_ofs) -> tuple[np.ndarray, pd.Series]:
+        """The slip label of each (milestone, as_of) and when it became known, by the training
+        rules (``snapshots.labels``: the scope committed at as_of, judged at the due date known
+        then plus the grace period): NaN where not known by the end of the history."""
+        tl = self.tl
+        snaps = Snapshots(tl.milestones.get_indexer(pd.Index(milestone_ids, dtype=object)).astype(np.int64),
+                          micros(pd.Series(as_ofs)))
+        label, known_at, _ = labels(snaps, scope_rows(snaps, tl), tl, self.settings.grace_days)
+        return label, pd.Series(timestamps(known_at))
+
+
 def _micros(t: pd.Timestamp) -> int:
     return int(micros(pd.Series([t]))[0])

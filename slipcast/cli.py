@@ -1,4 +1,5 @@
-"""The ``slipcast`` command: import, sync, generate, features, train, serve, backfill, doctor, eval-real."""
+"""The ``slipcast`` command: import, sync, generate, features, train, serve, backfill, monitor, doctor,
+eval-real."""
 
 from __future__ import annotations
 
@@ -176,6 +177,36 @@ def _cmd_backfill(args) -> int:
     return 0
 
 
+def _cmd_monitor(args) -> int:
+    from datetime import UTC, datetime
+
+    from slipcast.features.pipeline import read_training_set
+    from slipcast.monitoring.monitor import monitor, write_report
+
+    settings = get_settings()
+    store = Path(args.store) if args.store else (settings.serving.store and settings.resolve(settings.serving.store))
+    if not store:
+        print("error: no store to judge the forecasts against (--store DIR, or serving.store)", file=sys.stderr)
+        return 2
+    features = Path(args.features) if args.features else settings.resolve(settings.work_dir) / "features"
+    training = read_training_set(features / "milestone.parquet")[0] if (features / "milestone.parquet").exists() else None
+    now = settings.serving.as_of or datetime.now(UTC)
+    try:
+        result = monitor(settings, Path(store), now, training)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    out = Path(args.out) if args.out else settings.resolve(settings.work_dir) / "monitor"
+    report = write_report(result, out)
+    o = result.overall
+    print(f"{result.published} published forecasts, {result.with_outcome} with outcomes"
+          + (f": Brier {o['brier']:.4f}, skill {o['brier_skill']:+.3f}, ECE {o['ece']:.3f}" if o else ""))
+    for breach in result.breaches:
+        print(f"  broken: {breach}")
+    print(f"  report: {report}")
+    return 1 if result.breaches else 0
+
+
 def _cmd_doctor(args) -> int:
     from slipcast.tools.doctor import diagnose
 
@@ -279,6 +310,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("backfill", help="record each milestone's daily forecast history, scored by the champion")
     p.add_argument("--store", help="canonical tables folder (default: settings serving.store)")
     p.set_defaults(func=_cmd_backfill)
+
+    p = sub.add_parser("monitor", help="published forecasts against their outcomes, and drift; exits 1 when a "
+                                       "threshold breaks")
+    p.add_argument("--store", help="canonical tables folder (default: settings serving.store)")
+    p.add_argument("--features", help="the champion's training set folder (default: work/features)")
+    p.add_argument("--out", help="report folder (default: work/monitor)")
+    p.set_defaults(func=_cmd_monitor)
 
     p = sub.add_parser("doctor", help="what a tracker's tables can and cannot support, before training")
     p.add_argument("data", help="canonical tables folder (what `slipcast import` wrote)")

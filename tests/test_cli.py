@@ -7,7 +7,8 @@ import pytest
 
 from slipcast.cli import build_parser
 
-SUBCOMMANDS = ["import", "generate", "features", "train", "serve", "backfill", "doctor", "eval-real", "sync"]
+SUBCOMMANDS = ["import", "generate", "features", "train", "serve", "backfill", "monitor", "doctor", "eval-real",
+               "sync"]
 
 
 @pytest.mark.parametrize("command", SUBCOMMANDS)

@@ -18,7 +18,7 @@ def test_the_wheel_holds_one_namespace_and_runs_outside_the_checkout(tmp_path):
     source.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, source / name)
-    for name in ("slipcast", "features", "training", "serving", "evaluation"):
+    for name in ("slipcast", "features", "training", "serving", "evaluation", "monitoring"):
         shutil.copytree(ROOT / name, source / name, symlinks=True,
                         ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path / "dist"),
@@ -29,7 +29,8 @@ def test_the_wheel_holds_one_namespace_and_runs_outside_the_checkout(tmp_path):
     top = {n.split("/")[0] for n in names if not n.startswith("slipcast-")}
     assert top == {"slipcast"}, top  # nothing named features, training, serving... at the top
     for module in ("slipcast/features/pipeline.py", "slipcast/training/run.py", "slipcast/serving/app.py",
-                   "slipcast/evaluation/results.py", "slipcast/core/profiles/local.yaml"):
+                   "slipcast/evaluation/results.py", "slipcast/core/profiles/local.yaml",
+                   "slipcast/monitoring/monitor.py", "slipcast/serving/templates/portfolio.html"):
         assert module in names
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],

@@ -117,6 +117,16 @@ class TrainingSettings(BaseModel):
     model_prefix: str = Field(description="Registered model name is prefix + target.")
 
 
+class MonitoringSettings(BaseModel):
+    """``slipcast monitor``: the published forecasts against their outcomes, and drift."""
+
+    min_outcomes: int = Field(30, ge=1, description="Fewest forecasts with known outcomes before a threshold is judged.")
+    max_ece: float = Field(0.10, gt=0, description="Live calibration error above which the monitor fails.")
+    min_brier_skill: float = Field(0.0, description="Live Brier skill against the base rate below which it fails.")
+    max_psi: float = Field(0.25, gt=0, description="Population stability index of a feature above which it fails.")
+    drift_days: float = Field(28, gt=0, description="The latest days of published forecasts compared with training.")
+
+
 class EvaluationSettings(BaseModel):
     """``slipcast eval-real``: the public datasets and the protocols run on them."""
 
@@ -209,6 +219,7 @@ class Settings(BaseSettings):
     training: TrainingSettings
     serving: ServingSettings
     evaluation: EvaluationSettings
+    monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
 
     @classmethod
     def settings_customise_sources(

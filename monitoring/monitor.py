@@ -1,0 +1,191 @@
+"""``slipcast monitor``: the forecasts the service published, against what happened.
+
+Each live (never backfilled) ledger row gets its outcome by the training rules
+(``features.current.History.labels_at``: the scope committed at its as_of, judged at the due date
+known then), counted only once known by now. For those: Brier score, Brier skill against the
+base rate current at each forecast (the share of milestones known to have slipped before it),
+ECE and the reliability table, overall and by model version, horizon, project and month, with
+95 % bootstrap intervals over milestones (``training.metrics``). Before outcomes arrive, the
+calibrated probabilities themselves give the expected Brier score. Drift: the population
+stability index of each feature, the latest ``monitoring.drift_days`` of published forecasts
+against the champion's training rows, and of the published probabilities, latest days against
+the ones before. Thresholds (``monitoring``) that break are listed; the command exits 1 then
+(docs/architecture.md, "Monitoring").
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from slipcast.core.contracts import horizons_of
+from slipcast.core.settings import Settings
+from slipcast.features.current import History
+from slipcast.features.pipeline import feature_columns
+from slipcast.features.tables import read_tables
+from slipcast.serving.ledger import Ledger
+from slipcast.training.metrics import bootstrap, expected_calibration_error, scores
+
+BINS = 10
+
+
+@dataclass
+class MonitorResult:
+    as_of: str
+    published: int
+    with_outcome: int
+    pending: int
+    overall: dict = field(default_factory=dict)
+    by: dict = field(default_factory=dict)  # dimension -> group -> scores and intervals
+    reliability: list = field(default_factory=list)  # per probability bin: n, mean forecast, observed rate
+    expected_pending_brier: float | None = None
+    feature_psi: dict = field(default_factory=dict)
+    prediction_psi: float | None = None
+    breaches: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+
+
+def psi(reference: np.ndarray, recent: np.ndarray, bins: int = BINS) -> float | None:
+    """Population stability index of ``recent`` against ``reference``: bins at the reference's
+    quantiles, sum of (recent share - reference share) x ln(recent share / reference share)."""
+    reference, recent = reference[~np.isnan(reference)], recent[~np.isnan(recent)]
+    if len(reference) < bins or len(recent) < bins:
+        return None
+    edges = np.unique(np.quantile(reference, np.linspace(0, 1, bins + 1)[1:-1]))
+    ref = np.bincount(np.searchsorted(edges, reference, side="right"), minlength=len(edges) + 1) / len(reference)
+    now = np.bincount(np.searchsorted(edges, recent, side="right"), minlength=len(edges) + 1) / len(recent)
+    ref, now = np.clip(ref, 1e-4, None), np.clip(now, 1e-4, None)
+    return float(np.sum((now - ref) * np.log(now / ref)))
+
+
+def published_with_outcomes(ledger: Ledger, history: History, now: datetime) -> pd.DataFrame:
+    """The live ledger rows with a probability, each with its outcome where known by ``now``
+    (``label``, NaN otherwise), its horizon and the base rate current when it was published."""
+    rows = pd.DataFrame(ledger.forecasts(backfilled=False))
+    if rows.empty:
+        return rows
+    rows = rows[rows["probability"].notna()].reset_index(drop=True)
+    label, known_at = history.labels_at(rows["milestone_id"], rows["as_of"])
+    rows["label"] = np.where(known_at.notna().to_numpy() & (known_at <= pd.Timestamp(now)).to_numpy(), label, np.nan)
+    start = history.tl.milestone_start[history.tl.milestones.get_indexer(pd.Index(rows["milestone_id"], dtype=object))]
+    start = pd.to_datetime(start, unit="us", utc=True)
+    span = (rows["due_at"] - start).dt.total_seconds()
+    rows["horizon"] = horizons_of(np.clip((rows["as_of"] - start).dt.total_seconds() / span, 0, 1))
+    rows["month"] = rows["as_of"].dt.strftime("%Y-%m")
+    known = history.outcomes.sort_values("known_at")
+    at = np.searchsorted(known["known_at"].to_numpy(), rows["as_of"].to_numpy(), side="left")
+    slipped = np.concatenate([[0.0], np.cumsum(known["slipped"].to_numpy())])
+    rows["base_rate"] = np.where(at > 0, slipped[at] / np.maximum(at, 1), np.nan)
+    return rows
+
+
+def serving_rows(rows: pd.DataFrame, history: History, days: float) -> pd.DataFrame:
+    """The features of the milestones published in the latest ``days`` of ``rows`` (the latest
+    forecast of each milestone per day), as the service computed them."""
+    recent = rows[rows["as_of"] >= rows["as_of"].max() - timedelta(days=days)].sort_values("as_of")
+    daily = recent.groupby(["milestone_id", recent["as_of"].dt.date]).tail(1)
+    _, feats, _ = history.features(daily["milestone_id"], list(daily["as_of"]))
+    return pd.DataFrame({name: feats[name] for name in feature_columns("milestone")})
+
+
+def _scores(frame: pd.DataFrame, settings: Settings) -> dict:
+    y, p = frame["label"].to_numpy(), frame["probability"].to_numpy()
+    base = frame["base_rate"].fillna(frame["label"].mean()).to_numpy()
+    out: dict = scores(y, p, base)
+    if len(np.unique(frame["milestone_id"])) >= 2:
+        out["intervals"] = bootstrap(y, p, frame["milestone_id"].to_numpy(), base,
+                                     settings.training.bootstrap_rounds, settings.training.seed)
+    return out
+
+
+def monitor(settings: Settings, store: Path, now: datetime, training_rows: pd.DataFrame | None) -> MonitorResult:
+    """Judge the published forecasts of the ledger at ``serving.ledger_url`` against the store."""
+    if not settings.serving.ledger_url:
+        raise ValueError("no ledger configured (serving.ledger_url): nothing was recorded to monitor")
+    cfg = settings.monitoring
+    history = History(read_tables(store), settings.features)
+    rows = published_with_outcomes(Ledger(settings.resolved_uri(settings.serving.ledger_url)), history, now)
+    result = MonitorResult(as_of=pd.Timestamp(now).isoformat(), published=len(rows),
+                           with_outcome=int(rows["label"].notna().sum()) if len(rows) else 0,
+                           pending=int(rows["label"].isna().sum()) if len(rows) else 0)
+    if rows.empty:
+        result.notes.append("no published forecasts in the ledger yet")
+        return result
+    done = rows[rows["label"].notna()]
+    pending = rows[rows["label"].isna()]
+    if len(pending):
+        q = pending["probability"].to_numpy()
+        result.expected_pending_brier = float(np.mean(q * (1 - q)))  # if the forecasts are calibrated
+    if len(done):
+        result.overall = _scores(done, settings)
+        for dimension in ("model_version", "horizon", "project", "month"):
+            result.by[dimension] = {str(g): _scores(part, settings) for g, part in done.groupby(dimension, dropna=True)
+                                    if len(part) >= 10}
+        which = np.clip(np.digitize(done["probability"], np.linspace(0, 1, BINS + 1)[1:-1]), 0, BINS - 1)
+        result.reliability = [{"bin": f"{b / BINS:.1f}-{(b + 1) / BINS:.1f}", "n": int((which == b).sum()),
+                               "forecast": float(done["probability"][which == b].mean()),
+                               "observed": float(done["label"][which == b].mean())}
+                              for b in range(BINS) if (which == b).any()]
+    if len(done) >= cfg.min_outcomes:
+        ece = expected_calibration_error(done["label"].to_numpy(), done["probability"].to_numpy())
+        if ece > cfg.max_ece:
+            result.breaches.append(f"live ECE {ece:.3f} above {cfg.max_ece}")
+        if result.overall["brier_skill"] < cfg.min_brier_skill:
+            result.breaches.append(f"live Brier skill {result.overall['brier_skill']:+.3f} below {cfg.min_brier_skill}")
+    else:
+        result.notes.append(f"{len(done)} forecasts with known outcomes; calibration is judged from {cfg.min_outcomes}")
+    recent_from = rows["as_of"].max() - timedelta(days=cfg.drift_days)  # the latest days published
+    result.prediction_psi = psi(rows[rows["as_of"] < recent_from]["probability"].to_numpy(),
+                                rows[rows["as_of"] >= recent_from]["probability"].to_numpy())
+    if training_rows is None:
+        result.notes.append("no training rows given (--features): feature drift not measured")
+    else:
+        feats = serving_rows(rows, history, cfg.drift_days)
+        for name in feature_columns("milestone"):
+            if name in training_rows and pd.api.types.is_numeric_dtype(training_rows[name]):
+                value = psi(training_rows[name].to_numpy(np.float64), feats[name].to_numpy(np.float64))
+                if value is not None:
+                    result.feature_psi[name] = round(value, 4)
+        drifted = {k: v for k, v in result.feature_psi.items() if v > cfg.max_psi}
+        if drifted:
+            result.breaches.append("feature drift (PSI above " + f"{cfg.max_psi}): "
+                                   + ", ".join(f"{k} {v:.2f}" for k, v in sorted(drifted.items(), key=lambda kv: -kv[1])))
+    return result
+
+
+def write_report(result: MonitorResult, folder: Path) -> Path:
+    """``monitor.json`` and ``monitor.md`` in ``folder``; returns the Markdown file."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "monitor.json").write_text(json.dumps(asdict(result), indent=2, default=str))
+    o = result.overall
+    lines = [f"# Slipcast monitor, {result.as_of}", "",
+             f"{result.published} published forecasts: {result.with_outcome} with a known outcome, "
+             f"{result.pending} pending.", ""]
+    if o:
+        lines += [f"Live Brier {o['brier']:.4f}, Brier skill {o['brier_skill']:+.3f} against the base rate current at "
+                  f"each forecast, ECE {o['ece']:.3f}, ROC AUC {o['roc_auc']:.3f}.", "",
+                  "| dimension | group | n | Brier | skill | skill 95 % interval | ECE |", "|---|---|---|---|---|---|---|"]
+        for dimension, groups in result.by.items():
+            for g, s in groups.items():
+                low, high = s.get("intervals", {}).get("brier_skill", (float("nan"), float("nan")))
+                lines.append(f"| {dimension} | {g} | {int(s['n'])} | {s['brier']:.4f} | {s['brier_skill']:+.3f} | "
+                             f"[{low:+.3f}, {high:+.3f}] | {s['ece']:.3f} |")
+        lines += ["", "| forecast bin | n | mean forecast | observed |", "|---|---|---|---|"]
+        lines += [f"| {r['bin']} | {r['n']} | {r['forecast']:.3f} | {r['observed']:.3f} |" for r in result.reliability]
+    if result.expected_pending_brier is not None:
+        lines += ["", f"Expected Brier of the pending forecasts, if calibrated: {result.expected_pending_brier:.4f}."]
+    if result.feature_psi:
+        lines += ["", "| feature | PSI (latest days against training) |", "|---|---|"]
+        lines += [f"| {k} | {v:.3f} |" for k, v in sorted(result.feature_psi.items(), key=lambda kv: -kv[1])]
+    if result.prediction_psi is not None:
+        lines += ["", f"Published probabilities, latest days against before: PSI {result.prediction_psi:.3f}."]
+    lines += ["", "## Thresholds", ""] + ([f"- broken: {b}" for b in result.breaches] or ["- none broken"])
+    lines += [f"- note: {n}" for n in result.notes]
+    path = folder / "monitor.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path

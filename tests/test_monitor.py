@@ -1,0 +1,111 @@
+"""`slipcast monitor`: the service's published forecasts (a ledger filled by six weeks of daily
+refreshes over a simulated history) judged against their outcomes, and drift against training."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+
+from slipcast.features.current import History
+from slipcast.features.tables import write_tables
+from slipcast.monitoring.monitor import monitor, published_with_outcomes, serving_rows, write_report
+from slipcast.serving.app import create_app
+from slipcast.serving.ledger import Ledger
+from slipcast.serving.schemas import Forecast, ModelRef
+
+
+@pytest.fixture(scope="module")
+def published(trained, tmp_path_factory):
+    root = tmp_path_factory.mktemp("monitor")
+    tables = trained["tables"]
+    store = write_tables(tables, root / "store")
+    s = trained["settings"]
+    s = s.model_copy(update={"serving": s.serving.model_copy(update={
+        "store": store, "ledger_url": f"sqlite:///{root / 'ledger.db'}"})})
+    starts = tables.milestones["start_at"].sort_values()
+    first = starts.iloc[int(len(starts) * 0.55)].floor("D")
+    clock = [first]
+    app = create_app(s, clock=lambda: clock[0].to_pydatetime())
+    with TestClient(app):
+        for day in range(1, 43):  # one refresh a day for six weeks
+            clock[0] = first + timedelta(days=day)
+            assert app.state.live.refresh()
+    end = pd.Timestamp(tables.events["at"].max())
+    return {"settings": s, "store": store, "root": root, "end": end.to_pydatetime(), "last": clock[0].to_pydatetime(),
+            "training": trained["sets"]["milestone"], "tables": tables}
+
+
+def _inverted(published, name: str):
+    """The same forecasts as if a model had said the opposite, in a ledger of their own."""
+    s = published["settings"]
+    url = f"sqlite:///{published['root'] / name}"
+    rows = Ledger(s.serving.ledger_url).forecasts(backfilled=False)
+    Ledger(url).record([Forecast(milestone_id=r["milestone_id"], as_of=r["as_of"], status=r["status"],
+                                 probability=None if r["probability"] is None else round(1 - r["probability"], 4),
+                                 basis=r["basis"], risk_band=r["risk_band"],
+                                 model=ModelRef(name=r["model_name"], version=r["model_version"], run_id=r["run_id"],
+                                                candidate=None, source="registry")) for r in rows],
+                       [r["project"] for r in rows], [r["due_at"] for r in rows])
+    return s.model_copy(update={"serving": s.serving.model_copy(update={"ledger_url": url})})
+
+
+def test_the_published_forecasts_are_scored_against_their_outcomes(published):
+    s = published["settings"]
+    result = monitor(s, published["store"], published["end"], published["training"])
+    live = [r for r in Ledger(s.serving.ledger_url).forecasts(backfilled=False) if r["probability"] is not None]
+    assert result.published == len(live) and result.with_outcome + result.pending == len(live)
+    assert result.with_outcome >= s.monitoring.min_outcomes
+    rows = published_with_outcomes(Ledger(s.serving.ledger_url), History(published["tables"], s.features),
+                                   published["end"])
+    done = rows[rows["label"].notna()]
+    assert set(done["label"]) <= {0.0, 1.0}
+    assert result.overall["brier"] == pytest.approx(np.mean((done["probability"] - done["label"]) ** 2))
+    assert set(result.by) == {"model_version", "horizon", "project", "month"}
+    assert sum(b["n"] for b in result.reliability) == result.with_outcome
+    assert 0 <= result.prediction_psi and result.feature_psi  # drift measured against the training rows
+    # an outcome counts only once known: right after the last refresh the open milestones' are pending
+    then = monitor(s, published["store"], published["last"], published["training"])
+    assert then.pending > 0 and then.with_outcome < result.with_outcome and then.expected_pending_brier > 0
+
+
+def test_a_model_saying_the_opposite_breaks_the_calibration_thresholds(published):
+    good = monitor(published["settings"], published["store"], published["end"], published["training"])
+    bad = monitor(_inverted(published, "inverted.db"), published["store"], published["end"], published["training"])
+    assert bad.overall["brier_skill"] < 0 < good.overall["brier_skill"]
+    assert bad.overall["ece"] > published["settings"].monitoring.max_ece
+    assert any("ECE" in b for b in bad.breaches) and any("Brier skill" in b for b in bad.breaches)
+    assert not any("ECE" in b or "Brier skill" in b for b in good.breaches)
+
+
+def test_features_that_drifted_from_training_are_named(published):
+    """Against rows like the ones it serves, nothing drifts; against rows whose commitments were a
+    quarter the size, the scope is named."""
+    s = published["settings"]
+    history = History(published["tables"], s.features)
+    rows = published_with_outcomes(Ledger(s.serving.ledger_url), history, published["end"])
+    served = serving_rows(rows, history, s.monitoring.drift_days)
+    steady = monitor(s, published["store"], published["end"], served)
+    shifted = monitor(s, published["store"], published["end"], served.assign(scope_count=served["scope_count"] * 4))
+    assert steady.feature_psi["scope_count"] == pytest.approx(0, abs=1e-3)
+    assert shifted.feature_psi["scope_count"] > s.monitoring.max_psi
+    assert any("scope_count" in b for b in shifted.breaches) and not any("drift" in b for b in steady.breaches)
+    report = write_report(shifted, published["root"] / "report")
+    assert "scope_count" in report.read_text() and (report.parent / "monitor.json").exists()
+
+
+def test_monitor_on_the_command_line_exits_1_when_a_threshold_breaks(published):
+    s = _inverted(published, "cli.db")
+    env = {**os.environ, "SLIPCAST_SERVING__LEDGER_URL": s.serving.ledger_url,
+           "SLIPCAST_SERVING__AS_OF": pd.Timestamp(published["end"]).isoformat()}
+    out = published["root"] / "cli-report"
+    done = subprocess.run([sys.executable, "-m", "slipcast.cli", "monitor", "--store", str(published["store"]),
+                           "--out", str(out)], capture_output=True, text=True, env=env)
+    assert done.returncode == 1, done.stderr
+    assert "broken: live ECE" in done.stdout and (out / "monitor.md").exists()
