@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from slipcast.core.contracts import horizons_of
+from slipcast.core.contracts import MONITOR_FILE, horizons_of
 from slipcast.core.settings import Settings
 from slipcast.features.current import History
 from slipcast.features.pipeline import feature_columns
@@ -158,10 +158,37 @@ def monitor(settings: Settings, store: Path, now: datetime, training_rows: pd.Da
     return result
 
 
+def log_to_mlflow(result: MonitorResult, settings: Settings, report: Path) -> str:
+    """One run in the ``<prefix>monitoring`` experiment: the live figures as metrics (comparable
+    across runs in the MLflow UI), the thresholds broken as a tag, the report as an artifact.
+    Returns the run id."""
+    from slipcast.training.tracking import configure, experiment_id
+
+    client = configure(settings)
+    run = client.create_run(experiment_id(client, settings, "monitoring"), run_name=f"monitor {result.as_of}")
+    metrics: dict[str, float] = {"published": result.published, "with_outcome": result.with_outcome,
+                                 "pending": result.pending}
+    metrics.update({f"live_{k}": v for k, v in result.overall.items() if k in ("brier", "brier_skill", "ece", "roc_auc")})
+    if result.feature_psi:
+        metrics["max_feature_psi"] = max(result.feature_psi.values())
+    if result.prediction_psi is not None:
+        metrics["prediction_psi"] = result.prediction_psi
+    for key, value in metrics.items():
+        if value is not None and np.isfinite(value):
+            client.log_metric(run.info.run_id, key, float(value))
+    client.set_tag(run.info.run_id, "breaches", "; ".join(result.breaches) or "none")
+    client.set_tag(run.info.run_id, "monitor_as_of", result.as_of)
+    for name in ("monitor.md", "monitor.json"):
+        client.log_artifact(run.info.run_id, str(report.parent / name))
+    client.set_terminated(run.info.run_id)
+    return run.info.run_id
+
+
 def write_report(result: MonitorResult, folder: Path) -> Path:
-    """``monitor.json`` and ``monitor.md`` in ``folder``; returns the Markdown file."""
+    """``monitor.json`` (``core.contracts.MONITOR_FILE``, which the service reads) and
+    ``monitor.md`` in ``folder``; returns the Markdown file."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "monitor.json").write_text(json.dumps(asdict(result), indent=2, default=str))
+    (folder / MONITOR_FILE).write_text(json.dumps(asdict(result), indent=2, default=str))
     o = result.overall
     lines = [f"# Slipcast monitor, {result.as_of}", "",
              f"{result.published} published forecasts: {result.with_outcome} with a known outcome, "

@@ -190,6 +190,9 @@ class ModelInfo(BaseModel):
     data_fingerprint: str | None
     trained_at: str | None
     loaded_at: When
+    monitor: dict | None = Field(
+        None, description="The last `slipcast monitor` run: when, forecasts published and with known outcomes, "
+                          "their live Brier, Brier skill, ECE and AUC, thresholds broken (null before the first).")
 
 
 class MilestoneState(BaseModel):

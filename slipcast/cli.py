@@ -181,7 +181,7 @@ def _cmd_monitor(args) -> int:
     from datetime import UTC, datetime
 
     from slipcast.features.pipeline import read_training_set
-    from slipcast.monitoring.monitor import monitor, write_report
+    from slipcast.monitoring.monitor import log_to_mlflow, monitor, write_report
 
     settings = get_settings()
     store = Path(args.store) if args.store else (settings.serving.store and settings.resolve(settings.serving.store))
@@ -196,14 +196,15 @@ def _cmd_monitor(args) -> int:
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    out = Path(args.out) if args.out else settings.resolve(settings.work_dir) / "monitor"
+    out = Path(args.out) if args.out else settings.resolve(settings.monitoring.report_dir)
     report = write_report(result, out)
+    run_id = log_to_mlflow(result, settings, report)
     o = result.overall
     print(f"{result.published} published forecasts, {result.with_outcome} with outcomes"
           + (f": Brier {o['brier']:.4f}, skill {o['brier_skill']:+.3f}, ECE {o['ece']:.3f}" if o else ""))
     for breach in result.breaches:
         print(f"  broken: {breach}")
-    print(f"  report: {report}")
+    print(f"  report: {report}; MLflow run {run_id}")
     return 1 if result.breaches else 0
 
 
@@ -315,7 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
                                        "threshold breaks")
     p.add_argument("--store", help="canonical tables folder (default: settings serving.store)")
     p.add_argument("--features", help="the champion's training set folder (default: work/features)")
-    p.add_argument("--out", help="report folder (default: work/monitor)")
+    p.add_argument("--out", help="report folder (default: settings monitoring.report_dir)")
     p.set_defaults(func=_cmd_monitor)
 
     p = sub.add_parser("doctor", help="what a tracker's tables can and cannot support, before training")

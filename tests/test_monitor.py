@@ -100,12 +100,23 @@ def test_features_that_drifted_from_training_are_named(published):
     assert "scope_count" in report.read_text() and (report.parent / "monitor.json").exists()
 
 
-def test_monitor_on_the_command_line_exits_1_when_a_threshold_breaks(published):
+def test_monitor_on_the_command_line_logs_to_mlflow_feeds_the_service_and_exits_1_when_broken(published):
+    from mlflow import MlflowClient
+
     s = _inverted(published, "cli.db")
-    env = {**os.environ, "SLIPCAST_SERVING__LEDGER_URL": s.serving.ledger_url,
-           "SLIPCAST_SERVING__AS_OF": pd.Timestamp(published["end"]).isoformat()}
     out = published["root"] / "cli-report"
+    env = {**os.environ, "SLIPCAST_SERVING__LEDGER_URL": s.serving.ledger_url, "SLIPCAST_TRACKING_URI": s.tracking_uri,
+           "SLIPCAST_SERVING__AS_OF": pd.Timestamp(published["end"]).isoformat()}
     done = subprocess.run([sys.executable, "-m", "slipcast.cli", "monitor", "--store", str(published["store"]),
                            "--out", str(out)], capture_output=True, text=True, env=env)
     assert done.returncode == 1, done.stderr
     assert "broken: live ECE" in done.stdout and (out / "monitor.md").exists()
+    client = MlflowClient(s.resolved_uri(), s.resolved_uri())
+    (run,) = client.search_runs([client.get_experiment_by_name(s.training.experiment_prefix + "monitoring").experiment_id])
+    assert run.data.metrics["live_ece"] > s.monitoring.max_ece and "ECE" in run.data.tags["breaches"]
+    shown = s.model_copy(update={"monitoring": s.monitoring.model_copy(update={"report_dir": out})})
+    with TestClient(create_app(shown)) as service:
+        figures = service.get("/v1/model").json()["monitor"]
+        page = service.get("/").text
+    assert figures["with_outcome"] > 0 and figures["live"]["ece"] == pytest.approx(run.data.metrics["live_ece"])
+    assert "Live, on" in page and "broken" in page

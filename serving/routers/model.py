@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
+from slipcast.core.contracts import live_figures
 from slipcast.core.errors import FieldError
-from slipcast.serving.dependencies import StoreDep, authorized, champion_of
+from slipcast.serving.dependencies import SettingsDep, StoreDep, authorized, champion_of
 from slipcast.serving.forecast import model_ref
 from slipcast.serving.schemas import ModelInfo, ModelLoad
 
@@ -13,7 +14,7 @@ router = APIRouter(prefix="/v1", tags=["model"], dependencies=[Depends(authorize
 
 
 @router.get("/model", response_model=ModelInfo)
-def model_info(store: StoreDep, target: str = "milestone") -> ModelInfo:
+def model_info(store: StoreDep, settings: SettingsDep, target: str = "milestone") -> ModelInfo:
     """The serving model's metadata and its backtest metrics beside the baselines'."""
     if target not in store.targets:
         raise FieldError(("query", "target"), f"unknown target {target!r}; one of {list(store.targets)}")
@@ -24,4 +25,6 @@ def model_info(store: StoreDep, target: str = "milestone") -> ModelInfo:
                      project_guard=meta.get("project_guard", {}),
                      metrics=meta.get("metrics", {}), baselines=meta.get("baselines", {}),
                      data_fingerprint=meta.get("data_fingerprint"), trained_at=meta.get("trained_at"),
-                     loaded_at=loaded.loaded_at)
+                     loaded_at=loaded.loaded_at,
+                     monitor=live_figures(settings.resolve(settings.monitoring.report_dir)) if target == "milestone"
+                     else None)

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
+from slipcast.core.contracts import live_figures
 from slipcast.serving.charts import bar, history_chart
 from slipcast.serving.dependencies import SettingsDep, authorized
 from slipcast.serving.forecast import model_ref
@@ -30,6 +31,7 @@ def portfolio_page(request: Request, settings: SettingsDep):
                           else live.error or "the live state is being built")
     else:
         context["model"] = model_ref(state.model)
+        context["monitor"] = live_figures(settings.resolve(settings.monitoring.report_dir))
         context["metrics"] = {k: state.model.metadata.get("metrics", {}).get(k) for k in ("brier_skill", "ece")}
     return templates.TemplateResponse(request, "portfolio.html", context)
 

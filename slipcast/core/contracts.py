@@ -7,6 +7,7 @@ the tools and the tests all take them from here (docs/architecture.md, "Layers")
 
 from __future__ import annotations
 
+import json
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
@@ -114,3 +115,20 @@ def past_outcomes(training_set: pd.DataFrame) -> pd.DataFrame:
     last = training_set.dropna(subset=["label"]).sort_values("as_of").groupby("milestone_id").tail(1)
     return pd.DataFrame({"project": last["project"], "known_at": last["label_known_at"],
                          "slipped": last["label"]}).reset_index(drop=True)
+
+
+MONITOR_FILE = "monitor.json"  # what `slipcast monitor` writes in monitoring.report_dir, and the service reads
+
+
+def live_figures(folder: Path) -> dict | None:
+    """The summary of the last ``slipcast monitor`` run written to ``folder`` (None before the
+    first): when it ran, how many published forecasts have outcomes, their live Brier, skill,
+    ECE and AUC, and the thresholds broken; ``GET /v1/model`` and the page show it."""
+    path = Path(folder) / MONITOR_FILE
+    if not path.exists():
+        return None
+    data = json.loads(path.read_text())
+    overall = data.get("overall") or {}
+    return {"as_of": data["as_of"], "published": data["published"], "with_outcome": data["with_outcome"],
+            "pending": data["pending"], "breaches": data["breaches"],
+            "live": {k: overall.get(k) for k in ("brier", "brier_skill", "ece", "roc_auc")} if overall else None}
