@@ -1,5 +1,5 @@
-"""The ``slipcast`` command: import, sync, generate, features, train, serve, backfill, monitor, doctor,
-eval-real."""
+"""The ``slipcast`` command: import, sync, generate, features, train, serve, backfill, monitor, retrain,
+doctor, eval-real."""
 
 from __future__ import annotations
 
@@ -208,6 +208,25 @@ def _cmd_monitor(args) -> int:
     return 1 if result.breaches else 0
 
 
+def _cmd_retrain(args) -> int:
+    from datetime import UTC, datetime
+
+    from slipcast.monitoring.retrain import retrain
+
+    settings = get_settings()
+    store = Path(args.store) if args.store else (settings.serving.store and settings.resolve(settings.serving.store))
+    if not store:
+        print("error: no store to retrain on (--store DIR, or serving.store)", file=sys.stderr)
+        return 2
+    try:
+        report = retrain(settings, Path(store), settings.serving.as_of or datetime.now(UTC), args.if_needed)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(report.format())
+    return 0
+
+
 def _cmd_doctor(args) -> int:
     from slipcast.tools.doctor import diagnose
 
@@ -318,6 +337,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--features", help="the champion's training set folder (default: work/features)")
     p.add_argument("--out", help="report folder (default: settings monitoring.report_dir)")
     p.set_defaults(func=_cmd_monitor)
+
+    p = sub.add_parser("retrain", help="features, training (champion guarded) and backfill from the store, for a "
+                                       "scheduler; --if-needed: only when `monitor` finds a threshold broken")
+    p.add_argument("--store", help="canonical tables folder (default: settings serving.store); sync it first")
+    p.add_argument("--if-needed", action="store_true", help="run the monitor first; retrain only if it breaks")
+    p.set_defaults(func=_cmd_retrain)
 
     p = sub.add_parser("doctor", help="what a tracker's tables can and cannot support, before training")
     p.add_argument("data", help="canonical tables folder (what `slipcast import` wrote)")

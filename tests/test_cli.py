@@ -7,7 +7,7 @@ import pytest
 
 from slipcast.cli import build_parser
 
-SUBCOMMANDS = ["import", "generate", "features", "train", "serve", "backfill", "monitor", "doctor", "eval-real",
+SUBCOMMANDS = ["import", "generate", "features", "train", "serve", "backfill", "monitor", "retrain", "doctor", "eval-real",
                "sync"]
 
 

@@ -120,3 +120,30 @@ def test_monitor_on_the_command_line_logs_to_mlflow_feeds_the_service_and_exits_
         page = service.get("/").text
     assert figures["with_outcome"] > 0 and figures["live"]["ece"] == pytest.approx(run.data.metrics["live_ece"])
     assert "Live, on" in page and "broken" in page
+
+
+def test_retrain_if_needed_runs_only_when_the_monitor_breaks_and_keeps_the_champion_guard(published, tmp_path):
+    """On a copy of the registry: forecasts that came true leave it alone; forecasts that did
+    not retrain both targets, and the challenger takes the alias only by beating the champion."""
+    import shutil
+
+    from mlflow import MlflowClient
+
+    from slipcast.monitoring.retrain import retrain
+
+    base = published["settings"]
+    shutil.copy(base.sqlite_path(), tmp_path / "mlflow.db")
+    shutil.copytree(base.models_dir, tmp_path / "models")
+    isolated = {"tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "models_dir": tmp_path / "models",
+                "work_dir": tmp_path / "work"}
+    calm = retrain(base.model_copy(update=isolated), published["store"], published["end"], if_needed=True)
+    assert not calm.ran and "no monitoring threshold broken" in calm.format()
+    broken = _inverted(published, "retrain.db").model_copy(update=isolated)
+    client = MlflowClient(broken.resolved_uri(), broken.resolved_uri())
+    before = client.get_model_version_by_alias("slipcast-milestone", "champion").version
+    report = retrain(broken, published["store"], published["end"], if_needed=True)
+    assert report.ran and "ECE" in report.reason and set(report.trained) == {"milestone", "ticket"}
+    after = client.get_model_version_by_alias("slipcast-milestone", "champion").version
+    decision = report.trained["milestone"]["decision"]
+    assert (after != before) == decision["promoted"]  # the alias moved only on the guard's say
+    assert (report.backfilled > 0) == decision["promoted"]
