@@ -1,5 +1,5 @@
 """The ``slipcast`` command: import, sync, generate, features, train, serve, backfill, monitor, retrain,
-doctor, eval-real."""
+replay, doctor, eval-real."""
 
 from __future__ import annotations
 
@@ -227,6 +227,23 @@ def _cmd_retrain(args) -> int:
     return 0
 
 
+def _cmd_replay(args) -> int:
+    import pandas as pd
+
+    from slipcast.features.tables import read_tables
+    from slipcast.monitoring.replay import replay, write_replay
+
+    settings = get_settings()
+    tables = read_tables(Path(args.data))
+    start = pd.Timestamp(args.start, tz="UTC") if pd.Timestamp(args.start).tzinfo is None else pd.Timestamp(args.start)
+    loop = replay(settings, tables, start, args.every_days)
+    frozen = replay(settings, tables, start, args.every_days, retrain=False)
+    out = Path(args.out) if args.out else settings.resolve(settings.monitoring.report_dir) / "replay"
+    print(write_replay(loop, frozen, out), end="")
+    print(f"report: {out / 'replay.md'}")
+    return 0
+
+
 def _cmd_doctor(args) -> int:
     from slipcast.tools.doctor import diagnose
 
@@ -343,6 +360,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store", help="canonical tables folder (default: settings serving.store); sync it first")
     p.add_argument("--if-needed", action="store_true", help="run the monitor first; retrain only if it breaks")
     p.set_defaults(func=_cmd_retrain)
+
+    p = sub.add_parser("replay", help="the monitoring loop replayed over a stored history, beside a frozen model")
+    p.add_argument("--data", required=True, help="canonical tables folder")
+    p.add_argument("--from", dest="start", required=True, help="the first week (a date)")
+    p.add_argument("--every-days", type=float, default=7, help="days between forecasts (default 7)")
+    p.add_argument("--out", help="report folder (default: <monitoring.report_dir>/replay)")
+    p.set_defaults(func=_cmd_replay)
 
     p = sub.add_parser("doctor", help="what a tracker's tables can and cannot support, before training")
     p.add_argument("data", help="canonical tables folder (what `slipcast import` wrote)")

@@ -7,8 +7,8 @@ import pytest
 
 from slipcast.cli import build_parser
 
-SUBCOMMANDS = ["import", "generate", "features", "train", "serve", "backfill", "monitor", "retrain", "doctor", "eval-real",
-               "sync"]
+SUBCOMMANDS = ["import", "generate", "features", "train", "serve", "backfill", "monitor", "retrain", "replay", "doctor",
+               "eval-real", "sync"]
 
 
 @pytest.mark.parametrize("command", SUBCOMMANDS)

@@ -1,0 +1,108 @@
+"""``slipcast replay``: the monitoring loop run over a stored history, as a team would have lived it.
+
+From ``start``, every ``every_days``: the milestones open then are forecast by the model trained
+on what was known then (training rows whose label was known by that time; their features are
+point in time), and the forecasts recorded; each week the forecasts of the current model whose
+outcomes are known by then are judged with the monitor's thresholds (``monitoring.max_ece``,
+``min_brier_skill``, once ``min_outcomes`` are known), and a broken one retrains the model on
+what is known at that moment. The result is the live calibration a team would have seen, with
+and without the loop (docs/architecture.md, "Monitoring").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import numpy as np
+import pandas as pd
+
+from slipcast.core.settings import Settings
+from slipcast.features.current import History
+from slipcast.features.pipeline import build_training_sets, feature_columns
+from slipcast.features.tables import Tables
+from slipcast.training.fitting import fit_candidate
+from slipcast.training.metrics import expected_calibration_error, scores
+
+FEATURES = feature_columns("milestone")
+
+
+@dataclass
+class ReplayReport:
+    start: str
+    weeks: int
+    forecasts: pd.DataFrame  # milestone_id, as_of, probability, version, label, known_at
+    retrains: list = field(default_factory=list)  # (as_of, why)
+    overall: dict = field(default_factory=dict)
+
+    def ece_between(self, since: pd.Timestamp, until: pd.Timestamp | None = None) -> float:
+        """Live ECE of the forecasts published in [since, until) whose outcomes are known."""
+        rows = self.forecasts[(self.forecasts["as_of"] >= since) & self.forecasts["label"].notna()]
+        if until is not None:
+            rows = rows[rows["as_of"] < until]
+        return expected_calibration_error(rows["label"].to_numpy(), rows["probability"].to_numpy())
+
+
+def write_replay(report: ReplayReport, frozen: ReplayReport | None, folder) -> str:
+    """``replay.md`` in ``folder``: the loop's live figures (and a frozen model's beside them);
+    returns its text."""
+    from pathlib import Path
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    done = report.forecasts[report.forecasts["label"].notna()]
+    half = done["as_of"].quantile(0.5) if len(done) else None
+    lines = [f"# Replay from {report.start[:10]}, every week the loop ran ({report.weeks} steps)", "",
+             f"{len(report.forecasts)} forecasts, {len(done)} with known outcomes; {len(report.retrains)} retrains.", "",
+             "| model | Brier | Brier skill | ECE | ECE, first half | ECE, second half |", "|---|---|---|---|---|---|"]
+    for name, r in (("with the loop", report), ("frozen at the start", frozen)):
+        if r is not None and r.overall:
+            lines.append(f"| {name} | {r.overall['brier']:.4f} | {r.overall['brier_skill']:+.3f} | {r.overall['ece']:.3f} | "
+                         f"{r.ece_between(pd.Timestamp(report.start), half):.3f} | {r.ece_between(half):.3f} |")
+    lines += ["", "Retrains:", ""] + [f"- {str(t)[:10]}: {why}" for t, why in report.retrains]
+    text = "\n".join(lines) + "\n"
+    (folder / "replay.md").write_text(text)
+    return text
+
+
+def replay(settings: Settings, tables: Tables, start: pd.Timestamp, every_days: float = 7, retrain: bool = True,
+           candidate: str = "logistic") -> ReplayReport:
+    """Replay the loop over ``tables`` from ``start`` to the end of the history."""
+    history = History(tables, settings.features)
+    sets = build_training_sets(tables, settings.features)["milestone"]
+    labelled = sets[sets["label"].notna()].sort_values(["as_of", "milestone_id"], kind="stable").reset_index(drop=True)
+    cfg = settings.monitoring
+
+    def fit_at(t: pd.Timestamp):
+        known = labelled[labelled["label_known_at"] <= t].reset_index(drop=True)
+        return fit_candidate(candidate, known, np.arange(len(known)), FEATURES, settings.training)[0]
+
+    end = pd.Timestamp(tables.events["at"].max())
+    model, version, retrains = fit_at(start), 1, []
+    published: list[pd.DataFrame] = []
+    t, weeks = start, 0
+    while t <= end:
+        ids = history.open_at(t)
+        if len(ids):
+            who, feats, _ = history.features(ids, [t] * len(ids))
+            p = model.predict_proba(pd.DataFrame({c: feats[c] for c in FEATURES}))[:, 1]
+            label, known_at = history.labels_at(ids, [t] * len(ids))
+            published.append(pd.DataFrame({"milestone_id": ids, "as_of": t, "probability": p, "version": version,
+                                           "label": label, "known_at": known_at.to_numpy()}))
+        if retrain and published:
+            mine = pd.concat(published)
+            judged = mine[(mine["version"] == version) & mine["label"].notna() & (mine["known_at"] <= t)]
+            if len(judged) >= cfg.min_outcomes:
+                y, q = judged["label"].to_numpy(), judged["probability"].to_numpy()
+                ece = expected_calibration_error(y, q)
+                rate = labelled[labelled["label_known_at"] <= t]["label"].mean()
+                skill = scores(y, q, rate)["brier_skill"]
+                if ece > cfg.max_ece or skill < cfg.min_brier_skill:
+                    model, version = fit_at(t), version + 1
+                    retrains.append((t, f"ECE {ece:.3f}, Brier skill {skill:+.3f} on {len(judged)} outcomes"))
+        t, weeks = t + timedelta(days=every_days), weeks + 1
+    forecasts = pd.concat(published, ignore_index=True) if published else pd.DataFrame(
+        columns=["milestone_id", "as_of", "probability", "version", "label", "known_at"])
+    done = forecasts[forecasts["label"].notna()]
+    overall = scores(done["label"].to_numpy(), done["probability"].to_numpy(), labelled["label"].mean()) if len(done) else {}
+    return ReplayReport(start.isoformat(), weeks, forecasts, retrains, overall)
