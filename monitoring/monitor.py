@@ -9,8 +9,8 @@ ECE and the reliability table, overall and by model version, horizon, project an
 calibrated probabilities themselves give the expected Brier score. Drift: the population
 stability index of each feature, the latest ``monitoring.drift_days`` of published forecasts
 against the champion's training rows, and of the published probabilities, latest days against
-the ones before. Thresholds (``monitoring``) that break are listed; the command exits 1 then
-(docs/architecture.md, "Monitoring").
+the ones before. Thresholds (``monitoring``) that break beyond noise (``judge``) are listed; the
+command exits 1 then (docs/architecture.md, "Monitoring").
 """
 
 from __future__ import annotations
@@ -84,6 +84,36 @@ def published_with_outcomes(ledger: Ledger, history: History, now: datetime) -> 
     return rows
 
 
+def calibrated_ece(p: np.ndarray, rounds: int, seed: int, quantile: float = 0.95) -> float:
+    """The ECE that forecasts ``p`` would show at this sample size if they were calibrated (the
+    ``quantile`` of the ECE of outcomes drawn from ``p`` itself): on a few dozen outcomes ECE is
+    mostly noise, and this is how much."""
+    rng = np.random.default_rng(seed)
+    draws = rng.random((rounds, len(p))) < p
+    return float(np.quantile([expected_calibration_error(d.astype(float), p) for d in draws], quantile))
+
+
+def judge(y: np.ndarray, p: np.ndarray, milestones: np.ndarray, base_rate: np.ndarray, settings: Settings) -> list[str]:
+    """The thresholds these forecasts with known outcomes break, each only where the evidence is
+    beyond noise: ECE above ``monitoring.max_ece`` and above what calibrated forecasts of this
+    size would show 95 % of the time; Brier skill whose 95 % bootstrap interval over milestones
+    lies wholly below ``monitoring.min_brier_skill``."""
+    cfg, rounds, seed = settings.monitoring, settings.training.bootstrap_rounds, settings.training.seed
+    out = []
+    ece = expected_calibration_error(y, p)
+    if ece > cfg.max_ece:
+        floor = calibrated_ece(p, rounds, seed)
+        if ece > floor:
+            out.append(f"live ECE {ece:.3f} above {cfg.max_ece} (calibrated forecasts would show at most {floor:.3f})")
+    skill = scores(y, p, base_rate)["brier_skill"]
+    if skill < cfg.min_brier_skill:  # then whether its whole interval is
+        high = bootstrap(y, p, milestones, base_rate, rounds, seed)["brier_skill"][1] if len(set(milestones)) > 1 \
+            else skill
+        if high < cfg.min_brier_skill:
+            out.append(f"live Brier skill {skill:+.3f} below {cfg.min_brier_skill} (95 % interval up to {high:+.3f})")
+    return out
+
+
 def serving_rows(rows: pd.DataFrame, history: History, days: float) -> pd.DataFrame:
     """The features of the milestones published in the latest ``days`` of ``rows`` (the latest
     forecast of each milestone per day), as the service computed them."""
@@ -132,11 +162,9 @@ def monitor(settings: Settings, store: Path, now: datetime, training_rows: pd.Da
                                "observed": float(done["label"][which == b].mean())}
                               for b in range(BINS) if (which == b).any()]
     if len(done) >= cfg.min_outcomes:
-        ece = expected_calibration_error(done["label"].to_numpy(), done["probability"].to_numpy())
-        if ece > cfg.max_ece:
-            result.breaches.append(f"live ECE {ece:.3f} above {cfg.max_ece}")
-        if result.overall["brier_skill"] < cfg.min_brier_skill:
-            result.breaches.append(f"live Brier skill {result.overall['brier_skill']:+.3f} below {cfg.min_brier_skill}")
+        result.breaches += judge(done["label"].to_numpy(), done["probability"].to_numpy(),
+                                 done["milestone_id"].to_numpy(), done["base_rate"].fillna(done["label"].mean()).to_numpy(),
+                                 settings)
     else:
         result.notes.append(f"{len(done)} forecasts with known outcomes; calibration is judged from {cfg.min_outcomes}")
     recent_from = rows["as_of"].max() - timedelta(days=cfg.drift_days)  # the latest days published

@@ -2,10 +2,11 @@
 
 From ``start``, every ``every_days``: the milestones open then are forecast by the model trained
 on what was known then (training rows whose label was known by that time; their features are
-point in time), and the forecasts recorded; each week the forecasts of the current model whose
-outcomes are known by then are judged with the monitor's thresholds (``monitoring.max_ece``,
-``min_brier_skill``, once ``min_outcomes`` are known), and a broken one retrains the model on
-what is known at that moment. The result is the live calibration a team would have seen, with
+point in time), and the forecasts recorded (those the service would give: not past due, with
+scope and history, ``serving.forecast.forecastable``); each week the forecasts of the current
+model whose outcomes are known by then are judged as the monitor judges them
+(``monitor.judge``, once ``monitoring.min_outcomes`` are known), and a break retrains the model
+on what is known at that moment. The result is the live calibration a team would have seen, with
 and without the loop (docs/architecture.md, "Monitoring").
 """
 
@@ -21,6 +22,8 @@ from slipcast.core.settings import Settings
 from slipcast.features.current import History
 from slipcast.features.pipeline import build_training_sets, feature_columns
 from slipcast.features.tables import Tables
+from slipcast.monitoring.monitor import judge
+from slipcast.serving.forecast import forecastable
 from slipcast.training.fitting import fit_candidate
 from slipcast.training.metrics import expected_calibration_error, scores
 
@@ -84,7 +87,10 @@ def replay(settings: Settings, tables: Tables, start: pd.Timestamp, every_days: 
     while t <= end:
         ids = history.open_at(t)
         if len(ids):
-            who, feats, _ = history.features(ids, [t] * len(ids))
+            _, feats, _ = history.features(ids, [t] * len(ids))
+            served = forecastable(feats, settings)
+            ids, feats = ids[served], {c: v[served] for c, v in feats.items() if c in FEATURES}
+        if len(ids):
             p = model.predict_proba(pd.DataFrame({c: feats[c] for c in FEATURES}))[:, 1]
             label, known_at = history.labels_at(ids, [t] * len(ids))
             published.append(pd.DataFrame({"milestone_id": ids, "as_of": t, "probability": p, "version": version,
@@ -93,13 +99,12 @@ def replay(settings: Settings, tables: Tables, start: pd.Timestamp, every_days: 
             mine = pd.concat(published)
             judged = mine[(mine["version"] == version) & mine["label"].notna() & (mine["known_at"] <= t)]
             if len(judged) >= cfg.min_outcomes:
-                y, q = judged["label"].to_numpy(), judged["probability"].to_numpy()
-                ece = expected_calibration_error(y, q)
                 rate = labelled[labelled["label_known_at"] <= t]["label"].mean()
-                skill = scores(y, q, rate)["brier_skill"]
-                if ece > cfg.max_ece or skill < cfg.min_brier_skill:
+                broken = judge(judged["label"].to_numpy(), judged["probability"].to_numpy(),
+                               judged["milestone_id"].to_numpy(), np.full(len(judged), rate), settings)
+                if broken:
                     model, version = fit_at(t), version + 1
-                    retrains.append((t, f"ECE {ece:.3f}, Brier skill {skill:+.3f} on {len(judged)} outcomes"))
+                    retrains.append((t, f"{'; '.join(broken)} on {len(judged)} outcomes"))
         t, weeks = t + timedelta(days=every_days), weeks + 1
     forecasts = pd.concat(published, ignore_index=True) if published else pd.DataFrame(
         columns=["milestone_id", "as_of", "probability", "version", "label", "known_at"])

@@ -191,6 +191,14 @@ def forecast_many(reqs: list[ForecastRequest], loaded: LoadedModel, settings: Se
                         feats, np.flatnonzero([r.explain for r in reqs]), loaded, settings)
 
 
+def forecastable(feats: dict[str, np.ndarray], settings: Settings) -> np.ndarray:
+    """Which rows get a probability: not past due, something committed, and at least
+    ``features.min_history_weeks`` of the team's finished work (the others get a status and a
+    message instead, ``forecasts_of``)."""
+    return ((np.asarray(feats["days_left"]) > 0) & (np.asarray(feats["scope_count"]) > 0)
+            & (np.asarray(feats["history_weeks"]) >= settings.features.min_history_weeks))
+
+
 def forecasts_of(ids: list[str], projects: list[str], as_ofs: list[datetime], feats: dict[str, np.ndarray],
                  explain: np.ndarray, loaded: LoadedModel, settings: Settings) -> list[Forecast]:
     """The forecast of each milestone from its features (columns aligned with ``ids``), with
@@ -211,6 +219,7 @@ def forecasts_of(ids: list[str], projects: list[str], as_ofs: list[datetime], fe
     days_left, remaining, scope, history = (feats[c] for c in ("days_left", "remaining_count", "scope_count",
                                                                  "history_weeks"))
     rate, rate_basis = served_base_rate(loaded.metadata)
+    served = forecastable(feats, settings)
     for i in range(n):
         values = {name: _plain(column[i].item() if isinstance(column[i], np.generic) else column[i])
                   for name, column in inputs.items()}
@@ -220,7 +229,7 @@ def forecasts_of(ids: list[str], projects: list[str], as_ofs: list[datetime], fe
                                 message=f"the due date has passed with {int(remaining[i])} "
                                         "committed tickets still open", **common))
             continue
-        if scope[i] == 0 or history[i] < min_weeks:
+        if not served[i]:
             why_not = ("nothing is committed to the milestone yet" if scope[i] == 0 else
                        f"the team has {history[i]:.1f} weeks of finished work; "
                        f"{min_weeks} are needed (send its recently resolved tickets)")
