@@ -261,6 +261,9 @@ class ProjectState(BaseModel):
     insufficient_history: int
     slipped_share: float | None = Field(description="Share of its finished milestones that slipped.")
     finished_milestones: int
+    live: dict | None = Field(
+        None, description="How its published forecasts came true, from the last `slipcast monitor` run: n "
+                          "(with known outcomes), Brier, Brier skill, ECE, AUC; null before one judged it.")
 
 
 class ProjectList(BaseModel):

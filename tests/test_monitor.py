@@ -3,6 +3,7 @@ refreshes over a simulated history) judged against their outcomes, and drift aga
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -117,9 +118,12 @@ def test_monitor_on_the_command_line_logs_to_mlflow_feeds_the_service_and_exits_
     shown = s.model_copy(update={"monitoring": s.monitoring.model_copy(update={"report_dir": out})})
     with TestClient(create_app(shown)) as service:
         figures = service.get("/v1/model").json()["monitor"]
+        teams = service.get("/v1/projects").json()["items"]
         page = service.get("/").text
     assert figures["with_outcome"] > 0 and figures["live"]["ece"] == pytest.approx(run.data.metrics["live_ece"])
     assert "Live, on" in page and "broken" in page
+    judged = json.loads((out / "monitor.json").read_text())["by"]["project"]
+    assert judged and all(t["live"]["n"] == judged[t["project"]]["n"] for t in teams if t["project"] in judged)
 
 
 def test_retrain_if_needed_runs_only_when_the_monitor_breaks_and_keeps_the_champion_guard(published, tmp_path):

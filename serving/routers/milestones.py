@@ -21,10 +21,12 @@ SORTS = {"probability": lambda m: -1.0 if m.probability is None else m.probabili
          "milestone_id": lambda m: m.milestone_id}
 
 
-def cached(request: Request, response: Response, state: Portfolio) -> bool:
-    """Set the ETag (the state's version and the request's query) and ``Cache-Control: no-cache``
-    (revalidate every time: the answer changes at each refresh); True where the client's copy is current."""
-    tag = '"' + hashlib.sha256(f"{state.version}|{request.url.path}|{request.url.query}".encode()).hexdigest()[:24] + '"'
+def cached(request: Request, response: Response, state: Portfolio, also: str = "") -> bool:
+    """Set the ETag (the state's version, the request's query, and ``also``: anything else the
+    answer depends on) and ``Cache-Control: no-cache`` (revalidate every time: the answer changes
+    at each refresh); True where the client's copy is current."""
+    key = f"{state.version}|{request.url.path}|{request.url.query}|{also}"
+    tag = '"' + hashlib.sha256(key.encode()).hexdigest()[:24] + '"'
     response.headers["ETag"] = tag
     response.headers["Cache-Control"] = "no-cache"
     return tag in {t.strip() for t in request.headers.get("if-none-match", "").split(",")}

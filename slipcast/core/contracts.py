@@ -123,12 +123,15 @@ MONITOR_FILE = "monitor.json"  # what `slipcast monitor` writes in monitoring.re
 def live_figures(folder: Path) -> dict | None:
     """The summary of the last ``slipcast monitor`` run written to ``folder`` (None before the
     first): when it ran, how many published forecasts have outcomes, their live Brier, skill,
-    ECE and AUC, and the thresholds broken; ``GET /v1/model`` and the page show it."""
+    ECE and AUC (overall and per project), and the thresholds broken; ``GET /v1/model``,
+    ``GET /v1/projects`` and the page show it."""
     path = Path(folder) / MONITOR_FILE
     if not path.exists():
         return None
     data = json.loads(path.read_text())
     overall = data.get("overall") or {}
+    figures = ("n", "brier", "brier_skill", "ece", "roc_auc")
     return {"as_of": data["as_of"], "published": data["published"], "with_outcome": data["with_outcome"],
             "pending": data["pending"], "breaches": data["breaches"],
-            "live": {k: overall.get(k) for k in ("brier", "brier_skill", "ece", "roc_auc")} if overall else None}
+            "live": {k: overall.get(k) for k in figures} if overall else None,
+            "projects": {p: {k: s.get(k) for k in figures} for p, s in data.get("by", {}).get("project", {}).items()}}
