@@ -5,8 +5,10 @@ on what was known then (training rows whose label was known by that time; their 
 point in time), and the forecasts recorded (those the service would give: not past due, with
 scope and history, ``serving.forecast.forecastable``); each week the forecasts of the current
 model whose outcomes are known by then are judged as the monitor judges them
-(``monitor.judge``, once ``monitoring.min_outcomes`` are known), and a break retrains the model
-on what is known at that moment. The result is the live calibration a team would have seen, with
+(``monitor.judge``, once ``monitoring.min_outcomes`` are known); a break retrains the model on
+what is known at that moment, but only where such a challenger, fitted ``HOLDOUT_DAYS`` earlier,
+beats the current model on the labels learnt since, which neither has seen (the champion guard).
+The result is the live calibration a team would have seen, with
 and without the loop (docs/architecture.md, "Monitoring").
 """
 
@@ -28,6 +30,7 @@ from slipcast.training.fitting import fit_candidate
 from slipcast.training.metrics import expected_calibration_error, scores
 
 FEATURES = feature_columns("milestone")
+HOLDOUT_DAYS = 56  # the latest labels a challenger must forecast better than the current model to replace it
 
 
 @dataclass
@@ -36,6 +39,7 @@ class ReplayReport:
     weeks: int
     forecasts: pd.DataFrame  # milestone_id, as_of, probability, version, label, known_at
     retrains: list = field(default_factory=list)  # (as_of, why)
+    kept: list = field(default_factory=list)  # (as_of, why): a break whose challenger did not beat the model
     overall: dict = field(default_factory=dict)
 
     def ece_between(self, since: pd.Timestamp, until: pd.Timestamp | None = None) -> float:
@@ -63,6 +67,7 @@ def write_replay(report: ReplayReport, frozen: ReplayReport | None, folder) -> s
             lines.append(f"| {name} | {r.overall['brier']:.4f} | {r.overall['brier_skill']:+.3f} | {r.overall['ece']:.3f} | "
                          f"{r.ece_between(pd.Timestamp(report.start), half):.3f} | {r.ece_between(half):.3f} |")
     lines += ["", "Retrains:", ""] + [f"- {str(t)[:10]}: {why}" for t, why in report.retrains]
+    lines += ["", f"Breaks whose challenger did not beat the model (kept): {len(report.kept)}."]
     text = "\n".join(lines) + "\n"
     (folder / "replay.md").write_text(text)
     return text
@@ -80,8 +85,19 @@ def replay(settings: Settings, tables: Tables, start: pd.Timestamp, every_days: 
         known = labelled[labelled["label_known_at"] <= t].reset_index(drop=True)
         return fit_candidate(candidate, known, np.arange(len(known)), FEATURES, settings.training)[0]
 
+    def beats(challenger, current, current_fitted: pd.Timestamp, t: pd.Timestamp) -> bool:
+        """The champion guard: the challenger, fitted on what was known ``HOLDOUT_DAYS`` ago,
+        scores a lower Brier than the current model on the rows labelled since (and after the
+        current model's own fit): rows neither has seen."""
+        rows = labelled[(labelled["label_known_at"] > t - timedelta(days=HOLDOUT_DAYS))
+                        & (labelled["label_known_at"] <= t) & (labelled["as_of"] > current_fitted)]
+        if len(rows) < cfg.min_outcomes:
+            return False
+        y, X = rows["label"].to_numpy(), rows[FEATURES]
+        return bool(np.mean((challenger.predict_proba(X)[:, 1] - y) ** 2) < np.mean((current.predict_proba(X)[:, 1] - y) ** 2))
+
     end = pd.Timestamp(tables.events["at"].max())
-    model, version, retrains = fit_at(start), 1, []
+    model, version, retrains, kept, fitted = fit_at(start), 1, [], [], start
     published: list[pd.DataFrame] = []
     t, weeks = start, 0
     while t <= end:
@@ -102,12 +118,14 @@ def replay(settings: Settings, tables: Tables, start: pd.Timestamp, every_days: 
                 rate = labelled[labelled["label_known_at"] <= t]["label"].mean()
                 broken = judge(judged["label"].to_numpy(), judged["probability"].to_numpy(),
                                judged["milestone_id"].to_numpy(), np.full(len(judged), rate), settings)
-                if broken:
-                    model, version = fit_at(t), version + 1
+                if broken and beats(fit_at(t - timedelta(days=HOLDOUT_DAYS)), model, fitted, t):
+                    model, version, fitted = fit_at(t), version + 1, t
                     retrains.append((t, f"{'; '.join(broken)} on {len(judged)} outcomes"))
+                elif broken:
+                    kept.append((t, "; ".join(broken)))
         t, weeks = t + timedelta(days=every_days), weeks + 1
     forecasts = pd.concat(published, ignore_index=True) if published else pd.DataFrame(
         columns=["milestone_id", "as_of", "probability", "version", "label", "known_at"])
     done = forecasts[forecasts["label"].notna()]
     overall = scores(done["label"].to_numpy(), done["probability"].to_numpy(), labelled["label"].mean()) if len(done) else {}
-    return ReplayReport(start.isoformat(), weeks, forecasts, retrains, overall)
+    return ReplayReport(start.isoformat(), weeks, forecasts, retrains, kept, overall)
