@@ -58,6 +58,7 @@ class Portfolio:
     model: LoadedModel
     published: list[Forecast] = field(default_factory=list)  # as the ledger records them, in milestones' order
     positions: dict[str, int] = field(default_factory=dict)
+    encoded: dict[str, bytes] = field(default_factory=dict)  # milestone id -> its detail as JSON, once asked
 
     def __post_init__(self):
         self.positions = {m.milestone_id: i for i, m in enumerate(self.milestones)}

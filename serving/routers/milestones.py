@@ -68,8 +68,12 @@ def milestone(milestone_id: str, request: Request, response: Response, state: Po
     found = _one(state, milestone_id)
     if cached(request, response, state):
         return not_modified(response)
-    return MilestoneDetail(**found.model_dump(), features=state.features[milestone_id],
-                           tickets=state.tickets.get(milestone_id, []))
+    body = state.encoded.get(milestone_id)
+    if body is None:  # encoded once per state: the answer changes only at a refresh
+        body = MilestoneDetail(**found.model_dump(), features=state.features[milestone_id],
+                               tickets=state.tickets.get(milestone_id, [])).model_dump_json().encode()
+        state.encoded[milestone_id] = body
+    return Response(body, media_type="application/json", headers=dict(response.headers))
 
 
 @router.get("/{milestone_id}/history", response_model=MilestoneHistory, responses=NOT_MODIFIED)
