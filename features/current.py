@@ -33,7 +33,8 @@ class History:
         label, known_at, _ = labels(snaps, scope_rows(snaps, self.tl), self.tl, settings.grace_days)
         self.outcomes = milestone_outcomes(snaps, label, known_at, self.tl)
         ms = tables.milestones
-        self.names = pd.Series(np.asarray(ms["name"], dtype=object), index=np.asarray(ms["milestone_id"], dtype=object))
+        names = pd.Series(np.asarray(ms["name"], dtype=object), index=np.asarray(ms["milestone_id"], dtype=object))
+        self.names = names[~names.index.duplicated()]
 
     def open_at(self, as_of: pd.Timestamp) -> np.ndarray:
         """The ids of the milestones started, and not completed, by ``as_of``."""
@@ -50,31 +51,38 @@ class History:
         ``due_moved_to`` (times, one per pair): the features as if the due date were moved there
         at as_of (``milestone_features``)."""
         tl = self.tl
-        snaps = Snapshots(tl.milestones.get_indexer(pd.Index(milestone_ids, dtype=object)).astype(np.int64),
-                          micros(pd.Series(as_ofs)))
-        if (snaps.milestone < 0).any():
-            raise KeyError(f"unknown milestone(s): {list(np.asarray(milestone_ids)[snaps.milestone < 0][:5])}")
+        snaps = self._snapshots(milestone_ids, as_ofs)
         moved = None if due_moved_to is None else micros(pd.Series(due_moved_to))
         feats, tickets = milestone_features(tl, snaps, self.settings, self.outcomes, due_moved_to=moved)
         due = tl.due.get("due", tl.due.find(snaps.milestone, snaps.as_of), NAT)
         ids = np.asarray(milestone_ids, dtype=object)
         who = pd.DataFrame({
             "milestone_id": ids, "project": milestone_projects(snaps.milestone, tl), "kind": feats["kind"],
-            "name": self.names[~self.names.index.duplicated()].reindex(ids).to_numpy(),
+            "name": self.names.reindex(ids).to_numpy(),
             "start_at": timestamps(tl.milestone_start[snaps.milestone]), "due_at": timestamps(due),
             "as_of": timestamps(snaps.as_of),
         })
         return who, feats, tickets
 
+    def knows(self, milestone_ids) -> np.ndarray:
+        """Which of these milestones the store's milestones table holds (one deleted on the tracker
+        may still be named by its tickets' history, but has no row, no start and no due date)."""
+        return pd.Index(milestone_ids, dtype=object).isin(self.names.index)
+
+    def _snapshots(self, milestone_ids, as_ofs) -> Snapshots:
+        """(milestone, as_of) pairs as snapshots; KeyError naming milestones the history lacks."""
+        snaps = Snapshots(self.tl.milestones.get_indexer(pd.Index(milestone_ids, dtype=object)).astype(np.int64),
+                          micros(pd.Series(as_ofs)))
+        if (snaps.milestone < 0).any():
+            raise KeyError(f"unknown milestone(s): {list(np.asarray(milestone_ids)[snaps.milestone < 0][:5])}")
+        return snaps
 
     def labels_at(self, milestone_ids, as_ofs) -> tuple[np.ndarray, pd.Series]:
         """The slip label of each (milestone, as_of) and when it became known, by the training
         rules (``snapshots.labels``: the scope committed at as_of, judged at the due date known
         then plus the grace period): NaN where not known by the end of the history."""
-        tl = self.tl
-        snaps = Snapshots(tl.milestones.get_indexer(pd.Index(milestone_ids, dtype=object)).astype(np.int64),
-                          micros(pd.Series(as_ofs)))
-        label, known_at, _ = labels(snaps, scope_rows(snaps, tl), tl, self.settings.grace_days)
+        snaps = self._snapshots(milestone_ids, as_ofs)
+        label, known_at, _ = labels(snaps, scope_rows(snaps, self.tl), self.tl, self.settings.grace_days)
         return label, pd.Series(timestamps(known_at))
 
 

@@ -64,12 +64,17 @@ def psi(reference: np.ndarray, recent: np.ndarray, bins: int = BINS) -> float | 
 
 
 def published_with_outcomes(ledger: Ledger, history: History, now: datetime) -> pd.DataFrame:
-    """The live ledger rows with a probability, each with its outcome where known by ``now``
-    (``label``, NaN otherwise), its horizon and the base rate current when it was published."""
+    """The live ledger rows with a probability, of milestones the store still holds, each with
+    its outcome where known by ``now`` (``label``, NaN otherwise), its horizon and the base rate
+    current when it was published."""
     rows = pd.DataFrame(ledger.forecasts(backfilled=False))
     if rows.empty:
         return rows
-    rows = rows[rows["probability"].notna()].reset_index(drop=True)
+    rows = rows[rows["probability"].notna()]
+    held = history.knows(rows["milestone_id"])
+    gone = int((~held).sum())
+    rows = rows[held].reset_index(drop=True)
+    rows.attrs["gone"] = gone  # forecasts of milestones the store no longer holds, left out
     label, known_at = history.labels_at(rows["milestone_id"], rows["as_of"])
     rows["label"] = np.where(known_at.notna().to_numpy() & (known_at <= pd.Timestamp(now)).to_numpy(), label, np.nan)
     start = history.tl.milestone_start[history.tl.milestones.get_indexer(pd.Index(rows["milestone_id"], dtype=object))]
@@ -143,6 +148,9 @@ def monitor(settings: Settings, store: Path, now: datetime, training_rows: pd.Da
     result = MonitorResult(as_of=pd.Timestamp(now).isoformat(), published=len(rows),
                            with_outcome=int(rows["label"].notna().sum()) if len(rows) else 0,
                            pending=int(rows["label"].isna().sum()) if len(rows) else 0)
+    if rows.attrs.get("gone"):
+        result.notes.append(f"{rows.attrs['gone']} published forecasts name milestones the store no longer holds "
+                            "(deleted on the tracker, or no longer selected): left out")
     if rows.empty:
         result.notes.append("no published forecasts in the ledger yet")
         return result

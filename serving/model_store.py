@@ -33,6 +33,7 @@ from slipcast.core.contracts import (
 )
 from slipcast.core.model_format import Classifier, ModelRefused, load_model_dir
 from slipcast.core.settings import Settings
+from slipcast.serving.background import Every
 
 # a down tracking server must not stall the service for minutes of retries
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
@@ -158,8 +159,7 @@ class ModelStore:
         self.targets = targets
         self._models: dict[str, LoadedModel] = {}
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._polling = Every("slipcast-model-refresh")
         self.errors: dict[str, str] = {}
         self.champions: dict[str, str | None] = {}  # the registry champion's version, None: none or unknown
         self._refused: dict[str, str] = {}  # the champion version that failed to load, per target
@@ -259,18 +259,8 @@ class ModelStore:
         """Refresh now, then every ``reload_seconds`` in a background thread."""
         self.refresh()
         interval = self.settings.serving.reload_seconds
-        if interval <= 0 or self._thread is not None:
-            return
-
-        def loop():
-            while not self._stop.wait(interval):
-                self.refresh()
-
-        self._thread = threading.Thread(target=loop, name="slipcast-model-refresh", daemon=True)
-        self._thread.start()
+        if interval > 0:
+            self._polling.start(interval, self.refresh)
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        self._polling.stop()

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -30,6 +29,7 @@ from slipcast.core.settings import Settings
 from slipcast.features.current import History
 from slipcast.features.tables import read_tables
 from slipcast.serving.alerts import send_alerts
+from slipcast.serving.background import Every
 from slipcast.serving.forecast import forecasts_of, guarded_cell, ticket_forecasts_of
 from slipcast.serving.ledger import Ledger
 from slipcast.serving.metrics import Metrics
@@ -160,11 +160,9 @@ def when_done(history: History, milestones: list[str], as_of: datetime, model: L
     who, feats, _ = history.features(np.repeat(milestones, k), [as_of] * (len(milestones) * k), dues * len(milestones))
     p = model.predict(model.frame(feats))
     rate = served_base_rate(model.metadata)[0]
-    cells = {}  # (horizon, project) -> guarded: a few cells for many rows
-    for key in zip(horizons_of(feats["span_elapsed"]), who["project"]):
-        if key not in cells:
-            cells[key] = guarded_cell(model, *key) is not None
-    p = np.where([cells[key] for key in zip(horizons_of(feats["span_elapsed"]), who["project"])], rate, p)
+    keys = list(zip(horizons_of(feats["span_elapsed"]), who["project"]))
+    cells = {key: guarded_cell(model, *key) is not None for key in set(keys)}  # a few cells for many rows
+    p = np.where([cells[key] for key in keys], rate, p)
     done = np.maximum.accumulate((1 - p).reshape(len(milestones), k), axis=1)
     out = {}
     for i, milestone_id in enumerate(milestones):
@@ -226,8 +224,9 @@ class LiveState:
         self.alerted = 0  # alerts this process sent
         self._current: Portfolio | None = None
         self._history: tuple[str, History] | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._watching = Every("slipcast-live-state")
+        self._seen: tuple = ()  # the inputs and the time of the last refresh the watcher made
+        self._last = datetime.min.replace(tzinfo=UTC)
 
     def get(self) -> Portfolio | None:
         return self._current
@@ -270,29 +269,22 @@ class LiveState:
     def start(self) -> None:
         """Refresh now, then whenever the store or a model changes (checked every
         ``serving.reload_seconds``) or ``serving.refresh_seconds`` have passed."""
-        if self.store is None or self._thread is not None:
+        if self.store is None or self._watching.running:
             return
         self.refresh()
-        check = max(self.settings.serving.reload_seconds, 0.2)
-        every = self.settings.serving.refresh_seconds
+        self._seen, self._last = self._inputs(), self.clock()
+        self._watching.start(max(self.settings.serving.reload_seconds, 0.2), self._check)
 
-        def loop():
-            seen, last = self._inputs(), self.clock()
-            while not self._stop.wait(check):
-                try:
-                    now = self._inputs()
-                except OSError as exc:  # the store is being replaced: look again next time
-                    self.error = str(exc)
-                    continue
-                if now != seen or self._current is None or (self.clock() - last).total_seconds() >= every:
-                    if self.refresh():
-                        seen, last = now, self.clock()
-
-        self._thread = threading.Thread(target=loop, name="slipcast-live-state", daemon=True)
-        self._thread.start()
+    def _check(self) -> None:
+        """One look: refresh if the inputs changed, nothing serves yet, or the period has passed."""
+        try:
+            now = self._inputs()
+        except OSError as exc:  # the store is being replaced: look again next time
+            self.error = str(exc)
+            return
+        due = (self.clock() - self._last).total_seconds() >= self.settings.serving.refresh_seconds
+        if (now != self._seen or self._current is None or due) and self.refresh():
+            self._seen, self._last = now, self.clock()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        self._watching.stop()

@@ -158,18 +158,28 @@ def _cmd_serve(args) -> int:
     return 0
 
 
+def _store(args, settings, purpose: str) -> Path | None:
+    """The canonical store a command works on: ``--store``, else ``serving.store``; None (and
+    the reason on standard error) where neither is given."""
+    if args.store:
+        return Path(args.store)
+    if settings.serving.store:
+        return settings.resolve(settings.serving.store)
+    print(f"error: no store to {purpose} (--store DIR, or serving.store)", file=sys.stderr)
+    return None
+
+
 def _cmd_backfill(args) -> int:
     from datetime import UTC, datetime
 
     from slipcast.serving.backfill import backfill
 
     settings = get_settings()
-    store = Path(args.store) if args.store else (settings.serving.store and settings.resolve(settings.serving.store))
-    if not store:
-        print("error: no store to backfill (--store DIR, or serving.store)", file=sys.stderr)
+    store = _store(args, settings, "backfill")
+    if store is None:
         return 2
     try:
-        report = backfill(settings, Path(store), datetime.now(UTC))
+        report = backfill(settings, store, datetime.now(UTC))
     except (LookupError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -184,15 +194,14 @@ def _cmd_monitor(args) -> int:
     from slipcast.monitoring.monitor import log_to_mlflow, monitor, write_report
 
     settings = get_settings()
-    store = Path(args.store) if args.store else (settings.serving.store and settings.resolve(settings.serving.store))
-    if not store:
-        print("error: no store to judge the forecasts against (--store DIR, or serving.store)", file=sys.stderr)
+    store = _store(args, settings, "judge the forecasts against")
+    if store is None:
         return 2
     features = Path(args.features) if args.features else settings.resolve(settings.work_dir) / "features"
     training = read_training_set(features / "milestone.parquet")[0] if (features / "milestone.parquet").exists() else None
     now = settings.serving.as_of or datetime.now(UTC)
     try:
-        result = monitor(settings, Path(store), now, training)
+        result = monitor(settings, store, now, training)
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -214,12 +223,11 @@ def _cmd_retrain(args) -> int:
     from slipcast.monitoring.retrain import retrain
 
     settings = get_settings()
-    store = Path(args.store) if args.store else (settings.serving.store and settings.resolve(settings.serving.store))
-    if not store:
-        print("error: no store to retrain on (--store DIR, or serving.store)", file=sys.stderr)
+    store = _store(args, settings, "retrain on")
+    if store is None:
         return 2
     try:
-        report = retrain(settings, Path(store), settings.serving.as_of or datetime.now(UTC), args.if_needed)
+        report = retrain(settings, store, settings.serving.as_of or datetime.now(UTC), args.if_needed)
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

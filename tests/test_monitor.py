@@ -76,6 +76,21 @@ def test_the_published_forecasts_are_scored_against_their_outcomes(published):
     assert then.pending > 0 and then.with_outcome < result.with_outcome and then.expected_pending_brier > 0
 
 
+def test_forecasts_of_a_milestone_deleted_from_the_store_are_left_out_and_said_so(published, tmp_path):
+    from slipcast.features.tables import Tables
+
+    s, tables = published["settings"], published["tables"]
+    live = [r for r in Ledger(s.serving.ledger_url).forecasts(backfilled=False) if r["probability"] is not None]
+    gone = live[0]["milestone_id"]
+    fewer = Tables(tables.milestones[tables.milestones["milestone_id"] != gone], tables.tickets,
+                   tables.events[tables.events["milestone_id"] != gone], tables.links)
+    result = monitor(s, write_tables(fewer, tmp_path / "store"), published["end"], published["training"])
+    dropped = sum(r["milestone_id"] == gone for r in live)
+    assert result.published == len(live) - dropped
+    assert any(n.startswith(f"{dropped} published forecasts name milestones the store no longer holds")
+               for n in result.notes)
+
+
 def test_a_model_saying_the_opposite_breaks_the_calibration_thresholds(published):
     good = monitor(published["settings"], published["store"], published["end"], published["training"])
     bad = monitor(_inverted(published, "inverted.db"), published["store"], published["end"], published["training"])
