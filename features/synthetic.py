@@ -42,6 +42,11 @@ class SimulationConfig:
     tickets: int = 6000
     seed: int = 1
     open_share: float = 0.08  # share of the timeline after the export cut (open milestones)
+    # a planted change of behaviour, for testing the monitoring loop: from this day on, every
+    # team stops work in the last ``freeze_days`` before each due date (a code freeze) and keeps
+    # planning as before; early in a milestone the features cannot see it
+    freeze_from_day: float | None = None
+    freeze_days: int = 7
 
 
 @dataclass
@@ -117,8 +122,10 @@ def _team(rng: random.Random, index: int) -> _Team:
 
 def _simulate_project(rng: random.Random, team: _Team, budget: int,
                       rec: _Recorder, tickets: list[dict], milestones: list[dict],
-                      done_index: dict, first_day: int, upstream: list[dict]) -> None:
-    """Run one team through successive milestones until its ticket budget is spent."""
+                      done_index: dict, first_day: int, upstream: list[dict],
+                      freeze: tuple[float, int] | None = None) -> None:
+    """Run one team through successive milestones until its ticket budget is spent;
+    ``freeze`` (from day, days) plants a code freeze before each due date from that day on."""
     week_factor: dict[int, float] = {}
     backlog: list[dict] = []  # open tickets in no milestone: carried over or descoped
     day = first_day
@@ -212,6 +219,9 @@ def _simulate_project(rng: random.Random, team: _Team, budget: int,
             working, holiday = _calendar(d)
             present = sum(1 for _ in range(team.members) if rng.random() > 0.05)
             capacity = (team.velocity * present * week_factor[week] * (0.1 if holiday else 1.0)) if working else 0.0
+            frozen = freeze is not None and d >= freeze[0] and d >= due - freeze[1]
+            if frozen:
+                capacity = 0.0
             # unplanned work arrives
             if working and created < budget and rng.random() < team.unplanned_per_week / 5:
                 # filed before the day's work starts (09:00), so no change precedes it
@@ -277,7 +287,8 @@ def _simulate_project(rng: random.Random, team: _Team, budget: int,
                         rec.add(when + 0.01, "priority", t["priority"], new_p, ticket=t["ticket_id"])
                         t["priority"] = new_p
             day_done_points.append(done_points)
-            recent.append(done_points)
+            if not frozen:  # planners keep planning on the velocity of working days
+                recent.append(done_points)
             # mid-course correction at ~60 % of the span
             if d == start + int(0.6 * (due - start)) and not replanned:
                 replanned = True
@@ -350,7 +361,8 @@ def generate(config: SimulationConfig) -> Tables:
         before = len(tickets)
         upstream = sorted(tickets[starts[max(0, len(starts) - 1 - UPSTREAM_TEAMS)]:], key=lambda t: t["created_at"])
         _simulate_project(rng, team, int(budget), rec, tickets, milestones, done_index,
-                          first_day=rng.randint(0, 20), upstream=upstream)
+                          first_day=rng.randint(0, 20), upstream=upstream,
+                          freeze=None if config.freeze_from_day is None else (config.freeze_from_day, config.freeze_days))
         starts.append(len(tickets))
         links += [{"from_ticket": t["ticket_id"], "to_ticket": t["depends_on"], "kind": "depends_on",
                    "created_at": t["created_at"]} for t in tickets[before:] if "depends_on" in t]

@@ -76,7 +76,9 @@ def published_with_outcomes(ledger: Ledger, history: History, now: datetime) -> 
     rows = rows[held].reset_index(drop=True)
     rows.attrs["gone"] = gone  # forecasts of milestones the store no longer holds, left out
     label, known_at = history.labels_at(rows["milestone_id"], rows["as_of"])
-    rows["label"] = np.where(known_at.notna().to_numpy() & (known_at <= pd.Timestamp(now)).to_numpy(), label, np.nan)
+    known_by_now = known_at.notna().to_numpy() & (known_at <= pd.Timestamp(now)).to_numpy()
+    rows["label"] = np.where(known_by_now, label, np.nan)
+    rows["known_at"] = known_at.where(known_by_now).to_numpy()
     start = history.tl.milestone_start[history.tl.milestones.get_indexer(pd.Index(rows["milestone_id"], dtype=object))]
     start = pd.to_datetime(start, unit="us", utc=True)
     span = (rows["due_at"] - start).dt.total_seconds()
@@ -89,13 +91,31 @@ def published_with_outcomes(ledger: Ledger, history: History, now: datetime) -> 
     return rows
 
 
-def calibrated_ece(p: np.ndarray, rounds: int, seed: int, quantile: float = 0.95) -> float:
+def calibrated_ece(p: np.ndarray, milestones: np.ndarray, rounds: int, seed: int, quantile: float = 0.95) -> float:
     """The ECE that forecasts ``p`` would show at this sample size if they were calibrated (the
     ``quantile`` of the ECE of outcomes drawn from ``p`` itself): on a few dozen outcomes ECE is
-    mostly noise, and this is how much."""
+    mostly noise, and this is how much. The forecasts of one milestone share their draw (one
+    uniform number per milestone per round), as their outcomes go together: a milestone forecast
+    every week is one piece of evidence, not a dozen."""
     rng = np.random.default_rng(seed)
-    draws = rng.random((rounds, len(p))) < p
+    _, group = np.unique(milestones, return_inverse=True)
+    draws = rng.random((rounds, int(group.max()) + 1 if len(group) else 0))[:, group] < p
     return float(np.quantile([expected_calibration_error(d.astype(float), p) for d in draws], quantile))
+
+
+def judged(rows: pd.DataFrame, now: datetime, settings: Settings) -> pd.DataFrame:
+    """Of the published ``rows`` (label, known_at), those the thresholds are judged on: the
+    forecasts of the model that published last (the one serving now; an earlier model's misses
+    do not count against it) whose outcomes became known within the latest
+    ``monitoring.judge_days`` by ``now`` (a change of behaviour shows within weeks, not diluted
+    by years of good forecasts)."""
+    if rows.empty:
+        return rows
+    latest = rows["model_version"].iloc[rows["as_of"].to_numpy().argmax()]
+    now = pd.Timestamp(now)
+    since = now - timedelta(days=settings.monitoring.judge_days)
+    return rows[(rows["model_version"] == latest) & rows["label"].notna()
+                & (rows["known_at"] > since) & (rows["known_at"] <= now)]
 
 
 def judge(y: np.ndarray, p: np.ndarray, milestones: np.ndarray, base_rate: np.ndarray, settings: Settings) -> list[str]:
@@ -107,7 +127,7 @@ def judge(y: np.ndarray, p: np.ndarray, milestones: np.ndarray, base_rate: np.nd
     out = []
     ece = expected_calibration_error(y, p)
     if ece > cfg.max_ece:
-        floor = calibrated_ece(p, rounds, seed)
+        floor = calibrated_ece(p, milestones, rounds, seed, 0.99)
         if ece > floor:
             out.append(f"live ECE {ece:.3f} above {cfg.max_ece} (calibrated forecasts would show at most {floor:.3f})")
     skill = scores(y, p, base_rate)["brier_skill"]
@@ -169,12 +189,14 @@ def monitor(settings: Settings, store: Path, now: datetime, training_rows: pd.Da
                                "forecast": float(done["probability"][which == b].mean()),
                                "observed": float(done["label"][which == b].mean())}
                               for b in range(BINS) if (which == b).any()]
-    if len(done) >= cfg.min_outcomes:
-        result.breaches += judge(done["label"].to_numpy(), done["probability"].to_numpy(),
-                                 done["milestone_id"].to_numpy(), done["base_rate"].fillna(done["label"].mean()).to_numpy(),
-                                 settings)
+    recent = judged(rows, now, settings)
+    if len(recent) >= cfg.min_outcomes:
+        result.breaches += judge(recent["label"].to_numpy(), recent["probability"].to_numpy(),
+                                 recent["milestone_id"].to_numpy(),
+                                 recent["base_rate"].fillna(done["label"].mean()).to_numpy(), settings)
     else:
-        result.notes.append(f"{len(done)} forecasts with known outcomes; calibration is judged from {cfg.min_outcomes}")
+        result.notes.append(f"{len(recent)} forecasts of the serving model with outcomes known in the last "
+                            f"{cfg.judge_days:g} days; thresholds are judged from {cfg.min_outcomes}")
     recent_from = rows["as_of"].max() - timedelta(days=cfg.drift_days)  # the latest days published
     result.prediction_psi = psi(rows[rows["as_of"] < recent_from]["probability"].to_numpy(),
                                 rows[rows["as_of"] >= recent_from]["probability"].to_numpy())

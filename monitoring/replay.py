@@ -24,7 +24,7 @@ from slipcast.core.settings import Settings
 from slipcast.features.current import History
 from slipcast.features.pipeline import build_training_sets, feature_columns
 from slipcast.features.tables import Tables
-from slipcast.monitoring.monitor import judge
+from slipcast.monitoring.monitor import judge, judged
 from slipcast.serving.forecast import forecastable
 from slipcast.training.fitting import fit_candidate
 from slipcast.training.metrics import expected_calibration_error, scores
@@ -37,7 +37,7 @@ HOLDOUT_DAYS = 56  # the latest labels a challenger must forecast better than th
 class ReplayReport:
     start: str
     weeks: int
-    forecasts: pd.DataFrame  # milestone_id, as_of, probability, version, label, known_at
+    forecasts: pd.DataFrame  # milestone_id, as_of, probability, model_version, label, known_at
     retrains: list = field(default_factory=list)  # (as_of, why)
     kept: list = field(default_factory=list)  # (as_of, why): a break whose challenger did not beat the model
     overall: dict = field(default_factory=dict)
@@ -74,8 +74,8 @@ def write_replay(report: ReplayReport, frozen: ReplayReport | None, folder) -> s
 
 
 def replay(settings: Settings, tables: Tables, start: pd.Timestamp, every_days: float = 7, retrain: bool = True,
-           candidate: str = "logistic") -> ReplayReport:
-    """Replay the loop over ``tables`` from ``start`` to the end of the history."""
+           candidate: str = "logistic", until: pd.Timestamp | None = None) -> ReplayReport:
+    """Replay the loop over ``tables`` from ``start`` to ``until`` (the end of the history by default)."""
     history = History(tables, settings.features)
     sets = build_training_sets(tables, settings.features)["milestone"]
     labelled = sets[sets["label"].notna()].sort_values(["as_of", "milestone_id"], kind="stable").reset_index(drop=True)
@@ -96,7 +96,7 @@ def replay(settings: Settings, tables: Tables, start: pd.Timestamp, every_days: 
         y, X = rows["label"].to_numpy(), rows[FEATURES]
         return bool(np.mean((challenger.predict_proba(X)[:, 1] - y) ** 2) < np.mean((current.predict_proba(X)[:, 1] - y) ** 2))
 
-    end = pd.Timestamp(tables.events["at"].max())
+    end = pd.Timestamp(tables.events["at"].max()) if until is None else min(until, pd.Timestamp(tables.events["at"].max()))
     model, version, retrains, kept, fitted = fit_at(start), 1, [], [], start
     published: list[pd.DataFrame] = []
     t, weeks = start, 0
@@ -109,23 +109,23 @@ def replay(settings: Settings, tables: Tables, start: pd.Timestamp, every_days: 
         if len(ids):
             p = model.predict_proba(pd.DataFrame({c: feats[c] for c in FEATURES}))[:, 1]
             label, known_at = history.labels_at(ids, [t] * len(ids))
-            published.append(pd.DataFrame({"milestone_id": ids, "as_of": t, "probability": p, "version": version,
+            published.append(pd.DataFrame({"milestone_id": ids, "as_of": t, "probability": p, "model_version": version,
                                            "label": label, "known_at": known_at.to_numpy()}))
         if retrain and published:
-            mine = pd.concat(published)
-            judged = mine[(mine["version"] == version) & mine["label"].notna() & (mine["known_at"] <= t)]
-            if len(judged) >= cfg.min_outcomes:
+            mine = pd.concat(published, ignore_index=True)
+            recent = judged(mine, t, settings)
+            if len(recent) >= cfg.min_outcomes:
                 rate = labelled[labelled["label_known_at"] <= t]["label"].mean()
-                broken = judge(judged["label"].to_numpy(), judged["probability"].to_numpy(),
-                               judged["milestone_id"].to_numpy(), np.full(len(judged), rate), settings)
+                broken = judge(recent["label"].to_numpy(), recent["probability"].to_numpy(),
+                               recent["milestone_id"].to_numpy(), np.full(len(recent), rate), settings)
                 if broken and beats(fit_at(t - timedelta(days=HOLDOUT_DAYS)), model, fitted, t):
                     model, version, fitted = fit_at(t), version + 1, t
-                    retrains.append((t, f"{'; '.join(broken)} on {len(judged)} outcomes"))
+                    retrains.append((t, f"{'; '.join(broken)} on {len(recent)} outcomes"))
                 elif broken:
                     kept.append((t, "; ".join(broken)))
         t, weeks = t + timedelta(days=every_days), weeks + 1
     forecasts = pd.concat(published, ignore_index=True) if published else pd.DataFrame(
-        columns=["milestone_id", "as_of", "probability", "version", "label", "known_at"])
+        columns=["milestone_id", "as_of", "probability", "model_version", "label", "known_at"])
     done = forecasts[forecasts["label"].notna()]
     overall = scores(done["label"].to_numpy(), done["probability"].to_numpy(), labelled["label"].mean()) if len(done) else {}
     return ReplayReport(start.isoformat(), weeks, forecasts, retrains, kept, overall)

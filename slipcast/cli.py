@@ -56,7 +56,8 @@ def _cmd_generate(args) -> int:
     from slipcast.features.tables import write_tables
 
     started = time.perf_counter()
-    config = SimulationConfig(projects=args.projects, tickets=args.tickets, seed=args.seed)
+    config = SimulationConfig(projects=args.projects, tickets=args.tickets, seed=args.seed,
+                              freeze_from_day=args.freeze_from_day)
     tables = generate(config)
     out = Path(args.out)
     if args.format != "canonical":
@@ -320,6 +321,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--projects", type=int, default=6, help="teams/projects to simulate")
     p.add_argument("--tickets", type=int, default=6000, help="total tickets to simulate")
     p.add_argument("--seed", type=int, default=1, help="random seed (same seed, same history)")
+    p.add_argument("--freeze-from-day", type=float,
+                   help="plant a change of behaviour for the monitoring loop: from this day of the history on, "
+                        "every team stops work in the last week before each due date and plans as before")
     p.add_argument("--format", default="canonical", choices=["canonical", "jira-json", "jira-csv", "github"],
                    help="write canonical tables, or render the history as a tracker's export")
     p.add_argument("--quirks", help="comma-separated quirks of the rendered export (slipcast/tools/exports/quirks.py)")

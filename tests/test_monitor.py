@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 
 from slipcast.features.current import History
 from slipcast.features.tables import write_tables
-from slipcast.monitoring.monitor import monitor, published_with_outcomes, serving_rows, write_report
+from slipcast.monitoring.monitor import judged, monitor, published_with_outcomes, serving_rows, write_report
 from slipcast.serving.app import create_app
 from slipcast.serving.ledger import Ledger
 from slipcast.serving.schemas import Forecast, ModelRef
@@ -38,7 +38,8 @@ def published(trained, tmp_path_factory):
         for day in range(1, 43):  # one refresh a day for six weeks
             clock[0] = first + timedelta(days=day)
             assert app.state.live.refresh()
-    end = pd.Timestamp(tables.events["at"].max())
+    # the monitor runs when these forecasts' outcomes are known and recent (``monitoring.judge_days``)
+    end = min(pd.Timestamp(tables.events["at"].max()), clock[0] + timedelta(days=120))
     return {"settings": s, "store": store, "root": root, "end": end.to_pydatetime(), "last": clock[0].to_pydatetime(),
             "training": trained["sets"]["milestone"], "tables": tables}
 
@@ -139,6 +140,24 @@ def test_monitor_on_the_command_line_logs_to_mlflow_feeds_the_service_and_exits_
     assert "Live, on" in page and "broken" in page
     judged = json.loads((out / "monitor.json").read_text())["by"]["project"]
     assert judged and all(t["live"]["n"] == judged[t["project"]]["n"] for t in teams if t["project"] in judged)
+
+
+def test_thresholds_judge_only_the_serving_models_recently_known_outcomes(settings):
+    """An earlier model's misses, outcomes known before the window and pending forecasts are
+    not held against the model serving now."""
+    now = pd.Timestamp("2026-06-30", tz="UTC")
+    day = lambda d: now - timedelta(days=d)  # noqa: E731
+    rows = pd.DataFrame({
+        "milestone_id": ["a", "b", "c", "d", "e"],
+        "model_version": ["1", "1", "2", "2", "2"],
+        "as_of": [day(300), day(250), day(150), day(100), day(5)],
+        "label": [1.0, 0.0, 1.0, 0.0, np.nan],
+        "known_at": [day(260), day(200), day(settings.monitoring.judge_days + 1), day(20), pd.NaT],
+    })
+    assert judged(rows, now, settings)["milestone_id"].tolist() == ["d"]
+    # the window ends at now: a month earlier, d's outcome was not known yet, and c's was recent
+    assert judged(rows, day(30), settings)["milestone_id"].tolist() == ["c"]
+    assert judged(rows.iloc[:2], now, settings).empty  # model 1's outcomes are too old
 
 
 def test_retrain_if_needed_runs_only_when_the_monitor_breaks_and_keeps_the_champion_guard(published, tmp_path):

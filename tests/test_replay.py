@@ -22,3 +22,31 @@ def test_the_loop_retrains_when_its_forecasts_stop_coming_true_and_stays_better_
     assert loop.overall["brier"] < frozen.overall["brier"]
     text = write_replay(loop, frozen, tmp_path)
     assert "with the loop" in text and "frozen at the start" in text and (tmp_path / "replay.md").exists()
+
+
+def test_a_planted_change_of_behaviour_is_caught_retrained_for_and_recovered_from_and_none_without_it(settings):
+    """From day 1150 every team freezes work in the last week before each due date and keeps
+    planning as before (``SimulationConfig.freeze_from_day``): early in a milestone no feature
+    sees it. The loop must break on it within a bounded number of weeks, retrain behind the
+    champion guard, and be better calibrated afterwards than the model frozen at the start; the
+    same history without the freeze must never retrain."""
+    day = lambda d: pd.Timestamp(EPOCH) + pd.Timedelta(days=d)  # noqa: E731
+    start, shift, until = day(1000), day(1150), day(1500)
+    runs = {}
+    for name, freeze in (("steady", None), ("shifted", 1150)):
+        tables = generate(SimulationConfig(projects=12, tickets=8000, seed=3, freeze_from_day=freeze))
+        runs[name] = (replay(settings, tables, start, until=until), replay(settings, tables, start, until=until, retrain=False))
+    steady, steady_frozen = runs["steady"]
+    assert not steady.retrains
+    assert steady.forecasts["probability"].equals(steady_frozen.forecasts["probability"])
+    loop, frozen = runs["shifted"]
+    assert loop.retrains, "the planted change was never caught"
+    caught = loop.retrains[0][0]
+    assert shift < caught <= shift + pd.Timedelta(weeks=30), caught
+    assert all("ECE" in why for _, why in loop.retrains)
+    # before the change both are the same model; from the retrain on, the loop recovers
+    assert loop.ece_between(start, shift) == frozen.ece_between(start, shift)
+    after = loop.ece_between(caught), frozen.ece_between(caught)
+    print(f"planted freeze: caught {(caught - shift).days // 7} weeks after; ECE from then {after[0]:.3f} "
+          f"with the loop, {after[1]:.3f} frozen")
+    assert after[1] > settings.monitoring.max_ece and after[0] < after[1] - 0.02

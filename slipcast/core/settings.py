@@ -125,6 +125,8 @@ class MonitoringSettings(BaseModel):
     min_brier_skill: float = Field(0.0, description="Live Brier skill against the base rate below which it fails.")
     max_psi: float = Field(0.25, gt=0, description="Population stability index of a feature above which it fails.")
     drift_days: float = Field(28, gt=0, description="The latest days of published forecasts compared with training.")
+    judge_days: float = Field(182, gt=0, description="Thresholds are judged on the serving model's forecasts whose "
+                                                    "outcomes became known within these latest days.")
     report_dir: Path = Field(Path("work/monitor"), description="Where `slipcast monitor` writes its report; the "
                                                                 "service shows the latest figures from there.")
 
