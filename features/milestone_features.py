@@ -57,6 +57,8 @@ TICKET_FEATURES = [
 ] + ["days_left", "span_elapsed", "kind", "remaining_count", "done_share", "required_vs_observed",
      "monte_carlo_on_time", "throughput_per_week", "scope_added_since_start", "past_slip_rate"]
 CATEGORICAL = ["kind"]
+# counts that grow as the history does, whatever the team does: their move is not drift
+GROWS_WITH_HISTORY = ("past_milestones_known", "history_weeks")
 
 
 def _ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:

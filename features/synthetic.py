@@ -44,7 +44,8 @@ class SimulationConfig:
     open_share: float = 0.08  # share of the timeline after the export cut (open milestones)
     # a planted change of behaviour, for testing the monitoring loop: from this day on, every
     # team stops work in the last ``freeze_days`` before each due date (a code freeze) and keeps
-    # planning as before; early in a milestone the features cannot see it
+    # planning as before; early in a milestone the features cannot see it (the teams share one
+    # random stream, so the history before that day is another draw of the same process)
     freeze_from_day: float | None = None
     freeze_days: int = 7
 

@@ -26,6 +26,7 @@ import pandas as pd
 from slipcast.core.contracts import MONITOR_FILE, horizons_of
 from slipcast.core.settings import Settings
 from slipcast.features.current import History
+from slipcast.features.milestone_features import GROWS_WITH_HISTORY
 from slipcast.features.pipeline import feature_columns
 from slipcast.features.tables import read_tables
 from slipcast.serving.ledger import Ledger
@@ -50,6 +51,15 @@ class MonitorResult:
     notes: list = field(default_factory=list)
 
 
+def _shares(edges: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Share of ``values`` (rows of a 2-D array each) in each bin between ``edges``, floored so
+    that an empty bin counts as rare rather than impossible."""
+    values = np.atleast_2d(values)
+    which = np.searchsorted(edges, values, side="right") + (len(edges) + 1) * np.arange(len(values))[:, None]
+    counts = np.bincount(which.ravel(), minlength=(len(edges) + 1) * len(values)).reshape(len(values), -1)
+    return np.clip(counts / values.shape[1], 1e-4, None)
+
+
 def psi(reference: np.ndarray, recent: np.ndarray, bins: int = BINS) -> float | None:
     """Population stability index of ``recent`` against ``reference``: bins at the reference's
     quantiles, sum of (recent share - reference share) x ln(recent share / reference share)."""
@@ -57,10 +67,22 @@ def psi(reference: np.ndarray, recent: np.ndarray, bins: int = BINS) -> float | 
     if len(reference) < bins or len(recent) < bins:
         return None
     edges = np.unique(np.quantile(reference, np.linspace(0, 1, bins + 1)[1:-1]))
-    ref = np.bincount(np.searchsorted(edges, reference, side="right"), minlength=len(edges) + 1) / len(reference)
-    now = np.bincount(np.searchsorted(edges, recent, side="right"), minlength=len(edges) + 1) / len(recent)
-    ref, now = np.clip(ref, 1e-4, None), np.clip(now, 1e-4, None)
+    ref, now = _shares(edges, reference)[0], _shares(edges, recent)[0]
     return float(np.sum((now - ref) * np.log(now / ref)))
+
+
+def psi_floor(reference: np.ndarray, n: int, rounds: int, seed: int, quantile: float = 0.99,
+              bins: int = BINS) -> float:
+    """The PSI that ``n`` rows drawn from ``reference`` itself would show (its ``quantile`` over
+    ``rounds`` draws): what no drift at all looks like at this sample size. ``n`` is the
+    evidence's size (the milestones behind the recent rows, not their daily repeats)."""
+    reference = reference[~np.isnan(reference)]
+    if len(reference) < bins or n < 1:
+        return np.inf
+    edges = np.unique(np.quantile(reference, np.linspace(0, 1, bins + 1)[1:-1]))
+    ref = _shares(edges, reference)[0]
+    draws = _shares(edges, np.random.default_rng(seed).choice(reference, (rounds, n)))
+    return float(np.quantile(np.sum((draws - ref) * np.log(draws / ref), axis=1), quantile))
 
 
 def published_with_outcomes(ledger: Ledger, history: History, now: datetime) -> pd.DataFrame:
@@ -145,7 +167,8 @@ def serving_rows(rows: pd.DataFrame, history: History, days: float) -> pd.DataFr
     recent = rows[rows["as_of"] >= rows["as_of"].max() - timedelta(days=days)].sort_values("as_of")
     daily = recent.groupby(["milestone_id", recent["as_of"].dt.date]).tail(1)
     _, feats, _ = history.features(daily["milestone_id"], list(daily["as_of"]))
-    return pd.DataFrame({name: feats[name] for name in feature_columns("milestone")})
+    return pd.DataFrame({"milestone_id": daily["milestone_id"].to_numpy(),
+                         **{name: feats[name] for name in feature_columns("milestone")}})
 
 
 def _scores(frame: pd.DataFrame, settings: Settings) -> dict:
@@ -204,14 +227,23 @@ def monitor(settings: Settings, store: Path, now: datetime, training_rows: pd.Da
         result.notes.append("no training rows given (--features): feature drift not measured")
     else:
         feats = serving_rows(rows, history, cfg.drift_days)
+        behind = feats["milestone_id"].nunique()
+        drifted = {}
         for name in feature_columns("milestone"):
-            if name in training_rows and pd.api.types.is_numeric_dtype(training_rows[name]):
-                value = psi(training_rows[name].to_numpy(np.float64), feats[name].to_numpy(np.float64))
-                if value is not None:
-                    result.feature_psi[name] = round(value, 4)
-        drifted = {k: v for k, v in result.feature_psi.items() if v > cfg.max_psi}
+            if name in GROWS_WITH_HISTORY or not (name in training_rows
+                                                  and pd.api.types.is_numeric_dtype(training_rows[name])):
+                continue
+            reference = training_rows[name].to_numpy(np.float64)
+            value = psi(reference, feats[name].to_numpy(np.float64))
+            if value is None:
+                continue
+            result.feature_psi[name] = round(value, 4)
+            if value > cfg.max_psi and value > psi_floor(reference, behind, settings.training.bootstrap_rounds,
+                                                         settings.training.seed):
+                drifted[name] = value
         if drifted:
-            result.breaches.append("feature drift (PSI above " + f"{cfg.max_psi}): "
+            result.breaches.append(f"feature drift (PSI above {cfg.max_psi} and beyond what {behind} milestones "
+                                   "drawn from the training rows would show): "
                                    + ", ".join(f"{k} {v:.2f}" for k, v in sorted(drifted.items(), key=lambda kv: -kv[1])))
     return result
 

@@ -16,7 +16,15 @@ from fastapi.testclient import TestClient
 
 from slipcast.features.current import History
 from slipcast.features.tables import write_tables
-from slipcast.monitoring.monitor import judged, monitor, published_with_outcomes, serving_rows, write_report
+from slipcast.monitoring.monitor import (
+    judged,
+    monitor,
+    psi,
+    psi_floor,
+    published_with_outcomes,
+    serving_rows,
+    write_report,
+)
 from slipcast.serving.app import create_app
 from slipcast.serving.ledger import Ledger
 from slipcast.serving.schemas import Forecast, ModelRef
@@ -113,6 +121,7 @@ def test_features_that_drifted_from_training_are_named(published):
     assert steady.feature_psi["scope_count"] == pytest.approx(0, abs=1e-3)
     assert shifted.feature_psi["scope_count"] > s.monitoring.max_psi
     assert any("scope_count" in b for b in shifted.breaches) and not any("drift" in b for b in steady.breaches)
+    assert "past_milestones_known" not in shifted.feature_psi  # grows with the history: not drift
     report = write_report(shifted, published["root"] / "report")
     assert "scope_count" in report.read_text() and (report.parent / "monitor.json").exists()
 
@@ -140,6 +149,16 @@ def test_monitor_on_the_command_line_logs_to_mlflow_feeds_the_service_and_exits_
     assert "Live, on" in page and "broken" in page
     judged = json.loads((out / "monitor.json").read_text())["by"]["project"]
     assert judged and all(t["live"]["n"] == judged[t["project"]]["n"] for t in teams if t["project"] in judged)
+
+
+def test_drift_counts_only_beyond_what_the_training_rows_themselves_would_show():
+    rng = np.random.default_rng(0)
+    reference = rng.normal(size=5000)
+    few, many = psi_floor(reference, 15, 200, 0), psi_floor(reference, 500, 200, 0)
+    assert few > many  # fifteen milestones show a large PSI by chance alone
+    same = [psi(reference, rng.normal(size=15)) for _ in range(50)]
+    assert sum(v > few for v in same) <= 3  # about 1 % of draws from the reference itself
+    assert psi(reference, rng.normal(1.0, size=500)) > many
 
 
 def test_thresholds_judge_only_the_serving_models_recently_known_outcomes(settings):
