@@ -1,5 +1,9 @@
 """Reading and writing the canonical tables as a folder of Parquet files.
 
+A store to read is a local folder or a URI that pyarrow's filesystems open (``s3://bucket/path``,
+``gs://``, ``hdfs://``, ``file://``; options such as ``endpoint_override`` as query parameters,
+credentials from the environment, as pyarrow reads them), so a cluster serves from object storage.
+
 Writes never lose data: a folder that holds anything but Slipcast's own output, or that holds
 the source, is refused; tables go to a temporary sibling folder that replaces the target only
 once everything is written, so a failed or killed import never leaves a half-written folder
@@ -18,6 +22,7 @@ from typing import TypeAlias
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from slipcast.core.folders import new_sibling, recover, swap_in
@@ -159,15 +164,32 @@ def write_tables(tables: Tables, out_dir: Path, extra_files: dict[str, str] | No
     return out_dir
 
 
-def read_tables(data_dir: Path) -> Tables:
-    """Read and validate the four canonical tables from ``data_dir``."""
-    data_dir = Path(data_dir)
+def open_store(location: str | Path) -> tuple[pafs.FileSystem, str]:
+    """The filesystem a store lives on (a URI names it by its scheme) and its path there."""
+    if "://" in str(location):
+        return pafs.FileSystem.from_uri(str(location))
+    return pafs.LocalFileSystem(), str(Path(location).resolve())
+
+
+def store_signature(location: str | Path) -> str:
+    """What changes when the store is rewritten: each file's name, size and modification time
+    (one listing, on any filesystem)."""
+    filesystem, path = open_store(location)
+    infos = sorted(filesystem.get_file_info(pafs.FileSelector(path, allow_not_found=True)), key=lambda i: i.path)
+    parts = [f"{i.base_name}:{i.size}:{i.mtime_ns}" for i in infos]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+
+def read_tables(location: str | Path) -> Tables:
+    """Read and validate the four canonical tables of the store at ``location`` (a folder or a URI)."""
+    filesystem, root = open_store(location)
     frames = {}
     for name, spec in TABLES.items():
-        path = data_dir / f"{name}.parquet"
-        if not path.exists():
-            raise FileNotFoundError(f"{path}: canonical table missing (run `slipcast import` first)")
-        frames[name] = _canonical(pq.read_table(path), spec.schema, path).to_pandas()
+        path = f"{root}/{name}.parquet"
+        shown = f"{str(location).rstrip('/').split('?')[0]}/{name}.parquet"  # never a URI's query (it may carry options)
+        if filesystem.get_file_info(path).type == pafs.FileType.NotFound:
+            raise FileNotFoundError(f"{shown}: canonical table missing (run `slipcast import` first)")
+        frames[name] = _canonical(pq.read_table(path, filesystem=filesystem), spec.schema, shown).to_pandas()
         validate(frames[name], spec)
     return Tables(**frames)
 
@@ -184,7 +206,7 @@ def _same_kind(given: pa.DataType, wanted: pa.DataType) -> bool:
     return given.equals(wanted)
 
 
-def _canonical(table: pa.Table, schema: pa.Schema, path: Path) -> pa.Table:
+def _canonical(table: pa.Table, schema: pa.Schema, path: Path | str) -> pa.Table:
     """``table`` in the canonical ``schema``: its columns in canonical order, each cast from an
     equivalent type (what pandas or another tool writes); anything else refused naming it."""
     missing = [f.name for f in schema if f.name not in table.column_names]

@@ -181,7 +181,7 @@ def _scores(frame: pd.DataFrame, settings: Settings) -> dict:
     return out
 
 
-def monitor(settings: Settings, store: Path, now: datetime, training_rows: pd.DataFrame | None) -> MonitorResult:
+def monitor(settings: Settings, store: str | Path, now: datetime, training_rows: pd.DataFrame | None) -> MonitorResult:
     """Judge the published forecasts of the ledger at ``serving.ledger_url`` against the store."""
     if not settings.serving.ledger_url:
         raise ValueError("no ledger configured (serving.ledger_url): nothing was recorded to monitor")

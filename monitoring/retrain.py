@@ -39,7 +39,7 @@ class RetrainReport:
         return "\n".join(lines)
 
 
-def retrain(settings: Settings, store: Path, now: datetime, if_needed: bool = False) -> RetrainReport:
+def retrain(settings: Settings, store: str | Path, now: datetime, if_needed: bool = False) -> RetrainReport:
     """Rebuild the training sets from ``store``, train every target (a challenger that does not
     beat the champion on the same folds is never promoted) and, where a new milestone champion
     was promoted, backfill its history. With ``if_needed``, first run the monitor against the

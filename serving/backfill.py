@@ -36,7 +36,7 @@ class BackfillReport:
                 f"{self.recorded} new in the ledger")
 
 
-def backfill(settings: Settings, store: Path, now: datetime) -> BackfillReport:
+def backfill(settings: Settings, store: str | Path, now: datetime) -> BackfillReport:
     """Record in the ledger, as backfilled, each milestone's daily forecasts from its start until
     it was completed (or ``now``)."""
     if not settings.serving.ledger_url:

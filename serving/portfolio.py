@@ -19,7 +19,6 @@ import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -27,7 +26,7 @@ import pandas as pd
 from slipcast.core.contracts import horizons_of, served_base_rate
 from slipcast.core.settings import Settings
 from slipcast.features.current import History
-from slipcast.features.tables import read_tables
+from slipcast.features.tables import read_tables, store_signature
 from slipcast.serving.alerts import send_alerts
 from slipcast.serving.background import Every
 from slipcast.serving.forecast import forecasts_of, guarded_cell, ticket_forecasts_of
@@ -200,12 +199,6 @@ def floored(t: datetime, seconds: float) -> datetime:
     return datetime.fromtimestamp(t.timestamp() // seconds * seconds, tz=UTC)
 
 
-def store_signature(store: Path) -> str:
-    """What changes when the store is rewritten (each table file's name, size and mtime)."""
-    parts = [f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in sorted(Path(store).glob("*"))]
-    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
-
-
 class LiveState:
     """The current ``Portfolio`` of the store at ``settings.serving.store``, refreshed in the
     background: when the store or a served model changes, and every ``refresh_seconds``."""
@@ -215,7 +208,7 @@ class LiveState:
         self.metrics = metrics
         self.models = models
         self.clock = clock
-        self.store = settings.resolve(settings.serving.store) if settings.serving.store else None
+        self.store = settings.store_location(settings.serving.store) if settings.serving.store else None
         self.ledger = Ledger(settings.resolved_uri(settings.serving.ledger_url)) \
             if settings.serving.ledger_url and self.store is not None else None
         self.error: str | None = None

@@ -135,7 +135,7 @@ def _cmd_train(args) -> int:
 
 def _cmd_serve(args) -> int:
     if args.store:  # through the environment, so every worker process reads it
-        os.environ["SLIPCAST_SERVING__STORE"] = str(Path(args.store).resolve())
+        os.environ["SLIPCAST_SERVING__STORE"] = _given_store(args.store)
         get_settings.cache_clear()
     settings = get_settings()
     host, port = args.host or settings.serving.host, args.port or settings.serving.port
@@ -159,13 +159,21 @@ def _cmd_serve(args) -> int:
     return 0
 
 
-def _store(args, settings, purpose: str) -> Path | None:
-    """The canonical store a command works on: ``--store``, else ``serving.store``; None (and
-    the reason on standard error) where neither is given."""
+STORE_HELP = "canonical tables: a folder, or a URI such as s3://bucket/path (default: settings serving.store)"
+
+
+def _given_store(text: str) -> str:
+    """A ``--store`` argument: a URI as given, a folder relative to where the command runs."""
+    return text if "://" in text else str(Path(text).resolve())
+
+
+def _store(args, settings, purpose: str) -> str | None:
+    """The canonical store a command works on (a folder or a URI): ``--store``, else
+    ``serving.store``; None (and the reason on standard error) where neither is given."""
     if args.store:
-        return Path(args.store)
+        return _given_store(args.store)
     if settings.serving.store:
-        return settings.resolve(settings.serving.store)
+        return settings.store_location(settings.serving.store)
     print(f"error: no store to {purpose} (--store DIR, or serving.store)", file=sys.stderr)
     return None
 
@@ -352,24 +360,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", help="bind address (default: settings serving.host)")
     p.add_argument("--port", type=int, help="port (default: settings serving.port)")
     p.add_argument("--workers", type=int, help="worker processes (default: settings serving.workers)")
-    p.add_argument("--store", help="canonical tables folder to serve the open milestones of (GET /v1/milestones; "
-                                   "default: settings serving.store)")
+    p.add_argument("--store", help=STORE_HELP + "; its open milestones are served (GET /v1/milestones)")
     p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser("backfill", help="record each milestone's daily forecast history, scored by the champion")
-    p.add_argument("--store", help="canonical tables folder (default: settings serving.store)")
+    p.add_argument("--store", help=STORE_HELP)
     p.set_defaults(func=_cmd_backfill)
 
     p = sub.add_parser("monitor", help="published forecasts against their outcomes, and drift; exits 1 when a "
                                        "threshold breaks")
-    p.add_argument("--store", help="canonical tables folder (default: settings serving.store)")
+    p.add_argument("--store", help=STORE_HELP)
     p.add_argument("--features", help="the champion's training set folder (default: work/features)")
     p.add_argument("--out", help="report folder (default: settings monitoring.report_dir)")
     p.set_defaults(func=_cmd_monitor)
 
     p = sub.add_parser("retrain", help="features, training (champion guarded) and backfill from the store, for a "
                                        "scheduler; --if-needed: only when `monitor` finds a threshold broken")
-    p.add_argument("--store", help="canonical tables folder (default: settings serving.store); sync it first")
+    p.add_argument("--store", help=STORE_HELP + "; sync it first")
     p.add_argument("--if-needed", action="store_true", help="run the monitor first; retrain only if it breaks")
     p.set_defaults(func=_cmd_retrain)
 

@@ -4,6 +4,7 @@ milestones open at a time."""
 from __future__ import annotations
 
 import copy
+import threading
 from pathlib import Path
 
 import pandas as pd
@@ -97,3 +98,37 @@ def busiest_time(tables: Tables) -> pd.Timestamp:
 def open_ids(tables: Tables, t: pd.Timestamp) -> set[str]:
     ms = tables.milestones
     return set(ms[(ms["start_at"] <= t) & (ms["completed_at"].isna() | (ms["completed_at"] > t))]["milestone_id"])
+
+
+def without_milestone(tables: Tables, gone: str) -> Tables:
+    """The tables with one milestone (and its events) taken out, as a tracker that deleted it."""
+    return Tables(tables.milestones[tables.milestones["milestone_id"] != gone], tables.tickets,
+                  tables.events[tables.events["milestone_id"] != gone], tables.links)
+
+
+def refreshed_under_load(client, app, change) -> list[int]:
+    """Run ``change()`` (a rewrite of the store) while a thread keeps asking GET /v1/milestones,
+    and wait until the live state has been rebuilt; the status codes of the requests that failed."""
+    failures: list[int] = []
+    stop = threading.Event()
+
+    def ask():
+        while not stop.is_set():
+            r = client.get("/v1/milestones", params={"limit": 500})
+            if r.status_code != 200:
+                failures.append(r.status_code)
+
+    asker = threading.Thread(target=ask)
+    asker.start()
+    try:
+        before = app.state.live.refreshes
+        change()
+        deadline = pd.Timestamp.now() + pd.Timedelta(seconds=30)
+        while app.state.live.refreshes == before and pd.Timestamp.now() < deadline:
+            stop.wait(0.1)
+        if app.state.live.refreshes == before:
+            failures.append(0)  # never rebuilt
+    finally:
+        stop.set()
+        asker.join()
+    return failures

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import threading
 from datetime import timedelta
 
 import numpy as np
@@ -12,11 +11,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from slipcast.core.contracts import past_outcomes
-from slipcast.features.tables import Tables, write_tables
+from slipcast.features.tables import write_tables
 from slipcast.serving.app import create_app
 from slipcast.serving.model_store import ModelStore
 from slipcast.tools.requests import request_for
-from tests.helpers import busiest_time, open_ids
+from tests.helpers import busiest_time, open_ids, refreshed_under_load, without_milestone
 
 
 @pytest.fixture(scope="module")
@@ -157,38 +156,13 @@ def test_an_unchanged_state_answers_304_and_a_new_store_a_new_state(live):
     # the store rewritten (one milestone taken out) while dashboards keep asking: never a failed request
     tables = live["tables"]
     gone = first.json()["items"][0]["milestone_id"]
-    fewer = Tables(tables.milestones[tables.milestones["milestone_id"] != gone], tables.tickets,
-                   tables.events[tables.events["milestone_id"] != gone], tables.links)
-    failures, stop = [], threading.Event()
-
-    def ask():
-        while not stop.is_set():
-            r = client.get("/v1/milestones", params={"limit": 500})
-            if r.status_code != 200:
-                failures.append(r.status_code)
-
-    asker = threading.Thread(target=ask)
-    asker.start()
-    try:
-        before = app.state.live.refreshes
-        rewrite(app, fewer, live["store"])
-    finally:
-        stop.set()
-        asker.join()
-    assert not failures and app.state.live.refreshes > before
+    assert not refreshed_under_load(client, app, lambda: write_tables(without_milestone(tables, gone), live["store"],
+                                                                      force=True))
     now = client.get("/v1/milestones", headers={"If-None-Match": tag}, params={"limit": 500})
     assert now.status_code == 200 and now.headers["ETag"] != tag
     assert gone not in {m["milestone_id"] for m in now.json()["items"]}
-    rewrite(app, tables, live["store"])  # as the other tests found it
-
-
-def rewrite(app, tables: Tables, store) -> None:
-    """Replace the store and wait until the live state has been rebuilt from it."""
-    before = app.state.live.refreshes
-    write_tables(tables, store, force=True)
-    deadline = pd.Timestamp.now() + pd.Timedelta(seconds=30)
-    while app.state.live.refreshes == before and pd.Timestamp.now() < deadline:
-        threading.Event().wait(0.1)
+    # as the other tests found it
+    assert not refreshed_under_load(client, app, lambda: write_tables(tables, live["store"], force=True))
 
 
 def test_two_workers_refreshing_within_one_period_build_the_same_state(live):

@@ -181,9 +181,10 @@ class ServingSettings(BaseModel):
     max_batch_rows: int = Field(
         gt=0, description="Most tickets, events and links in one batch request, all items together.")
     reload_seconds: float = Field(description="How often the service checks for a new champion.")
-    store: Path | None = Field(
-        None, description="Canonical tables folder the live state is built from (`slipcast serve --store`); "
-                          "None: the store-backed endpoints answer 503.")
+    store: str | None = Field(
+        None, description="Canonical tables the live state is built from (`slipcast serve --store`): a folder, or "
+                          "a URI pyarrow's filesystems open (s3://bucket/path?endpoint_override=..., gs://, "
+                          "hdfs://; credentials from the environment); None: the store-backed endpoints answer 503.")
     ledger_url: str | None = Field(
         "sqlite:///work/ledger.db", description="Where every published forecast is recorded (SQLAlchemy URL: "
                                                 "sqlite:///path, relative to home, or postgresql+psycopg://...); "
@@ -239,6 +240,11 @@ class Settings(BaseSettings):
     def resolve(self, path: Path) -> Path:
         """A configured path, relative ones taken from ``home``."""
         return path if path.is_absolute() else self.home / path
+
+    def store_location(self, location: str | Path) -> str:
+        """A store: a URI (``s3://...``) as given, a folder made absolute (relative ones from ``home``)."""
+        text = str(location)
+        return text if "://" in text else str(self.resolve(Path(text)))
 
     def sqlite_path(self, uri: str | None = None) -> Path | None:
         """The SQLite file of an embedded database at ``uri`` (default: the tracking store),
