@@ -16,7 +16,7 @@ from sklearn.metrics import precision_recall_fscore_support, roc_auc_score
 from slipcast.core.settings import TrainingSettings
 from slipcast.training.calibration import calibrate, can_calibrate
 from slipcast.training.candidates import BASELINES, make_candidate
-from slipcast.training.metrics import scores
+from slipcast.training.metrics import bootstrap, scores
 from slipcast.training.splits import ForwardShares
 
 MODELS = ("logistic", "gradient_boosting")
@@ -66,3 +66,24 @@ def class_scores(y: np.ndarray, proba: np.ndarray, classes: np.ndarray) -> dict[
            if len(present) == len(classes) else float("nan"))
     return {"precision": float(precision), "recall": float(recall), "f1": float(f1), "roc_auc": float(auc),
             "brier": float(((proba - onehot) ** 2).sum(axis=1).mean()), "n": float(len(y))}
+
+
+def guarded_forward(y: np.ndarray, p: np.ndarray, prior: np.ndarray, fold: np.ndarray, settings: TrainingSettings,
+                    min_rows: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """What a service with the skill guard would have served on pooled forward folds (``fold``:
+    each row's fold, in time order): on every fold after the first, the model's forecast where,
+    on the earlier folds' rows alone, its Brier skill beats the base rate with confidence (the
+    95 % bootstrap interval over rows above 0, as ``training.metrics.skill_guard`` decides for
+    a milestone target), else that fold's base rate ``prior``. Returns the served forecasts
+    (NaN on the first fold, which has no earlier evidence) and whether each row fell back."""
+    served, fell_back = np.full(len(p), np.nan), np.zeros(len(p), dtype=bool)
+    for k in np.unique(fold)[1:]:
+        seen, here = fold < k, fold == k
+        low = -np.inf
+        if seen.sum() >= min_rows:
+            low = bootstrap(y[seen], p[seen], np.flatnonzero(seen), prior[seen], settings.bootstrap_rounds,
+                            settings.seed, auc=False)["brier_skill"][0]
+        guarded = not low > 0
+        fell_back[here] = guarded
+        served[here] = prior[here] if guarded else p[here]
+    return served, fell_back

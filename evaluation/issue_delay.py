@@ -12,7 +12,7 @@ from sklearn.model_selection import KFold, cross_val_predict
 from sklearn.tree import DecisionTreeClassifier
 
 from slipcast.core.settings import EvaluationSettings, TrainingSettings
-from slipcast.evaluation.classifiers import binary_scores, fit_binary
+from slipcast.evaluation.classifiers import MODELS, binary_scores, fit_binary, guarded_forward
 from slipcast.evaluation.datasets.emse2017_issue_delay import (
     PROJECTS,
     SUSPECT,
@@ -60,7 +60,8 @@ def remaining_day_evidence(frame: pd.DataFrame) -> dict:
 
 def evaluate_file(frame: pd.DataFrame, suspects: bool, settings: EvaluationSettings,
                   training: TrainingSettings) -> tuple[list[dict], dict]:
-    """Every candidate on forward-only folds by opening date (with the embargo); pooled scores."""
+    """Every candidate on forward-only folds by opening date (with the embargo); pooled scores,
+    and the pooled forecasts as ``sprints.evaluate_frame`` returns them (the guard's included)."""
     X = frame[feature_columns(frame, suspects)]
     y = frame["delayed"].to_numpy()
     folds = list(ForwardShares(settings.forward_folds, settings.forward_first_share, order="openeddate",
@@ -69,7 +70,11 @@ def evaluate_file(frame: pd.DataFrame, suspects: bool, settings: EvaluationSetti
     prior = np.concatenate([np.full(len(t), y[tr].mean()) for tr, t in folds])
     p = {n: np.concatenate([fit_binary(n, X.iloc[tr], y[tr], training).predict_proba(X.iloc[t])[:, 1]
                             for tr, t in folds]) for n in CANDIDATES}
-    return [{"candidate": n, **binary_scores(y[test], p[n], prior)} for n in CANDIDATES], {"y": y[test], **p}
+    fold = np.concatenate([np.full(len(t), k) for k, (_, t) in enumerate(folds)])
+    for name in MODELS:
+        p[f"{name}_served"], p[f"{name}_fell_back"] = guarded_forward(y[test], p[name], prior, fold, training)
+    return ([{"candidate": n, **binary_scores(y[test], p[n], prior)} for n in CANDIDATES],
+            {"y": y[test], "prior": prior, "fold": fold, **p})
 
 
 def evaluate_issue_delay(root: Path, settings: EvaluationSettings, training: TrainingSettings, projects=PROJECTS, times=TIMES):

@@ -10,10 +10,12 @@ import pandas as pd
 
 from slipcast.core.settings import EvaluationSettings, TrainingSettings
 from slipcast.evaluation.classifiers import (
+    MODELS,
     binary_scores,
     class_scores,
     fit_binary,
     fit_classes,
+    guarded_forward,
 )
 from slipcast.evaluation.datasets.tse2017_sprints import (
     POINTS,
@@ -46,7 +48,9 @@ def _folds(frame: pd.DataFrame, protocol: str, settings: EvaluationSettings) -> 
 def evaluate_frame(frame: pd.DataFrame, protocol: str, settings: EvaluationSettings,
                    training: TrainingSettings) -> tuple[list[dict], list[dict], dict]:
     """Binary and three-class scores of every candidate on one project's sprints, predictions
-    pooled over the protocol's folds; also the pooled binary forecasts (for plots)."""
+    pooled over the protocol's folds; also the pooled binary forecasts (``y``, ``prior``, ``fold``,
+    each candidate's, and each model's as the skill guard would have served it: ``<model>_served``,
+    ``<model>_fell_back``)."""
     features = feature_columns(frame)
     X, gap = frame[features], frame["vel_diff"].to_numpy()
     y = (gap < 0).astype(int)
@@ -56,6 +60,9 @@ def evaluate_frame(frame: pd.DataFrame, protocol: str, settings: EvaluationSetti
     p = {name: np.concatenate([fit_binary(name, X.iloc[tr], y[tr], training).predict_proba(X.iloc[t])[:, 1]
                                for tr, t in folds]) for name in BINARY}
     binary = [{"candidate": n, **binary_scores(y[test], p[n], prior)} for n in BINARY]
+    fold = np.concatenate([np.full(len(t), k) for k, (_, t) in enumerate(folds)])
+    for name in MODELS:
+        p[f"{name}_served"], p[f"{name}_fell_back"] = guarded_forward(y[test], p[name], prior, fold, training)
     classes = np.arange(3)
     y3 = np.concatenate([three_classes(gap[t], gap[tr]) for tr, t in folds])
     multi = []
@@ -67,13 +74,13 @@ def evaluate_frame(frame: pd.DataFrame, protocol: str, settings: EvaluationSetti
             proba[:, model.classes_] = model.predict_proba(X.iloc[t])
             parts.append(proba)
         multi.append({"candidate": name, **class_scores(y3, np.vstack(parts), classes)})
-    return binary, multi, {"y": y[test], **p}
+    return binary, multi, {"y": y[test], "prior": prior, "fold": fold, **p}
 
 
 def evaluate_sprints(root: Path, settings: EvaluationSettings, training: TrainingSettings, projects=tuple(PROJECTS), points=POINTS
                      ) -> tuple[pd.DataFrame, pd.DataFrame, dict, ImportReport]:
     """Scores per project, prediction point, protocol and candidate (binary, three classes),
-    the pooled forward-only forecasts at the first point, and the load report."""
+    the pooled forward-only forecasts by (project, point), and the load report."""
     report = ImportReport(source=str(root))
     binary, multi, pooled = [], [], {}
     for project in projects:
@@ -84,7 +91,7 @@ def evaluate_sprints(root: Path, settings: EvaluationSettings, training: Trainin
                 keys = {"project": project, "point": point, "protocol": protocol}
                 binary += [{**keys, **row} for row in b]
                 multi += [{**keys, **row} for row in m]
-                if protocol == "forward" and point == points[0]:
-                    pooled[project] = p
+                if protocol == "forward":
+                    pooled[(project, point)] = p
     report.check_reconciled()
     return pd.DataFrame(binary), pd.DataFrame(multi), pooled, report

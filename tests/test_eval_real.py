@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from slipcast.evaluation.classifiers import fit_binary
+from slipcast.evaluation.classifiers import fit_binary, guarded_forward
 from slipcast.evaluation.datasets.emse2017_issue_delay import (
     feature_columns as issue_columns,
 )
@@ -108,6 +108,19 @@ def test_models_are_calibrated_on_rows_after_their_fit(settings):
     model = fit_binary("logistic", X, y, settings.training)
     assert model.method in ("sigmoid", "isotonic")
     assert model.predict_proba(X.iloc[:late])[:, 1].mean() > 0.8  # uncalibrated it would be ~0.5
+
+
+def test_the_guard_serves_the_base_rate_until_the_earlier_folds_show_skill(settings):
+    rng = np.random.default_rng(0)
+    fold = np.repeat(np.arange(5), 300)
+    y = (rng.random(len(fold)) < 0.3).astype(float)
+    prior = np.full(len(fold), 0.3)
+    later = fold > 0
+    for p, skilled in ((rng.random(len(fold)), False), (np.clip(0.15 + 0.5 * y + rng.normal(0, 0.1, len(fold)), 0, 1), True)):
+        served, fell_back = guarded_forward(y, p, prior, fold, settings.training)
+        assert np.isnan(served[~later]).all()  # the first fold has no earlier evidence
+        assert (fell_back[later] == (not skilled)).all()
+        assert np.array_equal(served[later], p[later] if skilled else prior[later])
 
 
 def test_eval_real_names_missing_data(settings, tmp_path):

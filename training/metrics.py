@@ -62,17 +62,20 @@ def by_horizon(y, p, elapsed, base_rate) -> dict[str, dict[str, float]]:
     return out
 
 
-def _skill_and_auc(y: np.ndarray, p: np.ndarray, ref: np.ndarray) -> dict[str, float]:
-    """Brier, Brier skill and ROC AUC in plain numpy (a bootstrap computes them thousands of times)."""
+def _skill_and_auc(y: np.ndarray, p: np.ndarray, ref: np.ndarray, auc: bool = True) -> dict[str, float]:
+    """Brier, Brier skill and (with ``auc``) ROC AUC in plain numpy (a bootstrap computes them
+    thousands of times)."""
     brier = float(np.mean((p - y) ** 2))
     reference = float(np.mean((ref - y) ** 2))
-    auc = float(roc_auc_score(y, p)) if 0 < y.sum() < len(y) else float("nan")
-    return {"brier": brier, "brier_skill": 1 - brier / reference if reference > 0 else float("nan"),
-            "roc_auc": auc}
+    out = {"brier": brier, "brier_skill": 1 - brier / reference if reference > 0 else float("nan")}
+    if auc:
+        out["roc_auc"] = float(roc_auc_score(y, p)) if 0 < y.sum() < len(y) else float("nan")
+    return out
 
 
-def bootstrap(y, p, groups, base_rate, rounds: int, seed: int) -> dict[str, tuple[float, float]]:
-    """95 % intervals of Brier, Brier skill and ROC AUC, resampling whole milestones."""
+def bootstrap(y, p, groups, base_rate, rounds: int, seed: int, auc: bool = True) -> dict[str, tuple[float, float]]:
+    """95 % intervals of Brier, Brier skill and (with ``auc``, the costly one) ROC AUC,
+    resampling whole milestones."""
     rng = np.random.default_rng(seed)
     codes, uniques = pd.factorize(groups)
     order = np.argsort(codes, kind="stable")
@@ -80,14 +83,14 @@ def bootstrap(y, p, groups, base_rate, rounds: int, seed: int) -> dict[str, tupl
     y, p = np.asarray(y, dtype=float), np.clip(np.asarray(p, dtype=float), EPS, 1 - EPS)
     base = np.clip(np.broadcast_to(np.asarray(base_rate, dtype=float), p.shape), EPS, 1 - EPS)
     sizes = np.diff(starts)
-    draws: dict[str, list[float]] = {"brier": [], "brier_skill": [], "roc_auc": []}
+    draws: dict[str, list[float]] = {"brier": [], "brier_skill": [], **({"roc_auc": []} if auc else {})}
     for _ in range(rounds):
         pick = rng.integers(0, len(uniques), len(uniques))
         # the rows of every picked milestone, in pick order: each one's start, plus 0..size-1
         lengths = sizes[pick]
         offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
         idx = order[np.repeat(starts[pick], lengths) + offsets]
-        for name, value in _skill_and_auc(y[idx], p[idx], base[idx]).items():
+        for name, value in _skill_and_auc(y[idx], p[idx], base[idx], auc).items():
             draws[name].append(value)
     return {m: (float(np.nanpercentile(v, 2.5)), float(np.nanpercentile(v, 97.5))) for m, v in draws.items()}
 
