@@ -54,8 +54,31 @@ READABLE = {
 }
 
 
-def check_request(req: ForecastRequest, now: datetime, loc: list) -> datetime:
-    """Checks pydantic cannot express; returns the request's as_of."""
+def check_requests(reqs: list[ForecastRequest], now: datetime, within: Callable[[int], list] = lambda i: []
+                   ) -> list[datetime]:
+    """Checks pydantic cannot express, request by request (the first broken one is refused,
+    ``within(i)`` naming where it sits); returns each request's as_of. The values the feature
+    code reads are checked for the whole batch at once."""
+    unreadable = _unreadable(reqs)
+    return [_check_request(r, now, within(i), unreadable.get(i)) for i, r in enumerate(reqs)]
+
+
+def _unreadable(reqs: list[ForecastRequest]) -> dict[int, tuple[str, int]]:
+    """Per request, the first event (field by field, in ``READABLE`` order) whose to_value the
+    feature code cannot read: (field, event index)."""
+    out: dict[int, tuple[str, int]] = {}
+    for field, (readable, _) in READABLE.items():
+        at = [(r, i, e.to_value) for r, req in enumerate(reqs) for i, e in enumerate(req.events)
+              if e.field == field and e.to_value is not None]
+        if not at:
+            continue
+        ok = readable(pd.Series([value for _, _, value in at], dtype=object))
+        for k in np.flatnonzero(~ok):
+            out.setdefault(at[k][0], (field, at[k][1]))  # the earliest field, then the earliest event
+    return out
+
+
+def _check_request(req: ForecastRequest, now: datetime, loc: list, unreadable: tuple[str, int] | None) -> datetime:
     m = req.milestone
     as_of = req.as_of or now
     if m.due_at <= m.start_at:
@@ -69,17 +92,12 @@ def check_request(req: ForecastRequest, now: datetime, loc: list) -> datetime:
         seen.add(t.ticket_id)
         if t.created_at > as_of:
             reject([*loc, "tickets", i, "created_at"], "created after as_of: send the state as of as_of")
-    read: dict[str, list[int]] = {field: [] for field in READABLE}
     for i, e in enumerate(req.events):
         if e.ticket_id is None and e.milestone_id is None:
             reject([*loc, "events", i], "an event names a ticket_id or a milestone_id")
-        if e.field in read and e.to_value is not None:
-            read[e.field].append(i)
-    for field, at in read.items():
-        readable, what = READABLE[field]
-        ok = readable(pd.Series([req.events[i].to_value for i in at], dtype=object)) if at else np.ones(0, bool)
-        if not ok.all():
-            reject([*loc, "events", at[int(np.argmin(ok))], "to_value"], f"a {field} event's to_value is {what}")
+    if unreadable is not None:
+        field, i = unreadable
+        reject([*loc, "events", i, "to_value"], f"a {field} event's to_value is {READABLE[field][1]}")
     links = set()
     for i, link in enumerate(req.links):
         key = (link.from_ticket, link.to_ticket, link.kind)
@@ -183,8 +201,7 @@ def forecast_many(reqs: list[ForecastRequest], loaded: LoadedModel, settings: Se
                   within: Callable[[int], list] = lambda i: []) -> list[Forecast]:
     """Forecasts for a batch of milestone states, in request order; ``now`` is the as_of of
     requests that give none; ``within(i)`` is where request i sits in the body (for errors)."""
-    as_ofs = [check_request(r, now, within(i))
-              for i, r in enumerate(reqs)]
+    as_ofs = check_requests(reqs, now, within)
     tables, snaps, outcomes = request_tables(reqs, as_ofs)
     feats, _ = features_now(tables, snaps, settings.features, outcomes)
     return forecasts_of([r.milestone.milestone_id for r in reqs], [r.milestone.project for r in reqs], as_ofs,
@@ -260,7 +277,7 @@ def forecasts_of(ids: list[str], projects: list[str], as_ofs: list[datetime], fe
 def forecast_tickets(req: ForecastRequest, loaded: LoadedModel, settings: Settings, now: datetime) -> TicketForecasts:
     """For each ticket of the milestone still open: the probability it is not done, and in the
     milestone, by the due date."""
-    as_of = check_request(req, now, [])
+    as_of, = check_requests([req], now)
     tables, snaps, outcomes = request_tables([req], [as_of])
     _, tickets = features_now(tables, snaps, settings.features, outcomes)
     return TicketForecasts(milestone_id=req.milestone.milestone_id, as_of=as_of, model=model_ref(loaded),

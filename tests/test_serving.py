@@ -215,6 +215,23 @@ def test_bad_input_is_a_4xx_naming_the_field(client, env, mutate, where):
     assert any(loc[1:1 + len(where)] == where for loc in locs), locs
 
 
+def test_a_batch_refuses_its_first_broken_item_by_its_place(client, env):
+    """The values the feature code reads are checked for the whole batch at once; the error
+    still names the first broken item, and in it the first broken check."""
+    unreadable = json.loads(json.dumps(env["body"]))
+    unreadable["events"].append({"milestone_id": unreadable["milestone"]["milestone_id"], "field": "due_at",
+                                 "at": unreadable["milestone"]["start_at"], "to_value": "soon"})
+    duplicated = json.loads(json.dumps(env["body"]))
+    duplicated["tickets"].append(dict(duplicated["tickets"][0]))
+    last = len(unreadable["events"]) - 1
+    for items, where in (([env["body"], env["body"], unreadable], [2, "events", last, "to_value"]),
+                         ([env["body"], duplicated, unreadable], [1, "tickets"])):
+        r = client.post("/v1/forecasts/batch", json={"items": items})
+        assert r.status_code == 422, r.text
+        locs = [e["loc"] for e in r.json()["detail"]]
+        assert any(loc[:2 + len(where)] == ["body", "items", *where] for loc in locs), locs
+
+
 def test_operations_endpoints(client, env):
     assert client.get("/healthz").json() == {"status": "ok", "worker": os.getpid()}
     ready = client.get("/readyz")
