@@ -174,22 +174,23 @@ def project_states(states: list[MilestoneState], outcomes: pd.DataFrame, as_of: 
     """Per project: its open milestones by band, past due or without a forecast, and how often its
     finished milestones (outcomes known by ``as_of``) slipped."""
     known = outcomes[outcomes["known_at"] <= as_of]
-    finished = known.groupby("project")["slipped"].agg(["mean", "size"])
+    grouped = known.groupby("project")["slipped"]
+    finished = dict(zip(grouped.mean().index, zip(grouped.mean().to_numpy(), grouped.size().to_numpy())))
     mine: dict[str, list[MilestoneState]] = {}
     for m in states:
         mine.setdefault(m.project, []).append(m)
     out = []
-    for project in sorted(set(mine) | set(finished.index)):
+    for project in sorted(set(mine) | set(finished)):
         open_ = mine.get(project, [])
         bands = Counter(m.risk_band for m in open_ if m.risk_band is not None)
-        done = finished.loc[project] if project in finished.index else None
+        done = finished.get(project)
         out.append(ProjectState(
             project=project, open_milestones=len(open_),
             by_band={b: bands.get(b, 0) for b in settings.serving.risk_bands},
             past_due=sum(m.status == "past_due" for m in open_),
             insufficient_history=sum(m.status == "insufficient_history" for m in open_),
-            slipped_share=None if done is None else round(float(done["mean"]), 4),
-            finished_milestones=0 if done is None else int(done["size"])))
+            slipped_share=None if done is None else round(float(done[0]), 4),
+            finished_milestones=0 if done is None else int(done[1])))
     return out
 
 
