@@ -5,26 +5,35 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler, GetJsonSchemaHandler
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import core_schema
 
 from slipcast.core.contracts import EARLIEST, LATEST, MAX_STORY_POINTS, YEARS
 
 Status = Literal["todo", "in_progress", "blocked", "done"]
 
 
-def _plausible(value: datetime) -> datetime:
-    if not EARLIEST <= value < LATEST:
-        raise ValueError(f"timestamp outside {YEARS}")
-    return value
+class _Time:
+    """A time in a request: an ISO-8601 string with a UTC offset, in ``contracts.YEARS``. Checked
+    in pydantic's core as one chain (a string, then an aware datetime within the bounds): with a
+    Python check per time, times were most of a batch's validation."""
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+        text = core_schema.custom_error_schema(  # a string (or, from Python, a datetime), never a number
+            core_schema.union_schema([core_schema.str_schema(strict=True), core_schema.datetime_schema(strict=True)]),
+            "time_not_text", custom_error_message="a time is an ISO-8601 string with a UTC offset, not a number")
+        return core_schema.chain_schema([text, core_schema.datetime_schema(tz_constraint="aware", ge=EARLIEST,
+                                                                           lt=LATEST)])
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+                                     ) -> JsonSchemaValue:
+        return {"type": "string", "format": "date-time", "description": f"With a UTC offset, in {YEARS}."}
 
 
-def _text(value: object) -> object:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        raise ValueError("a time is an ISO-8601 string with a UTC offset, not a number")
-    return value
-
-
-When = Annotated[AwareDatetime, BeforeValidator(_text), AfterValidator(_plausible)]
+When = Annotated[datetime, _Time]
 
 
 class Strict(BaseModel):
