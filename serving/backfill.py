@@ -47,7 +47,7 @@ def backfill(settings: Settings, store: str | Path, now: datetime) -> BackfillRe
     if model is None:
         raise LookupError(f"no milestone model to backfill with: {models.errors.get('milestone')}")
     history = History(read_tables(store), settings.features)
-    tl, end = history.tl, pd.Timestamp(now)
+    tl, end = history.tl, pd.Timestamp(now).tz_convert("UTC")  # any aware time (pydantic's UTC is another tzinfo)
     ids, as_ofs = [], []
     for code, milestone_id in enumerate(tl.milestones):
         start, completed = tl.milestone_start[code], tl.milestone_completed[code]

@@ -178,9 +178,15 @@ def _store(args, settings, purpose: str) -> str | None:
     return None
 
 
-def _cmd_backfill(args) -> int:
+def _now(settings):
+    """The time the store commands work as of: ``serving.as_of`` where it fixes the service's
+    clock (replays, demos), else now, so backfill, monitor and retrain agree with what is served."""
     from datetime import UTC, datetime
 
+    return settings.serving.as_of or datetime.now(UTC)
+
+
+def _cmd_backfill(args) -> int:
     from slipcast.serving.backfill import backfill
 
     settings = get_settings()
@@ -188,7 +194,7 @@ def _cmd_backfill(args) -> int:
     if store is None:
         return 2
     try:
-        report = backfill(settings, store, datetime.now(UTC))
+        report = backfill(settings, store, _now(settings))
     except (LookupError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -197,8 +203,6 @@ def _cmd_backfill(args) -> int:
 
 
 def _cmd_monitor(args) -> int:
-    from datetime import UTC, datetime
-
     from slipcast.features.pipeline import read_training_set
     from slipcast.monitoring.monitor import log_to_mlflow, monitor, write_report
 
@@ -208,7 +212,7 @@ def _cmd_monitor(args) -> int:
         return 2
     features = Path(args.features) if args.features else settings.resolve(settings.work_dir) / "features"
     training = read_training_set(features / "milestone.parquet")[0] if (features / "milestone.parquet").exists() else None
-    now = settings.serving.as_of or datetime.now(UTC)
+    now = _now(settings)
     try:
         result = monitor(settings, store, now, training)
     except (ValueError, FileNotFoundError) as exc:
@@ -227,8 +231,6 @@ def _cmd_monitor(args) -> int:
 
 
 def _cmd_retrain(args) -> int:
-    from datetime import UTC, datetime
-
     from slipcast.monitoring.retrain import retrain
 
     settings = get_settings()
@@ -236,7 +238,7 @@ def _cmd_retrain(args) -> int:
     if store is None:
         return 2
     try:
-        report = retrain(settings, store, settings.serving.as_of or datetime.now(UTC), args.if_needed)
+        report = retrain(settings, store, _now(settings), args.if_needed)
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -76,6 +76,14 @@ def test_backfill_on_the_command_line(setup):
                            "--quiet"], capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr
     assert "backfilled" in done.stdout and Ledger(env["SLIPCAST_SERVING__LEDGER_URL"]).forecasts(backfilled=True)
+    # serving.as_of fixes the clock of backfill as of the service: no day after it is recorded
+    env["SLIPCAST_SERVING__LEDGER_URL"] = f"sqlite:///{setup['root'] / 'cli-as-of.db'}"
+    env["SLIPCAST_SERVING__AS_OF"] = setup["now"].isoformat()
+    done = subprocess.run([sys.executable, "-m", "slipcast.cli", "backfill", "--store", str(setup["store"]),
+                           "--quiet"], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    days = [r["as_of"] for r in Ledger(env["SLIPCAST_SERVING__LEDGER_URL"]).forecasts(backfilled=True)]
+    assert days and max(days) <= setup["now"]
 
 
 @pytest.mark.skipif(not os.environ.get("SLIPCAST_TEST_POSTGRES"), reason="SLIPCAST_TEST_POSTGRES unset "
