@@ -98,3 +98,23 @@ def test_a_guarded_forecast_serves_the_base_rate_that_scored_better_in_the_backt
     steady = run_backtest(shifting_history(milestones=900, before=0.5, after=0.5), "milestone", ["x"],
                           ["base_rate"], quick)
     assert steady.fallback() == "whole history"  # nothing drifts: more rows, less noise
+
+
+def test_the_training_report_compares_every_calibration_recipe_on_each_fold(settings, tmp_path):
+    from slipcast.training.calibration import RECENCY_MARGIN
+    from slipcast.training.report import write_report
+
+    quick = settings.training.model_copy(update={"calibration_half_lives": [None, 0.25], "folds": 4,
+                                                 "bootstrap_rounds": 10, "search": {}})
+    bt = run_backtest(shifting_history(seed=0), "milestone", ["x"], ["logistic"], quick)
+    result = bt.results["logistic"]
+    assert len(result.recipe_briers) == len(result.calibration) == len(bt.folds)
+    for briers, took in zip(result.recipe_briers, result.calibration):
+        assert {"sigmoid", "isotonic"} < set(briers) and any("recency-weighted" in r for r in briers)
+        chosen = max((r for r in briers if took.endswith(r)), key=len)
+        equal = min((r for r in briers if "recency" not in r), key=briers.__getitem__)
+        best = min(briers, key=briers.__getitem__)
+        # the lowest, or equal weights where a recency-weighted lowest wins by less than the margin
+        assert chosen == best or (chosen == equal and briers[best] > (1 - RECENCY_MARGIN) * briers[equal])
+    report = write_report(bt, "logistic", {"promoted": True, "reason": "test"}, tmp_path, 0, "test", "fp").read_text()
+    assert "Calibration recipes compared" in report and report.count("**") >= 2 * len(bt.folds)

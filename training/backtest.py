@@ -34,6 +34,7 @@ class CandidateResult:
     horizons: dict = field(default_factory=dict)
     intervals: dict = field(default_factory=dict)
     calibration: list = field(default_factory=list)
+    recipe_briers: list = field(default_factory=list)  # per fold: each calibration recipe's Brier in its choice
     last_model: object = None
     fit_seconds: float = 0.0
 
@@ -168,6 +169,7 @@ def run_backtest(frame: pd.DataFrame, target: str, features: list[str], candidat
                 p = model.predict_proba(data.iloc[fold.test][features])[:, 1]  # type: ignore[attr-defined]
                 res.last_model = model
                 res.calibration.append(recipe)
+                res.recipe_briers.append(getattr(model, "recipe_briers_", {}))
             res.fit_seconds += time.perf_counter() - started
             res.predictions[sl] = p
             res.folds.append({"fold": fold.number, "cutoff": str(fold.cutoff), "train": len(fold.train),

@@ -99,7 +99,8 @@ def calibrate(base, X: pd.DataFrame, y: np.ndarray, when=None,
               half_lives: tuple[float | None, ...] | list[float | None] = (None,)) -> tuple[CalibratedClassifierCV, str]:
     """The fitted ``base`` calibrated on (``X``, ``y``), rows later than its own, oldest first
     (``when``: their times, for recency weights), with the recipe that scores the lower Brier on
-    the later half of them; returned with the recipe's name."""
+    the later half of them; returned with the recipe's name. Every recipe's Brier in that choice
+    is kept on the model (``recipe_briers_``; empty where the halves could not be scored)."""
     half = len(y) // 2
     recipes = [Recipe(m, h) for m in METHODS for h in half_lives
                if h is None or (when is not None and m == "sigmoid")]
@@ -113,4 +114,7 @@ def calibrate(base, X: pd.DataFrame, y: np.ndarray, when=None,
     equal = min((r for r in scores if r.half_life is None), key=scores.__getitem__, default=chosen)
     if chosen.half_life is not None and scores[chosen] > (1 - RECENCY_MARGIN) * scores[equal]:
         chosen = equal
-    return _fit(base, chosen, X, y, when), str(chosen)
+    calibrated = _fit(base, chosen, X, y, when)
+    # every recipe's score in the choice, kept as a fitted attribute for the training report
+    calibrated.recipe_briers_ = {str(recipe): float(brier) for recipe, brier in scores.items()}
+    return calibrated, str(chosen)

@@ -15,7 +15,7 @@ from sklearn.inspection import permutation_importance  # noqa: E402
 from sklearn.metrics import roc_curve  # noqa: E402
 
 from slipcast.training.backtest import REFERENCE, Backtest  # noqa: E402
-from slipcast.training.calibration import UNCALIBRATED
+from slipcast.training.calibration import RECENCY_MARGIN, UNCALIBRATED
 
 SHOWN = ("base_rate", "monte_carlo", REFERENCE)
 
@@ -146,6 +146,18 @@ def write_report(bt: Backtest, chosen: str, decision: dict, out_dir: Path, seed:
     if any(cal):
         lines += ["", "Setting (chosen on inner forward folds of each fold's training rows) and calibration (chosen "
                       f"on the latest of them), per fold: {'; '.join(map(str, cal))}."]
+    briers = bt.results[chosen].recipe_briers
+    if any(briers):
+        recipes = list(dict.fromkeys(r for fold in briers for r in fold))
+        lines += ["", "Calibration recipes compared, per fold: each fitted on the earlier half of the fold's "
+                      "calibration rows (its latest training rows) and scored (Brier) on the later half; the lowest "
+                      "is taken (bold), a recency-weighted one only when it beats equal weights by "
+                      f"{RECENCY_MARGIN:.0%}, and is then refitted on all of them.", "",
+                  "| fold | " + " | ".join(recipes) + " |", "|---|" + "---|" * len(recipes)]
+        for f, fold, took in zip(bt.results[chosen].folds, briers, cal):
+            cells = [("**{:.4f}**" if str(took).endswith(r) else "{:.4f}").format(fold[r]) if r in fold else ""
+                     for r in recipes]
+            lines.append(f"| {f['fold']} | " + " | ".join(cells) + " |")
     if UNCALIBRATED in cal:
         lines += ["", f"In {cal.count(UNCALIBRATED)} of {len(cal)} folds the latest training rows held fewer than "
                       "two of either outcome: the model was fitted on all of them and left uncalibrated."]
