@@ -59,6 +59,9 @@ TICKET_FEATURES = [
 CATEGORICAL = ["kind"]
 # counts that grow as the history does, whatever the team does: their move is not drift
 GROWS_WITH_HISTORY = ("past_milestones_known", "history_weeks")
+# a team's own figures at as_of (they depend on the project and the time alone): every milestone of
+# a team shares them, so their evidence is the number of teams, not of milestones
+TEAM_FEATURES = ("throughput_per_week", "throughput_cv", "history_weeks", "past_slip_rate", "past_milestones_known")
 
 
 def _ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:

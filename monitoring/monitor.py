@@ -26,7 +26,7 @@ import pandas as pd
 from slipcast.core.contracts import MONITOR_FILE, horizons_of
 from slipcast.core.settings import Settings
 from slipcast.features.current import History
-from slipcast.features.milestone_features import GROWS_WITH_HISTORY
+from slipcast.features.milestone_features import GROWS_WITH_HISTORY, TEAM_FEATURES
 from slipcast.features.pipeline import feature_columns
 from slipcast.features.tables import read_tables
 from slipcast.serving.ledger import Ledger
@@ -166,8 +166,8 @@ def serving_rows(rows: pd.DataFrame, history: History, days: float) -> pd.DataFr
     forecast of each milestone per day), as the service computed them."""
     recent = rows[rows["as_of"] >= rows["as_of"].max() - timedelta(days=days)].sort_values("as_of")
     daily = recent.groupby(["milestone_id", recent["as_of"].dt.date]).tail(1)
-    _, feats, _ = history.features(daily["milestone_id"], list(daily["as_of"]))
-    return pd.DataFrame({"milestone_id": daily["milestone_id"].to_numpy(),
+    who, feats, _ = history.features(daily["milestone_id"], list(daily["as_of"]))
+    return pd.DataFrame({"milestone_id": daily["milestone_id"].to_numpy(), "project": who["project"].to_numpy(),
                          **{name: feats[name] for name in feature_columns("milestone")}})
 
 
@@ -227,7 +227,8 @@ def monitor(settings: Settings, store: str | Path, now: datetime, training_rows:
         result.notes.append("no training rows given (--features): feature drift not measured")
     else:
         feats = serving_rows(rows, history, cfg.drift_days)
-        behind = feats["milestone_id"].nunique()
+        # the evidence behind a feature: the milestones, or for a team's own figures its teams
+        behind = {"milestone": feats["milestone_id"].nunique(), "team": feats["project"].nunique()}
         drifted = {}
         for name in feature_columns("milestone"):
             if name in GROWS_WITH_HISTORY or not (name in training_rows
@@ -238,12 +239,13 @@ def monitor(settings: Settings, store: str | Path, now: datetime, training_rows:
             if value is None:
                 continue
             result.feature_psi[name] = round(value, 4)
-            if value > cfg.max_psi and value > psi_floor(reference, behind, settings.training.bootstrap_rounds,
+            n = behind["team" if name in TEAM_FEATURES else "milestone"]
+            if value > cfg.max_psi and value > psi_floor(reference, n, settings.training.bootstrap_rounds,
                                                          settings.training.seed):
                 drifted[name] = value
         if drifted:
-            result.breaches.append(f"feature drift (PSI above {cfg.max_psi} and beyond what {behind} milestones "
-                                   "drawn from the training rows would show): "
+            result.breaches.append(f"feature drift (PSI above {cfg.max_psi} and beyond what {behind['milestone']} "
+                                   f"milestones of {behind['team']} teams drawn from the training rows would show): "
                                    + ", ".join(f"{k} {v:.2f}" for k, v in sorted(drifted.items(), key=lambda kv: -kv[1])))
     return result
 
