@@ -46,14 +46,20 @@ def monte_carlo_on_time(weekly: np.ndarray, remaining: np.ndarray, days_left: np
     if horizon == 0:
         return np.where(unknown, np.nan, np.where(remaining <= 0, 1.0, 0.0))
     picks = (np.random.default_rng(seed).random((horizon, runs)).T * w).astype(np.intp)  # (runs, horizon)
-    weight = np.clip(weeks_left[:, None] - np.arange(horizon)[None, :], 0.0, 1.0).astype(np.float32)
     weekly32 = weekly.astype(np.float32)
-    chunk = max(1, max_cells // max(1, runs * horizon))
-    for lo in range(0, n, chunk):
-        hi = min(n, lo + chunk)
-        sampled = weekly32[lo:hi][:, picks]  # (m, runs, horizon)
-        finished = (sampled * weight[lo:hi, None, :]).sum(axis=2)
-        out[lo:hi] = (finished >= remaining[lo:hi, None]).mean(axis=1)
+    # rows simulate only the weeks they need: grouped by that count (a far-off due date in a
+    # batch no longer makes every row simulate its weeks); the first weeks' draws are the same
+    need = np.ceil(weeks_left).astype(np.intp)
+    for weeks in np.unique(need[need > 0]):
+        rows = np.flatnonzero(need == weeks)
+        weight = np.clip(weeks_left[rows, None] - np.arange(weeks)[None, :], 0.0, 1.0).astype(np.float32)
+        chunk = max(1, max_cells // max(1, runs * weeks))
+        for lo in range(0, len(rows), chunk):
+            part = rows[lo:lo + chunk]
+            sampled = weekly32[part][:, picks[:, :weeks]]  # (m, runs, weeks)
+            finished = (sampled * weight[lo:lo + chunk, None, :]).sum(axis=2)
+            out[part] = (finished >= remaining[part, None]).mean(axis=1)
+    out[need == 0] = np.where(remaining[need == 0] <= 0, 1.0, 0.0)
     out[weekly.sum(axis=1) <= 0] = np.nan
     out[remaining <= 0] = 1.0
     out[unknown] = np.nan

@@ -190,3 +190,25 @@ def test_duraspace_snapshots(tmp_path, settings, duraspace_dir):
     assert len(m) > 500 and m["label"].notna().sum() > 500
     assert 0.2 < m["label"].mean() < 0.95
     assert len(sets["ticket"]) > 2000
+
+
+def test_a_monte_carlo_value_depends_on_its_own_row_only(settings):
+    """Common random numbers, and each row simulating only its own weeks: a row's chance is the
+    same alone, in any batch, and beside a milestone due years later."""
+    from slipcast.features.throughput import monte_carlo_on_time
+
+    f = settings.features
+    rng = np.random.default_rng(0)
+    weekly = rng.poisson(3.0, size=(40, f.throughput_weeks)).astype(float)
+    remaining = rng.integers(0, 30, 40).astype(float)
+    days_left = rng.uniform(0, 120, 40)
+    days_left[0] = 7 * f.monte_carlo_max_weeks + 100  # due beyond the horizon
+    together = monte_carlo_on_time(weekly, remaining, days_left, f.monte_carlo_runs, f.seed, f.monte_carlo_max_weeks)
+    alone = [monte_carlo_on_time(weekly[i:i + 1], remaining[i:i + 1], days_left[i:i + 1], f.monte_carlo_runs, f.seed,
+                                 f.monte_carlo_max_weeks)[0] for i in range(40)]
+    assert np.array_equal(together, np.array(alone))
+    shuffled = rng.permutation(40)
+    again = monte_carlo_on_time(weekly[shuffled], remaining[shuffled], days_left[shuffled], f.monte_carlo_runs, f.seed,
+                                f.monte_carlo_max_weeks)
+    assert np.array_equal(again, together[shuffled])
+    assert 0 < np.nanmean(together) < 1
