@@ -71,18 +71,24 @@ def psi(reference: np.ndarray, recent: np.ndarray, bins: int = BINS) -> float | 
     return float(np.sum((now - ref) * np.log(now / ref)))
 
 
-def psi_floor(reference: np.ndarray, n: int, rounds: int, seed: int, quantile: float = 0.99,
+def psi_floor(references: list[np.ndarray], n: int, rounds: int, seed: int, quantile: float = 0.99,
               bins: int = BINS) -> float:
-    """The PSI that ``n`` rows drawn from ``reference`` itself would show (its ``quantile`` over
-    ``rounds`` draws): what no drift at all looks like at this sample size. ``n`` is the
-    evidence's size (the milestones behind the recent rows, not their daily repeats)."""
-    reference = reference[~np.isnan(reference)]
-    if len(reference) < bins or n < 1:
-        return np.inf
-    edges = np.unique(np.quantile(reference, np.linspace(0, 1, bins + 1)[1:-1]))
-    ref = _shares(edges, reference)[0]
-    draws = _shares(edges, np.random.default_rng(seed).choice(reference, (rounds, n)))
-    return float(np.quantile(np.sum((draws - ref) * np.log(draws / ref), axis=1), quantile))
+    """The PSI that ``n`` rows drawn from the references themselves would show in the most
+    drifted of them (the ``quantile`` over ``rounds`` draws of the largest PSI among them): what
+    no drift at all looks like at this sample size, across a family of features, so that a
+    check of forty features every week does not cry drift by chance. ``n`` is the evidence's size
+    (the milestones behind the recent rows, not their daily repeats)."""
+    rng = np.random.default_rng(seed)
+    largest = np.zeros(rounds)
+    for reference in references:
+        reference = reference[~np.isnan(reference)]
+        if len(reference) < bins or n < 1:
+            continue
+        edges = np.unique(np.quantile(reference, np.linspace(0, 1, bins + 1)[1:-1]))
+        ref = _shares(edges, reference)[0]
+        draws = _shares(edges, rng.choice(reference, (rounds, n)))
+        largest = np.maximum(largest, np.sum((draws - ref) * np.log(draws / ref), axis=1))
+    return float(np.quantile(largest, quantile))
 
 
 def published_with_outcomes(ledger: Ledger, history: History, now: datetime) -> pd.DataFrame:
@@ -171,6 +177,36 @@ def serving_rows(rows: pd.DataFrame, history: History, days: float) -> pd.DataFr
                          **{name: feats[name] for name in feature_columns("milestone")}})
 
 
+def feature_drift(training_rows: pd.DataFrame, served: pd.DataFrame, settings: Settings
+                  ) -> tuple[dict[str, float], list[str]]:
+    """PSI of each numeric feature of the ``served`` rows (milestone_id, project, features)
+    against the model's ``training_rows``, and the breach it makes: the features above
+    ``monitoring.max_psi`` and above what as many milestones (for a team's own figures, as many
+    teams) drawn from the training rows themselves would show in the most drifted of those
+    features (``psi_floor``). Counts that grow with the history are not compared."""
+    cfg = settings.monitoring
+    compared = [name for name in feature_columns("milestone") if name not in GROWS_WITH_HISTORY
+                and name in training_rows and pd.api.types.is_numeric_dtype(training_rows[name])]
+    values = {}
+    for name in compared:
+        value = psi(training_rows[name].to_numpy(np.float64), served[name].to_numpy(np.float64))
+        if value is not None:
+            values[name] = round(value, 4)
+    # the evidence behind a feature: the milestones, or for a team's own figures its teams
+    behind = {"milestone": served["milestone_id"].nunique(), "team": served["project"].nunique()}
+    floors = {family: psi_floor([training_rows[c].to_numpy(np.float64) for c in compared
+                                 if (c in TEAM_FEATURES) == (family == "team")],
+                                n, settings.training.bootstrap_rounds, settings.training.seed)
+              for family, n in behind.items()}
+    drifted = {name: value for name, value in values.items()
+               if value > cfg.max_psi and value > floors["team" if name in TEAM_FEATURES else "milestone"]}
+    if not drifted:
+        return values, []
+    return values, [f"feature drift (PSI above {cfg.max_psi} and beyond what {behind['milestone']} milestones of "
+                    f"{behind['team']} teams drawn from the training rows would show): "
+                    + ", ".join(f"{k} {v:.2f}" for k, v in sorted(drifted.items(), key=lambda kv: -kv[1]))]
+
+
 def _scores(frame: pd.DataFrame, settings: Settings) -> dict:
     y, p = frame["label"].to_numpy(), frame["probability"].to_numpy()
     base = frame["base_rate"].fillna(frame["label"].mean()).to_numpy()
@@ -226,27 +262,8 @@ def monitor(settings: Settings, store: str | Path, now: datetime, training_rows:
     if training_rows is None:
         result.notes.append("no training rows given (--features): feature drift not measured")
     else:
-        feats = serving_rows(rows, history, cfg.drift_days)
-        # the evidence behind a feature: the milestones, or for a team's own figures its teams
-        behind = {"milestone": feats["milestone_id"].nunique(), "team": feats["project"].nunique()}
-        drifted = {}
-        for name in feature_columns("milestone"):
-            if name in GROWS_WITH_HISTORY or not (name in training_rows
-                                                  and pd.api.types.is_numeric_dtype(training_rows[name])):
-                continue
-            reference = training_rows[name].to_numpy(np.float64)
-            value = psi(reference, feats[name].to_numpy(np.float64))
-            if value is None:
-                continue
-            result.feature_psi[name] = round(value, 4)
-            n = behind["team" if name in TEAM_FEATURES else "milestone"]
-            if value > cfg.max_psi and value > psi_floor(reference, n, settings.training.bootstrap_rounds,
-                                                         settings.training.seed):
-                drifted[name] = value
-        if drifted:
-            result.breaches.append(f"feature drift (PSI above {cfg.max_psi} and beyond what {behind['milestone']} "
-                                   f"milestones of {behind['team']} teams drawn from the training rows would show): "
-                                   + ", ".join(f"{k} {v:.2f}" for k, v in sorted(drifted.items(), key=lambda kv: -kv[1])))
+        result.feature_psi, broken = feature_drift(training_rows, serving_rows(rows, history, cfg.drift_days), settings)
+        result.breaches += broken
     return result
 
 

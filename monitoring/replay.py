@@ -5,7 +5,9 @@ on what was known then (training rows whose label was known by that time; their 
 point in time), and the forecasts recorded (those the service would give: not past due, with
 scope and history, ``serving.forecast.forecastable``); each week the forecasts of the current
 model whose outcomes are known by then are judged as the monitor judges them
-(``monitor.judge``, once ``monitoring.min_outcomes`` are known); a break retrains the model on
+(``monitor.judge``, once ``monitoring.min_outcomes`` are known), and the features served in the
+latest ``monitoring.drift_days`` against the model's training rows (``monitor.feature_drift``);
+a break retrains the model on
 what is known at that moment, but only where such a challenger, fitted ``HOLDOUT_DAYS`` earlier,
 beats the current model on the labels learnt since, which neither has seen (the champion guard).
 The result is the live calibration a team would have seen, with
@@ -24,7 +26,7 @@ from slipcast.core.settings import Settings
 from slipcast.features.current import History
 from slipcast.features.pipeline import build_training_sets, feature_columns
 from slipcast.features.tables import Tables
-from slipcast.monitoring.monitor import judge, judged
+from slipcast.monitoring.monitor import feature_drift, judge, judged
 from slipcast.serving.forecast import forecastable
 from slipcast.training.fitting import fit_candidate
 from slipcast.training.metrics import expected_calibration_error, scores
@@ -41,6 +43,7 @@ class ReplayReport:
     retrains: list = field(default_factory=list)  # (as_of, why)
     kept: list = field(default_factory=list)  # (as_of, why): a break whose challenger did not beat the model
     overall: dict = field(default_factory=dict)
+    drifts: list = field(default_factory=list)  # (as_of, why): feature drift the monitor would have flagged
 
     def ece_between(self, since: pd.Timestamp, until: pd.Timestamp | None = None) -> float:
         """Live ECE of the forecasts published in [since, until) whose outcomes are known."""
@@ -68,6 +71,8 @@ def write_replay(report: ReplayReport, frozen: ReplayReport | None, folder) -> s
                          f"{r.ece_between(pd.Timestamp(report.start), half):.3f} | {r.ece_between(half):.3f} |")
     lines += ["", "Retrains:", ""] + [f"- {str(t)[:10]}: {why}" for t, why in report.retrains]
     lines += ["", f"Breaks whose challenger did not beat the model (kept): {len(report.kept)}."]
+    lines += ["", f"Weeks with feature drift (as `slipcast monitor` flags it): {len(report.drifts)}.", ""]
+    lines += [f"- {str(t)[:10]}: {why}" for t, why in report.drifts[:20]]
     text = "\n".join(lines) + "\n"
     (folder / "replay.md").write_text(text)
     return text
@@ -97,13 +102,14 @@ def replay(settings: Settings, tables: Tables, start: pd.Timestamp, every_days: 
         return bool(np.mean((challenger.predict_proba(X)[:, 1] - y) ** 2) < np.mean((current.predict_proba(X)[:, 1] - y) ** 2))
 
     end = pd.Timestamp(tables.events["at"].max()) if until is None else min(until, pd.Timestamp(tables.events["at"].max()))
-    model, version, retrains, kept, fitted = fit_at(start), 1, [], [], start
+    model, version, retrains, kept, drifts, fitted = fit_at(start), 1, [], [], [], start
     published: list[pd.DataFrame] = []
+    rows_served: list[pd.DataFrame] = []  # the features of what was published, for drift
     t, weeks = start, 0
     while t <= end:
         ids = history.open_at(t)
         if len(ids):
-            _, feats, _ = history.features(ids, [t] * len(ids))
+            who, feats, _ = history.features(ids, [t] * len(ids))
             served = forecastable(feats, settings)
             ids, feats = ids[served], {c: v[served] for c, v in feats.items() if c in FEATURES}
         if len(ids):
@@ -111,21 +117,28 @@ def replay(settings: Settings, tables: Tables, start: pd.Timestamp, every_days: 
             label, known_at = history.labels_at(ids, [t] * len(ids))
             published.append(pd.DataFrame({"milestone_id": ids, "as_of": t, "probability": p, "model_version": version,
                                            "label": label, "known_at": known_at.to_numpy()}))
-        if retrain and published:
-            mine = pd.concat(published, ignore_index=True)
-            recent = judged(mine, t, settings)
+            rows_served.append(pd.DataFrame({"milestone_id": ids, "project": who["project"].to_numpy()[served],
+                                             "as_of": t, **feats}))
+        if published:
+            # drift as the monitor measures it: the latest drift_days served against the model's training rows
+            latest = pd.concat(rows_served[-int(np.ceil(cfg.drift_days / every_days)) - 1:], ignore_index=True)
+            latest = latest[latest["as_of"] > t - timedelta(days=cfg.drift_days)]
+            broken = feature_drift(labelled[labelled["label_known_at"] <= fitted], latest, settings)[1]
+            drifts += [(t, why) for why in broken]
+            recent = judged(pd.concat(published, ignore_index=True), t, settings)
             if len(recent) >= cfg.min_outcomes:
                 rate = labelled[labelled["label_known_at"] <= t]["label"].mean()
-                broken = judge(recent["label"].to_numpy(), recent["probability"].to_numpy(),
-                               recent["milestone_id"].to_numpy(), np.full(len(recent), rate), settings)
-                if broken and beats(fit_at(t - timedelta(days=HOLDOUT_DAYS)), model, fitted, t):
-                    model, version, fitted = fit_at(t), version + 1, t
-                    retrains.append((t, f"{'; '.join(broken)} on {len(recent)} outcomes"))
-                elif broken:
-                    kept.append((t, "; ".join(broken)))
+                broken = [f"{why} on {len(recent)} outcomes" for why in judge(
+                    recent["label"].to_numpy(), recent["probability"].to_numpy(), recent["milestone_id"].to_numpy(),
+                    np.full(len(recent), rate), settings)] + broken
+            if retrain and broken and beats(fit_at(t - timedelta(days=HOLDOUT_DAYS)), model, fitted, t):
+                model, version, fitted = fit_at(t), version + 1, t
+                retrains.append((t, "; ".join(broken)))
+            elif retrain and broken:
+                kept.append((t, "; ".join(broken)))
         t, weeks = t + timedelta(days=every_days), weeks + 1
     forecasts = pd.concat(published, ignore_index=True) if published else pd.DataFrame(
         columns=["milestone_id", "as_of", "probability", "model_version", "label", "known_at"])
     done = forecasts[forecasts["label"].notna()]
     overall = scores(done["label"].to_numpy(), done["probability"].to_numpy(), labelled["label"].mean()) if len(done) else {}
-    return ReplayReport(start.isoformat(), weeks, forecasts, retrains, kept, overall)
+    return ReplayReport(start.isoformat(), weeks, forecasts, retrains, kept, overall, drifts)

@@ -154,11 +154,14 @@ def test_monitor_on_the_command_line_logs_to_mlflow_feeds_the_service_and_exits_
 def test_drift_counts_only_beyond_what_the_training_rows_themselves_would_show():
     rng = np.random.default_rng(0)
     reference = rng.normal(size=5000)
-    few, many = psi_floor(reference, 15, 200, 0), psi_floor(reference, 500, 200, 0)
+    few, many = psi_floor([reference], 15, 200, 0), psi_floor([reference], 500, 200, 0)
     assert few > many  # fifteen milestones show a large PSI by chance alone
     same = [psi(reference, rng.normal(size=15)) for _ in range(50)]
     assert sum(v > few for v in same) <= 3  # about 1 % of draws from the reference itself
     assert psi(reference, rng.normal(1.0, size=500)) > many
+    # forty features checked at once: the floor is that of the most drifted of them by chance
+    family = [rng.normal(size=5000) for _ in range(40)]
+    assert psi_floor(family, 15, 200, 0) > few
 
 
 def test_thresholds_judge_only_the_serving_models_recently_known_outcomes(settings):
