@@ -6,7 +6,8 @@ point in time), and the forecasts recorded (those the service would give: not pa
 scope and history, ``serving.forecast.forecastable``); each week the forecasts of the current
 model whose outcomes are known by then are judged as the monitor judges them
 (``monitor.judge``, once ``monitoring.min_outcomes`` are known), and the features served in the
-latest ``monitoring.drift_days`` against the model's training rows (``monitor.feature_drift``);
+latest ``monitoring.drift_days`` against the model's training rows, once per such window
+(``monitor.feature_drift``);
 a break retrains the model on
 what is known at that moment, but only where such a challenger, fitted ``HOLDOUT_DAYS`` earlier,
 beats the current model on the labels learnt since, which neither has seen (the champion guard).
@@ -103,8 +104,9 @@ def replay(settings: Settings, tables: Tables, start: pd.Timestamp, every_days: 
 
     end = pd.Timestamp(tables.events["at"].max()) if until is None else min(until, pd.Timestamp(tables.events["at"].max()))
     model, version, retrains, kept, drifts, fitted = fit_at(start), 1, [], [], [], start
-    published: list[pd.DataFrame] = []
+    published = pd.DataFrame(columns=["milestone_id", "as_of", "probability", "model_version", "label", "known_at"])
     rows_served: list[pd.DataFrame] = []  # the features of what was published, for drift
+    window = max(1, round(cfg.drift_days / every_days))  # steps per drift window
     t, weeks = start, 0
     while t <= end:
         ids = history.open_at(t)
@@ -115,17 +117,20 @@ def replay(settings: Settings, tables: Tables, start: pd.Timestamp, every_days: 
         if len(ids):
             p = model.predict_proba(pd.DataFrame({c: feats[c] for c in FEATURES}))[:, 1]
             label, known_at = history.labels_at(ids, [t] * len(ids))
-            published.append(pd.DataFrame({"milestone_id": ids, "as_of": t, "probability": p, "model_version": version,
-                                           "label": label, "known_at": known_at.to_numpy()}))
+            now = pd.DataFrame({"milestone_id": ids, "as_of": t, "probability": p, "model_version": version,
+                                "label": label, "known_at": known_at.to_numpy()})
+            published = now if published.empty else pd.concat([published, now], ignore_index=True)
             rows_served.append(pd.DataFrame({"milestone_id": ids, "project": who["project"].to_numpy()[served],
                                              "as_of": t, **feats}))
-        if published:
-            # drift as the monitor measures it: the latest drift_days served against the model's training rows
-            latest = pd.concat(rows_served[-int(np.ceil(cfg.drift_days / every_days)) - 1:], ignore_index=True)
-            latest = latest[latest["as_of"] > t - timedelta(days=cfg.drift_days)]
-            broken = feature_drift(labelled[labelled["label_known_at"] <= fitted], latest, settings)[1]
-            drifts += [(t, why) for why in broken]
-            recent = judged(pd.concat(published, ignore_index=True), t, settings)
+        if len(published):
+            broken = []
+            if weeks % window == 0:  # drift as the monitor measures it, once per window: the latest
+                # drift_days served against the model's training rows
+                latest = pd.concat(rows_served[-window - 1:], ignore_index=True)
+                latest = latest[latest["as_of"] > t - timedelta(days=cfg.drift_days)]
+                broken = feature_drift(labelled[labelled["label_known_at"] <= fitted], latest, settings)[1]
+                drifts += [(t, why) for why in broken]
+            recent = judged(published, t, settings)
             if len(recent) >= cfg.min_outcomes:
                 rate = labelled[labelled["label_known_at"] <= t]["label"].mean()
                 broken = [f"{why} on {len(recent)} outcomes" for why in judge(
@@ -137,8 +142,7 @@ def replay(settings: Settings, tables: Tables, start: pd.Timestamp, every_days: 
             elif retrain and broken:
                 kept.append((t, "; ".join(broken)))
         t, weeks = t + timedelta(days=every_days), weeks + 1
-    forecasts = pd.concat(published, ignore_index=True) if published else pd.DataFrame(
-        columns=["milestone_id", "as_of", "probability", "model_version", "label", "known_at"])
+    forecasts = published
     done = forecasts[forecasts["label"].notna()]
     overall = scores(done["label"].to_numpy(), done["probability"].to_numpy(), labelled["label"].mean()) if len(done) else {}
     return ReplayReport(start.isoformat(), weeks, forecasts, retrains, kept, overall, drifts)
