@@ -60,13 +60,18 @@ def _shares(edges: np.ndarray, values: np.ndarray) -> np.ndarray:
     return np.clip(counts / values.shape[1], 1e-4, None)
 
 
+def _edges(reference: np.ndarray, bins: int) -> np.ndarray:
+    """Bin edges at the reference's quantiles (fewer where values repeat)."""
+    return np.unique(np.quantile(reference, np.linspace(0, 1, bins + 1)[1:-1]))
+
+
 def psi(reference: np.ndarray, recent: np.ndarray, bins: int = BINS) -> float | None:
     """Population stability index of ``recent`` against ``reference``: bins at the reference's
     quantiles, sum of (recent share - reference share) x ln(recent share / reference share)."""
     reference, recent = reference[~np.isnan(reference)], recent[~np.isnan(recent)]
     if len(reference) < bins or len(recent) < bins:
         return None
-    edges = np.unique(np.quantile(reference, np.linspace(0, 1, bins + 1)[1:-1]))
+    edges = _edges(reference, bins)
     ref, now = _shares(edges, reference)[0], _shares(edges, recent)[0]
     return float(np.sum((now - ref) * np.log(now / ref)))
 
@@ -84,7 +89,7 @@ def psi_floor(references: list[np.ndarray], n: int, rounds: int, seed: int, quan
         reference = reference[~np.isnan(reference)]
         if len(reference) < bins or n < 1:
             continue
-        edges = np.unique(np.quantile(reference, np.linspace(0, 1, bins + 1)[1:-1]))
+        edges = _edges(reference, bins)
         ref = _shares(edges, reference)[0]
         draws = _shares(edges, rng.choice(reference, (rounds, n)))
         largest = np.maximum(largest, np.sum((draws - ref) * np.log(draws / ref), axis=1))

@@ -174,8 +174,8 @@ def project_states(states: list[MilestoneState], outcomes: pd.DataFrame, as_of: 
     """Per project: its open milestones by band, past due or without a forecast, and how often its
     finished milestones (outcomes known by ``as_of``) slipped."""
     known = outcomes[outcomes["known_at"] <= as_of]
-    grouped = known.groupby("project")["slipped"]
-    finished = dict(zip(grouped.mean().index, zip(grouped.mean().to_numpy(), grouped.size().to_numpy())))
+    rates = known.groupby("project")["slipped"].agg(["mean", "size"])
+    finished = dict(zip(rates.index, zip(rates["mean"].to_numpy(), rates["size"].to_numpy())))
     mine: dict[str, list[MilestoneState]] = {}
     for m in states:
         mine.setdefault(m.project, []).append(m)

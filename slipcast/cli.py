@@ -186,20 +186,26 @@ def _now(settings):
     return settings.serving.as_of or datetime.now(UTC)
 
 
-def _cmd_backfill(args) -> int:
-    from slipcast.serving.backfill import backfill
-
+def _on_store(args, purpose: str, job, errors: tuple[type[Exception], ...] = (ValueError, FileNotFoundError)) -> int:
+    """Run ``job(settings, store, now)`` on the command's store and print its report; 2, with the
+    reason on standard error, where there is no store or the job refuses (``errors``)."""
     settings = get_settings()
-    store = _store(args, settings, "backfill")
+    store = _store(args, settings, purpose)
     if store is None:
         return 2
     try:
-        report = backfill(settings, store, _now(settings))
-    except (LookupError, ValueError, FileNotFoundError) as exc:
+        report = job(settings, store, _now(settings))
+    except errors as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(report.format())
     return 0
+
+
+def _cmd_backfill(args) -> int:
+    from slipcast.serving.backfill import backfill
+
+    return _on_store(args, "backfill", backfill, (LookupError, ValueError, FileNotFoundError))
 
 
 def _cmd_monitor(args) -> int:
@@ -233,17 +239,7 @@ def _cmd_monitor(args) -> int:
 def _cmd_retrain(args) -> int:
     from slipcast.monitoring.retrain import retrain
 
-    settings = get_settings()
-    store = _store(args, settings, "retrain on")
-    if store is None:
-        return 2
-    try:
-        report = retrain(settings, store, _now(settings), args.if_needed)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(report.format())
-    return 0
+    return _on_store(args, "retrain on", lambda settings, store, now: retrain(settings, store, now, args.if_needed))
 
 
 def _cmd_replay(args) -> int:
