@@ -69,10 +69,13 @@ def stage_generate(tickets: int, projects: int) -> dict:
 
 
 def stage_features() -> dict:
-    """Training sets from the generated history, against one sorted group-by pass over events."""
-    from slipcast.features.pipeline import build_training_sets, write_training_set
+    """Training sets from the generated history, written bucket by bucket as `slipcast features`
+    writes them, against one sorted group-by pass over the events."""
+    from slipcast.features.buckets import bucket_count
+    from slipcast.features.pipeline import write_training_sets
     from slipcast.features.tables import read_tables
 
+    settings = get_settings().features
     tables = read_tables(WORK / "history")
     data_mb = frame_mb(*(f for _, f in tables.items()))
     base_peak = peak_mb()
@@ -82,12 +85,11 @@ def stage_features() -> dict:
     reference = time.perf_counter() - started
     del ev
     started = time.perf_counter()
-    sets = build_training_sets(tables, get_settings().features)
+    written = write_training_sets(tables, settings, WORK / "features")
     seconds = time.perf_counter() - started
-    for target, frame in sets.items():
-        write_training_set(frame, WORK / "features", target)
     return {"events": len(tables.events), "tickets": len(tables.tickets), "data_mb": round(data_mb),
-            "milestone_rows": len(sets["milestone"]), "ticket_rows": len(sets["ticket"]),
+            "buckets": bucket_count(len(tables.events), settings.bucket_events),
+            "milestone_rows": written["milestone"].rows, "ticket_rows": written["ticket"].rows,
             "seconds": round(seconds, 1), "sorted_groupby_pass_s": round(reference, 2),
             "ratio_to_pass": round(seconds / reference, 1), "peak_mb": round(peak_mb()),
             "peak_over_data": round(peak_mb() / max(data_mb, 1), 1), "peak_before_mb": round(base_peak)}

@@ -122,8 +122,9 @@ def dependency_counts(scope: Scope, as_of: np.ndarray, is_open: np.ndarray,
     waiting = (value >= 0) & (value != tl.value_code("done"))
     mine, theirs = pick(tl.ticket_project, scope.ticket[row], -1), pick(tl.ticket_project, dependency, -1)
     cross = waiting & ((mine < 0) | (theirs < 0) | (mine != theirs))
-    return (np.bincount(row, weights=waiting, minlength=len(scope)),
-            np.bincount(row, weights=cross, minlength=len(scope)))
+    # float even when nothing is linked (bincount of no rows is an integer array)
+    return (np.bincount(row, weights=waiting, minlength=len(scope)).astype(np.float64),
+            np.bincount(row, weights=cross, minlength=len(scope)).astype(np.float64))
 
 
 def past_slip_rate(project: np.ndarray, as_of: np.ndarray, outcomes: pd.DataFrame | None,

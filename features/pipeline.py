@@ -5,14 +5,17 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from slipcast.core.contracts import TRAINING_SET_FINGERPRINT_KEY, TRAINING_SET_TARGET_KEY
+from slipcast.core.contracts import TARGETS, TRAINING_SET_FINGERPRINT_KEY, TRAINING_SET_TARGET_KEY
+from slipcast.core.progress import progress
 from slipcast.core.settings import FeatureSettings
+from slipcast.features.buckets import bucket_count, bucket_tables
 from slipcast.features.milestone_features import (
     MILESTONE_FEATURES,
     TICKET_FEATURES,
@@ -32,7 +35,7 @@ from slipcast.features.timeline import (
 ID_COLUMNS = {"milestone": ["milestone_id", "project", "as_of"],
               "ticket": ["ticket_id", "milestone_id", "project", "as_of"]}
 LABEL_COLUMNS = ["label", "label_known_at"]
-ENGINE_SETTINGS = {"engine", "spark_master", "spark_partitions", "spark_conf"}
+ENGINE_SETTINGS = {"engine", "bucket_events", "spark_master", "spark_partitions", "spark_conf"}
 
 
 def feature_columns(target: str) -> list[str]:
@@ -94,18 +97,58 @@ def training_set_fingerprint(tables: Tables, settings: FeatureSettings) -> str:
     return hashlib.sha256((fingerprint(tables) + schedule_spec).encode()).hexdigest()[:16]
 
 
+def _stamped(table: pa.Table, target: str, data_fingerprint: str | None) -> pa.Table:
+    """``table`` with the target and the data fingerprint in its schema's metadata."""
+    meta = dict(table.schema.metadata or {})
+    meta[TRAINING_SET_TARGET_KEY] = target.encode()
+    meta[TRAINING_SET_FINGERPRINT_KEY] = (data_fingerprint or "").encode()
+    return table.replace_schema_metadata(meta)
+
+
 def write_training_set(frame: pd.DataFrame, out_dir: Path, target: str,
                        data_fingerprint: str | None = None) -> Path:
     """Write one target's training set as Parquet, the fingerprint in its metadata."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    table = pa.Table.from_pandas(frame, preserve_index=False)
-    meta = dict(table.schema.metadata or {})
-    meta[TRAINING_SET_TARGET_KEY] = target.encode()
-    meta[TRAINING_SET_FINGERPRINT_KEY] = (data_fingerprint or "").encode()
     path = out_dir / f"{target}.parquet"
-    pq.write_table(table.replace_schema_metadata(meta), path)
+    pq.write_table(_stamped(pa.Table.from_pandas(frame, preserve_index=False), target, data_fingerprint), path)
     return path
+
+
+class WrittenSet(NamedTuple):
+    """A training set written to ``path``: its rows, labelled rows and slipped rows."""
+
+    path: Path
+    rows: int
+    labelled: int
+    slipped: int
+
+
+def write_training_sets(tables: Tables, settings: FeatureSettings, out_dir: Path,
+                        data_fingerprint: str | None = None) -> dict[str, WrittenSet]:
+    """Both targets' training sets built and written one bucket of whole projects at a time
+    (``features.buckets``, ``settings.bucket_events`` events each), so peak memory follows the
+    largest bucket, not the history. The rows are ``build_training_sets``' rows, bucket after
+    bucket."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    data_end = tables.events["at"].max() if len(tables.events) else None
+    buckets = bucket_count(len(tables.events), settings.bucket_events)
+    writers: dict[str, pq.ParquetWriter] = {}
+    counts: dict[str, np.ndarray] = {target: np.zeros(3, dtype=np.int64) for target in TARGETS}
+    try:
+        for part in progress(bucket_tables(tables, buckets), "building features", total=buckets, unit="bucket"):
+            for target, frame in build_training_sets(part, settings, data_end).items():
+                table = pa.Table.from_pandas(frame, preserve_index=False)
+                if target not in writers:
+                    table = _stamped(table, target, data_fingerprint)
+                    writers[target] = pq.ParquetWriter(out_dir / f"{target}.parquet", table.schema)
+                writers[target].write_table(table.cast(writers[target].schema))
+                counts[target] += [len(frame), frame["label"].notna().sum(), (frame["label"] == 1).sum()]
+    finally:
+        for writer in writers.values():
+            writer.close()
+    return {target: WrittenSet(out_dir / f"{target}.parquet", *map(int, counts[target])) for target in writers}
 
 
 def read_training_set(path: Path) -> tuple[pd.DataFrame, str]:

@@ -3,11 +3,10 @@
 Nothing here computes a feature. Spark reads the canonical Parquet tables, gives every row the
 partitions that need it, and ``groupBy("_part").applyInPandas`` runs the pandas
 ``build_training_sets`` on each partition: a bucket of whole projects (one pandas call per
-bucket, not per project, so its fixed cost is paid a few times, not thousands). A project's
-partition holds its milestones, every ticket that was ever in one of them, the tickets those
-are linked to (a dependency's status and project are features), the events of all of these,
-and their links. The data's end is the whole history's, so a partition schedules and labels
-exactly as one pandas run does.
+bucket, not per project, so its fixed cost is paid a few times, not thousands), bucketed by the
+pandas engine's rule (``features.buckets``, docs/architecture.md "Buckets of projects"). The
+data's end is the whole history's, so a partition schedules and labels exactly as one pandas
+run does.
 """
 
 from __future__ import annotations
@@ -64,11 +63,12 @@ def output_schema() -> pa.Schema:
 
 def _partitioned(spark_tables: dict, partitions: int):
     """One long frame: every table's rows, tagged ``_table``, once per partition ``_part`` that
-    needs them. A partition is a bucket of whole projects (a hash of the project key)."""
+    needs them. A partition is a bucket of whole projects, by ``features.buckets``' rule (the
+    CRC-32 of the project key modulo the number of buckets), written here in Spark's terms."""
     from pyspark.sql import functions as F
 
     def bucket(col: str):
-        return F.pmod(F.xxhash64(F.col(col)), F.lit(partitions)).alias("_part")
+        return F.pmod(F.crc32(F.col(col).cast("binary")), F.lit(partitions)).alias("_part")
 
     ms, tk, ev, lk = (spark_tables[n] for n in TABLE_NAMES)
     owner = ms.select("milestone_id", bucket("project"))

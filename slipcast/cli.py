@@ -83,9 +83,10 @@ def _cmd_generate(args) -> int:
 
 def _cmd_features(args) -> int:
     from slipcast.features.pipeline import (
-        build_training_sets,
+        WrittenSet,
         training_set_fingerprint,
         write_training_set,
+        write_training_sets,
     )
     from slipcast.features.tables import read_tables
 
@@ -93,21 +94,20 @@ def _cmd_features(args) -> int:
     data = Path(args.data) if args.data else settings.resolve(settings.data_dir)
     started = time.perf_counter()
     tables = read_tables(data)
+    fp = training_set_fingerprint(tables, settings.features)
+    out = Path(args.out) if args.out else settings.resolve(settings.work_dir) / "features"
     engine = args.engine or settings.features.engine
     if engine == "spark":
         from slipcast.features.spark_engine import build_training_sets_spark
 
-        sets = build_training_sets_spark(data, settings.features)
+        written = {target: WrittenSet(write_training_set(frame, out, target, fp), len(frame),
+                                      int(frame["label"].notna().sum()), int((frame["label"] == 1).sum()))
+                   for target, frame in build_training_sets_spark(data, settings.features).items()}
     else:
-        sets = build_training_sets(tables, settings.features)
-    fp = training_set_fingerprint(tables, settings.features)
-    out = Path(args.out) if args.out else settings.resolve(settings.work_dir) / "features"
-    for target, frame in sets.items():
-        path = write_training_set(frame, out, target, fp)
-        labelled = int(frame["label"].notna().sum())
-        slipped = int((frame["label"] == 1).sum())
-        print(f"{target}: {len(frame)} snapshots, {labelled} labelled ({slipped} slipped), "
-              f"{len(frame) - labelled} still open -> {path}")
+        written = write_training_sets(tables, settings.features, out, fp)
+    for target, w in written.items():
+        print(f"{target}: {w.rows} snapshots, {w.labelled} labelled ({w.slipped} slipped), "
+              f"{w.rows - w.labelled} still open -> {w.path}")
     print(f"features built in {time.perf_counter() - started:.1f}s (fingerprint {fp})")
     return 0
 

@@ -59,6 +59,9 @@ class FeatureSettings(BaseModel):
     )
     engine: Literal["pandas", "spark"] = Field(
         description="Where `slipcast features` runs: one pandas process, or per project on Spark.")
+    bucket_events: int = Field(
+        gt=0, description="Events per bucket of whole projects the pandas engine aims at: it builds one bucket at "
+                          "a time, so its peak memory follows the largest bucket (docs/architecture.md).")
     spark_master: str = Field(description="Spark master URL for the spark engine (local[2]: this machine).")
     spark_partitions: int = Field(gt=0, description="Buckets of whole projects the spark engine maps over.")
     spark_conf: dict[str, str] = Field(default_factory=dict, description="Extra Spark settings for the session.")
