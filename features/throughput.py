@@ -26,7 +26,7 @@ def history_weeks(project: np.ndarray, as_of: np.ndarray, tl: Timelines, cap: in
 
 
 def monte_carlo_on_time(weekly: np.ndarray, remaining: np.ndarray, days_left: np.ndarray,
-                        runs: int, seed: int, max_weeks: int, max_cells: int = 20_000_000) -> np.ndarray:
+                        runs: int, seed: int, max_weeks: int, max_cells: int = 200_000) -> np.ndarray:
     """P(finish ``remaining`` tickets in ``days_left``), resampling past weeks' throughput.
 
     The simulation looks ``max_weeks`` ahead at most: for a milestone due later it is the
@@ -37,6 +37,10 @@ def monte_carlo_on_time(weekly: np.ndarray, remaining: np.ndarray, days_left: np
     random numbers: the same for every row, generated week by week from ``seed``, so a row's
     value depends on its own history only, never on which rows share the batch. NaN where
     there is no throughput history at all.
+
+    A run's whole weeks sum to the row's past weeks weighted by how often the run drew each:
+    one matrix product for all rows and runs of a week count, not a gather of every drawn week.
+    Whole weeks are counts, so that sum is exact; the last week's share is added in float64.
     """
     n, w = weekly.shape
     out = np.full(n, np.nan)
@@ -46,18 +50,19 @@ def monte_carlo_on_time(weekly: np.ndarray, remaining: np.ndarray, days_left: np
     if horizon == 0:
         return np.where(unknown, np.nan, np.where(remaining <= 0, 1.0, 0.0))
     picks = (np.random.default_rng(seed).random((horizon, runs)).T * w).astype(np.intp)  # (runs, horizon)
-    weekly32 = weekly.astype(np.float32)
+    drawn = np.stack([(picks == week).cumsum(axis=1) for week in range(w)]).astype(np.float64)  # (w, runs, horizon)
     # rows simulate only the weeks they need: grouped by that count (a far-off due date in a
-    # batch no longer makes every row simulate its weeks); the first weeks' draws are the same
+    # batch does not make every row simulate its weeks); the first weeks' draws are the same
     need = np.ceil(weeks_left).astype(np.intp)
     for weeks in np.unique(need[need > 0]):
         rows = np.flatnonzero(need == weeks)
-        weight = np.clip(weeks_left[rows, None] - np.arange(weeks)[None, :], 0.0, 1.0).astype(np.float32)
-        chunk = max(1, max_cells // max(1, runs * weeks))
+        times = drawn[:, :, weeks - 2] if weeks > 1 else np.zeros((w, runs))  # (w, runs): draws of each past week
+        last = picks[:, weeks - 1]
+        share = weeks_left[rows] - (weeks - 1)
+        chunk = max(1, max_cells // runs)
         for lo in range(0, len(rows), chunk):
             part = rows[lo:lo + chunk]
-            sampled = weekly32[part][:, picks[:, :weeks]]  # (m, runs, weeks)
-            finished = (sampled * weight[lo:lo + chunk, None, :]).sum(axis=2)
+            finished = weekly[part] @ times + weekly[part][:, last] * share[lo:lo + chunk, None]
             out[part] = (finished >= remaining[part, None]).mean(axis=1)
     out[need == 0] = np.where(remaining[need == 0] <= 0, 1.0, 0.0)
     out[weekly.sum(axis=1) <= 0] = np.nan

@@ -192,6 +192,28 @@ def test_duraspace_snapshots(tmp_path, settings, duraspace_dir):
     assert len(sets["ticket"]) > 2000
 
 
+def test_the_monte_carlo_counts_the_runs_whose_drawn_weeks_finish_the_work():
+    """Per row, the share of runs whose drawn past weeks (whole weeks, then the last one's share)
+    add up to the remaining count, for every week count up to the horizon: the remaining count is
+    one run's own total, so a run summed wrong by any amount tells."""
+    from slipcast.features.throughput import monte_carlo_on_time
+
+    runs, seed, past, rows = 64, 5, 8, 4 * 104
+    rng = np.random.default_rng(2)
+    days_left = 7 * (np.repeat(np.arange(104), 4) + rng.uniform(0.001, 1, rows))  # a partial last week
+    weekly = rng.poisson(rng.uniform(1, 400, (rows, 1)), (rows, past)).astype(float)
+    picks = (np.random.default_rng(seed).random((104, runs)).T * past).astype(np.intp)  # the common draws
+    remaining, expected = np.empty(rows), np.empty(rows)
+    for i, left in enumerate(days_left / 7):
+        drawn = weekly[i][picks[:, :int(np.ceil(left))]]  # (runs, weeks)
+        totals = drawn[:, :-1].sum(axis=1) + drawn[:, -1] * (left - (drawn.shape[1] - 1))
+        remaining[i] = totals[i % runs]
+        expected[i] = (totals >= remaining[i]).mean()
+    got = monte_carlo_on_time(weekly, remaining, days_left, runs, seed, 104)
+    assert np.array_equal(got, expected)
+    assert 0.2 < expected.mean() < 0.8
+
+
 def test_a_monte_carlo_value_depends_on_its_own_row_only(settings):
     """Common random numbers, and each row simulating only its own weeks: a row's chance is the
     same alone, in any batch, and beside a milestone due years later."""
