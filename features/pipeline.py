@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -35,6 +37,7 @@ from slipcast.features.timeline import (
 ID_COLUMNS = {"milestone": ["milestone_id", "project", "as_of"],
               "ticket": ["ticket_id", "milestone_id", "project", "as_of"]}
 LABEL_COLUMNS = ["label", "label_known_at"]
+T = TypeVar("T")
 ENGINE_SETTINGS = {"engine", "bucket_events", "spark_master", "spark_partitions", "spark_conf"}
 
 
@@ -129,26 +132,50 @@ def write_training_sets(tables: Tables, settings: FeatureSettings, out_dir: Path
     """Both targets' training sets built and written one bucket of whole projects at a time
     (``features.buckets``, ``settings.bucket_events`` events each), so peak memory follows the
     largest bucket, not the history. The rows are ``build_training_sets``' rows, bucket after
-    bucket."""
+    bucket. The next bucket is cut, and the last one written, in worker threads while a bucket's
+    features are computed (pyarrow and numpy release the GIL for most of that work)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     data_end = tables.events["at"].max() if len(tables.events) else None
     buckets = bucket_count(len(tables.events), settings.bucket_events)
     writers: dict[str, pq.ParquetWriter] = {}
     counts: dict[str, np.ndarray] = {target: np.zeros(3, dtype=np.int64) for target in TARGETS}
+
+    def write(sets: dict[str, pd.DataFrame]) -> None:
+        for target, frame in sets.items():
+            table = pa.Table.from_pandas(frame, preserve_index=False)
+            if target not in writers:
+                table = _stamped(table, target, data_fingerprint)
+                writers[target] = pq.ParquetWriter(out_dir / f"{target}.parquet", table.schema)
+            if not table.schema.equals(writers[target].schema, check_metadata=False):
+                table = table.cast(writers[target].schema)
+            writers[target].write_table(table)
+            counts[target] += [len(frame), frame["label"].notna().sum(), (frame["label"] == 1).sum()]
+
+    written = None
     try:
-        for part in progress(bucket_tables(tables, buckets), "building features", total=buckets, unit="bucket"):
-            for target, frame in build_training_sets(part, settings, data_end).items():
-                table = pa.Table.from_pandas(frame, preserve_index=False)
-                if target not in writers:
-                    table = _stamped(table, target, data_fingerprint)
-                    writers[target] = pq.ParquetWriter(out_dir / f"{target}.parquet", table.schema)
-                writers[target].write_table(table.cast(writers[target].schema))
-                counts[target] += [len(frame), frame["label"].notna().sum(), (frame["label"] == 1).sum()]
+        with ThreadPoolExecutor(1, thread_name_prefix="slipcast-writer") as writer:
+            for part in progress(_ahead(bucket_tables(tables, buckets)), "building features", total=buckets,
+                                 unit="bucket"):
+                sets = build_training_sets(part, settings, data_end)
+                if written is not None:
+                    written.result()  # one bucket's rows waiting at most: memory stays bounded
+                written = writer.submit(write, sets)
+            if written is not None:
+                written.result()
     finally:
-        for writer in writers.values():
-            writer.close()
+        for w in writers.values():
+            w.close()
     return {target: WrittenSet(out_dir / f"{target}.parquet", *map(int, counts[target])) for target in writers}
+
+
+def _ahead(items: Iterator[T]) -> Iterator[T]:
+    """``items``, the next one produced in a worker thread while the caller works on this one."""
+    with ThreadPoolExecutor(1, thread_name_prefix="slipcast-buckets") as pool:
+        following = pool.submit(next, items, None)
+        while (item := following.result()) is not None:
+            following = pool.submit(next, items, None)
+            yield item
 
 
 def read_training_set(path: Path) -> tuple[pd.DataFrame, str]:
