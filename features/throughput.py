@@ -56,14 +56,17 @@ def monte_carlo_on_time(weekly: np.ndarray, remaining: np.ndarray, days_left: np
     need = np.ceil(weeks_left).astype(np.intp)
     for weeks in np.unique(need[need > 0]):
         rows = np.flatnonzero(need == weeks)
-        times = drawn[:, :, weeks - 2] if weeks > 1 else np.zeros((w, runs))  # (w, runs): draws of each past week
+        # (w, runs): how often each run drew each past week in its whole weeks
+        times = np.ascontiguousarray(drawn[:, :, weeks - 2]) if weeks > 1 else np.zeros((w, runs))
         last = picks[:, weeks - 1]
         share = weeks_left[rows] - (weeks - 1)
         chunk = max(1, max_cells // runs)
         for lo in range(0, len(rows), chunk):
             part = rows[lo:lo + chunk]
-            finished = weekly[part] @ times + weekly[part][:, last] * share[lo:lo + chunk, None]
-            out[part] = (finished >= remaining[part, None]).mean(axis=1)
+            past = weekly[part]
+            finished = past @ times
+            finished += past[:, last] * share[lo:lo + chunk, None]
+            out[part] = np.count_nonzero(finished >= remaining[part, None], axis=1) / runs
     out[need == 0] = np.where(remaining[need == 0] <= 0, 1.0, 0.0)
     out[weekly.sum(axis=1) <= 0] = np.nan
     out[remaining <= 0] = 1.0
