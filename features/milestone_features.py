@@ -87,7 +87,7 @@ def ticket_state(scope: Scope, as_of: np.ndarray, tl: Timelines) -> dict[str, np
     state = {}
     for field_ in ("status", "assignee", "priority", "story_points", "type"):
         timeline = tl.ticket_values[field_]
-        pos = timeline.find(scope.ticket, t)
+        pos = timeline.find(scope.ticket, as_of, of=scope.snap)
         state[field_] = timeline.get("value", pos, np.nan if field_ == "story_points" else -1)
         state[f"{field_}_changes"] = timeline.get("changes", pos, 0).astype(np.float64)
     done = state["status"] == tl.value_code("done")
@@ -115,10 +115,10 @@ def dependency_counts(scope: Scope, as_of: np.ndarray, is_open: np.ndarray,
     t = as_of[scope.snap[row]]
     since = deps["since"][pos]
     linked = (since != NAT) & (since <= t)
-    row, pos, t = row[linked], pos[linked], t[linked]
+    row, pos = row[linked], pos[linked]
     dependency = deps["dependency"][pos]
     status = tl.ticket_values["status"]
-    value = status.get("value", status.find(dependency, t), -1)
+    value = status.get("value", status.find(dependency, as_of, of=scope.snap[row]), -1)
     waiting = (value >= 0) & (value != tl.value_code("done"))
     mine, theirs = pick(tl.ticket_project, scope.ticket[row], -1), pick(tl.ticket_project, dependency, -1)
     cross = waiting & ((mine < 0) | (theirs < 0) | (mine != theirs))
@@ -176,7 +176,7 @@ def milestone_features(tl: Timelines, snaps: Snapshots, settings: FeatureSetting
     remaining = total(is_open)
     assigned = state["assignee"] >= 0
     people = np.int64(len(tl.values) + 1)  # distinct (snapshot, assignee) pairs, counted per snapshot
-    pairs = np.unique(scope.snap[assigned] * people + state["assignee"][assigned])
+    pairs = pd.unique(scope.snap[assigned] * people + state["assignee"][assigned])  # hashed: no sort needed
     team = np.bincount(pairs // people, minlength=n).astype(np.float64)
 
     due = tl.due.find(m, as_of)

@@ -107,7 +107,7 @@ def ticket_outcomes(scope: Scope, evaluated_at: np.ndarray, tl: Timelines) -> np
     """1 where a committed ticket was not done, or no longer in the milestone, at E."""
     at = evaluated_at[scope.snap]
     status = tl.ticket_values["status"]
-    value = status.get("value", status.find(scope.ticket, at), -1)
+    value = status.get("value", status.find(scope.ticket, evaluated_at, of=scope.snap), -1)
     done = (value == tl.value_code("done")) & (at != NAT) & (scope.member_until > at)
     return (~done).astype(np.float64)
 

@@ -126,18 +126,27 @@ class Timeline:
         self.values = {name: np.asarray(v)[order] for name, v in (values or {}).items()}
         for name, step in (running or {}).items():
             self.values[name] = running_sum(self.key, np.asarray(step)[order])
-        # a time's rank (rows at or before it) keeps order and fits beside the key in one int64
-        self._times = np.sort(self.at)
+        # a time's rank (rows at or before it) keeps order and fits beside the key in one int64;
+        # ranked in time order, where each lookup starts from the one before
+        by_time = np.argsort(self.at)
+        self._times = self.at[by_time]
+        rank = np.empty(len(self.at), dtype=np.intp)
+        rank[by_time] = np.searchsorted(self._times, self._times, side="right")
         self._base = np.int64(len(self.at) + 1)
-        self._packed = self.key * self._base + np.searchsorted(self._times, self.at, side="right")
+        self._packed = self.key * self._base + rank
 
     def __len__(self) -> int:
         return len(self.key)
 
-    def find(self, key: np.ndarray, at: np.ndarray) -> np.ndarray:
-        """Position of the last row with ``key`` at or before ``at``, per query; -1 where none."""
+    def find(self, key: np.ndarray, at: np.ndarray, of: np.ndarray | None = None) -> np.ndarray:
+        """Position of the last row with ``key`` at or before ``at``, per query; -1 where none.
+
+        With ``of``, ``at`` holds one time per group and ``of`` each query's group (a snapshot's
+        scope rows share its as_of): each distinct time is looked up once."""
         key = np.asarray(key, dtype=np.int64)
         rank = np.searchsorted(self._times, at, side="right")
+        if of is not None:
+            rank = rank[of]
         pos = np.searchsorted(self._packed, key * self._base + rank, side="right") - 1
         found = (pos >= 0) & (key >= 0)
         found[found] = self.key[pos[found]] == key[found]
