@@ -15,21 +15,31 @@ from slipcast.features.importers.jira_json import import_jira_json
 from slipcast.features.pipeline import build_training_sets, feature_columns
 from slipcast.features.tables import fingerprint, read_tables
 from slipcast.training.backtest import Backtest, run_backtest
-from slipcast.training.metrics import by_horizon, scores
+from slipcast.training.metrics import calibrated_ece, horizon_masks, scores
 from slipcast.training.report import write_report
 from slipcast.training.splits import InsufficientHistory
 
 
 def served_scores(bt: Backtest, chosen: str, settings: Settings) -> dict:
     """The chosen model and the forecast the service would serve (``Backtest.served``: the guard
-    decided on earlier folds only) on the same later folds: overall and by horizon."""
+    decided on earlier folds only) on the same later folds: overall and by horizon, each with
+    ``ece_floor``, the ECE that calibrated forecasts of that size would show (95 %; a release's,
+    or a ticket's, snapshots are one piece of evidence)."""
     where, served = bt.served(chosen, settings.training)
     rows = bt.test_rows[where]
     y, elapsed = bt.frame["label"].to_numpy()[rows], bt.frame["span_elapsed"].to_numpy()[rows]
+    unit = "ticket_id" if "ticket_id" in bt.frame else "milestone_id"  # whose snapshots share an outcome
+    groups = bt.frame[unit].to_numpy()[rows]
     model, base = bt.results[chosen].predictions[where], bt.base_rate[where]
-    served_by = by_horizon(y, served, elapsed, base)
-    return {"model": scores(y, model, base), "served": scores(y, served, base),
-            "horizons": {h: {"model": s, "served": served_by[h]} for h, s in by_horizon(y, model, elapsed, base).items()}}
+    t = settings.training
+
+    def scored(p, mask=slice(None)) -> dict:
+        return {**scores(y[mask], p[mask], base[mask]),
+                "ece_floor": calibrated_ece(p[mask], groups[mask], t.bootstrap_rounds, t.seed)}
+
+    horizons = {h: {"model": scored(model, mask), "served": scored(served, mask)}
+                for h, mask in horizon_masks(elapsed).items()}
+    return {"model": scored(model), "served": scored(served), "horizons": horizons}
 
 
 def evaluate_duraspace(root: Path, settings: Settings, out_dir: Path) -> tuple[dict[str, Backtest | str], dict, str]:

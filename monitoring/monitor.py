@@ -30,7 +30,7 @@ from slipcast.features.milestone_features import GROWS_WITH_HISTORY, TEAM_FEATUR
 from slipcast.features.pipeline import feature_columns
 from slipcast.features.tables import read_tables
 from slipcast.serving.ledger import Ledger
-from slipcast.training.metrics import bootstrap, expected_calibration_error, scores
+from slipcast.training.metrics import bootstrap, calibrated_ece, expected_calibration_error, scores
 
 BINS = 10
 
@@ -122,18 +122,6 @@ def published_with_outcomes(ledger: Ledger, history: History, now: datetime) -> 
     slipped = np.concatenate([[0.0], np.cumsum(known["slipped"].to_numpy())])
     rows["base_rate"] = np.where(at > 0, slipped[at] / np.maximum(at, 1), np.nan)
     return rows
-
-
-def calibrated_ece(p: np.ndarray, milestones: np.ndarray, rounds: int, seed: int, quantile: float = 0.95) -> float:
-    """The ECE that forecasts ``p`` would show at this sample size if they were calibrated (the
-    ``quantile`` of the ECE of outcomes drawn from ``p`` itself): on a few dozen outcomes ECE is
-    mostly noise, and this is how much. The forecasts of one milestone share their draw (one
-    uniform number per milestone per round), as their outcomes go together: a milestone forecast
-    every week is one piece of evidence, not a dozen."""
-    rng = np.random.default_rng(seed)
-    _, group = np.unique(milestones, return_inverse=True)
-    draws = rng.random((rounds, int(group.max()) + 1 if len(group) else 0))[:, group] < p
-    return float(np.quantile([expected_calibration_error(d.astype(float), p) for d in draws], quantile))
 
 
 def judged(rows: pd.DataFrame, now: datetime, settings: Settings) -> pd.DataFrame:

@@ -13,7 +13,7 @@ from sklearn.metrics import brier_score_loss
 from sklearn.model_selection import KFold
 
 from slipcast.training.calibration import calibrate
-from slipcast.training.metrics import bootstrap, expected_calibration_error, scores
+from slipcast.training.metrics import bootstrap, calibrated_ece, expected_calibration_error, scores
 
 probabilities = arrays(np.float64, st.integers(1, 80), elements=st.floats(0, 1))
 
@@ -135,3 +135,18 @@ def test_a_project_the_model_serves_badly_is_guarded_though_the_pool_is_not():
     assert not any(c["guarded"] for c in cells["GOOD"].values())
     few = project_guard(y[:45], p[:45], elapsed[:45], groups[:45], project[:45], 0.5, rounds=20, seed=0)
     assert few == {}  # too few milestones per project to judge one: the pooled cells decide
+
+
+def test_the_ece_floor_is_what_calibrated_forecasts_show_at_that_size():
+    """Outcomes drawn from the forecasts themselves stay at or below the floor about 95 % of the
+    time; snapshots sharing a milestone's outcome are less evidence, so their floor is higher;
+    forecasts off by 0.15 break it."""
+    rng = np.random.default_rng(4)
+    p = rng.uniform(0.1, 0.9, 400)
+    floor = calibrated_ece(p, np.arange(400), 400, 0)
+    below = np.mean([expected_calibration_error((rng.random(400) < p).astype(float), p) <= floor
+                     for _ in range(400)])
+    assert 0.9 <= below <= 0.99
+    assert calibrated_ece(p, np.repeat(np.arange(40), 10), 400, 0) > 1.5 * floor
+    shifted = np.clip(p + 0.15, 0, 1)
+    assert expected_calibration_error((rng.random(400) < p).astype(float), shifted) > floor

@@ -29,6 +29,18 @@ def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> 
     return float(total / len(y))
 
 
+def calibrated_ece(p: np.ndarray, milestones: np.ndarray, rounds: int, seed: int, quantile: float = 0.95) -> float:
+    """The ECE that forecasts ``p`` would show at this sample size if they were calibrated (the
+    ``quantile`` of the ECE of outcomes drawn from ``p`` itself): on a few dozen outcomes ECE is
+    mostly noise, and this is how much. The forecasts of one milestone share their draw (one
+    uniform number per milestone per round), as their outcomes go together: a milestone forecast
+    every week is one piece of evidence, not a dozen."""
+    rng = np.random.default_rng(seed)
+    _, group = np.unique(milestones, return_inverse=True)
+    draws = rng.random((rounds, int(group.max()) + 1 if len(group) else 0))[:, group] < p
+    return float(np.quantile([expected_calibration_error(d.astype(float), p) for d in draws], quantile))
+
+
 def scores(y: np.ndarray, p: np.ndarray, base_rate) -> dict[str, float]:
     """Every metric of the backtest for one set of forecasts (docs/architecture.md, "Honest
     evaluation"); Brier skill is measured against the base-rate forecast ``base_rate`` (a number,
@@ -51,15 +63,18 @@ def scores(y: np.ndarray, p: np.ndarray, base_rate) -> dict[str, float]:
     }
 
 
+def horizon_masks(elapsed, min_rows: int = 10) -> dict[str, np.ndarray]:
+    """Per horizon bucket (share of the planned span elapsed) with at least ``min_rows`` rows,
+    which rows fall in it."""
+    elapsed = np.asarray(elapsed, dtype=float)
+    masks = {name: (elapsed >= lo) & (elapsed < hi) for lo, hi, name in HORIZONS}
+    return {name: mask for name, mask in masks.items() if mask.sum() >= min_rows}
+
+
 def by_horizon(y, p, elapsed, base_rate) -> dict[str, dict[str, float]]:
     """Scores per share of the planned span elapsed."""
-    out = {}
     base = np.broadcast_to(np.asarray(base_rate, dtype=float), np.shape(p))
-    for lo, hi, name in HORIZONS:
-        mask = (elapsed >= lo) & (elapsed < hi)
-        if mask.sum() >= 10:
-            out[name] = scores(y[mask], p[mask], base[mask])
-    return out
+    return {name: scores(y[mask], p[mask], base[mask]) for name, mask in horizon_masks(elapsed).items()}
 
 
 def _skill_and_auc(y: np.ndarray, p: np.ndarray, ref: np.ndarray, auc: bool = True) -> dict[str, float]:
@@ -142,10 +157,7 @@ def skill_guard(y, p, elapsed, groups, base_rate, rounds: int, seed: int) -> dic
     groups = np.asarray(groups)
     base = np.broadcast_to(np.asarray(base_rate, dtype=float), p.shape)
     out = {}
-    for lo, hi, name in HORIZONS:
-        mask = (elapsed >= lo) & (elapsed < hi)
-        if mask.sum() < 10:
-            continue
+    for name, mask in horizon_masks(elapsed).items():
         skill = scores(y[mask], p[mask], base[mask])["brier_skill"]
         low, high = bootstrap(y[mask], p[mask], groups[mask], base[mask], rounds, seed)["brier_skill"]
         out[name] = {"rows": int(mask.sum()), "brier_skill": float(skill), "interval": [low, high],
