@@ -133,9 +133,12 @@ def write_training_sets(tables: Tables, settings: FeatureSettings, out_dir: Path
     (``features.buckets``, ``settings.bucket_events`` events each), so peak memory follows the
     largest bucket, not the history. The rows are ``build_training_sets``' rows, bucket after
     bucket. The next bucket is cut, and the last one written, in worker threads while a bucket's
-    features are computed (pyarrow and numpy release the GIL for most of that work)."""
+    features are computed (pyarrow and numpy release the GIL for most of that work). Each file
+    is written beside its place and moved there once complete: a failed or killed build leaves
+    the previous training sets as they were."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    partial: dict[str, Path] = {target: out_dir / f".{target}.parquet.partial" for target in TARGETS}
     data_end = tables.events["at"].max() if len(tables.events) else None
     buckets = bucket_count(len(tables.events), settings.bucket_events)
     writers: dict[str, pq.ParquetWriter] = {}
@@ -146,13 +149,13 @@ def write_training_sets(tables: Tables, settings: FeatureSettings, out_dir: Path
             table = pa.Table.from_pandas(frame, preserve_index=False)
             if target not in writers:
                 table = _stamped(table, target, data_fingerprint)
-                writers[target] = pq.ParquetWriter(out_dir / f"{target}.parquet", table.schema)
+                writers[target] = pq.ParquetWriter(partial[target], table.schema)
             if not table.schema.equals(writers[target].schema, check_metadata=False):
                 table = table.cast(writers[target].schema)
             writers[target].write_table(table)
             counts[target] += [len(frame), frame["label"].notna().sum(), (frame["label"] == 1).sum()]
 
-    written = None
+    written, complete = None, False
     try:
         with ThreadPoolExecutor(1, thread_name_prefix="slipcast-writer") as writer:
             for part in progress(_ahead(bucket_tables(tables, buckets)), "building features", total=buckets,
@@ -163,9 +166,15 @@ def write_training_sets(tables: Tables, settings: FeatureSettings, out_dir: Path
                 written = writer.submit(write, sets)
             if written is not None:
                 written.result()
+        complete = True
     finally:
         for w in writers.values():
             w.close()
+        if not complete:
+            for path in partial.values():
+                path.unlink(missing_ok=True)
+    for target in writers:
+        partial[target].replace(out_dir / f"{target}.parquet")
     return {target: WrittenSet(out_dir / f"{target}.parquet", *map(int, counts[target])) for target in writers}
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 
 from slipcast.features.buckets import bucket_count, bucket_tables, project_buckets
 from slipcast.features.pipeline import build_training_sets, read_training_set, write_training_sets
@@ -53,3 +54,30 @@ def test_a_history_without_milestones_is_one_bucket(small_history):
     empty = Tables(milestones=small_history.milestones.iloc[:0], tickets=small_history.tickets,
                    events=small_history.events, links=small_history.links)
     assert [p.tickets is small_history.tickets for p in bucket_tables(empty, 4)] == [True]
+
+
+def test_a_build_that_fails_midway_leaves_the_previous_training_sets(small_history, settings, tmp_path,
+                                                                    monkeypatch):
+    """Files are moved into place only once every bucket is written: a failure in a later
+    bucket (injected after the real first one) leaves the earlier sets whole and no partial file."""
+    import slipcast.features.pipeline as pipeline
+
+    per_bucket = len(small_history.events) // 7 + 1
+    bucketed = settings.features.model_copy(update={"bucket_events": per_bucket})
+    write_training_sets(small_history, bucketed, tmp_path, "before")
+    real, calls = pipeline.build_training_sets, []
+
+    def fails_on_the_second_bucket(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("disk full")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "build_training_sets", fails_on_the_second_bucket)
+    with pytest.raises(RuntimeError, match="disk full"):
+        write_training_sets(small_history, bucketed, tmp_path, "after")
+    assert len(calls) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["milestone.parquet", "ticket.parquet"]
+    for target in ("milestone", "ticket"):
+        frame, fingerprint = read_training_set(tmp_path / f"{target}.parquet")
+        assert fingerprint == "before" and len(frame) > 100
