@@ -127,6 +127,11 @@ class WrittenSet(NamedTuple):
     slipped: int
 
 
+def label_counts(frame: pd.DataFrame) -> np.ndarray:
+    """A training set's rows, labelled rows and slipped rows."""
+    return np.array([len(frame), frame["label"].notna().sum(), (frame["label"] == 1).sum()], dtype=np.int64)
+
+
 def write_training_sets(tables: Tables, settings: FeatureSettings, out_dir: Path,
                         data_fingerprint: str | None = None) -> dict[str, WrittenSet]:
     """Both targets' training sets built and written one bucket of whole projects at a time
@@ -153,7 +158,7 @@ def write_training_sets(tables: Tables, settings: FeatureSettings, out_dir: Path
             if not table.schema.equals(writers[target].schema, check_metadata=False):
                 table = table.cast(writers[target].schema)
             writers[target].write_table(table)
-            counts[target] += [len(frame), frame["label"].notna().sum(), (frame["label"] == 1).sum()]
+            counts[target] += label_counts(frame)
 
     written, complete = None, False
     try:

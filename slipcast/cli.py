@@ -84,6 +84,7 @@ def _cmd_generate(args) -> int:
 def _cmd_features(args) -> int:
     from slipcast.features.pipeline import (
         WrittenSet,
+        label_counts,
         training_set_fingerprint,
         write_training_set,
         write_training_sets,
@@ -100,8 +101,7 @@ def _cmd_features(args) -> int:
     if engine == "spark":
         from slipcast.features.spark_engine import build_training_sets_spark
 
-        written = {target: WrittenSet(write_training_set(frame, out, target, fp), len(frame),
-                                      int(frame["label"].notna().sum()), int((frame["label"] == 1).sum()))
+        written = {target: WrittenSet(write_training_set(frame, out, target, fp), *map(int, label_counts(frame)))
                    for target, frame in build_training_sets_spark(data, settings.features).items()}
     else:
         written = write_training_sets(tables, settings.features, out, fp)

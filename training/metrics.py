@@ -12,7 +12,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from slipcast.core.contracts import HORIZONS
+from slipcast.core.contracts import HORIZONS, horizons_of
 
 EPS = 1e-6
 
@@ -66,8 +66,8 @@ def scores(y: np.ndarray, p: np.ndarray, base_rate) -> dict[str, float]:
 def horizon_masks(elapsed, min_rows: int = 10) -> dict[str, np.ndarray]:
     """Per horizon bucket (share of the planned span elapsed) with at least ``min_rows`` rows,
     which rows fall in it."""
-    elapsed = np.asarray(elapsed, dtype=float)
-    masks = {name: (elapsed >= lo) & (elapsed < hi) for lo, hi, name in HORIZONS}
+    names = np.array(horizons_of(elapsed), dtype=object)
+    masks = {name: names == name for *_, name in HORIZONS}
     return {name: mask for name, mask in masks.items() if mask.sum() >= min_rows}
 
 
