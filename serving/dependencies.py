@@ -1,6 +1,7 @@
 """What a route depends on, in one place: settings, the model store, the live state, the clock,
 metrics, auth, the champion of a target. Each reads the app's state (set once by ``create_app``), so a test or a
-deployment swaps any of them there."""
+deployment swaps any of them there. None of them blocks, so each is ``async``: FastAPI runs it on the event loop
+instead of handing it to the thread pool, a hand-off per dependency per request (docs/architecture.md, "Live state")."""
 
 from __future__ import annotations
 
@@ -26,19 +27,19 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def settings(request: Request) -> Settings:
+async def settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def store(request: Request) -> ModelStore:
+async def store(request: Request) -> ModelStore:
     return request.app.state.store
 
 
-def live(request: Request) -> LiveState:
+async def live(request: Request) -> LiveState:
     return request.app.state.live
 
 
-def portfolio(request: Request) -> Portfolio:
+async def portfolio(request: Request) -> Portfolio:
     """The live state to answer from, or 503 naming why there is none yet."""
     state: LiveState = request.app.state.live
     current = state.get()
@@ -49,16 +50,16 @@ def portfolio(request: Request) -> Portfolio:
     return current
 
 
-def metrics(request: Request) -> Metrics:
+async def metrics(request: Request) -> Metrics:
     return request.app.state.metrics
 
 
-def now(request: Request) -> datetime:
+async def now(request: Request) -> datetime:
     """The time a request is answered at (the app's clock: injectable)."""
     return request.app.state.clock()
 
 
-def authorized(request: Request, key: str | None = Depends(API_KEY)) -> None:
+async def authorized(request: Request, key: str | None = Depends(API_KEY)) -> None:
     """Requires a configured API key in ``X-API-Key`` when ``serving.api_keys`` is set."""
     keys = request.app.state.api_keys
     if not keys:

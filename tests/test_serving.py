@@ -1,11 +1,13 @@
 """The forecast API: in-process and as a real uvicorn process on loopback."""
 
 import hashlib
+import inspect
 import json
 import os
 import shutil
 import threading
 import time
+import typing
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -17,6 +19,7 @@ from mlflow import MlflowClient
 from slipcast.core.contracts import METADATA_FILE, past_outcomes
 from slipcast.core.model_format import MODEL_FILE, ModelRefused
 from slipcast.features.milestone_features import MILESTONE_FEATURES
+from slipcast.serving import dependencies
 from slipcast.serving.app import create_app
 from slipcast.serving.model_store import ModelStore, load_export
 from slipcast.tools.requests import request_for
@@ -485,3 +488,12 @@ def test_ticket_forecasts_follow_the_ticket_models_guard(client, env):
     answer = forecast_tickets(req, guarded, env["settings"], req.as_of)
     assert [t.ticket_id for t in answer.tickets] == [t.ticket_id for t in as_trained.tickets]
     assert {(t.basis, t.probability) for t in answer.tickets} == {("base_rate", round(loaded.metadata["base_rate_served"], 4))}
+
+
+def test_every_request_dependency_runs_on_the_event_loop():
+    """A plain-function dependency is handed to the thread pool on every request that uses it
+    (docs/architecture.md, "Live state"); the read path's throughput depends on there being none."""
+    aliases = [v for v in vars(dependencies).values() if typing.get_origin(v) is typing.Annotated]
+    used = {meta.dependency for alias in aliases for meta in alias.__metadata__} | {dependencies.authorized}
+    assert {f.__name__ for f in used} == {"authorized", "portfolio", "settings", "store", "metrics", "now"}
+    assert [f.__name__ for f in used if not inspect.iscoroutinefunction(f)] == []

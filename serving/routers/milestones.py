@@ -63,8 +63,9 @@ def _one(state: Portfolio, milestone_id: str):
 
 
 @router.get("/{milestone_id}", response_model=MilestoneDetail, responses=NOT_MODIFIED)
-def milestone(milestone_id: str, request: Request, response: Response, state: PortfolioDep):
-    """One open milestone: its forecast, features and its open tickets' risks, riskiest first."""
+async def milestone(milestone_id: str, request: Request, response: Response, state: PortfolioDep):
+    """One open milestone: its forecast, features and its open tickets' risks, riskiest first.
+    Answered on the event loop: the body is encoded once per state, then only looked up."""
     found = _one(state, milestone_id)
     if cached(request, response, state):
         return not_modified(response)
