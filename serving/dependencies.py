@@ -35,10 +35,6 @@ async def store(request: Request) -> ModelStore:
     return request.app.state.store
 
 
-async def live(request: Request) -> LiveState:
-    return request.app.state.live
-
-
 async def portfolio(request: Request) -> Portfolio:
     """The live state to answer from, or 503 naming why there is none yet."""
     state: LiveState = request.app.state.live
