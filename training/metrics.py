@@ -29,14 +29,15 @@ def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> 
     return float(total / len(y))
 
 
-def calibrated_ece(p: np.ndarray, milestones: np.ndarray, rounds: int, seed: int, quantile: float = 0.95) -> float:
+def calibrated_ece(p: np.ndarray, units: np.ndarray, rounds: int, seed: int, quantile: float = 0.95) -> float:
     """The ECE that forecasts ``p`` would show at this sample size if they were calibrated (the
     ``quantile`` of the ECE of outcomes drawn from ``p`` itself): on a few dozen outcomes ECE is
-    mostly noise, and this is how much. The forecasts of one milestone share their draw (one
-    uniform number per milestone per round), as their outcomes go together: a milestone forecast
+    mostly noise, and this is how much. ``units`` names whose outcome each forecast judges (a
+    milestone, a ticket, a row of its own): the forecasts of one unit share their draw (one
+    uniform number per unit per round), as their outcomes go together: a milestone forecast
     every week is one piece of evidence, not a dozen."""
     rng = np.random.default_rng(seed)
-    _, group = np.unique(milestones, return_inverse=True)
+    _, group = np.unique(units, return_inverse=True)
     draws = rng.random((rounds, int(group.max()) + 1 if len(group) else 0))[:, group] < p
     return float(np.quantile([expected_calibration_error(d.astype(float), p) for d in draws], quantile))
 
