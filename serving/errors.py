@@ -3,7 +3,9 @@
 Domain code raises ``slipcast.core.errors.FieldError`` with the value's location; request
 validation raises pydantic's errors. Both become FastAPI's 422 shape,
 ``{"detail": [{"loc": [...], "msg": ..., "type": ...}]}``. A validation error whose input
-cannot be written as JSON (NaN, infinity, a lone surrogate) is answered without echoing it.
+cannot be written as JSON (NaN, infinity, a lone surrogate), or is a whole object or column (a
+table of a columns request: echoing it would cost as much as the request), is answered without
+echoing it.
 """
 
 from __future__ import annotations
@@ -19,7 +21,10 @@ from slipcast.core.errors import FieldError
 
 
 def _encodable(error: dict) -> dict:
-    """The error as FastAPI renders it, less the echoed input where that is not valid JSON."""
+    """The error as FastAPI renders it, less the echoed input where that is not valid JSON or is
+    a container."""
+    if isinstance(error.get("input"), (dict, list)):
+        error = {k: v for k, v in error.items() if k != "input"}
     try:
         encoded = jsonable_encoder(error)
         json.dumps(encoded, allow_nan=False, ensure_ascii=False).encode("utf-8")  # as the response renders it

@@ -20,6 +20,20 @@ def _plain(value):
     return float(value) if isinstance(value, (int, float, np.floating)) else str(value)
 
 
+def plain_columns(inputs: dict[str, np.ndarray]) -> dict[str, list]:
+    """Model inputs as JSON-ready Python values, column by column (NaN as None)."""
+    out = {}
+    for name, column in inputs.items():
+        values = np.asarray(column)
+        if values.dtype.kind == "f":  # as objects, numbers are Python floats
+            plain = values.astype(object)
+            plain[np.isnan(values)] = None
+            out[name] = plain.tolist()
+        else:
+            out[name] = [None if isinstance(v, float) and np.isnan(v) else v for v in values.tolist()]
+    return out
+
+
 def typical_rows(loaded: LoadedModel, inputs: dict[str, np.ndarray], rows: np.ndarray) -> dict[str, np.ndarray]:
     """For each of ``rows`` and each feature j, the row with feature j at its typical value
     (row i * k + j of the result): scored with the forecasts themselves, in one prediction."""

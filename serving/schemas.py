@@ -5,13 +5,29 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler, GetJsonSchemaHandler
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    StrictStr,
+    WithJsonSchema,
+    model_validator,
+)
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import core_schema
 
 from slipcast.core.contracts import EARLIEST, LATEST, MAX_STORY_POINTS, YEARS
 
 Status = Literal["todo", "in_progress", "blocked", "done"]
+Kind = Literal["release", "sprint", "epic"]
+EventField = Literal["status", "milestone", "due_at", "assignee", "priority", "story_points", "resolution", "type"]
+LinkKind = Literal["blocks", "depends_on", "relates", "duplicates", "parent"]
+Id = Annotated[str, Field(min_length=1, max_length=200)]
+Label = Annotated[str, Field(max_length=100)]  # a ticket's type or priority
+Person = Annotated[str, Field(max_length=200)]
+Points = Annotated[float, Field(ge=0, le=MAX_STORY_POINTS)]
 
 
 class _Time:
@@ -34,6 +50,10 @@ class _Time:
 
 
 When = Annotated[datetime, _Time]
+# a time in a columns request, as sent: read column by column (``serving.columns.read_times``), to
+# the same rules as ``When``
+TimeText = Annotated[StrictStr, WithJsonSchema({"type": "string", "format": "date-time",
+                                                "description": f"With a UTC offset, in {YEARS}."})]
 
 
 class Strict(BaseModel):
@@ -44,7 +64,7 @@ class MilestoneIn(Strict):
     milestone_id: str = Field(min_length=1, max_length=200)
     project: str = Field(min_length=1, max_length=200, description="Team or project the milestone belongs to.")
     name: str | None = Field(default=None, max_length=500)
-    kind: Literal["release", "sprint", "epic"] = "release"
+    kind: Kind = "release"
     start_at: When
     due_at: When
     completed_at: When | None = None
@@ -69,7 +89,7 @@ class EventIn(Strict):
     ticket_id: str | None = None
     milestone_id: str | None = None
     at: When
-    field: Literal["status", "milestone", "due_at", "assignee", "priority", "story_points", "resolution", "type"]
+    field: EventField
     from_value: str | None = Field(default=None, description="The value before the change, as to_value.")
     to_value: str | None = Field(
         default=None, description="The value after the change: a status category (status), a milestone_id "
@@ -80,7 +100,7 @@ class EventIn(Strict):
 class LinkIn(Strict):
     from_ticket: str
     to_ticket: str
-    kind: Literal["blocks", "depends_on", "relates", "duplicates", "parent"]
+    kind: LinkKind
     created_at: When | None = None
 
 
@@ -135,6 +155,89 @@ class Forecast(BaseModel):
 
 class BatchRequest(Strict):
     items: list[ForecastRequest] = Field(min_length=1)
+
+
+class _Columns(Strict):
+    """One table as columns: lists of equal length, row i of the table at position i of each;
+    an optional column left out is null in every row."""
+
+    @model_validator(mode="after")
+    def _same_length(self):
+        given = [(name, len(values)) for name, values in self if values is not None]
+        first, n = given[0]
+        for name, length in given[1:]:
+            if length != n:
+                raise ValueError(f"column {name} has {length} values where {first} has {n}: a table's columns "
+                                 "are of equal length")
+        return self
+
+    def __len__(self) -> int:
+        return len(next(values for _, values in self if values is not None))
+
+
+class MilestoneColumns(_Columns):
+    milestone_id: list[Id]
+    project: list[Id]
+    name: list[Annotated[str, Field(max_length=500)] | None] | None = None
+    kind: list[Kind | None] | None = Field(default=None, description="release where null or left out.")
+    start_at: list[TimeText]
+    due_at: list[TimeText]
+    completed_at: list[TimeText | None] | None = None
+
+
+class TicketColumns(_Columns):
+    ticket_id: list[Id]
+    project: list[Id | None] | None = Field(default=None, description="Where null, its milestone's project.")
+    type: list[Label | None] | None = None
+    priority: list[Label | None] | None = None
+    created_at: list[TimeText]
+    resolved_at: list[TimeText | None] | None = None
+    story_points: list[Points | None] | None = None
+    assignee: list[Person | None] | None = None
+    status: list[Status]
+    milestone_id: list[Id | None] | None = Field(default=None, description="Null for tickets in no milestone.")
+
+
+class EventColumns(_Columns):
+    """Changes of tickets (``ticket_id``) or of milestones (``milestone_id``, for due_at); as
+    ``EventIn``, column by column."""
+
+    ticket_id: list[Id | None] | None = None
+    milestone_id: list[Id | None] | None = None
+    at: list[TimeText]
+    field: list[EventField]
+    from_value: list[str | None] | None = None
+    to_value: list[str | None] | None = None
+
+
+class LinkColumns(_Columns):
+    from_ticket: list[Id]
+    to_ticket: list[Id]
+    kind: list[LinkKind]
+    created_at: list[TimeText | None] | None = None
+
+
+class OutcomeColumns(_Columns):
+    project: list[Id]
+    known_at: list[TimeText] = Field(description="When the outcome became known (due date or completion).")
+    slipped: list[bool]
+
+
+class TablesRequest(Strict):
+    """A team's state as the columns of its canonical tables (docs/architecture.md, "Requests as
+    columns"): its milestones, tickets, events and links, sent once for all its milestones."""
+
+    milestones: MilestoneColumns
+    tickets: TicketColumns
+    events: EventColumns | None = None
+    links: LinkColumns | None = None
+    past_milestones: OutcomeColumns | None = Field(
+        default=None, description="Outcomes of the teams' earlier milestones, each with its project.")
+    milestone_ids: list[Id] | None = Field(
+        default=None, description="The milestones to forecast; by default every one started and not completed by "
+                                  "as_of.")
+    as_of: When | None = Field(default=None, description="Defaults to the time of the request.")
+    explain: bool = Field(default=True, description="Compute the drivers behind each forecast.")
 
 
 class BatchResponse(BaseModel):

@@ -22,7 +22,7 @@ from slipcast.features.milestone_features import MILESTONE_FEATURES
 from slipcast.serving import dependencies
 from slipcast.serving.app import create_app
 from slipcast.serving.model_store import ModelStore, load_export
-from slipcast.tools.requests import request_for
+from slipcast.tools.requests import as_columns, request_for
 from slipcast.tools.service import free_port, running_service
 from slipcast.training.run import train
 
@@ -371,6 +371,74 @@ def test_real_server_round_trip_and_hot_swap_under_load(server, env):
     client.set_registered_model_alias("slipcast-milestone", "champion", "1")
     assert failures == []
     assert {"1", new_version} <= seen
+
+
+def _without_first_ticket(body: dict) -> dict:
+    """The same milestone with its first committed ticket (and that ticket's events) gone."""
+    gone = next(t["ticket_id"] for t in body["tickets"] if t["milestone_id"] == body["milestone"]["milestone_id"])
+    return {**body, "tickets": [t for t in body["tickets"] if t["ticket_id"] != gone],
+            "events": [e for e in body["events"] if e["ticket_id"] != gone],
+            "links": [x for x in body["links"] if gone not in (x["from_ticket"], x["to_ticket"])]}
+
+
+def test_columns_score_each_milestone_as_the_items_batch_does(client, env):
+    """The same states sent as columns (one copy of each table) and as items: the same forecasts,
+    features and drivers, in the order asked."""
+    items = [env["body"], _without_first_ticket(env["body"])]
+    batch = client.post("/v1/forecasts/batch", json={"items": items})
+    columns = client.post("/v1/forecasts/tables", json=as_columns(items))
+    assert batch.status_code == 200 and columns.status_code == 200, columns.text
+    by_items, by_columns = batch.json()["forecasts"], columns.json()["forecasts"]
+    assert [f["milestone_id"] for f in by_columns] == [f"{i}:{env['body']['milestone']['milestone_id']}" for i in (0, 1)]
+    assert by_items[0]["features"] != by_items[1]["features"]  # two different states
+    for a, b in zip(by_items, by_columns):
+        assert (a["probability"], a["status"], a["features"], a["drivers"]) == (
+            b["probability"], b["status"], b["features"], b["drivers"])
+
+
+def test_columns_forecast_every_milestone_open_at_as_of_by_default(client, env):
+    body = as_columns([env["body"]])
+    del body["milestone_ids"]
+    m = body["milestones"]
+    as_of = pd.Timestamp(body["as_of"])
+    for name, start, completed in (("done", -60, -1), ("later", 1, None)):  # completed by as_of; not started
+        m["milestone_id"].append(name)
+        m["project"].append(m["project"][0])
+        m["start_at"].append((as_of + pd.Timedelta(days=start)).isoformat())
+        m["due_at"].append((as_of + pd.Timedelta(days=30)).isoformat())
+        m.setdefault("completed_at", [None])
+        m["completed_at"].append(None if completed is None else (as_of + pd.Timedelta(days=completed)).isoformat())
+        for column in ("name", "kind"):
+            m[column].append(None)
+    r = client.post("/v1/forecasts/tables", json=body)
+    assert r.status_code == 200, r.text
+    assert [f["milestone_id"] for f in r.json()["forecasts"]] == [env["body"]["milestone"]["milestone_id"]]
+
+
+@pytest.mark.parametrize("mutate,where", [
+    (lambda b: b["events"]["at"].__setitem__(3, "2024-01-01T00:00:00"), ["events", "at", 3]),  # no UTC offset
+    (lambda b: b["events"]["at"].__setitem__(2, "9999-12-31T00:00:00Z"), ["events", "at", 2]),
+    (lambda b: b["tickets"]["created_at"].__setitem__(1, 20240101), ["tickets", "created_at", 1]),
+    (lambda b: b["tickets"]["created_at"].pop(), ["tickets"]),  # columns of unequal length
+    (lambda b: b["tickets"]["ticket_id"].__setitem__(2, b["tickets"]["ticket_id"][0]), ["tickets", "ticket_id", 2]),
+    (lambda b: b["tickets"]["created_at"].__setitem__(4, (pd.Timestamp(b["as_of"]) + pd.Timedelta(hours=1)).isoformat()),
+     ["tickets", "created_at", 4]),  # after as_of
+    (lambda b: b["milestones"]["due_at"].__setitem__(0, b["milestones"]["start_at"][0]), ["milestones", "due_at", 0]),
+    (lambda b: b.update(milestone_ids=["nowhere"]), ["milestone_ids", 0]),
+    (lambda b: b.update(as_of="2000-01-01T00:00:00+00:00"), ["milestone_ids", 0]),  # before the milestone started
+    (lambda b: [b["events"][c].append(v) for c, v in (("ticket_id", b["tickets"]["ticket_id"][0]), ("at", b["as_of"]),
+                ("field", "story_points"), ("from_value", None), ("to_value", "lots"), ("milestone_id", None))],
+     ["events", "to_value", -1]),
+])
+def test_columns_refuse_a_bad_value_naming_table_column_and_row(client, env, mutate, where):
+    body = as_columns([env["body"]])
+    mutate(body)
+    where = [len(body["events"]["at"]) - 1 if w == -1 else w for w in where]
+    r = client.post("/v1/forecasts/tables", json=body)
+    assert r.status_code == 422, r.text
+    locs = [e["loc"] for e in r.json()["detail"]]
+    assert any(loc[1:1 + len(where)] == where for loc in locs), locs
+    assert len(r.content) < 2_000  # the error, not the table echoed back
 
 
 def test_a_batch_is_limited_by_its_rows_not_its_count_alone(env):

@@ -5,14 +5,16 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 
 from slipcast.core.errors import FieldError
+from slipcast.core.settings import Settings
 from slipcast.serving.dependencies import MetricsDep, NowDep, SettingsDep, StoreDep, authorized, champion_of
-from slipcast.serving.forecast import forecast_many, forecast_tickets
+from slipcast.serving.forecast import forecast_many, forecast_tables, forecast_tickets
 from slipcast.serving.metrics import Metrics
 from slipcast.serving.schemas import (
     BatchRequest,
     BatchResponse,
     Forecast,
     ForecastRequest,
+    TablesRequest,
     TicketForecasts,
     WhatIfRequest,
     WhatIfResponse,
@@ -27,6 +29,14 @@ def _record(metrics: Metrics, forecasts: list[Forecast], target: str = "mileston
         metrics.states.labels(f.status).inc()
         if f.probability is not None:
             metrics.forecasts.labels(target).observe(f.probability)
+
+
+def _check_rows(*tables, settings: Settings, where: str = "tickets") -> None:
+    """At most ``serving.max_batch_rows`` tickets, events and links in one request."""
+    rows = sum(len(t) for t in tables if t is not None)
+    if rows > settings.serving.max_batch_rows:
+        raise FieldError(("body", where), f"{rows} tickets, events and links in one request; at most "
+                                          f"{settings.serving.max_batch_rows} (split it)")
 
 
 @router.post("", response_model=Forecast)
@@ -44,11 +54,20 @@ def forecast_batch(batch: BatchRequest, store: StoreDep, settings: SettingsDep, 
     """Many milestones in one call, scored together."""
     if len(batch.items) > settings.serving.max_batch:
         raise FieldError(("body", "items"), f"at most {settings.serving.max_batch} milestones per batch")
-    rows = sum(len(r.tickets) + len(r.events) + len(r.links) for r in batch.items)
-    if rows > settings.serving.max_batch_rows:
-        raise FieldError(("body", "items"), f"{rows} tickets, events and links in one batch; at most "
-                                            f"{settings.serving.max_batch_rows} (split the batch)")
+    _check_rows(*(rows for r in batch.items for rows in (r.tickets, r.events, r.links)), settings=settings,
+                where="items")
     out = forecast_many(batch.items, champion_of(store, "milestone"), settings, now, within=lambda i: ["items", i])
+    _record(metrics, out)
+    return BatchResponse(forecasts=out)
+
+
+@router.post("/tables", response_model=BatchResponse)
+def forecast_columns(req: TablesRequest, store: StoreDep, settings: SettingsDep, metrics: MetricsDep,
+                     now: NowDep) -> BatchResponse:
+    """A team's milestones from its state sent as columns: its tickets, events and links once for
+    all of them (every milestone open at as_of, or those named), scored together."""
+    _check_rows(req.tickets, req.events, req.links, settings=settings)
+    out = forecast_tables(req, champion_of(store, "milestone"), settings, now)
     _record(metrics, out)
     return BatchResponse(forecasts=out)
 
