@@ -62,7 +62,10 @@ def main() -> int:
           f"{b['full_history']['seconds']} s with full event history ({b['full_history']['body_mb']} MB; in process "
           f"{b['full_history_in_process']['parse_validate_s']} s parsing, "
           f"{b['full_history_in_process']['features_and_model_s']} s "
-          f"features and model), {b['ticket_state']['seconds']} s with ticket state only ({b['ticket_state']['body_mb']} MB); "
+          f"features and model), {b['ticket_state']['seconds']} s with ticket state only ({b['ticket_state']['body_mb']} MB), "
+          f"{b['columns']['seconds']} s as columns ({b['columns']['body_mb']} MB; in process "
+          f"{b['columns_in_process']['parse_validate_s']} s parsing, {b['columns_in_process']['features_and_model_s']} s "
+          "features and model); "
           + ", ".join(f"{x['requests_per_s']} req/s at {x['concurrency']} ({x['errors']} errors)" for x in s["load"]))
     y = results["sync"]
     print(f"sync (Jira Cloud, loopback fake): {y['issues']} issues in {y['seconds']} s ({y['requests']} requests, "
