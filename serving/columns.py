@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -23,7 +23,7 @@ from slipcast.core.contracts import EARLIEST, LATEST, YEARS
 from slipcast.core.errors import FieldError
 from slipcast.features.online import Columns, state_tables
 from slipcast.features.tables import Tables
-from slipcast.features.timeline import NAT, micros, parse_numbers, parse_times
+from slipcast.features.timeline import NAT, micros, parse_numbers, parse_times, timestamps
 from slipcast.serving.schemas import (
     EventColumns,
     ForecastRequest,
@@ -35,18 +35,24 @@ from slipcast.serving.schemas import (
 
 SEP = "\x1f"  # namespaces each item's ids inside a batch
 _UTC_US = pa.timestamp("us", tz="UTC")
+_EPOCH, _MICROSECOND = datetime(1970, 1, 1, tzinfo=UTC), timedelta(microseconds=1)
+_EARLIEST_US, _LATEST_US = ((bound - _EPOCH) // _MICROSECOND for bound in (EARLIEST, LATEST))
+_ARROW_FROM = 500  # times per column (measured: docs/architecture.md, "Requests as columns")
 _TIMES = TypeAdapter(list[When | None])
 
 
 def times(values: list) -> np.ndarray:
-    """Aware datetimes (None where unknown) as int64 µs since the epoch, NAT where unknown
-    (through Arrow: a Python loop per time costs twice as much)."""
+    """Aware datetimes (None where unknown) as int64 µs since the epoch, NAT where unknown.
+    Arrow converts a long column at half the cost of a Python loop, but its fixed cost per call
+    outweighs that below a few hundred times (a single request's columns)."""
+    if len(values) < _ARROW_FROM:
+        return np.array([NAT if t is None else (t - _EPOCH) // _MICROSECOND for t in values], dtype=np.int64)
     return pa.array(values, type=_UTC_US).cast(pa.int64()).fill_null(NAT).to_numpy()
 
 
 def _bounded(us: np.ndarray) -> np.ndarray:
     """Times (µs) inside the bounds every time keeps (``contracts.EARLIEST``, ``LATEST``)."""
-    return (us != NAT) & (us >= micros([EARLIEST])[0]) & (us < micros([LATEST])[0])
+    return (us != NAT) & (us >= _EARLIEST_US) & (us < _LATEST_US)
 
 
 def read_times(values: list, loc: tuple) -> np.ndarray:
@@ -81,7 +87,7 @@ class RequestState:
 
     ``owner``: per table (``snaps`` too), the item each row came in, ascending (all 0 for a
     columns request); ``locate(table, item, row, field)``: where that value sits in the body
-    (``row`` counted within its item); ``ids``: each row's id as sent, before any namespacing.
+    (``row`` counted within its item).
     """
 
     milestones: Columns
@@ -89,6 +95,8 @@ class RequestState:
     events: Columns
     links: Columns
     snaps: pd.DataFrame  # milestone_id, as_of: the forecasts asked for
+    snap_rows: np.ndarray  # per forecast: its milestone's row
+    snap_as_of: np.ndarray  # per forecast: as_of in µs
     outcomes: pd.DataFrame  # project, known_at, slipped: the teams' earlier milestones
     as_ofs: list[datetime]  # per forecast
     names: list[str]  # per forecast: the milestone id as sent
@@ -109,14 +117,11 @@ class RequestState:
         broken (in the order below), and in that the first row. Raises ``FieldError``."""
         ms, tk, ev, lk = self.milestones, self.tickets, self.events, self.links
         due, start = ms["due_at"], ms["start_at"]
-        at_start = pd.Index(ms["milestone_id"], dtype=object).get_indexer(self.snaps["milestone_id"].to_numpy(object))
-        snap_as_of = micros(self.snaps["as_of"])
-        link_keys = pd.DataFrame({k: lk[k] for k in ("from_ticket", "to_ticket", "kind")})
+        link_keys = list(zip(lk["from_ticket"], lk["to_ticket"], lk["kind"]))
         rules = [  # (table, field, which rows break it, message of a row)
             ("milestones", "due_at", due <= start, lambda i: "due_at must be after start_at"),
-            ("snaps", "as_of", (at_start >= 0) & (snap_as_of < start[np.maximum(at_start, 0)]),
-             lambda i: "as_of is before the milestone's start_at"),
-            ("tickets", "ticket_id", pd.Series(tk["ticket_id"], dtype=object).duplicated().to_numpy(bool),
+            ("snaps", "as_of", self.snap_as_of < start[self.snap_rows], lambda i: "as_of is before the milestone's start_at"),
+            ("tickets", "ticket_id", _repeated(list(tk["ticket_id"])),
              lambda i: f"duplicate ticket_id {self._sent(tk['ticket_id'][i])!r}"),
             ("tickets", "project", pd.isna(tk["project"]),
              lambda i: "a ticket in no milestone (or in one not sent) names its project"),
@@ -126,8 +131,8 @@ class RequestState:
              lambda i: "an event names a ticket_id or a milestone_id"),
             *[("events", "to_value", _unreadable(ev, field), lambda i, field=field, what=what: f"a {field} event's "
                f"to_value is {what}") for field, (_, what) in READABLE.items()],
-            ("links", None, link_keys.duplicated().to_numpy(bool),
-             lambda i: "duplicate link " + str(tuple(self._sent(v) for v in link_keys.iloc[i]))),
+            ("links", None, _repeated(link_keys),
+             lambda i: "duplicate link " + str(tuple(self._sent(v) for v in link_keys[i]))),
         ]
         first = None
         for rank, (table, field, bad, message) in enumerate(rules):
@@ -138,6 +143,13 @@ class RequestState:
             item, _, table, field, row, message = first
             within = row - int(np.searchsorted(self.owner[table], item))
             raise FieldError(("body", *self.locate(table, int(item), within, field)), message(row))
+
+
+def _repeated(keys: list) -> np.ndarray:
+    """Which keys an earlier row already has."""
+    if len(keys) < 2:
+        return np.zeros(len(keys), dtype=bool)
+    return pd.Series(keys, dtype=object).duplicated().to_numpy(bool)
 
 
 def _unreadable(events: Columns, field: str) -> np.ndarray:
@@ -203,10 +215,9 @@ def item_state(reqs: list[ForecastRequest], now: datetime, within: Callable[[int
                       "kind": _strings([x.kind for x in lk]), "created_at": times([x.created_at for x in lk])}
     past, past_owner = rows("past_milestones")
     outcomes = pd.DataFrame({"project": ids([project[i] for i in past_owner], past_owner),
-                             "known_at": pd.to_datetime(times([p.known_at for p in past]), unit="us", utc=True),
+                             "known_at": timestamps(times([p.known_at for p in past])),
                              "slipped": np.array([float(p.slipped) for p in past])})
-    snaps = pd.DataFrame({"milestone_id": milestones["milestone_id"],
-                          "as_of": pd.to_datetime(times(as_ofs), unit="us", utc=True)})
+    snaps = pd.DataFrame({"milestone_id": milestones["milestone_id"], "as_of": timestamps(times(as_ofs))})
     def locate(table: str, item: int, row: int, field: str | None) -> list:
         if table == "snaps":
             return [*within(item), "as_of"]
@@ -214,8 +225,9 @@ def item_state(reqs: list[ForecastRequest], now: datetime, within: Callable[[int
             return [*within(item), "milestone", field]
         return [*within(item), table, row, *([field] if field else [])]
 
-    return RequestState(milestones, tickets, events, links, snaps, outcomes, as_ofs,
-                        [m.milestone_id for m in ms], project, times(as_ofs)[tk_owner],
+    as_of_us = times(as_ofs)
+    return RequestState(milestones, tickets, events, links, snaps, own, as_of_us, outcomes, as_ofs,
+                        [m.milestone_id for m in ms], project, as_of_us[tk_owner],
                         {"milestones": own, "tickets": tk_owner, "events": ev_owner, "links": lk_owner, "snaps": own},
                         locate)
 
@@ -264,8 +276,7 @@ def table_state(req: TablesRequest, now: datetime) -> RequestState:
     links: Columns = {"from_ticket": _strings(lk.from_ticket), "to_ticket": _strings(lk.to_ticket),
                       "kind": _strings(lk.kind), "created_at": column_times(lk, "links", "created_at")}
     outcomes = pd.DataFrame({"project": _strings(past.project),
-                             "known_at": pd.to_datetime(column_times(past, "past_milestones", "known_at"), unit="us",
-                                                         utc=True),
+                             "known_at": timestamps(column_times(past, "past_milestones", "known_at")),
                              "slipped": np.array(past.slipped, dtype=np.float64)})
     if req.milestone_ids is None:
         completed = milestones["completed_at"]
@@ -275,8 +286,7 @@ def table_state(req: TablesRequest, now: datetime) -> RequestState:
         if (rows < 0).any():
             k = int(np.argmax(rows < 0))
             raise FieldError(("body", "milestone_ids", k), f"no milestone {req.milestone_ids[k]!r} in milestones")
-    snaps = pd.DataFrame({"milestone_id": milestone_id[rows], "as_of": pd.to_datetime(np.full(len(rows), t), unit="us",
-                                                                                      utc=True)})
+    snaps = pd.DataFrame({"milestone_id": milestone_id[rows], "as_of": timestamps(np.full(len(rows), t))})
     first_column = {"events": "ticket_id", "links": "from_ticket"}
 
     def locate(table: str, item: int, row: int, field: str | None) -> list:
@@ -286,6 +296,7 @@ def table_state(req: TablesRequest, now: datetime) -> RequestState:
 
     zeros = {name: np.zeros(n, dtype=np.int64) for name, n in (
         ("milestones", len(m)), ("tickets", len(tk)), ("events", len(ev)), ("links", len(lk)), ("snaps", len(rows)))}
-    return RequestState(milestones, tickets, events, links, snaps, outcomes, [as_of] * len(rows),
+    return RequestState(milestones, tickets, events, links, snaps, rows, np.full(len(rows), t, dtype=np.int64),
+                        outcomes, [as_of] * len(rows),
                         list(milestone_id[rows]), list(milestones["project"][rows]), np.full(len(tk), t, dtype=np.int64),
                         zeros, locate)
