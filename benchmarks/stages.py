@@ -284,13 +284,14 @@ def stage_serve() -> dict:
              lambda r: forecast_many(r.items, loaded, s, r.items[0].as_of, within=lambda i: ["items", i])),
             ("columns_in_process", TablesRequest, columns, lambda r: forecast_tables(r, loaded, s, r.as_of))):
         raw = json.dumps(body_of)
-        started = time.perf_counter()
-        parsed = model.model_validate(json.loads(raw))
-        parse_s = time.perf_counter() - started
-        started = time.perf_counter()
-        run(parsed)
-        in_process[name] = {"parse_validate_s": round(parse_s, 2),
-                            "features_and_model_s": round(time.perf_counter() - started, 2)}
+        for _ in range(2):  # the second, warm (as a running service is)
+            started = time.perf_counter()
+            parsed = model.model_validate(json.loads(raw))
+            parse_s = time.perf_counter() - started
+            started = time.perf_counter()
+            run(parsed)
+            in_process[name] = {"parse_validate_s": round(parse_s, 2),
+                                "features_and_model_s": round(time.perf_counter() - started, 2)}
 
     env = {"SLIPCAST_TRACKING_URI": s.tracking_uri, "SLIPCAST_MODELS_DIR": str(s.models_dir),
            "SLIPCAST_SERVING__RELOAD_SECONDS": "30", "SLIPCAST_SERVING__MAX_BODY_BYTES": "200000000"}
