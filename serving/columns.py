@@ -109,9 +109,6 @@ class RequestState:
         """The canonical tables, events implied for tickets sent without any."""
         return state_tables(self.milestones, self.tickets, self.events, self.links)
 
-    def _sent(self, values) -> str:
-        return str(values).split(SEP, 1)[-1]
-
     def check(self) -> None:
         """Refuses the first broken value: the earliest item with one, in it the first rule
         broken (in the order below), and in that the first row. Raises ``FieldError``."""
@@ -122,7 +119,7 @@ class RequestState:
             ("milestones", "due_at", due <= start, lambda i: "due_at must be after start_at"),
             ("snaps", "as_of", self.snap_as_of < start[self.snap_rows], lambda i: "as_of is before the milestone's start_at"),
             ("tickets", "ticket_id", _repeated(list(tk["ticket_id"])),
-             lambda i: f"duplicate ticket_id {self._sent(tk['ticket_id'][i])!r}"),
+             lambda i: f"duplicate ticket_id {_sent(tk['ticket_id'][i])!r}"),
             ("tickets", "project", pd.isna(tk["project"]),
              lambda i: "a ticket in no milestone (or in one not sent) names its project"),
             ("tickets", "created_at", tk["created_at"] > self.ticket_as_of,
@@ -132,7 +129,7 @@ class RequestState:
             *[("events", "to_value", _unreadable(ev, field), lambda i, field=field, what=what: f"a {field} event's "
                f"to_value is {what}") for field, (_, what) in READABLE.items()],
             ("links", None, _repeated(link_keys),
-             lambda i: "duplicate link " + str(tuple(self._sent(v) for v in link_keys[i]))),
+             lambda i: "duplicate link " + str(tuple(_sent(v) for v in link_keys[i]))),
         ]
         first = None
         for rank, (table, field, bad, message) in enumerate(rules):
@@ -143,6 +140,11 @@ class RequestState:
             item, _, table, field, row, message = first
             within = row - int(np.searchsorted(self.owner[table], item))
             raise FieldError(("body", *self.locate(table, int(item), within, field)), message(row))
+
+
+def _sent(value) -> str:
+    """An id as its request sent it (a batch's namespace taken off)."""
+    return str(value).split(SEP, 1)[-1]
 
 
 def _repeated(keys: list) -> np.ndarray:
