@@ -219,7 +219,9 @@ def item_state(reqs: list[ForecastRequest], now: datetime, within: Callable[[int
     outcomes = pd.DataFrame({"project": ids([project[i] for i in past_owner], past_owner),
                              "known_at": timestamps(times([p.known_at for p in past])),
                              "slipped": np.array([float(p.slipped) for p in past])})
-    snaps = pd.DataFrame({"milestone_id": milestones["milestone_id"], "as_of": timestamps(times(as_ofs))})
+    as_of_us = times(as_ofs)
+    snaps = pd.DataFrame({"milestone_id": milestones["milestone_id"], "as_of": timestamps(as_of_us)})
+
     def locate(table: str, item: int, row: int, field: str | None) -> list:
         if table == "snaps":
             return [*within(item), "as_of"]
@@ -227,7 +229,6 @@ def item_state(reqs: list[ForecastRequest], now: datetime, within: Callable[[int
             return [*within(item), "milestone", field]
         return [*within(item), table, row, *([field] if field else [])]
 
-    as_of_us = times(as_ofs)
     return RequestState(milestones, tickets, events, links, snaps, own, as_of_us, outcomes, as_ofs,
                         [m.milestone_id for m in ms], project, as_of_us[tk_owner],
                         {"milestones": own, "tickets": tk_owner, "events": ev_owner, "links": lk_owner, "snaps": own},
@@ -288,7 +289,8 @@ def table_state(req: TablesRequest, now: datetime) -> RequestState:
         if (rows < 0).any():
             k = int(np.argmax(rows < 0))
             raise FieldError(("body", "milestone_ids", k), f"no milestone {req.milestone_ids[k]!r} in milestones")
-    snaps = pd.DataFrame({"milestone_id": milestone_id[rows], "as_of": timestamps(np.full(len(rows), t))})
+    snap_as_of = np.full(len(rows), t, dtype=np.int64)
+    snaps = pd.DataFrame({"milestone_id": milestone_id[rows], "as_of": timestamps(snap_as_of)})
     first_column = {"events": "ticket_id", "links": "from_ticket"}
 
     def locate(table: str, item: int, row: int, field: str | None) -> list:
@@ -298,7 +300,6 @@ def table_state(req: TablesRequest, now: datetime) -> RequestState:
 
     zeros = {name: np.zeros(n, dtype=np.int64) for name, n in (
         ("milestones", len(m)), ("tickets", len(tk)), ("events", len(ev)), ("links", len(lk)), ("snaps", len(rows)))}
-    return RequestState(milestones, tickets, events, links, snaps, rows, np.full(len(rows), t, dtype=np.int64),
-                        outcomes, [as_of] * len(rows),
+    return RequestState(milestones, tickets, events, links, snaps, rows, snap_as_of, outcomes, [as_of] * len(rows),
                         list(milestone_id[rows]), list(milestones["project"][rows]), np.full(len(tk), t, dtype=np.int64),
                         zeros, locate)
