@@ -26,6 +26,9 @@ class Metrics:
         self.forecasts = Histogram("slipcast_forecast_probability", "Slip probabilities served", ["target"],
                                    registry=self.registry, buckets=tuple(i / 10 for i in range(1, 11)))
         self.states = Counter("slipcast_forecasts_total", "Forecasts by state", ["status"], registry=self.registry)
+        self.live_states = Counter("slipcast_live_states_total", "Live states swapped in, by whether this worker "
+                                   "built it or read it as another worker here built it", ["source"],
+                                   registry=self.registry)
         # the live state's forecasts, one series per open milestone, for Grafana's own alerts;
         # every worker holds the same state, so any live worker's latest value is the value
         self.milestones = Gauge("slipcast_milestone_slip_probability", "Slip probability of each open milestone "

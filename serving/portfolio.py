@@ -15,6 +15,7 @@ forecasts go to the ledger (``serving.ledger``), and the alerts they raise to th
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from slipcast.serving.ledger import Ledger
 from slipcast.serving.metrics import Metrics
 from slipcast.serving.model_store import LoadedModel, ModelStore
 from slipcast.serving.schemas import Forecast, HistoryPoint, MilestoneState, ProjectState, TicketForecast
+from slipcast.serving.shared import built_once
 
 log = logging.getLogger(__name__)
 CHANGE_DAYS = 7  # ``change_7d``: against the forecast with what was known this many days earlier
@@ -61,6 +63,11 @@ class Portfolio:
 
     def __post_init__(self):
         self.positions = {m.milestone_id: i for i, m in enumerate(self.milestones)}
+
+    def __getstate__(self) -> dict:
+        """As another worker reads it (``serving.shared``): without the model, which each process
+        has loaded itself, and without bodies encoded here."""
+        return {**self.__dict__, "model": None, "encoded": {}}
 
     def get(self, milestone_id: str) -> MilestoneState | None:
         i = self.positions.get(milestone_id)
@@ -212,8 +219,10 @@ class LiveState:
         self.store = settings.store_location(settings.serving.store) if settings.serving.store else None
         self.ledger = Ledger(settings.resolved_uri(settings.serving.ledger_url)) \
             if settings.serving.ledger_url and self.store is not None else None
+        self.shared = settings.resolve(settings.work_dir) / "live"  # states built once for every worker here
         self.error: str | None = None
         self.refreshes = 0
+        self.built = 0  # of those, the states this process built (the others it read as another worker built them)
         self.recorded = 0  # forecasts this process added to the ledger
         self.alerted = 0  # alerts this process sent
         self._current: Portfolio | None = None
@@ -228,17 +237,24 @@ class LiveState:
     def refresh(self) -> bool:
         """Rebuild the state now; False (and ``error`` says why) where it cannot be, the last good
         state serving on."""
-        if self.store is None:
+        store = self.store
+        if store is None:
             return False
         try:
             signature, models = self._inputs()
-            if self._history is None or self._history[0] != signature:
-                self._history = (signature, History(read_tables(self.store), self.settings.features))
             as_of = floored(self.clock(), self.settings.serving.refresh_seconds)
             version = hashlib.sha256(f"{signature}|{models}|{as_of.isoformat()}".encode()).hexdigest()[:16]
-            state = build_portfolio(self._history[1], as_of, self.models, self.settings, version)
+            state, built = built_once(self.shared, self._key(version),
+                                      lambda: self._build(store, signature, as_of, version))
+            if not built:  # read as another worker built it: given this process's model (the same, by the key)
+                model = self.models.get("milestone")
+                if model is None:
+                    raise LookupError("no milestone model loaded yet")
+                state.model, self._history = model, (signature, state.history)
+            self.built += built
             self._current = state
             if self.metrics is not None:
+                self.metrics.live_states.labels("built" if built else "read").inc()
                 self.metrics.publish(state.milestones)
             if self.ledger is not None:
                 self.recorded += self.ledger.record(state.published, [m.project for m in state.milestones],
@@ -253,6 +269,19 @@ class LiveState:
         self.error = None
         self.refreshes += 1
         return True
+
+    def _key(self, version: str) -> str:
+        """What a state shared among workers is named by: its version, and all else it is built
+        from (the settings, the served models' metadata), so that only an equal state is shared."""
+        models = [getattr(self.models.get(t), "metadata", None) for t in ("milestone", "ticket")]
+        parts = f"{version}|{self.settings.model_dump_json(warnings=False)}|{json.dumps(models, sort_keys=True, default=str)}"
+        return hashlib.sha256(parts.encode()).hexdigest()[:32]
+
+    def _build(self, store: str, signature: str, as_of: datetime, version: str) -> Portfolio:
+        """The state as of ``as_of``, the store's history coded again only where it changed."""
+        if self._history is None or self._history[0] != signature:
+            self._history = (signature, History(read_tables(store), self.settings.features))
+        return build_portfolio(self._history[1], as_of, self.models, self.settings, version)
 
     def _inputs(self) -> tuple[str, tuple]:
         """What a refresh depends on besides the time: the store's signature and the models serving."""

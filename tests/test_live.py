@@ -3,8 +3,12 @@
 
 from __future__ import annotations
 
+import re
+import threading
+import time
 from datetime import timedelta
 
+import httpx
 import numpy as np
 import pandas as pd
 import pytest
@@ -14,7 +18,9 @@ from slipcast.core.contracts import past_outcomes
 from slipcast.features.tables import write_tables
 from slipcast.serving.app import create_app
 from slipcast.serving.model_store import ModelStore
+from slipcast.serving.portfolio import LiveState
 from slipcast.tools.requests import request_for
+from slipcast.tools.service import free_port, running_service
 from tests.helpers import busiest_time, open_ids, refreshed_under_load, without_milestone
 
 
@@ -166,12 +172,57 @@ def test_an_unchanged_state_answers_304_and_a_new_store_a_new_state(live):
 
 
 def test_two_workers_refreshing_within_one_period_build_the_same_state(live):
-    """Each worker builds its own state; within one ``refresh_seconds`` period they agree."""
+    """Within one ``refresh_seconds`` period two workers serve the same state, which one built."""
     later = live["now"] + timedelta(minutes=20)
     with TestClient(create_app(live["settings"], clock=lambda: later.to_pydatetime())) as other:
         theirs = other.get("/v1/milestones", params={"limit": 500})
+        assert other.app.state.live.built == 0  # read as the first worker built it
+        history = other.get(f"/v1/milestones/{theirs.json()['items'][0]['milestone_id']}/history")
     ours = live["client"].get("/v1/milestones", params={"limit": 500})
     assert theirs.json() == ours.json() and theirs.headers["ETag"] == ours.headers["ETag"]
+    assert history.status_code == 200 and len(history.json()["points"]) > 1  # the history came along
+
+
+def test_workers_refreshing_at_once_build_the_state_once(live):
+    """Four workers (threads here: the lock is the same between processes) refresh a new period
+    together: one builds, three wait and read it, and all four hold equal states."""
+    later = (live["now"] + timedelta(hours=5)).to_pydatetime()
+    models = ModelStore(live["settings"])
+    models.refresh()
+    workers = [LiveState(live["settings"], models, lambda: later) for _ in range(4)]
+    threads = [threading.Thread(target=w.refresh) for w in workers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [w.error for w in workers] == [None] * 4 and sum(w.built for w in workers) == 1
+    states = [w.get() for w in workers]
+    assert len({s.version for s in states}) == 1 and all(s.model is models.get("milestone") for s in states)
+    assert all(s.milestones == states[0].milestones and s.tickets == states[0].tickets for s in states)
+    # a shared file cut short (a disk filled, say) is built anew, not served
+    for path in workers[0].shared.glob("*.pickle"):
+        path.write_bytes(path.read_bytes()[:100])
+    again = LiveState(live["settings"], models, lambda: later)
+    assert again.refresh() and again.built == 1 and again.get().milestones == states[0].milestones
+
+
+def test_two_worker_processes_serve_one_state_built_once(live, tmp_path):
+    """``slipcast serve --workers 2`` on the store: one worker builds the state, the other reads
+    it (the workers' shared metrics count both), and every answer carries the same version."""
+    s = live["settings"]
+    env = {"SLIPCAST_TRACKING_URI": s.tracking_uri, "SLIPCAST_MODELS_DIR": str(s.models_dir),
+           "SLIPCAST_WORK_DIR": str(tmp_path / "work"), "SLIPCAST_SERVING__STORE": str(live["store"]),
+           "SLIPCAST_SERVING__AS_OF": live["now"].isoformat(),
+           "SLIPCAST_SERVING__LEDGER_URL": f"sqlite:///{tmp_path / 'ledger.db'}"}
+    with running_service(free_port(), env, workers=2) as base:
+        deadline, counts = time.monotonic() + 120, {}
+        while sum(counts.values()) < 2 and time.monotonic() < deadline:  # the second worker may still be starting
+            time.sleep(0.5)
+            text = httpx.get(f"{base}/metrics", timeout=10).text
+            counts = {m[0]: float(m[1]) for m in re.findall(r'slipcast_live_states_total\{source="(\w+)"\} (\S+)', text)}
+        assert counts == {"built": 1.0, "read": 1.0}, counts
+        tags = {httpx.get(f"{base}/v1/milestones", headers={"Connection": "close"}).headers["ETag"] for _ in range(12)}
+    assert len(tags) == 1
 
 
 def test_without_a_store_the_live_endpoints_say_why(trained):

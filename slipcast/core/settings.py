@@ -215,7 +215,8 @@ class Settings(BaseSettings):
     home: Path = Field(default_factory=Path.cwd,
                        description="Where relative paths start (SLIPCAST_HOME); the current directory by default.")
     data_dir: Path = Field(description="Canonical tables the demo and training use by default.")
-    work_dir: Path = Field(description="Where generated features, reports and scratch files go.")
+    work_dir: Path = Field(description="Where generated features, reports and scratch files go, and the live "
+                                       "state the service's workers share (`live/`).")
     models_dir: Path = Field(
         description="Exported champion models: per target, the registry's model folder with slipcast.json.")
     tracking_uri: str = Field(description="MLflow tracking URI.")

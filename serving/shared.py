@@ -1,0 +1,66 @@
+"""A value built once per machine and shared by the service's worker processes through a file.
+
+Every worker of ``slipcast serve --workers N`` refreshes the live state from the same store and
+models at the same moments, and would build the same ``Portfolio`` N times, each build holding
+its worker's interpreter for seconds while requests wait (docs/architecture.md, "Live state").
+``built_once`` lets the first worker to ask build it and write it to a file in the service's own
+work folder; the others wait for that file (on a lock, without holding the interpreter) and read
+it, which costs a few hundredths of a second where the build costs seconds.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import pickle
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+KEEP = 2  # files kept in the folder: the newest build, and the one before it for a worker still on it
+SUFFIX = ".pickle"
+
+
+def built_once(folder: Path, key: str, build: Callable[[], T]) -> tuple[T, bool]:
+    """The value named ``key``: read from ``folder`` where another process has built it, else
+    built now (under the folder's lock, so that the others wait for it rather than build it
+    too) and written there. Returns it and whether this call built it.
+
+    The folder belongs to the service (``work_dir``): its files are read back with ``pickle``,
+    as written. Where the folder cannot be used, or a file in it cannot be read, the value is
+    built here, and the service works as with one worker."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        lock = open(folder / "build.lock", "a")  # noqa: SIM115 - held across the build, closed below
+    except OSError as exc:
+        log.warning("building unshared: %s", exc)
+        return build(), True
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # waits, interpreter released, while another process builds
+        path = folder / f"{key}{SUFFIX}"
+        if path.exists():
+            try:
+                with path.open("rb") as f:
+                    return pickle.load(f), False
+            except Exception as exc:  # a file cut short or from another version of Slipcast: build anew
+                log.warning("rebuilding %s: %s", path.name, exc)
+        value = build()
+        _write(folder, path, value)
+        return value, True
+
+
+def _write(folder: Path, path: Path, value) -> None:
+    """``value`` to ``path`` (whole or not at all), then all but the newest ``KEEP`` files gone."""
+    partial = path.with_suffix(".partial")
+    try:
+        with partial.open("wb") as f:
+            pickle.dump(value, f, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(partial, path)
+        for old in sorted(folder.glob(f"*{SUFFIX}"), key=lambda p: p.stat().st_mtime)[:-KEEP]:
+            old.unlink(missing_ok=True)
+    except (OSError, pickle.PicklingError) as exc:  # a full disk, say: the others build their own
+        log.warning("not shared: %s", exc)
+        partial.unlink(missing_ok=True)
