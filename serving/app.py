@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from pydantic.json_schema import models_json_schema
 
 from slipcast import __version__
 from slipcast.core.settings import Settings, get_settings
 from slipcast.serving import errors
-from slipcast.serving.dependencies import Clock, utc_now
+from slipcast.serving.dependencies import Clock, JsonBody, utc_now
 from slipcast.serving.metrics import Measured, Metrics
 from slipcast.serving.middleware import BodyLimit
 from slipcast.serving.model_store import ModelStore
@@ -53,4 +55,20 @@ def create_app(settings: Settings | None = None, store: ModelStore | None = None
     for router in (operations.router, model.router, forecasts.router, milestones.router, projects.router,
                    pages.router):
         app.include_router(router)
+    app.openapi = _openapi(app, [forecasts.TABLES])  # type: ignore[method-assign]
     return app
+
+
+def _openapi(app: FastAPI, bodies: list[JsonBody]) -> Callable[[], dict]:
+    """FastAPI's OpenAPI document, with the schemas of the bodies routes read by ``JsonBody``."""
+
+    def openapi() -> dict:
+        document = app.openapi_schema
+        if document is None:
+            document = FastAPI.openapi(app)
+            _, schemas = models_json_schema([(b.model, "validation") for b in bodies],
+                                            ref_template="#/components/schemas/{model}")
+            document.setdefault("components", {}).setdefault("schemas", {}).update(schemas.get("$defs", {}))
+        return document
+
+    return openapi

@@ -1,17 +1,20 @@
 """What a route depends on, in one place: settings, the model store, the live state, the clock,
-metrics, auth, the champion of a target. Each reads the app's state (set once by ``create_app``), so a test or a
-deployment swaps any of them there. None of them blocks, so each is ``async``: FastAPI runs it on the event loop
-instead of handing it to the thread pool, a hand-off per dependency per request (docs/architecture.md, "Live state")."""
+metrics, auth, the champion of a target, a JSON body read in one pass. Each reads the app's state
+(set once by ``create_app``), so a test or a deployment swaps any of them there. None of them
+blocks, so each is ``async``: FastAPI runs it on the event loop instead of handing it to the
+thread pool, a hand-off per dependency per request (docs/architecture.md, "Live state")."""
 
 from __future__ import annotations
 
 import hmac
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Generic, TypeVar
 
 from fastapi import Depends, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.security import APIKeyHeader
+from pydantic import BaseModel, ValidationError
 
 from slipcast.core.settings import Settings
 from slipcast.serving.metrics import Metrics
@@ -19,6 +22,7 @@ from slipcast.serving.model_store import LoadedModel, ModelStore
 from slipcast.serving.portfolio import LiveState, Portfolio
 
 Clock = Callable[[], datetime]
+M = TypeVar("M", bound=BaseModel)
 API_KEY = APIKeyHeader(name="X-API-Key", auto_error=False)
 
 
@@ -74,6 +78,28 @@ def champion_of(store: ModelStore, target: str) -> LoadedModel:
         raise HTTPException(503, f"no {target} model loaded yet"
                             + (f": {store.errors[target]}" if target in store.errors else ""))
     return loaded
+
+
+class JsonBody(Generic[M]):
+    """A route's JSON body read as ``model`` from its bytes in one pass of pydantic's JSON parser.
+    FastAPI's declared body is parsed to Python objects first and validated after: for the
+    columns body of 1,000 milestones in ``make bench`` (29 MB) that takes 0.33 s against 0.2 s here
+    (docs/architecture.md, "Requests as columns"). Errors are FastAPI's 422 at ``("body", ...)``,
+    the body never echoed. ``openapi`` is the route's ``openapi_extra``: it documents the body as
+    FastAPI would (``create_app`` adds the model's schemas to the document)."""
+
+    def __init__(self, model: type[M]):
+        self.model = model
+        self.openapi = {"requestBody": {"required": True, "content": {"application/json": {
+            "schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}}}
+
+    async def __call__(self, request: Request) -> M:
+        try:
+            return self.model.model_validate_json(await request.body())
+        except ValidationError as exc:
+            raise RequestValidationError([
+                {**{k: v for k, v in e.items() if not (k == "input" and e["type"] == "json_invalid")},
+                 "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
 
 
 SettingsDep = Annotated[Settings, Depends(settings)]

@@ -441,6 +441,21 @@ def test_columns_refuse_a_bad_value_naming_table_column_and_row(client, env, mut
     assert len(r.content) < 2_000  # the error, not the table echoed back
 
 
+def test_columns_body_read_in_one_pass_is_documented_and_refused_as_fastapi_would(client, env):
+    """``POST /v1/forecasts/tables`` reads its body with pydantic's JSON parser (``JsonBody``): the
+    OpenAPI document still describes it, and bad JSON is refused without echoing the body."""
+    doc = client.get("/openapi.json").json()
+    ref = doc["paths"]["/v1/forecasts/tables"]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    schemas = doc["components"]["schemas"]
+    tables = schemas[ref.rsplit("/", 1)[-1]]
+    assert {"milestones", "tickets", "events"} <= set(tables["properties"])
+    assert tables["properties"]["milestones"]["$ref"].rsplit("/", 1)[-1] in schemas  # its parts resolve too
+    raw = json.dumps(as_columns([env["body"]]))
+    r = client.post("/v1/forecasts/tables", content=raw[:-40])  # cut short
+    assert r.status_code == 422 and [e["type"] for e in r.json()["detail"]] == ["json_invalid"]
+    assert r.json()["detail"][0]["loc"] == ["body"] and len(r.content) < 500
+
+
 def test_a_batch_is_limited_by_its_rows_not_its_count_alone(env):
     s = env["settings"]
     rows = len(env["body"]["tickets"]) + len(env["body"]["events"]) + len(env["body"]["links"])

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter, Depends
 
 from slipcast.core.errors import FieldError
 from slipcast.core.settings import Settings
-from slipcast.serving.dependencies import MetricsDep, NowDep, SettingsDep, StoreDep, authorized, champion_of
+from slipcast.serving.dependencies import (
+    JsonBody,
+    MetricsDep,
+    NowDep,
+    SettingsDep,
+    StoreDep,
+    authorized,
+    champion_of,
+)
 from slipcast.serving.forecast import forecast_many, forecast_tables, forecast_tickets
 from slipcast.serving.metrics import Metrics
 from slipcast.serving.schemas import (
@@ -22,6 +32,7 @@ from slipcast.serving.schemas import (
 from slipcast.serving.what_if import apply_change
 
 router = APIRouter(prefix="/v1/forecasts", tags=["forecasts"], dependencies=[Depends(authorized)])
+TABLES = JsonBody(TablesRequest)
 
 
 def _record(metrics: Metrics, forecasts: list[Forecast], target: str = "milestone") -> None:
@@ -61,8 +72,8 @@ def forecast_batch(batch: BatchRequest, store: StoreDep, settings: SettingsDep, 
     return BatchResponse(forecasts=out)
 
 
-@router.post("/tables", response_model=BatchResponse)
-def forecast_columns(req: TablesRequest, store: StoreDep, settings: SettingsDep, metrics: MetricsDep,
+@router.post("/tables", response_model=BatchResponse, openapi_extra=TABLES.openapi)
+def forecast_columns(req: Annotated[TablesRequest, Depends(TABLES)], store: StoreDep, settings: SettingsDep, metrics: MetricsDep,
                      now: NowDep) -> BatchResponse:
     """A team's milestones from its state sent as columns: its tickets, events and links once for
     all of them (every milestone open at as_of, or those named), scored together."""
