@@ -11,7 +11,7 @@ from datetime import datetime
 
 import numpy as np
 
-from slipcast.core.contracts import horizon_of, served_base_rate
+from slipcast.core.contracts import horizons_of, served_base_rate
 from slipcast.core.errors import FieldError
 from slipcast.core.settings import Settings
 from slipcast.features.online import features_now
@@ -41,16 +41,20 @@ def model_ref(loaded: LoadedModel) -> ModelRef:
                     candidate=meta.get("candidate"), source=loaded.source)
 
 
-def guarded(loaded: LoadedModel, span_elapsed: float, project: str | None = None) -> dict | None:
-    """The model's skill-guard cell for a row of ``project`` at this share of its span, where the
-    model does not beat the base rate (docs/architecture.md, "The skill guard"); None where the
-    model serves. The project's own cell decides where it has one, else the pooled cell. A model
-    exported before the guard existed has none."""
-    return guarded_cell(loaded, horizon_of(span_elapsed), project)
+def guarded_cells(loaded: LoadedModel, span_elapsed, projects) -> tuple[list[str | None], list[dict | None]]:
+    """For each row (its share of the span elapsed, its project): its horizon bucket, and the
+    model's skill-guard cell where the model does not beat the base rate there
+    (docs/architecture.md, "The skill guard"), None where the model serves. The project's own
+    cell decides where it has one, else the pooled cell. A model exported before the guard
+    existed has none."""
+    horizons = horizons_of(span_elapsed)
+    keys = list(zip(horizons, projects))
+    cells = {key: guarded_cell(loaded, *key) for key in set(keys)}  # a few cells for many rows
+    return horizons, [cells[key] for key in keys]
 
 
 def guarded_cell(loaded: LoadedModel, horizon: str | None, project: str | None = None) -> dict | None:
-    """``guarded`` for a horizon bucket already known."""
+    """The skill-guard cell of one horizon bucket and project (``guarded_cells``)."""
     cell = loaded.metadata.get("project_guard", {}).get(project or "", {}).get(horizon or "")
     if cell is None:
         cell = loaded.metadata.get("guard", {}).get(horizon or "")
@@ -112,6 +116,7 @@ def forecasts_of(ids: list[str], projects: list[str], as_ofs: list[datetime], fe
                                                                  "history_weeks"))
     rate, rate_basis = served_base_rate(loaded.metadata)
     served = forecastable(feats, settings)
+    horizons, cells = guarded_cells(loaded, feats["span_elapsed"], projects)
     plain = plain_columns(inputs)
     for i in range(n):
         values = {name: column[i] for name, column in plain.items()}
@@ -132,11 +137,10 @@ def forecasts_of(ids: list[str], projects: list[str], as_ofs: list[datetime], fe
         if days_left[i] > 7 * settings.features.monte_carlo_max_weeks:
             notes.append(f"due beyond the {settings.features.monte_carlo_max_weeks}-week Monte Carlo horizon: "
                          "monte_carlo_on_time is the chance of finishing within it")
-        elapsed = float(feats["span_elapsed"][i])
-        cell = guarded(loaded, elapsed, projects[i])
+        cell = cells[i]
         if cell is not None:  # the model does not beat the base rate here: say so, serve it
             low, high = cell["interval"]
-            notes.insert(0, f"the model does not beat the base rate {horizon_of(elapsed)} in its backtest"
+            notes.insert(0, f"the model does not beat the base rate {horizons[i]} in its backtest"
                             f"{' for ' + cell['project'] if 'project' in cell else ''} (Brier skill "
                             f"{cell['brier_skill']:+.3f}, 95 % interval {low:+.3f} to {high:+.3f}): this is the "
                             f"base rate ({rate_basis}); the model said {float(p[i]):.4f}")
@@ -165,9 +169,10 @@ def ticket_forecasts_of(tickets: dict[str, np.ndarray], projects: list[str], loa
     the ticket model does not beat it at that horizon (the skill guard)."""
     p = loaded.predict(loaded.frame(tickets)) if len(tickets["ticket_id"]) else np.zeros(0)
     rate = round(served_base_rate(loaded.metadata)[0], 4)
+    _, cells = guarded_cells(loaded, tickets["span_elapsed"], [projects[snap] for snap in tickets["snap"]])
     out = []
-    for t, q, elapsed, snap in zip(tickets["ticket_id"], p, tickets["span_elapsed"], tickets["snap"]):
-        if guarded(loaded, float(elapsed), projects[snap]):
+    for t, q, cell in zip(tickets["ticket_id"], p, cells):
+        if cell is not None:
             out.append(TicketForecast(ticket_id=t, probability=rate, basis="base_rate"))
         else:
             out.append(TicketForecast(ticket_id=t, probability=round(float(q), 4), basis="model"))

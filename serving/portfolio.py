@@ -24,13 +24,13 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pandas as pd
 
-from slipcast.core.contracts import horizons_of, served_base_rate
+from slipcast.core.contracts import served_base_rate
 from slipcast.core.settings import Settings
 from slipcast.features.current import History
 from slipcast.features.tables import read_tables, store_signature
 from slipcast.serving.alerts import send_alerts
 from slipcast.serving.background import Every
-from slipcast.serving.forecast import forecasts_of, guarded_cell, ticket_forecasts_of
+from slipcast.serving.forecast import forecasts_of, guarded_cells, ticket_forecasts_of
 from slipcast.serving.ledger import Ledger
 from slipcast.serving.metrics import Metrics
 from slipcast.serving.model_store import LoadedModel, ModelStore
@@ -166,9 +166,8 @@ def when_done(history: History, milestones: list[str], as_of: datetime, model: L
     who, feats, _ = history.features(np.repeat(milestones, k), [as_of] * (len(milestones) * k), dues * len(milestones))
     p = model.predict(model.frame(feats))
     rate = served_base_rate(model.metadata)[0]
-    keys = list(zip(horizons_of(feats["span_elapsed"]), who["project"]))
-    cells = {key: guarded_cell(model, *key) is not None for key in set(keys)}  # a few cells for many rows
-    p = np.where([cells[key] for key in keys], rate, p)
+    _, cells = guarded_cells(model, feats["span_elapsed"], who["project"])
+    p = np.where([cell is not None for cell in cells], rate, p)
     done = np.maximum.accumulate((1 - p).reshape(len(milestones), k), axis=1)
     out = {}
     for i, milestone_id in enumerate(milestones):
