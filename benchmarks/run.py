@@ -76,7 +76,8 @@ def main() -> int:
     print(f"live: refresh of {v['open_milestones']} open milestones {v['refresh_s']['warm_median']} s "
           f"(cold {v['refresh_s']['cold']} s); backfill {v['backfill']['forecasts']} daily forecasts in "
           f"{v['backfill']['seconds']} s = {v['backfill']['seconds_per_60000']} s per 1,000 x 60 days; "
-          f"GET /v1/milestones/{{id}} p50 {g['p50_ms']} ms, {g['hey_c32']['requests_per_s']} req/s with hey -c 32 "
+          f"GET /v1/milestones/{{id}} p50 {g['p50_ms']} ms (httpx), {g['hey_c1']['p50_ms']} ms (hey -c 1); "
+          f"{g['hey_c32']['requests_per_s']} req/s with hey -c 32 "
           f"on 2 workers ({g['hey_c32']['errors']} errors), {g['hey_c32_through_refresh']['requests_per_s']} req/s "
           f"through a refresh ({g['hey_c32_through_refresh']['errors']} errors); a bare endpoint with the same "
           f"body: {v['floor_same_body']['requests_per_s']} req/s")
