@@ -74,7 +74,8 @@ def main() -> int:
     v = results["live"]
     g = v["get_milestone"]
     print(f"live: refresh of {v['open_milestones']} open milestones {v['refresh_s']['warm_median']} s "
-          f"(cold {v['refresh_s']['cold']} s); backfill {v['backfill']['forecasts']} daily forecasts in "
+          f"(cold {v['refresh_s']['cold']} s; read by a second worker {v['refresh_s']['read_by_another_worker']} s); "
+          f"backfill {v['backfill']['forecasts']} daily forecasts in "
           f"{v['backfill']['seconds']} s = {v['backfill']['seconds_per_60000']} s per 1,000 x 60 days; "
           f"GET /v1/milestones/{{id}} p50 {g['p50_ms']} ms (httpx), {g['hey_c1']['p50_ms']} ms (hey -c 1); "
           f"{g['hey_c32']['requests_per_s']} req/s with hey -c 32 "

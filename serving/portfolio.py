@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pandas as pd
 
+from slipcast import __version__
 from slipcast.core.contracts import served_base_rate
 from slipcast.core.settings import Settings
 from slipcast.features.current import History
@@ -271,9 +272,11 @@ class LiveState:
 
     def _key(self, version: str) -> str:
         """What a state shared among workers is named by: its version, and all else it is built
-        from (the settings, the served models' metadata), so that only an equal state is shared."""
-        models = [getattr(self.models.get(t), "metadata", None) for t in ("milestone", "ticket")]
-        parts = f"{version}|{self.settings.model_dump_json(warnings=False)}|{json.dumps(models, sort_keys=True, default=str)}"
+        from (Slipcast's release, the settings, the served models' metadata), so that only an
+        equal state is shared."""
+        models = json.dumps([getattr(self.models.get(t), "metadata", None) for t in ("milestone", "ticket")],
+                            sort_keys=True, default=str)
+        parts = f"{version}|{__version__}|{self.settings.model_dump_json(warnings=False)}|{models}"
         return hashlib.sha256(parts.encode()).hexdigest()[:32]
 
     def _build(self, store: str, signature: str, as_of: datetime, version: str) -> Portfolio:
