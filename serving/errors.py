@@ -3,9 +3,10 @@
 Domain code raises ``slipcast.core.errors.FieldError`` with the value's location; request
 validation raises pydantic's errors. Both become FastAPI's 422 shape,
 ``{"detail": [{"loc": [...], "msg": ..., "type": ...}]}``. A validation error whose input
-cannot be written as JSON (NaN, infinity, a lone surrogate), or is a whole object or column (a
-table of a columns request: echoing it would cost as much as the request), is answered without
-echoing it.
+cannot be written as JSON (NaN, infinity, a lone surrogate), is a whole object or column (a
+table of a columns request: echoing it would cost as much as the request), or is text longer
+than ``ECHO_LIMIT`` (a whole body sent without a JSON content type, which FastAPI validates as
+one string), is answered without echoing it.
 """
 
 from __future__ import annotations
@@ -19,11 +20,14 @@ from fastapi.responses import JSONResponse
 
 from slipcast.core.errors import FieldError
 
+ECHO_LIMIT = 200  # characters (or bytes) of a text input a 422 echoes back; longer ones are left out
+
 
 def _encodable(error: dict) -> dict:
-    """The error as FastAPI renders it, less the echoed input where that is not valid JSON or is
-    a container."""
-    if isinstance(error.get("input"), (dict, list)):
+    """The error as FastAPI renders it, less the echoed input where that is not valid JSON, is a
+    container, or is long text."""
+    given = error.get("input")
+    if isinstance(given, (dict, list)) or (isinstance(given, (str, bytes)) and len(given) > ECHO_LIMIT):
         error = {k: v for k, v in error.items() if k != "input"}
     try:
         encoded = jsonable_encoder(error)

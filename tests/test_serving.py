@@ -92,6 +92,13 @@ def test_values_json_cannot_echo_get_a_422_not_a_500(client, env, where, value):
     assert any(tuple(e["loc"][1:]) == where for e in r.json()["detail"]), r.json()
 
 
+def test_a_body_sent_without_a_json_content_type_is_refused_without_echoing_it(client, env):
+    raw = json.dumps(env["body"]).encode()
+    r = client.post("/v1/forecasts", content=raw, headers={"Content-Type": "text/plain"})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body"]
+    assert len(r.content) < 500 < len(raw)  # the error, not the body echoed back
+
+
 def test_batch_equals_singles(client, env):
     body = env["body"]
     other = json.loads(json.dumps(body))
