@@ -34,7 +34,7 @@ def built_once(folder: Path, key: str, build: Callable[[], T]) -> tuple[T, bool]
     built here, and the service works as with one worker."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        lock = open(folder / "build.lock", "a")  # noqa: SIM115 - held across the build, closed below
+        lock = open(folder / "build.lock", "a")  # held across the build, closed by the with below
     except OSError as exc:
         log.warning("building unshared: %s", exc)
         return build(), True
