@@ -371,6 +371,38 @@ def _hey(url: str, seconds: int, concurrency: int = 32) -> dict:
     return {"requests_per_s": round(rate), "responses": sum(codes.values()), "errors": errors, **latency}
 
 
+def _through_refresh(url: str, change, seconds: int = 20, at: float = 3.0) -> dict:
+    """``_hey`` for ``seconds`` with ``change()`` (a store rewrite) ``at`` seconds in, and when
+    after the change the new state was first served (its ETag asked for 4 times a second)."""
+    import httpx
+
+    before = httpx.get(url).headers["ETag"]
+    changed: list[float] = []
+    served: list[float] = []
+    stop = threading.Event()
+
+    def watch():
+        stop.wait(at)
+        changed.append(time.perf_counter())
+        change()
+        while not stop.wait(0.25):
+            if httpx.get(url).headers["ETag"] != before:
+                served.append(time.perf_counter())
+                return
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    started = time.perf_counter()
+    out = _hey(url, seconds)
+    ended = time.perf_counter()
+    watcher.join(timeout=120)
+    stop.set()
+    watcher.join()
+    return {**out, "run_s": round(ended - started, 1), "new_state_served_after_change_s":
+            round(served[0] - changed[0], 1) if served else None,
+            "during_run": bool(served) and served[0] <= ended}
+
+
 def stage_live() -> dict:
     """The live state of 1,000 teams: a refresh of every open milestone (forecasts, drivers, the
     week's change, "when", ledger), a backfill, and ``GET /v1/milestones/{id}`` under ``hey`` with
@@ -381,8 +413,8 @@ def stage_live() -> dict:
     from slipcast.features.synthetic import SimulationConfig, generate
     from slipcast.features.tables import write_tables
     from slipcast.serving.backfill import backfill
+    from slipcast.serving.live import LiveState
     from slipcast.serving.model_store import ModelStore
-    from slipcast.serving.portfolio import LiveState
     from slipcast.tools.service import free_port, running_service, wait_until_up
 
     root, models = WORK / "live", WORK / "serve"  # the serve stage's champion
@@ -433,10 +465,7 @@ def stage_live() -> dict:
                 samples.append(time.perf_counter() - started)
         one_at_a_time = _hey(url, 5, concurrency=1)  # latency as a client other than Python's sees it
         steady = _hey(url, 10)
-        rewrite = threading.Timer(3.0, lambda: write_tables(tables, store, force=True))  # a refresh mid-run
-        rewrite.start()
-        refreshed = _hey(url, 10)
-        rewrite.join()
+        refreshed = _through_refresh(url, lambda: write_tables(tables, store, force=True))
     port = free_port()
     floor = subprocess.Popen([sys.executable, "-m", "gunicorn", "--worker-class", "uvicorn_worker.UvicornWorker",
                               "--workers", "2", "--bind", f"127.0.0.1:{port}", "benchmarks.floor_app:app"],

@@ -13,10 +13,10 @@ from slipcast import __version__
 from slipcast.core.settings import Settings, get_settings
 from slipcast.serving import errors
 from slipcast.serving.dependencies import Clock, JsonBody, utc_now
+from slipcast.serving.live import LiveState
 from slipcast.serving.metrics import Measured, Metrics
 from slipcast.serving.middleware import BodyLimit
 from slipcast.serving.model_store import ModelStore
-from slipcast.serving.portfolio import LiveState
 from slipcast.serving.routers import forecasts, milestones, model, operations, pages, projects
 from slipcast.serving.runtime import tune_collector
 

@@ -17,9 +17,10 @@ from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, ValidationError
 
 from slipcast.core.settings import Settings
+from slipcast.serving.live import LiveState
 from slipcast.serving.metrics import Metrics
 from slipcast.serving.model_store import LoadedModel, ModelStore
-from slipcast.serving.portfolio import LiveState, Portfolio
+from slipcast.serving.portfolio import Portfolio
 
 Clock = Callable[[], datetime]
 M = TypeVar("M", bound=BaseModel)

@@ -1,44 +1,29 @@
-"""The live state: every open milestone of the canonical store, forecast as of the latest refresh.
+"""The live state: every open milestone of the canonical store, forecast as of one time.
 
-``slipcast serve --store DIR`` (or ``serving.store``) reads the tables that ``slipcast import``
-and ``slipcast sync`` write, codes the history once (``features.current.History``) and forecasts
-every open milestone, and its open tickets, in one vectorised call per model, with the dates by
-which the model expects it done ("when"). ``LiveState``
-rebuilds that in a background thread when the store or a champion changes, and at least every
-``serving.refresh_seconds`` (time moves on even when nothing else does), and swaps the new
-``Portfolio`` in with one assignment: a request reads whichever is current, never waits for a
-refresh and never sees half of one (docs/architecture.md, "Live state"). Each new state's
-forecasts go to the ledger (``serving.ledger``), and the alerts they raise to their webhooks
-(``serving.alerts``).
+A ``Portfolio`` holds every milestone of the store open at its as_of, forecast (with its open
+tickets) in one vectorised call per model, with the dates by which the model expects it done
+("when"), the week's change and per-project counts. ``build_portfolio`` makes one from the
+store's coded history (``features.current.History``); ``serving.live`` keeps the current one
+(docs/architecture.md, "Live state").
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import logging
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
 
-from slipcast import __version__
 from slipcast.core.contracts import served_base_rate
 from slipcast.core.settings import Settings
 from slipcast.features.current import History
-from slipcast.features.tables import read_tables, store_signature
-from slipcast.serving.alerts import send_alerts
-from slipcast.serving.background import Every
 from slipcast.serving.forecast import forecasts_of, guarded_cells, ticket_forecasts_of
-from slipcast.serving.ledger import Ledger
-from slipcast.serving.metrics import Metrics
-from slipcast.serving.model_store import LoadedModel, ModelStore
+from slipcast.serving.model_store import LoadedModel
 from slipcast.serving.schemas import Forecast, HistoryPoint, MilestoneState, ProjectState, TicketForecast
-from slipcast.serving.shared import built_once
 
-log = logging.getLogger(__name__)
 CHANGE_DAYS = 7  # ``change_7d``: against the forecast with what was known this many days earlier
 # "when": the due dates a milestone is re-scored at (days after as_of), and the chances of being done asked for
 WHEN_DAYS = (2, 4, 7, 10, 14, 21, 28, 42, 56, 84, 126, 182)
@@ -106,10 +91,11 @@ def _forecast_open(history: History, ids: np.ndarray, as_of: datetime, model: Lo
                              model, settings), feats, tickets
 
 
-def build_portfolio(history: History, as_of: datetime, models: ModelStore, settings: Settings,
+def build_portfolio(history: History, as_of: datetime, models: Mapping[str, LoadedModel | None], settings: Settings,
                     version: str) -> Portfolio:
     """Forecast every milestone of ``history`` open at ``as_of`` (and the same ones with what was
-    known ``CHANGE_DAYS`` earlier, for ``change_7d``), and their open tickets."""
+    known ``CHANGE_DAYS`` earlier, for ``change_7d``), and their open tickets, by ``models``
+    (target -> the model serving it)."""
     model = models.get("milestone")
     if model is None:
         raise LookupError("no milestone model loaded yet")
@@ -199,117 +185,3 @@ def project_states(states: list[MilestoneState], outcomes: pd.DataFrame, as_of: 
             slipped_share=None if done is None else round(float(done[0]), 4),
             finished_milestones=0 if done is None else int(done[1])))
     return out
-
-
-def floored(t: datetime, seconds: float) -> datetime:
-    """``t`` rounded down to a multiple of ``seconds`` since the epoch: every worker refreshing
-    within one period forecasts as of the same time, so they build the same state."""
-    return datetime.fromtimestamp(t.timestamp() // seconds * seconds, tz=UTC)
-
-
-class LiveState:
-    """The current ``Portfolio`` of the store at ``settings.serving.store``, refreshed in the
-    background: when the store or a served model changes, and every ``refresh_seconds``."""
-
-    def __init__(self, settings: Settings, models: ModelStore, clock, metrics: Metrics | None = None):
-        self.settings = settings
-        self.metrics = metrics
-        self.models = models
-        self.clock = clock
-        self.store = settings.store_location(settings.serving.store) if settings.serving.store else None
-        self.ledger = Ledger(settings.resolved_uri(settings.serving.ledger_url)) \
-            if settings.serving.ledger_url and self.store is not None else None
-        self.shared = settings.resolve(settings.work_dir) / "live"  # states built once for every worker here
-        self.error: str | None = None
-        self.refreshes = 0
-        self.built = 0  # of those, the states this process built (the others it read as another worker built them)
-        self.recorded = 0  # forecasts this process added to the ledger
-        self.alerted = 0  # alerts this process sent
-        self._current: Portfolio | None = None
-        self._history: tuple[str, History] | None = None
-        self._watching = Every("slipcast-live-state")
-        self._seen: tuple = ()  # the inputs and the time of the last refresh the watcher made
-        self._last = datetime.min.replace(tzinfo=UTC)
-
-    def get(self) -> Portfolio | None:
-        return self._current
-
-    def refresh(self) -> bool:
-        """Rebuild the state now; False (and ``error`` says why) where it cannot be, the last good
-        state serving on."""
-        store = self.store
-        if store is None:
-            return False
-        try:
-            signature, models = self._inputs()
-            as_of = floored(self.clock(), self.settings.serving.refresh_seconds)
-            version = hashlib.sha256(f"{signature}|{models}|{as_of.isoformat()}".encode()).hexdigest()[:16]
-            state, built = built_once(self.shared, self._key(version),
-                                      lambda: self._build(store, signature, as_of, version))
-            if not built:  # read as another worker built it: given this process's model (the same, by the key)
-                model = self.models.get("milestone")
-                if model is None:
-                    raise LookupError("no milestone model loaded yet")
-                state.model, self._history = model, (signature, state.history)
-            self.built += built
-            self._current = state
-            if self.metrics is not None:
-                self.metrics.live_states.labels("built" if built else "read").inc()
-                self.metrics.publish(state.milestones)
-            if self.ledger is not None:
-                self.recorded += self.ledger.record(state.published, [m.project for m in state.milestones],
-                                                    [m.due_at for m in state.milestones])
-                self.alerted += send_alerts(state.milestones, self.ledger, self.settings)
-        except Exception as exc:  # keep serving the last good state whatever went wrong
-            error = f"{type(exc).__name__}: {exc}"
-            if error != self.error:  # once per new error, not once per try
-                log.warning("live state not refreshed: %s", error)
-            self.error = error
-            return False
-        self.error = None
-        self.refreshes += 1
-        return True
-
-    def _key(self, version: str) -> str:
-        """What a state shared among workers is named by: its version, and all else it is built
-        from (Slipcast's release, the settings, the served models' metadata), so that only an
-        equal state is shared."""
-        models = json.dumps([getattr(self.models.get(t), "metadata", None) for t in ("milestone", "ticket")],
-                            sort_keys=True, default=str)
-        parts = f"{version}|{__version__}|{self.settings.model_dump_json(warnings=False)}|{models}"
-        return hashlib.sha256(parts.encode()).hexdigest()[:32]
-
-    def _build(self, store: str, signature: str, as_of: datetime, version: str) -> Portfolio:
-        """The state as of ``as_of``, the store's history coded again only where it changed."""
-        if self._history is None or self._history[0] != signature:
-            self._history = (signature, History(read_tables(store), self.settings.features))
-        return build_portfolio(self._history[1], as_of, self.models, self.settings, version)
-
-    def _inputs(self) -> tuple[str, tuple]:
-        """What a refresh depends on besides the time: the store's signature and the models serving."""
-        assert self.store is not None
-        return store_signature(self.store), tuple(getattr(self.models.get(t), "version", None)
-                                                  for t in ("milestone", "ticket"))
-
-    def start(self) -> None:
-        """Refresh now, then whenever the store or a model changes (checked every
-        ``serving.reload_seconds``) or ``serving.refresh_seconds`` have passed."""
-        if self.store is None or self._watching.running:
-            return
-        self.refresh()
-        self._seen, self._last = self._inputs(), self.clock()
-        self._watching.start(max(self.settings.serving.reload_seconds, 0.2), self._check)
-
-    def _check(self) -> None:
-        """One look: refresh if the inputs changed, nothing serves yet, or the period has passed."""
-        try:
-            now = self._inputs()
-        except OSError as exc:  # the store is being replaced: look again next time
-            self.error = str(exc)
-            return
-        due = (self.clock() - self._last).total_seconds() >= self.settings.serving.refresh_seconds
-        if (now != self._seen or self._current is None or due) and self.refresh():
-            self._seen, self._last = now, self.clock()
-
-    def stop(self) -> None:
-        self._watching.stop()

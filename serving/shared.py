@@ -5,7 +5,8 @@ models at the same moments, and would build the same ``Portfolio`` N times, each
 its worker's interpreter for seconds while requests wait (docs/architecture.md, "Live state").
 ``built_once`` lets the first worker to ask build it and write it to a file in the service's own
 work folder; the others wait for that file (on a lock, without holding the interpreter) and read
-it, which costs a few hundredths of a second where the build costs seconds.
+it, which costs a few hundredths of a second where the build costs seconds. The build writes
+the file itself, so that it can run in another process (``serving.builder``).
 """
 
 from __future__ import annotations
@@ -14,20 +15,21 @@ import fcntl
 import logging
 import os
 import pickle
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 KEEP = 2  # files kept in the folder: the newest build, and the one before it for a worker still on it
 SUFFIX = ".pickle"
 
 
-def built_once(folder: Path, key: str, build: Callable[[], T]) -> tuple[T, bool]:
+def built_once(folder: Path, key: str, build: Callable[[Path], None]) -> tuple[Any, bool]:
     """The value named ``key``: read from ``folder`` where another process has built it, else
     built now (under the folder's lock, so that the others wait for it rather than build it
-    too) and written there. Returns it and whether this call built it.
+    too) by ``build(path)``, which pickles it to ``path`` (``dump``). Returns it and whether this
+    call built it.
 
     The folder belongs to the service (``work_dir``): its files are read back with ``pickle``,
     as written. Where the folder cannot be used, or a file in it cannot be read, the value is
@@ -37,30 +39,35 @@ def built_once(folder: Path, key: str, build: Callable[[], T]) -> tuple[T, bool]
         lock = open(folder / "build.lock", "a")  # held across the build, closed by the with below
     except OSError as exc:
         log.warning("building unshared: %s", exc)
-        return build(), True
+        with tempfile.TemporaryDirectory() as own:
+            path = Path(own) / f"{key}{SUFFIX}"
+            build(path)
+            return _load(path), True
     with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # waits, interpreter released, while another process builds
         path = folder / f"{key}{SUFFIX}"
         if path.exists():
             try:
-                with path.open("rb") as f:
-                    return pickle.load(f), False
+                return _load(path), False
             except Exception as exc:  # a file cut short or from another version of Slipcast: build anew
                 log.warning("rebuilding %s: %s", path.name, exc)
-        value = build()
-        _write(folder, path, value)
-        return value, True
-
-
-def _write(folder: Path, path: Path, value) -> None:
-    """``value`` to ``path`` (whole or not at all), then all but the newest ``KEEP`` files gone."""
-    partial = path.with_suffix(".partial")
-    try:
-        with partial.open("wb") as f:
-            pickle.dump(value, f, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(partial, path)
+        partial = path.with_suffix(".partial")
+        try:
+            build(partial)
+            os.replace(partial, path)  # whole or not at all
+        finally:
+            partial.unlink(missing_ok=True)
         for old in sorted(folder.glob(f"*{SUFFIX}"), key=lambda p: p.stat().st_mtime)[:-KEEP]:
             old.unlink(missing_ok=True)
-    except (OSError, pickle.PicklingError) as exc:  # a full disk, say: the others build their own
-        log.warning("not shared: %s", exc)
-        partial.unlink(missing_ok=True)
+        return _load(path), True
+
+
+def dump(value: object, path: Path) -> None:
+    """``value`` pickled to ``path``, as ``built_once`` reads it."""
+    with path.open("wb") as f:
+        pickle.dump(value, f, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _load(path: Path):
+    with path.open("rb") as f:
+        return pickle.load(f)

@@ -1,12 +1,17 @@
 """The live state: the store's open milestones answered from state the service keeps
-(``serving.portfolio``), against the request path and the tables themselves."""
+(``serving.portfolio``, ``serving.live``), against the request path and the tables themselves."""
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import subprocess
+import sys
 import threading
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -17,8 +22,8 @@ from fastapi.testclient import TestClient
 from slipcast.core.contracts import past_outcomes
 from slipcast.features.tables import write_tables
 from slipcast.serving.app import create_app
+from slipcast.serving.live import LiveState
 from slipcast.serving.model_store import ModelStore
-from slipcast.serving.portfolio import LiveState
 from slipcast.tools.requests import request_for
 from slipcast.tools.service import free_port, running_service
 from tests.helpers import busiest_time, open_ids, refreshed_under_load, without_milestone
@@ -204,6 +209,51 @@ def test_workers_refreshing_at_once_build_the_state_once(live):
         path.write_bytes(path.read_bytes()[:100])
     again = LiveState(live["settings"], models, lambda: later)
     assert again.refresh() and again.built == 1 and again.get().milestones == states[0].milestones
+
+
+def test_the_state_is_built_in_a_child_process_of_low_priority(live):
+    """With ``serving.build_niceness`` a child process at that niceness builds the state, equal to
+    the state built in the serving process; a child that died is replaced at the next refresh."""
+    later = (live["now"] + timedelta(hours=9)).to_pydatetime()
+    models = ModelStore(live["settings"])
+    models.refresh()
+    s = live["settings"]
+    here = LiveState(s.model_copy(update={"serving": s.serving.model_copy(update={"build_niceness": None})}),
+                     models, lambda: later)
+    assert here.builder is None and here.refresh() and here.built == 1
+    child = LiveState(s, models, lambda: later)
+    try:
+        assert s.serving.build_niceness == 19 and child.refresh() and child.built == 1, child.error
+        pid = child.builder.pid
+        assert pid != os.getpid() and os.getpriority(os.PRIO_PROCESS, pid) == 19
+        ours, theirs = here.get(), child.get()
+        assert theirs.version == ours.version and theirs.model is models.get("milestone")
+        assert theirs.milestones == ours.milestones and theirs.tickets == ours.tickets
+        os.kill(pid, signal.SIGKILL)
+        child.clock = lambda: later + timedelta(hours=2)  # a new period: a new state to build
+        assert not child.refresh() and "BrokenProcessPool" in child.error  # the last good state serves on
+        assert child.get() is theirs
+        assert child.refresh() and child.built == 2 and child.error is None
+        assert child.builder.pid not in (None, pid)  # by a new child
+    finally:
+        child.stop()
+
+
+def _running(pid: int) -> bool:
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_a_builder_child_ends_with_the_process_that_started_it():
+    """A worker that ends outright (killed, crashed) leaves no child process behind."""
+    code = ("import os; from slipcast.core.settings import get_settings; from slipcast.serving.builder import Builder; "
+            "b = Builder(get_settings(), 19); b.start(); print(b.pid, flush=True); os._exit(0)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    pid = int(done.stdout.split()[-1])
+    deadline = time.monotonic() + 15
+    while _running(pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _running(pid)
 
 
 def test_two_worker_processes_serve_one_state_built_once(live, tmp_path):

@@ -195,6 +195,9 @@ class ServingSettings(BaseModel):
     as_of: AwareDatetime | None = Field(
         None, description="Serve the store as of this fixed time instead of the clock's now (replays, demos of a "
                           "simulated history, benchmarks).")
+    build_niceness: int | None = Field(
+        19, ge=0, le=19, description="The live state is built in a child process at this niceness (0 to 19), so that "
+                                     "requests keep the CPU while it builds; null builds it in the serving process.")
     refresh_seconds: float = Field(
         3600, gt=0, description="The live state is rebuilt at least this often (and whenever the store or a "
                                 "champion changes, checked every reload_seconds).")
