@@ -80,7 +80,10 @@ def main() -> int:
           f"GET /v1/milestones/{{id}} p50 {g['p50_ms']} ms (httpx), {g['hey_c1']['p50_ms']} ms (hey -c 1); "
           f"{g['hey_c32']['requests_per_s']} req/s with hey -c 32 "
           f"on 2 workers ({g['hey_c32']['errors']} errors), {g['hey_c32_through_refresh']['requests_per_s']} req/s "
-          f"through a refresh ({g['hey_c32_through_refresh']['errors']} errors); a bare endpoint with the same "
+          f"through a refresh ({g['hey_c32_through_refresh']['errors']} errors; the new state served "
+          f"{g['hey_c32_through_refresh']['new_state_served_after_change_s']} s after the store changed, "
+          f"{'within' if g['hey_c32_through_refresh']['during_run'] else 'after'} the "
+          f"{g['hey_c32_through_refresh']['run_s']} s run); a bare endpoint with the same "
           f"body: {v['floor_same_body']['requests_per_s']} req/s")
     return 0
 

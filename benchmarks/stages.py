@@ -371,7 +371,7 @@ def _hey(url: str, seconds: int, concurrency: int = 32) -> dict:
     return {"requests_per_s": round(rate), "responses": sum(codes.values()), "errors": errors, **latency}
 
 
-def _through_refresh(url: str, change, seconds: int = 20, at: float = 3.0) -> dict:
+def _through_refresh(url: str, change, seconds: int = 30, at: float = 3.0) -> dict:
     """``_hey`` for ``seconds`` with ``change()`` (a store rewrite) ``at`` seconds in, and when
     after the change the new state was first served (its ETag asked for 4 times a second)."""
     import httpx
@@ -432,6 +432,9 @@ def stage_live() -> dict:
     store_models = ModelStore(s)
     store_models.refresh()
     live = LiveState(s, store_models, lambda: as_of.to_pydatetime())
+    if live.builder is not None:  # the child started, as the service starts it, before the clock runs
+        live.builder.start()
+        assert live.builder.pid
     times = []
     for _ in range(4):  # each built here: the state another worker would share taken away first
         shutil.rmtree(live.shared, ignore_errors=True)
