@@ -7,9 +7,10 @@ holds that worker's interpreter while requests wait. With ``serving.build_nicene
 the file the child writes with its interpreter free, and where the CPU is short the operating
 system gives it to the requests first, so under load the refresh takes longer, not the requests.
 
-Either way ``build_into`` does the work, keeping the history it coded (``coded``) so that a
-refresh for time alone codes nothing again. The child is given the models with each build, so it
-forecasts with exactly the models of the worker that asked.
+Either way ``history_into`` codes the store's history once per version of the store and
+``build_into`` builds each state from it, keeping it (``coded``) so that a refresh for time alone
+codes nothing again. The child is given the models with each build, so it forecasts with exactly
+the models of the worker that asked.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime
@@ -30,26 +31,33 @@ from slipcast.features.tables import read_tables
 from slipcast.serving.model_store import LoadedModel
 from slipcast.serving.portfolio import build_portfolio
 from slipcast.serving.runtime import limit_model_threads, tune_collector
-from slipcast.serving.shared import dump
+from slipcast.serving.shared import dump, load
 
 _coded: dict[str, tuple[str, History]] = {}  # store -> its signature and its history coded, in this process
 
 
-def coded(store: str, signature: str, settings: Settings) -> History:
-    """The history of ``store`` as of its ``signature``: coded again only where it changed since
-    this process last coded it."""
+def coded(store: str, signature: str, settings: Settings, saved: Path | None = None) -> History:
+    """The history of ``store`` as of its ``signature``: as this process last coded it, else read
+    from ``saved`` (as another process dumped it there), else coded now."""
     known = _coded.get(store)
     if known is None or known[0] != signature:
         _coded.clear()  # one store's history at a time: a service serves one store
-        known = _coded[store] = (signature, History(read_tables(store), settings.features))
+        history = load(saved) if saved is not None and saved.exists() else History(read_tables(store), settings.features)
+        known = _coded[store] = (signature, history)
     return known[1]
 
 
-def build_into(path: Path, store: str, signature: str, as_of: datetime, version: str,
+def history_into(path: Path, store: str, signature: str, settings: Settings) -> None:
+    """The coded history of ``store`` as of its ``signature``, pickled to ``path``."""
+    dump(coded(store, signature, settings), path)
+
+
+def build_into(path: Path, history: Path, store: str, signature: str, as_of: datetime, version: str,
                models: Mapping[str, LoadedModel | None], settings: Settings) -> None:
     """The ``Portfolio`` of ``store`` as of ``as_of`` by ``models``, pickled to ``path`` without
-    its model (``Portfolio.__getstate__``)."""
-    dump(build_portfolio(coded(store, signature, settings), as_of, models, settings, version), path)
+    its model and history (``Portfolio.__getstate__``); the history, where this process has not
+    coded it, read from ``history`` (``history_into``)."""
+    dump(build_portfolio(coded(store, signature, settings, history), as_of, models, settings, version), path)
 
 
 def _start_child(niceness: int, settings: Settings, parent: int) -> None:
@@ -90,14 +98,13 @@ class Builder:
         """The child's process id, once it runs; None before ``start``."""
         return None if self._started is None else self._started.result()
 
-    def build(self, path: Path, store: str, signature: str, as_of: datetime, version: str,
-              models: Mapping[str, LoadedModel | None]) -> None:
-        """``build_into`` in the child; raises what it raised there."""
+    def run(self, function: Callable[..., None], *args) -> None:
+        """``function(*args)`` (``history_into``, ``build_into``) in the child; raises what it
+        raised there."""
         self.start()
         assert self._pool is not None
         try:
-            self._pool.submit(build_into, path, store, signature, as_of, version, dict(models),
-                              self.settings).result()
+            self._pool.submit(function, *args).result()
         except BrokenProcessPool:  # the child died (out of memory, say): a new one for the next build
             self.close()
             raise

@@ -6,7 +6,8 @@ rebuilds that in a background thread when the store or a champion changes, and a
 ``serving.refresh_seconds`` (time moves on even when nothing else does), and swaps the new
 ``Portfolio`` in with one assignment: a request reads whichever is current, never waits for a
 refresh and never sees half of one (docs/architecture.md, "Live state"). Each state is built once
-for all the service's workers (``serving.shared``), in a child process of low priority where
+for all the service's workers (``serving.shared``), from the store's history, itself coded once
+per version of the store and shared apart, in a child process of low priority where
 ``serving.build_niceness`` is set (``serving.builder``). Each new state's forecasts go to the
 ledger (``serving.ledger``), and the alerts they raise to their webhooks (``serving.alerts``).
 """
@@ -16,22 +17,23 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
 from slipcast import __version__
 from slipcast.core.contracts import TARGETS
 from slipcast.core.settings import Settings
+from slipcast.features.current import History
 from slipcast.features.tables import store_signature
 from slipcast.serving.alerts import send_alerts
 from slipcast.serving.background import Every
-from slipcast.serving.builder import Builder, build_into
+from slipcast.serving.builder import Builder, build_into, history_into
 from slipcast.serving.ledger import Ledger
 from slipcast.serving.metrics import Metrics
 from slipcast.serving.model_store import LoadedModel, ModelStore
 from slipcast.serving.portfolio import Portfolio
-from slipcast.serving.shared import built_once
+from slipcast.serving.shared import built_once, shared_path
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +56,7 @@ class LiveState:
         self.store = settings.store_location(settings.serving.store) if settings.serving.store else None
         self.ledger = Ledger(settings.resolved_uri(settings.serving.ledger_url)) \
             if settings.serving.ledger_url and self.store is not None else None
-        self.shared = settings.resolve(settings.work_dir) / "live"  # states built once for every worker here
+        self.shared = settings.resolve(settings.work_dir) / "live"  # states and histories built once for every worker
         self.error: str | None = None
         self.refreshes = 0
         self.built = 0  # of those, the states this process built (the others it read as another worker built them)
@@ -63,6 +65,7 @@ class LiveState:
         niceness = settings.serving.build_niceness
         self.builder = None if niceness is None else Builder(settings, niceness)
         self._current: Portfolio | None = None
+        self._history: tuple[str, History] | None = None  # the store's signature and its history coded
         self._watching = Every("slipcast-live-state")
         self._seen: tuple = ()  # the inputs and the time of the last refresh the watcher made
         self._last = datetime.min.replace(tzinfo=UTC)
@@ -85,9 +88,11 @@ class LiveState:
             versions = tuple(getattr(models[t], "version", None) for t in TARGETS)
             as_of = floored(self.clock(), self.settings.serving.refresh_seconds)
             version = hashlib.sha256(f"{signature}|{versions}|{as_of.isoformat()}".encode()).hexdigest()[:16]
-            state, built = built_once(self.shared, self._key(version, models),
-                                      lambda path: self._build(path, store, signature, as_of, version, models))
-            state.model = models["milestone"]  # not in the file: this process's own (the same, by the key)
+            history, saved = self._history_of(store, signature)
+            state, built = built_once(self.shared / "states", self._key(version, models), lambda path: self._run(
+                build_into, path, saved, store, signature, as_of, version, models, self.settings))
+            # neither in the file: this process's own model (the same, by the key), the history shared apart
+            state.model, state.history = models["milestone"], history
             self.built += built
             self._current = state
             if self.metrics is not None:
@@ -115,13 +120,25 @@ class LiveState:
         parts = f"{version}|{__version__}|{self.settings.model_dump_json(warnings=False)}|{described}"
         return hashlib.sha256(parts.encode()).hexdigest()[:32]
 
-    def _build(self, path: Path, store: str, signature: str, as_of: datetime, version: str,
-               models: Mapping[str, LoadedModel | None]) -> None:
-        """The state as of ``as_of`` to ``path``: by the child process where there is one."""
+    def _history_of(self, store: str, signature: str) -> tuple[History, Path]:
+        """The store's history as of ``signature`` and the file it is shared in: coded once for
+        every worker, like a state, and shared apart from the states, which are built from it as
+        long as the store is unchanged."""
+        folder = self.shared / "histories"
+        key = hashlib.sha256(f"{store}|{signature}|{__version__}|{self.settings.model_dump_json(warnings=False)}"
+                             .encode()).hexdigest()[:32]
+        if self._history is None or self._history[0] != signature:
+            history, _ = built_once(folder, key,
+                                    lambda path: self._run(history_into, path, store, signature, self.settings))
+            self._history = (signature, history)
+        return self._history[1], shared_path(folder, key)
+
+    def _run(self, function: Callable[..., None], *args) -> None:
+        """``function(*args)``: in the child process where there is one, else here."""
         if self.builder is None:
-            build_into(path, store, signature, as_of, version, models, self.settings)
+            function(*args)
         else:
-            self.builder.build(path, store, signature, as_of, version, models)
+            self.builder.run(function, *args)
 
     def _inputs(self) -> tuple[str, tuple]:
         """What a refresh depends on besides the time: the store's signature and the models serving."""

@@ -52,8 +52,8 @@ class Portfolio:
 
     def __getstate__(self) -> dict:
         """As another worker reads it (``serving.shared``): without the model, which each process
-        has loaded itself, and without bodies encoded here."""
-        return {**self.__dict__, "model": None, "encoded": {}}
+        has loaded itself, the history, shared once per version of the store, and bodies encoded here."""
+        return {**self.__dict__, "model": None, "history": None, "encoded": {}}
 
     def get(self, milestone_id: str) -> MilestoneState | None:
         i = self.positions.get(milestone_id)

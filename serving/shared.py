@@ -42,13 +42,13 @@ def built_once(folder: Path, key: str, build: Callable[[Path], None]) -> tuple[A
         with tempfile.TemporaryDirectory() as own:
             path = Path(own) / f"{key}{SUFFIX}"
             build(path)
-            return _load(path), True
+            return load(path), True
     with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # waits, interpreter released, while another process builds
-        path = folder / f"{key}{SUFFIX}"
+        path = shared_path(folder, key)
         if path.exists():
             try:
-                return _load(path), False
+                return load(path), False
             except Exception as exc:  # a file cut short or from another version of Slipcast: build anew
                 log.warning("rebuilding %s: %s", path.name, exc)
         partial = path.with_suffix(".partial")
@@ -59,7 +59,12 @@ def built_once(folder: Path, key: str, build: Callable[[Path], None]) -> tuple[A
             partial.unlink(missing_ok=True)
         for old in sorted(folder.glob(f"*{SUFFIX}"), key=lambda p: p.stat().st_mtime)[:-KEEP]:
             old.unlink(missing_ok=True)
-        return _load(path), True
+        return load(path), True
+
+
+def shared_path(folder: Path, key: str) -> Path:
+    """Where ``built_once`` keeps the value named ``key``."""
+    return folder / f"{key}{SUFFIX}"
 
 
 def dump(value: object, path: Path) -> None:
@@ -68,6 +73,7 @@ def dump(value: object, path: Path) -> None:
         pickle.dump(value, f, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def _load(path: Path):
+def load(path: Path):
+    """What ``dump`` wrote to ``path``."""
     with path.open("rb") as f:
         return pickle.load(f)

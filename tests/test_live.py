@@ -205,7 +205,7 @@ def test_workers_refreshing_at_once_build_the_state_once(live):
     assert len({s.version for s in states}) == 1 and all(s.model is models.get("milestone") for s in states)
     assert all(s.milestones == states[0].milestones and s.tickets == states[0].tickets for s in states)
     # a shared file cut short (a disk filled, say) is built anew, not served
-    for path in workers[0].shared.glob("*.pickle"):
+    for path in workers[0].shared.rglob("*.pickle"):
         path.write_bytes(path.read_bytes()[:100])
     again = LiveState(live["settings"], models, lambda: later)
     assert again.refresh() and again.built == 1 and again.get().milestones == states[0].milestones
@@ -233,8 +233,12 @@ def test_the_state_is_built_in_a_child_process_of_low_priority(live):
         child.clock = lambda: later + timedelta(hours=2)  # a new period: a new state to build
         assert not child.refresh() and "BrokenProcessPool" in child.error  # the last good state serves on
         assert child.get() is theirs
+        histories = {p: p.stat().st_mtime_ns for p in (child.shared / "histories").glob("*.pickle")}
         assert child.refresh() and child.built == 2 and child.error is None
         assert child.builder.pid not in (None, pid)  # by a new child
+        # from the history coded before: the store has not changed
+        assert {p: p.stat().st_mtime_ns for p in (child.shared / "histories").glob("*.pickle")} == histories
+        assert child.get().history is theirs.history and len(histories) >= 1
     finally:
         child.stop()
 
