@@ -415,6 +415,7 @@ def stage_live() -> dict:
     from slipcast.serving.backfill import backfill
     from slipcast.serving.live import LiveState
     from slipcast.serving.model_store import ModelStore
+    from slipcast.serving.runtime import tune_collector
     from slipcast.tools.service import free_port, running_service, wait_until_up
 
     root, models = WORK / "live", WORK / "serve"  # the serve stage's champion
@@ -432,12 +433,14 @@ def stage_live() -> dict:
     store_models = ModelStore(s)
     store_models.refresh()
     live = LiveState(s, store_models, lambda: as_of.to_pydatetime())
+    tune_collector(s)  # as a worker does when it starts: what is loaded by now is out of the collector's way
     if live.builder is not None:  # the child started, as the service starts it, before the clock runs
         live.builder.start()
         assert live.builder.pid
     times = []
+    shutil.rmtree(live.shared, ignore_errors=True)  # the first refresh codes the store's history too
     for _ in range(4):  # each built here: the state another worker would share taken away first
-        shutil.rmtree(live.shared, ignore_errors=True)
+        shutil.rmtree(live.shared / "states", ignore_errors=True)
         started = time.perf_counter()
         assert live.refresh(), live.error
         times.append(time.perf_counter() - started)
