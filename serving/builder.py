@@ -33,17 +33,19 @@ from slipcast.serving.portfolio import build_portfolio
 from slipcast.serving.runtime import limit_model_threads, tune_collector
 from slipcast.serving.shared import dump, load
 
-_coded: dict[str, tuple[str, History]] = {}  # store -> its signature and its history coded, in this process
+_coded: dict[str, tuple[str, History]] = {}  # store and feature settings -> the store's signature and history coded
 
 
 def coded(store: str, signature: str, settings: Settings, saved: Path | None = None) -> History:
-    """The history of ``store`` as of its ``signature``: as this process last coded it, else read
-    from ``saved`` (as another process dumped it there), else coded now."""
-    known = _coded.get(store)
+    """The history of ``store`` as of its ``signature``: as this process last coded it (with the
+    same feature settings), else read from ``saved`` (as another process dumped it there), else
+    coded now."""
+    key = f"{store}|{settings.features.model_dump_json()}"
+    known = _coded.get(key)
     if known is None or known[0] != signature:
         _coded.clear()  # one store's history at a time: a service serves one store
         history = load(saved) if saved is not None and saved.exists() else History(read_tables(store), settings.features)
-        known = _coded[store] = (signature, history)
+        known = _coded[key] = (signature, history)
     return known[1]
 
 
