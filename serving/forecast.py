@@ -102,8 +102,13 @@ def forecasts_of(ids: list[str], projects: list[str], as_ofs: list[datetime], fe
     n = len(ids)
     if not n:
         return []
+    days_left, remaining, scope, history = (feats[c] for c in ("days_left", "remaining_count", "scope_count",
+                                                                 "history_weeks"))
+    served = forecastable(feats, settings)
+    horizons, cells = guarded_cells(loaded, feats["span_elapsed"], projects)
+    explain = np.asarray([i for i in explain.tolist() if served[i] and cells[i] is None], dtype=np.intp)
     inputs = loaded.inputs(feats)
-    if len(explain):  # the drivers' variations ride along in the same prediction
+    if len(explain):  # the drivers' variations ride along in the same prediction, for the model's own forecasts only
         extra = typical_rows(loaded, inputs, explain)
         p = loaded.predict(loaded.frame({name: np.concatenate([inputs[name], extra[name]]) for name in inputs}))
     else:
@@ -112,11 +117,7 @@ def forecasts_of(ids: list[str], projects: list[str], as_ofs: list[datetime], fe
     ref = model_ref(loaded)
     out = []
     min_weeks = settings.features.min_history_weeks
-    days_left, remaining, scope, history = (feats[c] for c in ("days_left", "remaining_count", "scope_count",
-                                                                 "history_weeks"))
     rate, rate_basis = served_base_rate(loaded.metadata)
-    served = forecastable(feats, settings)
-    horizons, cells = guarded_cells(loaded, feats["span_elapsed"], projects)
     plain = plain_columns(inputs)
     for i in range(n):
         values = {name: column[i] for name, column in plain.items()}
