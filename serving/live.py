@@ -44,6 +44,11 @@ def floored(t: datetime, seconds: float) -> datetime:
     return datetime.fromtimestamp(t.timestamp() // seconds * seconds, tz=UTC)
 
 
+def _versions(models: Mapping[str, LoadedModel | None] | ModelStore) -> tuple:
+    """The versions of the models serving each target (None where none is loaded)."""
+    return tuple(getattr(models.get(t), "version", None) for t in TARGETS)
+
+
 class LiveState:
     """The current ``Portfolio`` of the store at ``settings.serving.store``, refreshed in the
     background: when the store or a served model changes, and every ``refresh_seconds``."""
@@ -65,7 +70,7 @@ class LiveState:
         niceness = settings.serving.build_niceness
         self.builder = None if niceness is None else Builder(settings, niceness)
         self._current: Portfolio | None = None
-        self._history: tuple[str, History] | None = None  # the store's signature and its history coded
+        self._history: tuple[str, History, Path] | None = None  # the store's signature, its history coded, its file
         self._watching = Every("slipcast-live-state")
         self._seen: tuple = ()  # the inputs and the time of the last refresh the watcher made
         self._last = datetime.min.replace(tzinfo=UTC)
@@ -85,7 +90,7 @@ class LiveState:
             models: dict[str, LoadedModel | None] = {t: self.models.get(t) for t in TARGETS}
             if models["milestone"] is None:
                 raise LookupError("no milestone model loaded yet")
-            versions = tuple(getattr(models[t], "version", None) for t in TARGETS)
+            versions = _versions(models)
             as_of = floored(self.clock(), self.settings.serving.refresh_seconds)
             version = hashlib.sha256(f"{signature}|{versions}|{as_of.isoformat()}".encode()).hexdigest()[:16]
             history, saved = self._history_of(store, signature)
@@ -124,14 +129,14 @@ class LiveState:
         """The store's history as of ``signature`` and the file it is shared in: coded once for
         every worker, like a state, and shared apart from the states, which are built from it as
         long as the store is unchanged."""
-        folder = self.shared / "histories"
-        key = hashlib.sha256(f"{store}|{signature}|{__version__}|{self.settings.model_dump_json(warnings=False)}"
-                             .encode()).hexdigest()[:32]
         if self._history is None or self._history[0] != signature:
+            folder = self.shared / "histories"
+            key = hashlib.sha256(f"{store}|{signature}|{__version__}|{self.settings.model_dump_json(warnings=False)}"
+                                 .encode()).hexdigest()[:32]
             history, _ = built_once(folder, key,
                                     lambda path: self._run(history_into, path, store, signature, self.settings))
-            self._history = (signature, history)
-        return self._history[1], shared_path(folder, key)
+            self._history = (signature, history, shared_path(folder, key))
+        return self._history[1], self._history[2]
 
     def _run(self, function: Callable[..., None], *args) -> None:
         """``function(*args)``: in the child process where there is one, else here."""
@@ -143,7 +148,7 @@ class LiveState:
     def _inputs(self) -> tuple[str, tuple]:
         """What a refresh depends on besides the time: the store's signature and the models serving."""
         assert self.store is not None
-        return store_signature(self.store), tuple(getattr(self.models.get(t), "version", None) for t in TARGETS)
+        return store_signature(self.store), _versions(self.models)
 
     def start(self) -> None:
         """Refresh now, then whenever the store or a model changes (checked every

@@ -32,17 +32,14 @@ def built_once(folder: Path, key: str, build: Callable[[Path], None]) -> tuple[A
     call built it.
 
     The folder belongs to the service (``work_dir``): its files are read back with ``pickle``,
-    as written. Where the folder cannot be used, or a file in it cannot be read, the value is
-    built here, and the service works as with one worker."""
+    as written. Where the folder cannot be used or written (its disk is full, say), the value is
+    built in a folder of this process's own and served unshared, as with one worker; where a
+    file in it cannot be read, it is built anew."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
         lock = open(folder / "build.lock", "a")  # held across the build, closed by the with below
     except OSError as exc:
-        log.warning("building unshared: %s", exc)
-        with tempfile.TemporaryDirectory() as own:
-            path = Path(own) / f"{key}{SUFFIX}"
-            build(path)
-            return load(path), True
+        return _unshared(key, build, exc), True
     with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # waits, interpreter released, while another process builds
         path = shared_path(folder, key)
@@ -55,11 +52,22 @@ def built_once(folder: Path, key: str, build: Callable[[Path], None]) -> tuple[A
         try:
             build(partial)
             os.replace(partial, path)  # whole or not at all
+        except OSError as exc:  # a build that failed for another reason fails again, and says why
+            return _unshared(key, build, exc), True
         finally:
             partial.unlink(missing_ok=True)
         for old in sorted(folder.glob(f"*{SUFFIX}"), key=lambda p: p.stat().st_mtime)[:-KEEP]:
             old.unlink(missing_ok=True)
         return load(path), True
+
+
+def _unshared(key: str, build: Callable[[Path], None], why: OSError) -> Any:
+    """The value built by ``build`` in a temporary folder of this process's own, and read back."""
+    log.warning("building %s unshared: %s", key, why)
+    with tempfile.TemporaryDirectory() as own:
+        path = Path(own) / f"{key}{SUFFIX}"
+        build(path)
+        return load(path)
 
 
 def shared_path(folder: Path, key: str) -> Path:
