@@ -93,12 +93,10 @@ class Ledger:
                 for f, p, d in zip(forecasts, projects, due)]
         if not rows:
             return 0
-        statement = self._insert(FORECASTS, KEY)
+        # the rows added come back (a skipped one does not): no count of a table that only grows
+        statement = self._insert(FORECASTS, KEY).returning(FORECASTS.c.id)
         with self.engine.begin() as conn:
-            count = sa.select(sa.func.count()).select_from(FORECASTS)
-            before = conn.execute(count).scalar_one()
-            conn.execute(statement, rows)
-            return conn.execute(count).scalar_one() - before
+            return len(conn.execute(statement, rows).all())
 
     def _insert(self, table: sa.Table, key: list[str]) -> sa.Insert:
         """An insert into ``table`` that skips a row whose ``key`` is already there."""

@@ -104,3 +104,6 @@ def test_the_same_ledger_on_postgresql(setup):
     rows = Ledger(url).forecasts()
     assert len(rows) == len(items) and {r["milestone_id"] for r in rows} == {i["milestone_id"] for i in items}
     assert all(r["as_of"].tzinfo is not None for r in rows)
+    report = backfill(s, setup["store"], setup["now"].to_pydatetime())  # what a record adds, counted by the rows added
+    assert report.recorded == report.forecasts > len(items)
+    assert backfill(s, setup["store"], setup["now"].to_pydatetime()).recorded == 0
