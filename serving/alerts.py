@@ -118,9 +118,8 @@ def send_alerts(states: list[MilestoneState], ledger: Ledger, settings: Settings
         return 0
     as_of = states[0].as_of
     lookback = max(max(s.within_days for s in subs), 30.0)
-    history: dict[str, list[dict]] = {}
-    for r in ledger.forecasts(backfilled=False, since=as_of - timedelta(days=lookback), before=as_of):
-        history.setdefault(r["milestone_id"], []).append(r)
+    history = ledger.compared([m.milestone_id for m in states], as_of, timedelta(days=lookback),
+                              [timedelta(days=s.within_days) for s in subs])
     sent = 0
     for sub in subs:
         for now in states:

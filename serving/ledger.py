@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -129,6 +129,51 @@ class Ledger:
             return [{**row._asdict(), "as_of": _utc(row.as_of)}
                     for row in conn.execute(sa.select(ALERTS).order_by(ALERTS.c.id))]
 
+    def compared(self, milestones: Iterable[str], before: datetime, lookback: timedelta, windows: Iterable[timedelta]
+                 ) -> dict[str, list[dict]]:
+        """Per milestone, the live records an alert compares a new forecast with
+        (``alerts.reasons``), oldest first: its latest before ``before`` (within ``lookback``), and
+        in each of ``windows`` before it, the oldest of its lowest and of its highest probability,
+        between which the largest move lies. A few rows per milestone, however often the service
+        refreshed, chosen by the database in one pass over the widest window; a milestone of
+        ``milestones`` without a record there is looked up apart, by its index."""
+        c = FORECASTS.c
+        widths = sorted(set(windows), reverse=True)
+
+        def ranked(since: timedelta, *where, extremes: bool = True) -> sa.Select:
+            """The ids of each milestone's first rows by as_of (latest) and by probability (lowest,
+            highest; the oldest of equals), among its live rows from ``before - since``."""
+            order: dict[str, list] = {"latest": [c.as_of.desc(), c.id.desc()]}
+            if extremes:
+                order |= {"low": [sa.nulls_last(c.probability.asc()), c.as_of, c.id],
+                          "high": [sa.nulls_last(c.probability.desc()), c.as_of, c.id]}
+            ranks = (sa.select(c.id, *(sa.func.row_number().over(partition_by=c.milestone_id, order_by=o).label(k)
+                                       for k, o in order.items()))
+                     .where(c.backfilled.is_(False), c.as_of < _utc(before), c.as_of >= _utc(before - since), *where)
+                     .subquery())
+            return sa.select(ranks.c.id).where(sa.or_(*(ranks.c[k] == 1 for k in order)))
+
+        picks = [ranked(width) for width in widths]
+        out = self._rows_of(sa.union(*picks)) if picks else {}
+        missing = [m for m in milestones if m not in out]
+        if missing and (not widths or lookback > widths[0]):
+            out |= self._rows_of(ranked(lookback, c.milestone_id.in_(missing), extremes=False))
+        return out
+
+    def _rows_of(self, ids: sa.Select | sa.CompoundSelect) -> dict[str, list[dict]]:
+        """The rows ``ids`` names, per milestone, oldest first."""
+        out: dict[str, list[dict]] = {}
+        with self.engine.connect() as conn:
+            for row in conn.execute(sa.select(FORECASTS).where(FORECASTS.c.id.in_(ids)).order_by(
+                    FORECASTS.c.as_of, FORECASTS.c.id)):
+                out.setdefault(row.milestone_id, []).append(self._row(row))
+        return out
+
+    @staticmethod
+    def _row(row) -> dict:
+        return {**row._asdict(), "as_of": _utc(row.as_of), "due_at": _utc(row.due_at),
+                "recorded_at": _utc(row.recorded_at)}
+
     def forecasts(self, milestone_id: str | None = None, backfilled: bool | None = None,
                   since: datetime | None = None, before: datetime | None = None) -> list[dict]:
         """Recorded forecasts (of one milestone; live or backfilled only; with as_of in
@@ -143,5 +188,4 @@ class Ledger:
         if backfilled is not None:
             query = query.where(FORECASTS.c.backfilled == backfilled)
         with self.engine.connect() as conn:
-            return [{**row._asdict(), "as_of": _utc(row.as_of), "due_at": _utc(row.due_at),
-                     "recorded_at": _utc(row.recorded_at)} for row in conn.execute(query)]
+            return [self._row(row) for row in conn.execute(query)]

@@ -8,15 +8,21 @@ import subprocess
 import sys
 import uuid
 from datetime import timedelta
+from types import SimpleNamespace
 
+import numpy as np
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
+from slipcast.core.settings import AlertSubscription
 from slipcast.features.tables import write_tables
+from slipcast.serving.alerts import reasons
 from slipcast.serving.app import create_app
 from slipcast.serving.backfill import backfill
+from slipcast.serving.forecast import band
 from slipcast.serving.ledger import Ledger
+from slipcast.serving.schemas import Forecast, ModelRef
 from tests.helpers import busiest_time
 
 
@@ -86,16 +92,24 @@ def test_backfill_on_the_command_line(setup):
     assert days and max(days) <= setup["now"]
 
 
-@pytest.mark.skipif(not os.environ.get("SLIPCAST_TEST_POSTGRES"), reason="SLIPCAST_TEST_POSTGRES unset "
-                    "(.ci/run starts PostgreSQL)")
-def test_the_same_ledger_on_postgresql(setup):
+POSTGRES = pytest.mark.skipif(not os.environ.get("SLIPCAST_TEST_POSTGRES"),
+                              reason="SLIPCAST_TEST_POSTGRES unset (.ci/run starts PostgreSQL)")
+
+
+def _postgres_ledger() -> str:
+    """The URL of a new, empty database on the test's PostgreSQL server."""
     import psycopg
 
     server = os.environ["SLIPCAST_TEST_POSTGRES"]
     name = f"ledger_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(server, autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name}")
-    url = server.replace("postgresql://", "postgresql+psycopg://").rsplit("/", 1)[0] + f"/{name}"
+    return server.replace("postgresql://", "postgresql+psycopg://").rsplit("/", 1)[0] + f"/{name}"
+
+
+@POSTGRES
+def test_the_same_ledger_on_postgresql(setup):
+    url = _postgres_ledger()
     s = setup["settings"]
     s = s.model_copy(update={"serving": s.serving.model_copy(update={"ledger_url": url})})
     for minutes in (0, 30):
@@ -107,3 +121,45 @@ def test_the_same_ledger_on_postgresql(setup):
     report = backfill(s, setup["store"], setup["now"].to_pydatetime())  # what a record adds, counted by the rows added
     assert report.recorded == report.forecasts > len(items)
     assert backfill(s, setup["store"], setup["now"].to_pydatetime()).recorded == 0
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", pytest.param("postgresql", marks=POSTGRES)])
+def test_an_alert_compares_with_the_records_a_full_scan_would_find(dialect, tmp_path):
+    """``Ledger.compared`` hands ``alerts.reasons`` a few records per milestone, chosen by the
+    database: every alert it gives, with the record it compares with, is the one the
+    milestone's every record would give (ties in probability included: they are rounded)."""
+    url = f"sqlite:///{tmp_path / 'ledger.db'}" if dialect == "sqlite" else _postgres_ledger()
+    ledger = Ledger(url)
+    rng = np.random.default_rng(7)
+    start = pd.Timestamp("2026-01-01", tz="UTC")
+    hours = np.sort(rng.choice(24 * 40, size=300, replace=False))
+    bands = {"low": 0.0, "medium": 0.3, "high": 0.6}
+    model = ModelRef(name="m", version="1", run_id=None, candidate=None, source="registry")
+    forecasts, projects = [], []
+    for milestone, size in (("a", 120), ("b", 120), ("c", 120), ("d", 120), ("e", 8)):
+        # e: recorded in its first days only, then nothing (closed, or the service was down)
+        for h in rng.choice(hours, size=size, replace=False) if milestone != "e" else hours[:size]:
+            p = None if rng.random() < 0.1 else round(float(rng.choice([0.1, 0.2, 0.35, 0.5, 0.7, 0.9])), 4)
+            forecasts.append(Forecast(milestone_id=milestone, as_of=(start + pd.Timedelta(hours=int(h))).to_pydatetime(),
+                                      status="ok" if p is not None else "insufficient_history", probability=p,
+                                      basis="model" if p is not None else None,
+                                      risk_band=None if p is None else band(p, bands), model=model))
+            projects.append("P")
+    assert ledger.record(forecasts, projects, [None] * len(forecasts)) == len(forecasts)
+    subs = [AlertSubscription(url="http://127.0.0.1:9/hook", secret_env="UNSET", min_points=0.3, within_days=7),
+            AlertSubscription(url="http://127.0.0.1:9/hook", secret_env="UNSET", band_rise=False, min_points=0.15,
+                              within_days=2)]
+    lookback = timedelta(days=30)
+    for day in (3, 12, 25, 39):
+        as_of = (start + pd.Timedelta(days=day, hours=5)).to_pydatetime()
+        every: dict[str, list[dict]] = {}
+        for r in ledger.forecasts(backfilled=False, since=as_of - lookback, before=as_of):
+            every.setdefault(r["milestone_id"], []).append(r)
+        few = ledger.compared(["a", "b", "c", "d", "e"], as_of, lookback, [timedelta(days=s.within_days) for s in subs])
+        assert set(few) == set(every) and ("e" in few) == (day < 30)  # e found by its latest within the lookback
+        assert sum(map(len, few.values())) <= 5 * len(few) < sum(map(len, every.values()))
+        for milestone in every:
+            for p in (0.0, 0.1, 0.35, 0.55, 0.9, None):
+                now = SimpleNamespace(as_of=as_of, probability=p, risk_band=None if p is None else band(p, bands))
+                for sub in subs:
+                    assert reasons(sub, now, few[milestone], bands) == reasons(sub, now, every[milestone], bands)
