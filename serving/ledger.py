@@ -45,6 +45,7 @@ FORECASTS = sa.Table(
 )
 KEY = ["milestone_id", "as_of", "model_name", "model_version", "backfilled"]
 sa.Index("forecasts_by_milestone", FORECASTS.c.milestone_id, FORECASTS.c.as_of)
+sa.Index("forecasts_by_time", FORECASTS.c.as_of)  # an alert's windows (``Ledger.compared``): a range, not the table
 ALERTS = sa.Table(  # one row per alert: claimed once (the key), then its delivery's outcome
     "alerts", METADATA,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
@@ -79,6 +80,8 @@ class Ledger:
     def __init__(self, url: str):
         self.engine = sa.create_engine(url, pool_pre_ping=True)
         METADATA.create_all(self.engine)
+        for index in FORECASTS.indexes:  # a ledger made before an index was added gets it
+            index.create(self.engine, checkfirst=True)
 
     def record(self, forecasts: Iterable[Forecast], projects: Iterable[str], due: Iterable[datetime | None],
                backfilled: bool = False) -> int:

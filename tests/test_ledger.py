@@ -13,6 +13,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from slipcast.core.settings import AlertSubscription
@@ -21,7 +22,7 @@ from slipcast.serving.alerts import reasons
 from slipcast.serving.app import create_app
 from slipcast.serving.backfill import backfill
 from slipcast.serving.forecast import band
-from slipcast.serving.ledger import Ledger
+from slipcast.serving.ledger import FORECASTS, Ledger
 from slipcast.serving.schemas import Forecast, ModelRef
 from tests.helpers import busiest_time
 
@@ -163,3 +164,18 @@ def test_an_alert_compares_with_the_records_a_full_scan_would_find(dialect, tmp_
                 now = SimpleNamespace(as_of=as_of, probability=p, risk_band=None if p is None else band(p, bands))
                 for sub in subs:
                     assert reasons(sub, now, few[milestone], bands) == reasons(sub, now, every[milestone], bands)
+
+
+def test_a_ledger_made_before_its_time_index_gets_it_and_an_alert_window_uses_it(tmp_path):
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = Ledger(url).engine
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP INDEX forecasts_by_time"))
+    assert "forecasts_by_time" not in {i["name"] for i in sa.inspect(engine).get_indexes("forecasts")}
+    ledger = Ledger(url)
+    assert "forecasts_by_time" in {i["name"] for i in sa.inspect(ledger.engine).get_indexes("forecasts")}
+    window = sa.select(FORECASTS.c.id).where(FORECASTS.c.as_of >= pd.Timestamp("2026-01-01", tz="UTC").to_pydatetime())
+    with ledger.engine.connect() as conn:
+        plan = conn.execute(sa.text("EXPLAIN QUERY PLAN " + str(window.compile(
+            ledger.engine, compile_kwargs={"literal_binds": True})))).fetchall()
+    assert "forecasts_by_time" in str(plan)  # a range of the index, not a scan of every record
