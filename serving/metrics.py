@@ -2,16 +2,22 @@
 slip probability of each open milestone of the live state.
 
 With several worker processes (``slipcast serve --workers N``), PROMETHEUS_MULTIPROC_DIR is
-set and every worker writes its values there; any worker's /metrics answers for all of them.
+set and every worker writes its counters and histograms there; any worker's /metrics answers for
+all of them. The milestones' gauges are not written there: that mode keeps a series once set,
+though its milestone has closed. Every worker holds the same live state, so the one answering
+gives them from its own (``OpenMilestones``).
 """
 
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
 
 
 class Metrics:
@@ -29,26 +35,39 @@ class Metrics:
         self.live_states = Counter("slipcast_live_states_total", "Live states swapped in, by whether this worker "
                                    "built it or read it as another worker here built it", ["source"],
                                    registry=self.registry)
-        # the live state's forecasts, one series per open milestone, for Grafana's own alerts;
-        # every worker holds the same state, so any live worker's latest value is the value
-        self.milestones = Gauge("slipcast_milestone_slip_probability", "Slip probability of each open milestone "
-                                "(the live state's latest refresh)", ["project", "milestone"], registry=self.registry,
-                                multiprocess_mode="livemostrecent")
+        self.milestones = OpenMilestones()
+        self.registry.register(self.milestones)
 
     def publish(self, milestones) -> None:
-        """One gauge value per open milestone with a probability (those that closed are dropped)."""
-        self.milestones.clear()
-        for m in milestones:
-            if m.probability is not None:
-                self.milestones.labels(m.project, m.milestone_id).set(m.probability)
+        """The live state's open milestones, whose gauges /metrics gives from now on."""
+        self.milestones.milestones = list(milestones)
 
     def render(self) -> bytes:
         """The exposition text: this process's metrics, or every worker's in multiprocess mode."""
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             registry = CollectorRegistry()
             MultiProcessCollector(registry)
+            registry.register(self.milestones)
             return generate_latest(registry)
         return generate_latest(self.registry)
+
+
+class OpenMilestones(Collector):
+    """``slipcast_milestone_slip_probability{project,milestone}``: the live state's forecast of
+    each open milestone with a probability, for Grafana's own alerts; a milestone that closed has
+    none."""
+
+    def __init__(self):
+        self.milestones: list = []
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily("slipcast_milestone_slip_probability",
+                                   "Slip probability of each open milestone (the live state's latest refresh)",
+                                   labels=["project", "milestone"])
+        for m in self.milestones:
+            if m.probability is not None:
+                family.add_metric([m.project, m.milestone_id], m.probability)
+        yield family
 
 
 class Measured:

@@ -260,13 +260,21 @@ def test_a_builder_child_ends_with_the_process_that_started_it():
     assert not _running(pid)
 
 
+def _gauges(base: str) -> set[str]:
+    """The milestones with a slip-probability gauge in the service's metrics."""
+    text = httpx.get(f"{base}/metrics", headers={"Connection": "close"}, timeout=10).text
+    return set(re.findall(r'slipcast_milestone_slip_probability\{milestone="([^"]+)"', text))
+
+
 def test_two_worker_processes_serve_one_state_built_once(live, tmp_path):
     """``slipcast serve --workers 2`` on the store: one worker builds the state, the other reads
-    it (the workers' shared metrics count both), and every answer carries the same version."""
+    it (the workers' shared metrics count both), and every answer carries the same version; the
+    gauges are the open milestones', and a milestone gone from the store loses its gauge."""
     s = live["settings"]
+    store = write_tables(live["tables"], tmp_path / "store")
     env = {"SLIPCAST_TRACKING_URI": s.tracking_uri, "SLIPCAST_MODELS_DIR": str(s.models_dir),
-           "SLIPCAST_WORK_DIR": str(tmp_path / "work"), "SLIPCAST_SERVING__STORE": str(live["store"]),
-           "SLIPCAST_SERVING__AS_OF": live["now"].isoformat(),
+           "SLIPCAST_WORK_DIR": str(tmp_path / "work"), "SLIPCAST_SERVING__STORE": str(store),
+           "SLIPCAST_SERVING__AS_OF": live["now"].isoformat(), "SLIPCAST_SERVING__RELOAD_SECONDS": "0.5",
            "SLIPCAST_SERVING__LEDGER_URL": f"sqlite:///{tmp_path / 'ledger.db'}"}
     with running_service(free_port(), env, workers=2) as base:
         deadline, counts = time.monotonic() + 120, {}
@@ -276,7 +284,16 @@ def test_two_worker_processes_serve_one_state_built_once(live, tmp_path):
             counts = {m[0]: float(m[1]) for m in re.findall(r'slipcast_live_states_total\{source="(\w+)"\} (\S+)', text)}
         assert counts == {"built": 1.0, "read": 1.0}, counts
         tags = {httpx.get(f"{base}/v1/milestones", headers={"Connection": "close"}).headers["ETag"] for _ in range(12)}
-    assert len(tags) == 1
+        assert len(tags) == 1
+        items = httpx.get(f"{base}/v1/milestones", params={"limit": 500}).json()["items"]
+        scored = {m["milestone_id"] for m in items if m["probability"] is not None}
+        assert len(scored) >= 2 and all(_gauges(base) == scored for _ in range(6))  # whichever worker answers
+        gone = sorted(scored)[0]
+        write_tables(without_milestone(live["tables"], gone), store)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and any(gone in _gauges(base) for _ in range(6)):
+            time.sleep(0.5)
+        assert all(_gauges(base) == scored - {gone} for _ in range(6))
 
 
 def test_without_a_store_the_live_endpoints_say_why(trained):
