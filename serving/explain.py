@@ -34,27 +34,44 @@ def plain_columns(inputs: dict[str, np.ndarray]) -> dict[str, list]:
     return out
 
 
-def typical_rows(loaded: LoadedModel, inputs: dict[str, np.ndarray], rows: np.ndarray) -> dict[str, np.ndarray]:
-    """For each of ``rows`` and each feature j, the row with feature j at its typical value
-    (row i * k + j of the result): scored with the forecasts themselves, in one prediction."""
+def typical_rows(loaded: LoadedModel, inputs: dict[str, np.ndarray], rows: np.ndarray
+                 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """For each of ``rows`` and each feature whose value there is not already its typical one,
+    the row with that feature at its typical value, scored with the forecasts themselves in one
+    prediction; and which (row, feature) pairs those are (``varied``, in the rows' order, then the
+    features'). A pair left out would score the forecast itself: its effect is 0."""
     reference = loaded.metadata["reference"]
-    k = len(loaded.features)
+    names = loaded.features
+    varied = np.column_stack([_differs(inputs[name][rows], reference.get(name)) for name in names]) \
+        if len(rows) else np.zeros((0, len(names)), dtype=bool)
+    at, feature = np.nonzero(varied)
     columns = {}
-    for j, name in enumerate(loaded.features):
-        column = np.repeat(inputs[name][rows], k)
+    for j, name in enumerate(names):
+        column = inputs[name][rows[at]]
         typical = reference.get(name)
-        column[j::k] = np.nan if typical is None and column.dtype.kind == "f" else typical
+        column[feature == j] = np.nan if typical is None and column.dtype.kind == "f" else typical
         columns[name] = column
-    return columns
+    return columns, varied
+
+
+def _differs(values: np.ndarray, typical) -> np.ndarray:
+    """Which ``values`` are not ``typical`` (a missing value is the typical one where that is missing)."""
+    if values.dtype.kind == "f":
+        if typical is None or (isinstance(typical, float) and np.isnan(typical)):
+            return ~np.isnan(values)
+        return values != typical
+    return np.array([v != typical for v in values.tolist()], dtype=bool)
 
 
 def drivers(loaded: LoadedModel, inputs: dict[str, np.ndarray], rows: np.ndarray, probabilities: np.ndarray,
-            typical: np.ndarray, top: int) -> list[list[Driver]]:
+            typical: np.ndarray, varied: np.ndarray, top: int) -> list[list[Driver]]:
     """The ``top`` drivers of each of ``rows``, largest effect first: ``probabilities`` are
-    theirs, ``typical`` the predictions of ``typical_rows``."""
+    theirs, ``typical`` the predictions of the rows ``typical_rows`` made for the pairs ``varied``."""
     features = loaded.features
     reference = loaded.metadata["reference"]
-    effects = probabilities[:, None] - typical.reshape(len(rows), len(features))
+    effects = np.zeros(varied.shape)
+    at, feature = np.nonzero(varied)  # the order typical_rows made them in
+    effects[at, feature] = probabilities[at] - typical
     out = []
     for i, row in enumerate(rows):
         order = np.argsort(-np.abs(effects[i]), kind="stable")[:top]

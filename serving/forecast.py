@@ -109,11 +109,12 @@ def forecasts_of(ids: list[str], projects: list[str], as_ofs: list[datetime], fe
     explain = np.asarray([i for i in explain.tolist() if served[i] and cells[i] is None], dtype=np.intp)
     inputs = loaded.inputs(feats)
     if len(explain):  # the drivers' variations ride along in the same prediction, for the model's own forecasts only
-        extra = typical_rows(loaded, inputs, explain)
+        extra, varied = typical_rows(loaded, inputs, explain)
         p = loaded.predict(loaded.frame({name: np.concatenate([inputs[name], extra[name]]) for name in inputs}))
+        why = dict(zip(explain.tolist(), drivers(loaded, inputs, explain, p[explain], p[n:], varied,
+                                                 settings.serving.top_drivers)))
     else:
-        p = loaded.predict(loaded.frame(inputs))
-    why = dict(zip(explain.tolist(), drivers(loaded, inputs, explain, p[explain], p[n:], settings.serving.top_drivers)))
+        p, why = loaded.predict(loaded.frame(inputs)), {}
     ref = model_ref(loaded)
     out = []
     min_weeks = settings.features.min_history_weeks

@@ -66,6 +66,29 @@ def test_forecast_round_trip_matches_offline_features(client, env):
             assert got == pytest.approx(expected, rel=1e-9, abs=1e-9), name
 
 
+def test_each_driver_is_the_change_its_feature_at_the_typical_value_makes(client, env):
+    """A driver's effect is the forecast minus the model's probability with that one feature at
+    its typical training value, scored here row by row; the largest effects are the drivers, and a
+    feature already at its typical value moves nothing."""
+    out = client.post("/v1/forecasts", json=env["body"]).json()
+    store = ModelStore(env["settings"], targets=("milestone",))
+    store.refresh()
+    loaded = store.get("milestone")
+    reference = loaded.metadata["reference"]
+    row = {name: out["features"][name] for name in loaded.features}
+    p = loaded.predict(loaded.frame(pd.DataFrame([row])))[0]
+    assert round(float(p), 4) == out["probability"]
+    effects = {}
+    for name in loaded.features:
+        moved = loaded.predict(loaded.frame(pd.DataFrame([{**row, name: reference.get(name)}])))[0]
+        effects[name] = round(float(p - moved), 4)
+    at_typical = [name for name in loaded.features if row[name] == reference.get(name)]
+    assert at_typical and all(effects[name] == 0 for name in at_typical)
+    largest = sorted((n for n in effects if effects[n] != 0), key=lambda n: -abs(effects[n]))[:len(out["drivers"])]
+    assert [d["feature"] for d in out["drivers"]] == largest and len(out["drivers"]) >= 1
+    assert all(d["effect"] == effects[d["feature"]] for d in out["drivers"])
+
+
 def test_the_clock_is_injected_and_answers_a_request_without_as_of(env):
     body = {k: v for k, v in env["body"].items() if k != "as_of"}
     then = pd.Timestamp(env["body"]["as_of"]).to_pydatetime()
