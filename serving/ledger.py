@@ -80,8 +80,9 @@ class Ledger:
     def __init__(self, url: str):
         self.engine = sa.create_engine(url, pool_pre_ping=True)
         METADATA.create_all(self.engine)
-        for index in FORECASTS.indexes:  # a ledger made before an index was added gets it
-            index.create(self.engine, checkfirst=True)
+        with self.engine.begin() as conn:  # a ledger made before an index was added gets it
+            for index in FORECASTS.indexes:
+                conn.execute(sa.schema.CreateIndex(index, if_not_exists=True))
 
     def record(self, forecasts: Iterable[Forecast], projects: Iterable[str], due: Iterable[datetime | None],
                backfilled: bool = False) -> int:
