@@ -62,6 +62,8 @@ class LiveState:
         self.ledger = Ledger(settings.resolved_uri(settings.serving.ledger_url)) \
             if settings.serving.ledger_url and self.store is not None else None
         self.shared = settings.resolve(settings.work_dir) / "live"  # states and histories built once for every worker
+        # what every shared file is also named by: Slipcast's release and the settings, fixed for this state
+        self._made_by = f"{__version__}|{settings.model_dump_json(warnings=False)}"
         self.error: str | None = None
         self.refreshes = 0
         self.built = 0  # of those, the states this process built (the others it read as another worker built them)
@@ -122,7 +124,7 @@ class LiveState:
         from (Slipcast's release, the settings, the served models' metadata), so that only an
         equal state is shared."""
         described = json.dumps([getattr(models[t], "metadata", None) for t in TARGETS], sort_keys=True, default=str)
-        parts = f"{version}|{__version__}|{self.settings.model_dump_json(warnings=False)}|{described}"
+        parts = f"{version}|{self._made_by}|{described}"
         return hashlib.sha256(parts.encode()).hexdigest()[:32]
 
     def _history_of(self, store: str, signature: str) -> tuple[History, Path]:
@@ -131,8 +133,7 @@ class LiveState:
         long as the store is unchanged."""
         if self._history is None or self._history[0] != signature:
             folder = self.shared / "histories"
-            key = hashlib.sha256(f"{store}|{signature}|{__version__}|{self.settings.model_dump_json(warnings=False)}"
-                                 .encode()).hexdigest()[:32]
+            key = hashlib.sha256(f"{store}|{signature}|{self._made_by}".encode()).hexdigest()[:32]
             history, _ = built_once(folder, key,
                                     lambda path: self._run(history_into, path, store, signature, self.settings))
             self._history = (signature, history, shared_path(folder, key))
