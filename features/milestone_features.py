@@ -70,12 +70,13 @@ def _ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _matches(values: pd.Index, names: tuple[str, ...]) -> np.ndarray:
-    """Per value code: whether the value is a string that, lower-cased, is one of ``names``
-    (one vectorised pass: a store of a thousand teams holds tens of thousands of values)."""
-    if not len(values):
-        return np.zeros(0, dtype=bool)
-    try:
-        lowered = pd.Series(values, copy=False).str.lower()  # not a string: missing
+    """Per value code: whether the value is a string that, lower-cased, is one of ``names`` (a
+    store of a thousand teams holds tens of thousands of values, a request a few dozen)."""
+    if isinstance(values.dtype, np.dtype):  # Python objects (a request's): a loop costs least
+        wanted = frozenset(names)
+        return np.fromiter((isinstance(v, str) and v.lower() in wanted for v in values), dtype=bool, count=len(values))
+    try:  # Arrow strings (a store's): one vectorised pass
+        lowered = pd.Series(values, copy=False).str.lower()
     except AttributeError:  # no string at all
         return np.zeros(len(values), dtype=bool)
     return lowered.isin(names).to_numpy(dtype=bool, na_value=False)

@@ -10,6 +10,7 @@ columns; an error names where the value sits in the body it came in (docs/archit
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -73,9 +74,12 @@ def read_times(values: list, loc: tuple) -> np.ndarray:
         raise FieldError(("body", *loc, *first["loc"]), first["msg"]) from None
 
 
-# event fields whose values the feature code reads: which values it can read, and what they are
+_YEAR_FIRST = re.compile(r"\d{4}-")
+# event fields whose values the feature code reads: which values it can read (of an array of
+# strings), and what they are
 READABLE = {
-    "due_at": (lambda text: _bounded(parse_times(text, errors="coerce")) & text.str.match(r"\d{4}-").to_numpy(bool),
+    "due_at": (lambda text: _bounded(parse_times(text, errors="coerce"))
+               & np.array([_YEAR_FIRST.match(t) is not None for t in text], dtype=bool),
                f"an ISO-8601 time (UTC where it has no offset) in {YEARS}"),
     "story_points": (lambda text: np.isfinite(parse_numbers(text, errors="coerce")), "a finite number"),
 }
@@ -159,7 +163,7 @@ def _unreadable(events: Columns, field: str) -> np.ndarray:
     rows = np.flatnonzero((events["field"] == field) & pd.notna(events["to_value"]))
     bad = np.zeros(len(events["field"]), dtype=bool)
     if len(rows):
-        bad[rows[~READABLE[field][0](pd.Series(events["to_value"][rows], dtype=object))]] = True
+        bad[rows[~READABLE[field][0](events["to_value"][rows])]] = True
     return bad
 
 

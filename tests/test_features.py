@@ -8,7 +8,7 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from slipcast.features.importers import run_import
-from slipcast.features.milestone_features import MILESTONE_FEATURES
+from slipcast.features.milestone_features import BUG_TYPES, MILESTONE_FEATURES, _matches
 from slipcast.features.online import features_now
 from slipcast.features.pipeline import build_training_sets, milestone_outcomes
 from slipcast.features.snapshots import Snapshots, labels, schedule, scope_rows
@@ -113,6 +113,16 @@ def test_online_features_equal_offline(history, offline, outcomes, settings):
         online, _ = _row(now, row[["milestone_id", "as_of"]], settings, outcomes)
         pd.testing.assert_series_equal(online[MILESTONE_FEATURES], row[MILESTONE_FEATURES], check_names=False,
                                        obj=f"{row['milestone_id']} at {row['as_of']}")
+
+
+def test_values_match_alike_as_a_request_and_a_store_hold_them():
+    """A request's values are Python objects, a store's Arrow strings: each is matched its own
+    way (``_matches``), with the same answer: case-insensitive, and never for a missing value."""
+    values = ["Bug", "DEFECT", "story", None, "bug ", "Incident"]
+    expected = [True, True, False, False, False, True]
+    assert _matches(pd.Index(values, dtype=object), BUG_TYPES).tolist() == expected
+    assert _matches(pd.Index(values, dtype="str"), BUG_TYPES).tolist() == expected
+    assert _matches(pd.Index([3, 4]), BUG_TYPES).tolist() == [False, False]  # no string at all
 
 
 def test_schedule_never_passes_known_due_date(history, offline):
