@@ -55,7 +55,7 @@ def create_app(settings: Settings | None = None, store: ModelStore | None = None
     for router in (operations.router, model.router, forecasts.router, milestones.router, projects.router,
                    pages.router):
         app.include_router(router)
-    app.openapi = _openapi(app, [forecasts.TABLES])  # type: ignore[method-assign]
+    app.openapi = _openapi(app, [forecasts.TABLES, forecasts.ONE])  # type: ignore[method-assign]
     return app
 
 

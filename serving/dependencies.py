@@ -7,6 +7,7 @@ thread pool, a hand-off per dependency per request (docs/architecture.md, "Live 
 from __future__ import annotations
 
 import hmac
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Generic, TypeVar
@@ -84,11 +85,13 @@ def champion_of(store: ModelStore, target: str) -> LoadedModel:
 class JsonBody(Generic[M]):
     """A route's JSON body read as ``model`` from its bytes in one pass of pydantic's JSON parser.
     FastAPI's declared body is parsed to Python objects first and validated after: for the
-    columns body of 1,000 milestones in ``make bench`` (29 MB) that takes 0.33 s against 0.2 s here
-    (docs/architecture.md, "Requests as columns"). Errors are FastAPI's 422 at ``("body", ...)``,
-    rendered as every 422 is (``serving.errors``: a long body is not echoed). ``openapi`` is the
-    route's ``openapi_extra``: it documents the body as FastAPI would (``create_app`` adds the
-    model's schemas to the document)."""
+    columns body of 1,000 milestones in ``make bench`` (29 MB) that takes 0.33 s against 0.2 s here,
+    and for one milestone's 60 KB it is most of what the framework adds to a forecast
+    (docs/architecture.md, "Requests as columns"). A body is read as JSON under FastAPI's rule
+    (``_json_content``); one that is refused is read again as FastAPI reads it, so that its 422 is
+    FastAPI's, rendered as every 422 is (``serving.errors``: a long body is not echoed).
+    ``openapi`` is the route's ``openapi_extra``: it documents the body as FastAPI would
+    (``create_app`` adds the model's schemas to the document)."""
 
     def __init__(self, model: type[M]):
         self.model = model
@@ -96,10 +99,37 @@ class JsonBody(Generic[M]):
             "schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}}}
 
     async def __call__(self, request: Request) -> M:
+        body = await request.body()
+        if not body:
+            raise RequestValidationError([{"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}])
+        if not _json_content(request.headers.get("content-type")):
+            raise RequestValidationError([{"type": "model_attributes_type", "loc": ("body",), "input": None,
+                                           "msg": "Input should be a valid dictionary or object to extract fields from"}])
         try:
-            return self.model.model_validate_json(await request.body())
+            return self.model.model_validate_json(body)
+        except ValidationError:
+            pass
+        # a body that is refused is read again as FastAPI reads a body, so that it gets FastAPI's
+        # errors: Python's reader says where JSON breaks, and takes what the JSON parser refuses
+        # whole (a lone surrogate in a string), so that the error names that value
+        try:
+            return self.model.model_validate(json.loads(body), from_attributes=True)  # as FastAPI validates
+        except json.JSONDecodeError as exc:
+            raise RequestValidationError([{"type": "json_invalid", "loc": ("body", exc.pos), "input": {},
+                                           "msg": "JSON decode error", "ctx": {"error": exc.msg}}]) from None
         except ValidationError as exc:
             raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
+        except ValueError:  # not text at all (bytes that are not UTF-8)
+            raise HTTPException(400, "There was an error parsing the body") from None
+
+
+def _json_content(content_type: str | None) -> bool:
+    """Whether a body of this Content-Type is read as JSON: application/json or
+    application/*+json; a body without one is not (FastAPI's rule for a declared body)."""
+    if not content_type:
+        return False
+    kind = content_type.split(";", 1)[0].strip().lower()
+    return kind == "application/json" or (kind.startswith("application/") and kind.endswith("+json"))
 
 
 SettingsDep = Annotated[Settings, Depends(settings)]

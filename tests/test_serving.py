@@ -26,6 +26,8 @@ from slipcast.tools.requests import as_columns, request_for
 from slipcast.tools.service import free_port, running_service
 from slipcast.training.run import train
 
+JSON = {"Content-Type": "application/json"}
+
 
 @pytest.fixture(scope="module")
 def env(trained):
@@ -481,9 +483,31 @@ def test_columns_body_read_in_one_pass_is_documented_and_refused_as_fastapi_woul
     assert {"milestones", "tickets", "events"} <= set(tables["properties"])
     assert tables["properties"]["milestones"]["$ref"].rsplit("/", 1)[-1] in schemas  # its parts resolve too
     raw = json.dumps(as_columns([env["body"]]))
-    r = client.post("/v1/forecasts/tables", content=raw[:-40])  # cut short
+    r = client.post("/v1/forecasts/tables", content=raw[:-40], headers=JSON)  # cut short
     assert r.status_code == 422 and [e["type"] for e in r.json()["detail"]] == ["json_invalid"]
-    assert r.json()["detail"][0]["loc"] == ["body"] and len(r.content) < 500
+    assert r.json()["detail"][0]["loc"][0] == "body" and len(r.content) < 500
+
+
+def test_a_body_read_in_one_pass_is_refused_as_fastapi_refuses_its_own(client, env):
+    """``POST /v1/forecasts`` reads its body with ``JsonBody``, ``POST /v1/forecasts/tickets`` the
+    same model through FastAPI: a body either refuses gets the same errors from both."""
+    raw = json.dumps(env["body"])
+    surrogate = json.dumps({**env["body"], "tickets": [{**env["body"]["tickets"][0], "ticket_id": "PLACEHOLDER"}]})
+    bodies = [
+        (raw[:-40], JSON), ("not json", JSON), ("", JSON), ("[1, 2]", JSON), (raw, {"Content-Type": "text/plain"}),
+        (raw, {}), (json.dumps({k: v for k, v in env["body"].items() if k != "milestone"}), JSON),
+        (surrogate.replace('"PLACEHOLDER"', '"\\ud800"'), JSON), (b"\x80", JSON),  # the last not UTF-8
+    ]
+    for body, headers in bodies:
+        content = body if isinstance(body, bytes) else body.encode()
+        ours, fastapi = (client.post(path, content=content, headers=headers)
+                         for path in ("/v1/forecasts", "/v1/forecasts/tickets"))
+        assert ours.status_code == fastapi.status_code and ours.status_code in (400, 422), (body[:80], ours.text[:300])
+        if ours.status_code == 400:  # not UTF-8 text
+            assert ours.json() == fastapi.json()
+            continue
+        assert ([(e["type"], e["loc"]) for e in ours.json()["detail"]]
+                == [(e["type"], e["loc"]) for e in fastapi.json()["detail"]]), body[:80]
 
 
 def test_a_batch_is_limited_by_its_rows_not_its_count_alone(env):
