@@ -371,7 +371,7 @@ def _hey(url: str, seconds: int, concurrency: int = 32) -> dict:
     return {"requests_per_s": round(rate), "responses": sum(codes.values()), "errors": errors, **latency}
 
 
-def _through_refresh(url: str, change, seconds: int = 30, at: float = 3.0) -> dict:
+def _through_refresh(url: str, change, seconds: int = 60, at: float = 3.0) -> dict:
     """``_hey`` for ``seconds`` with ``change()`` (a store rewrite) ``at`` seconds in, and when
     after the change the new state was first served (its ETag asked for 4 times a second)."""
     import httpx

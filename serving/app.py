@@ -68,7 +68,9 @@ def _openapi(app: FastAPI, bodies: list[JsonBody]) -> Callable[[], dict]:
             document = FastAPI.openapi(app)
             _, schemas = models_json_schema([(b.model, "validation") for b in bodies],
                                             ref_template="#/components/schemas/{model}")
-            document.setdefault("components", {}).setdefault("schemas", {}).update(schemas.get("$defs", {}))
+            known = document.setdefault("components", {}).setdefault("schemas", {})
+            for name, schema in schemas.get("$defs", {}).items():  # FastAPI's own, where it has one
+                known.setdefault(name, schema)
         return document
 
     return openapi

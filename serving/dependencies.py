@@ -96,7 +96,9 @@ class JsonBody(Generic[M]):
     def __init__(self, model: type[M]):
         self.model = model
         self.openapi = {"requestBody": {"required": True, "content": {"application/json": {
-            "schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}}}
+            "schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}},
+            "responses": {"422": {"description": "Validation Error", "content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/HTTPValidationError"}}}}}}
 
     async def __call__(self, request: Request) -> M:
         body = await request.body()

@@ -508,6 +508,10 @@ def test_a_body_read_in_one_pass_is_refused_as_fastapi_refuses_its_own(client, e
             continue
         assert ([(e["type"], e["loc"]) for e in ours.json()["detail"]]
                 == [(e["type"], e["loc"]) for e in fastapi.json()["detail"]]), body[:80]
+    paths = client.get("/openapi.json").json()["paths"]  # and both are documented alike
+    ours_doc, fastapi_doc = paths["/v1/forecasts"]["post"], paths["/v1/forecasts/tickets"]["post"]
+    assert ours_doc["requestBody"] == fastapi_doc["requestBody"]
+    assert ours_doc["responses"]["422"] == fastapi_doc["responses"]["422"]
 
 
 def test_a_batch_is_limited_by_its_rows_not_its_count_alone(env):
