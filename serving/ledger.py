@@ -73,16 +73,32 @@ def _utc(value: datetime | None) -> datetime | None:
     return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+SCHEMA_TRIES = 5  # looks at the tables a worker takes while others make them (``_make_tables``)
+
+
+def _make_tables(engine: sa.Engine) -> None:
+    """The ledger's tables and indexes, each made where missing (a ledger made before an index was
+    added gets it). Looking and making are two steps, so workers opening a new ledger at once race
+    between them: the one whose table or index another made meanwhile looks again."""
+    for attempt in range(SCHEMA_TRIES):
+        try:
+            METADATA.create_all(engine)
+            with engine.begin() as conn:
+                for index in FORECASTS.indexes:
+                    conn.execute(sa.schema.CreateIndex(index, if_not_exists=True))
+            return
+        except sa.exc.DBAPIError:
+            if attempt == SCHEMA_TRIES - 1:
+                raise
+
+
 class Ledger:
     """The ledger at a SQLAlchemy URL (``sqlite:///path`` or ``postgresql+psycopg://...``); its
     table is created if missing."""
 
     def __init__(self, url: str):
         self.engine = sa.create_engine(url, pool_pre_ping=True)
-        METADATA.create_all(self.engine)
-        with self.engine.begin() as conn:  # a ledger made before an index was added gets it
-            for index in FORECASTS.indexes:
-                conn.execute(sa.schema.CreateIndex(index, if_not_exists=True))
+        _make_tables(self.engine)
 
     def record(self, forecasts: Iterable[Forecast], projects: Iterable[str], due: Iterable[datetime | None],
                backfilled: bool = False) -> int:

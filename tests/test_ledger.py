@@ -6,7 +6,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from types import SimpleNamespace
 
@@ -122,6 +124,27 @@ def test_the_same_ledger_on_postgresql(setup):
     report = backfill(s, setup["store"], setup["now"].to_pydatetime())  # what a record adds, counted by the rows added
     assert report.recorded == report.forecasts > len(items)
     assert backfill(s, setup["store"], setup["now"].to_pydatetime()).recorded == 0
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", pytest.param("postgresql", marks=POSTGRES)])
+def test_workers_opening_a_new_ledger_at_once_all_open_it(dialect, tmp_path):
+    """Each worker of a service opens the ledger as it starts: on a new one, eight at once (ten
+    times over) all open it, and its tables and indexes are made once."""
+    for trial in range(10):
+        url = f"sqlite:///{tmp_path / f'ledger{trial}.db'}" if dialect == "sqlite" else _postgres_ledger()
+        barrier = threading.Barrier(8)
+
+        def open_ledger(url: str, barrier: threading.Barrier) -> Ledger:
+            barrier.wait()
+            return Ledger(url)
+
+        with ThreadPoolExecutor(8) as pool:
+            ledgers = list(pool.map(open_ledger, [url] * 8, [barrier] * 8))
+        inspector = sa.inspect(ledgers[0].engine)
+        assert {"forecasts", "alerts"} <= set(inspector.get_table_names())
+        assert {i["name"] for i in inspector.get_indexes("forecasts")} >= {"forecasts_by_milestone", "forecasts_by_time"}
+        for ledger in ledgers:
+            ledger.engine.dispose()
 
 
 @pytest.mark.parametrize("dialect", ["sqlite", pytest.param("postgresql", marks=POSTGRES)])
