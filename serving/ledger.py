@@ -194,17 +194,11 @@ class Ledger:
         return {**row._asdict(), "as_of": _utc(row.as_of), "due_at": _utc(row.due_at),
                 "recorded_at": _utc(row.recorded_at)}
 
-    def forecasts(self, milestone_id: str | None = None, backfilled: bool | None = None,
-                  since: datetime | None = None, before: datetime | None = None) -> list[dict]:
-        """Recorded forecasts (of one milestone; live or backfilled only; with as_of in
-        [``since``, ``before``)), oldest first."""
+    def forecasts(self, milestone_id: str | None = None, backfilled: bool | None = None) -> list[dict]:
+        """Recorded forecasts (of one milestone; live or backfilled only), oldest first."""
         query = sa.select(FORECASTS).order_by(FORECASTS.c.as_of, FORECASTS.c.id)
         if milestone_id is not None:
             query = query.where(FORECASTS.c.milestone_id == milestone_id)
-        if since is not None:
-            query = query.where(FORECASTS.c.as_of >= _utc(since))
-        if before is not None:
-            query = query.where(FORECASTS.c.as_of < _utc(before))
         if backfilled is not None:
             query = query.where(FORECASTS.c.backfilled == backfilled)
         with self.engine.connect() as conn:
