@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO_DATA := data/demo
 
-.PHONY: setup demo data features train serve test lint bench eval-real screenshot clean
+.PHONY: setup demo data features train serve test test-fast lint api-docs bench eval-real screenshot clean
 
 setup: $(STAMP)
 
@@ -33,12 +33,19 @@ demo: train
 screenshot: train  # docs/page.png: the demo's dashboard page in headless Chromium
 	$(BIN)/python -m slipcast.tools.demo --screenshot docs/page.png
 
-test: setup
+test: setup  # the full suite, as CI runs it
 	$(BIN)/python -m pytest -q
 
-lint: setup
+test-fast: setup  # the inner loop: unit and property tests, no Spark, PostgreSQL, Chromium or training
+	$(BIN)/python -m pytest -q -m "not slow"
+
+lint: setup  # ruff, mypy, and the layers' import contract (pyproject.toml, [tool.importlinter])
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+api-docs: setup  # docs/api.md from the service's OpenAPI
+	$(BIN)/python -m slipcast.tools.api_docs docs/api.md
 
 bench: setup  # hey (Debian's package) loads the live read API
 	command -v hey >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hey)

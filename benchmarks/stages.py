@@ -34,7 +34,7 @@ def frame_mb(*frames: pd.DataFrame) -> float:
 
 def stage_import() -> dict:
     """Duraspace Jira JSON import throughput, against plain json.load of the same files."""
-    from slipcast.features.importers import run_import
+    from slipcast.ingest.importers import run_import
 
     src = get_settings().resolve(get_settings().evaluation.shared_data_dir) / "jira-duraspace"
     if not src.is_dir():
@@ -56,8 +56,8 @@ def stage_import() -> dict:
 
 
 def stage_generate(tickets: int, projects: int) -> dict:
-    from slipcast.features.synthetic import SimulationConfig, generate
-    from slipcast.features.tables import write_tables
+    from slipcast.ingest.simulator import SimulationConfig, generate
+    from slipcast.ingest.tables import write_tables
 
     started = time.perf_counter()
     tables = generate(SimulationConfig(projects=projects, tickets=tickets, seed=1))
@@ -73,7 +73,7 @@ def stage_features() -> dict:
     writes them, against one sorted group-by pass over the events."""
     from slipcast.features.buckets import bucket_count
     from slipcast.features.pipeline import write_training_sets
-    from slipcast.features.tables import read_tables
+    from slipcast.ingest.tables import read_tables
 
     settings = get_settings().features
     tables = read_tables(WORK / "history")
@@ -225,13 +225,13 @@ def stage_serve() -> dict:
     import httpx
 
     from slipcast.core.contracts import METADATA_FILE, past_outcomes
-    from slipcast.features.online import features_now
+    from slipcast.features.now import features_now
     from slipcast.features.pipeline import build_training_sets, write_training_set
-    from slipcast.features.synthetic import SimulationConfig, generate
-    from slipcast.serving.columns import item_state
-    from slipcast.serving.forecast import forecast_many, forecast_tables
-    from slipcast.serving.model_store import ModelStore
-    from slipcast.serving.runtime import limit_model_threads, tune_collector
+    from slipcast.ingest.simulator import SimulationConfig, generate
+    from slipcast.scoring.model_store import ModelStore
+    from slipcast.scoring.runtime import limit_model_threads, tune_collector
+    from slipcast.serving.request_forecasts import forecast_many, forecast_tables
+    from slipcast.serving.request_state import item_state
     from slipcast.serving.schemas import BatchRequest, ForecastRequest, TablesRequest
     from slipcast.tools.requests import as_columns, request_for
     from slipcast.tools.service import free_port, running_service
@@ -330,10 +330,11 @@ def stage_sync(issues: int) -> dict:
     import base64
     import os
 
-    from slipcast.features.connectors.jira import sync_jira
-    from slipcast.features.synthetic import SimulationConfig, generate
-    from slipcast.tools.exports import render
     from tests.fake_jira import FakeJira
+
+    from slipcast.ingest.connectors.jira import sync_jira
+    from slipcast.ingest.exports import render
+    from slipcast.ingest.simulator import SimulationConfig, generate
 
     export = WORK / "sync-site"
     shutil.rmtree(export, ignore_errors=True)
@@ -409,13 +410,13 @@ def stage_live() -> dict:
     2 workers (through a refresh too) beside a bare FastAPI endpoint returning a body of the same size."""
     import httpx
 
-    from slipcast.features.current import History
-    from slipcast.features.synthetic import SimulationConfig, generate
-    from slipcast.features.tables import write_tables
-    from slipcast.serving.backfill import backfill
-    from slipcast.serving.live import LiveState
-    from slipcast.serving.model_store import ModelStore
-    from slipcast.serving.runtime import tune_collector
+    from slipcast.features.store_history import History
+    from slipcast.ingest.simulator import SimulationConfig, generate
+    from slipcast.ingest.tables import write_tables
+    from slipcast.live.backfill import backfill
+    from slipcast.live.state import LiveState
+    from slipcast.scoring.model_store import ModelStore
+    from slipcast.scoring.runtime import tune_collector
     from slipcast.tools.service import free_port, running_service, wait_until_up
 
     root, models = WORK / "live", WORK / "serve"  # the serve stage's champion

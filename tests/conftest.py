@@ -1,4 +1,5 @@
-"""Shared fixtures: settings, a small simulated history, the real data folders."""
+"""Shared fixtures: settings, a small simulated history, the real data folders, a trained store;
+and the fast lane's rule (``make test-fast`` runs what is not marked ``slow``)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,18 @@ from pathlib import Path
 import pytest
 
 from slipcast.core.settings import get_settings
-from slipcast.features.synthetic import SimulationConfig, generate
+from slipcast.ingest.simulator import SimulationConfig, generate
 from tests.helpers import SHARED_DATA, configured
+
+
+TRAINING_FIXTURES = {"trained"}  # each trains models in a real MLflow store: never in the fast lane
+
+
+def pytest_collection_modifyitems(items):
+    """A test that uses a trained store is slow, whether or not its module says so."""
+    for item in items:
+        if TRAINING_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")

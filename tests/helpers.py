@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from slipcast.core.settings import get_settings
-from slipcast.features.tables import Tables
+from slipcast.ingest.tables import Tables
 
 SHARED_DATA = get_settings().resolve(get_settings().evaluation.shared_data_dir)
 

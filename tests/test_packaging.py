@@ -1,4 +1,5 @@
-"""The project installs as one `slipcast` namespace and runs from a wheel, outside the checkout."""
+"""The project is one package, src/slipcast, with no links; it installs as one `slipcast` name and runs
+from a wheel, outside the checkout."""
 
 import os
 import shutil
@@ -18,9 +19,7 @@ def test_the_wheel_holds_one_namespace_and_runs_outside_the_checkout(tmp_path):
     source.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, source / name)
-    for name in ("slipcast", "features", "training", "serving", "evaluation", "monitoring"):
-        shutil.copytree(ROOT / name, source / name, symlinks=True,
-                        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    shutil.copytree(ROOT / "src", source / "src", symlinks=True, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path / "dist"),
                             str(source)], capture_output=True, text=True)
     assert build.returncode == 0, build.stderr[-2000:]
@@ -28,7 +27,8 @@ def test_the_wheel_holds_one_namespace_and_runs_outside_the_checkout(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     top = {n.split("/")[0] for n in names if not n.startswith("slipcast-")}
     assert top == {"slipcast"}, top  # nothing named features, training, serving... at the top
-    for module in ("slipcast/features/pipeline.py", "slipcast/training/run.py", "slipcast/serving/app.py",
+    for module in ("slipcast/ingest/tables.py", "slipcast/features/pipeline.py", "slipcast/training/run.py",
+                   "slipcast/scoring/forecast.py", "slipcast/live/state.py", "slipcast/serving/app.py",
                    "slipcast/evaluation/results.py", "slipcast/core/profiles/local.yaml",
                    "slipcast/monitoring/monitor.py", "slipcast/serving/templates/portfolio.html"):
         assert module in names
@@ -47,3 +47,12 @@ def test_the_wheel_holds_one_namespace_and_runs_outside_the_checkout(tmp_path):
     cli = subprocess.run([sys.executable, "-m", "slipcast.cli", "--help"], cwd=elsewhere, env=env,
                          capture_output=True, text=True)
     assert cli.returncode == 0 and "usage: slipcast" in cli.stdout
+
+
+def test_the_package_is_one_tree_without_links():
+    """Every module lives under src/slipcast, and nothing in the checkout's code is a link."""
+    links = [p for p in (ROOT / "src").rglob("*") if p.is_symlink()]
+    assert not links, links
+    stray = [name for name in ("features", "training", "serving", "evaluation", "monitoring", "slipcast")
+             if (ROOT / name).exists()]
+    assert not stray, stray

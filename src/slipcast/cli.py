@@ -1,0 +1,414 @@
+"""The ``slipcast`` command: import, sync, generate, features, train, serve, backfill, monitor, retrain,
+replay, doctor, eval-real."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from slipcast.core.progress import quiet
+from slipcast.core.settings import get_settings
+
+
+def _cmd_import(args) -> int:
+    from slipcast.ingest.importers import run_import
+
+    settings = get_settings()
+    options = {}
+    if args.format == "jira-csv":
+        options = {"tz": args.tz, "date_format": args.date_format}
+    if args.format == "github":
+        options = {"project": args.project}
+    started = time.perf_counter()
+    report = run_import(args.format, Path(args.src), Path(args.out), settings, force=args.force, **options)
+    print(report.format())
+    print(f"  wrote {args.out} in {time.perf_counter() - started:.1f}s "
+          f"(rejections.csv lists {len(report.rejections)} rejected records)")
+    return 0
+
+
+def _cmd_sync(args) -> int:
+    from slipcast.ingest.connectors.github import GitHubSync, sync_github
+    from slipcast.ingest.connectors.http import ConnectorError
+    from slipcast.ingest.connectors.jira import SyncReport, sync_jira
+
+    report: GitHubSync | SyncReport
+    try:
+        if args.tracker == "github":
+            report = sync_github(args.repo, Path(args.store), get_settings(), api_url=args.api_url, pulls=args.pulls,
+                                 full=args.full)
+        else:
+            report = sync_jira(args.url, Path(args.store), get_settings(), jql=args.jql, flavour=args.flavour,
+                               full=args.full, sweep=args.sweep)
+    except ConnectorError as exc:
+        print(f"slipcast sync: error: {exc}", file=sys.stderr)
+        return 2
+    print(report.format())
+    return 0
+
+
+def _cmd_generate(args) -> int:
+    from slipcast.ingest.simulator import SimulationConfig, generate
+    from slipcast.ingest.tables import write_tables
+
+    started = time.perf_counter()
+    config = SimulationConfig(projects=args.projects, tickets=args.tickets, seed=args.seed,
+                              freeze_from_day=args.freeze_from_day)
+    tables = generate(config)
+    out = Path(args.out)
+    if args.format != "canonical":
+        from slipcast.ingest.exports import render
+
+        if out.exists() and any(out.iterdir()):
+            print(f"error: {out} is not empty: an export is written into a new or empty folder", file=sys.stderr)
+            return 2
+        quirks = [q for q in (args.quirks or "").split(",") if q]
+        try:
+            render(tables, args.format, out, quirks)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(f"rendered {len(tables.tickets)} tickets as {args.format} ({', '.join(sorted(quirks)) or 'no quirks'})"
+              f" in {time.perf_counter() - started:.1f}s -> {out}")
+        return 0
+    write_tables(tables, out, force=args.force)
+    counts = ", ".join(f"{k}={v}" for k, v in tables.counts().items())
+    print(f"generated {counts} in {time.perf_counter() - started:.1f}s -> {args.out}")
+    return 0
+
+
+def _cmd_features(args) -> int:
+    from slipcast.features.pipeline import (
+        WrittenSet,
+        label_counts,
+        training_set_fingerprint,
+        write_training_set,
+        write_training_sets,
+    )
+    from slipcast.ingest.tables import read_tables
+
+    settings = get_settings()
+    data = Path(args.data) if args.data else settings.resolve(settings.data_dir)
+    started = time.perf_counter()
+    tables = read_tables(data)
+    fp = training_set_fingerprint(tables, settings.features)
+    out = Path(args.out) if args.out else settings.resolve(settings.work_dir) / "features"
+    engine = args.engine or settings.features.engine
+    if engine == "spark":
+        from slipcast.features.spark_engine import build_training_sets_spark
+
+        written = {target: WrittenSet(write_training_set(frame, out, target, fp), *map(int, label_counts(frame)))
+                   for target, frame in build_training_sets_spark(data, settings.features).items()}
+    else:
+        written = write_training_sets(tables, settings.features, out, fp)
+    for target, w in written.items():
+        print(f"{target}: {w.rows} snapshots, {w.labelled} labelled ({w.slipped} slipped), "
+              f"{w.rows - w.labelled} still open -> {w.path}")
+    print(f"features built in {time.perf_counter() - started:.1f}s (fingerprint {fp})")
+    return 0
+
+
+def _cmd_train(args) -> int:
+    from slipcast.training.run import train
+
+    settings = get_settings()
+    result = train(settings, data_dir=Path(args.data) if args.data else None,
+                   features_dir=Path(args.features) if args.features else None,
+                   targets=args.target, candidates=args.candidate,
+                   on_stage=lambda stage, target: print(f"[{target}] {stage}", flush=True))
+    for target, r in result.items():
+        b = r["backtest"]
+        print(f"{target}: chose {r['chosen']} (Brier {b['brier']:.4f}, skill {b['brier_skill']:+.3f}, "
+              f"AUC {b['roc_auc']:.3f}, ECE {b['ece']:.3f}); {r['model']} v{r['version']}, run {r['run_id']}")
+        print(f"  champion: {'promoted' if r['decision']['promoted'] else 'kept'} - {r['decision']['reason']}")
+        print(f"  report: {r['report']}")
+        for leak in r["leaks"]:
+            print(f"  LEAK AUDIT: {leak['feature']} alone reaches AUC {leak['auc']:.3f}")
+    if args.json:
+        print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+def _cmd_serve(args) -> int:
+    if args.store:  # through the environment, so every worker process reads it
+        os.environ["SLIPCAST_SERVING__STORE"] = _given_store(args.store)
+        get_settings.cache_clear()
+    settings = get_settings()
+    host, port = args.host or settings.serving.host, args.port or settings.serving.port
+    workers = args.workers or settings.serving.workers
+    from slipcast.scoring.runtime import limit_model_threads
+
+    limit_model_threads(settings)
+    if workers > 1:
+        # gunicorn's master with uvicorn workers: each worker loads and refreshes the champion
+        # itself (uvicorn's own --workers loses TCP_NODELAY: docs/deployment.md); metrics are pooled
+        # across workers through a shared folder
+        import tempfile
+
+        os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="slipcast-metrics-"))
+        os.execv(sys.executable, [sys.executable, "-m", "gunicorn", "--worker-class", "uvicorn_worker.UvicornWorker",
+                                  "--workers", str(workers), "--bind", f"{host}:{port}",
+                                  "--graceful-timeout", "10", "slipcast.serving.app:create_app()"])
+    import uvicorn
+
+    uvicorn.run("slipcast.serving.app:create_app", factory=True, host=host, port=port, log_level="info")
+    return 0
+
+
+STORE_HELP = "canonical tables: a folder, or a URI such as s3://bucket/path (default: settings serving.store)"
+
+
+def _given_store(text: str) -> str:
+    """A ``--store`` argument: a URI as given, a folder relative to where the command runs."""
+    return text if "://" in text else str(Path(text).resolve())
+
+
+def _store(args, settings, purpose: str) -> str | None:
+    """The canonical store a command works on (a folder or a URI): ``--store``, else
+    ``serving.store``; None (and the reason on standard error) where neither is given."""
+    if args.store:
+        return _given_store(args.store)
+    if settings.serving.store:
+        return settings.store_location(settings.serving.store)
+    print(f"error: no store to {purpose} (--store DIR, or serving.store)", file=sys.stderr)
+    return None
+
+
+def _now(settings):
+    """The time the store commands work as of: ``serving.as_of`` where it fixes the service's
+    clock (replays, demos), else now, so backfill, monitor and retrain agree with what is served."""
+    from datetime import UTC, datetime
+
+    return settings.serving.as_of or datetime.now(UTC)
+
+
+def _on_store(args, purpose: str, job, errors: tuple[type[Exception], ...] = (ValueError, FileNotFoundError)) -> int:
+    """Run ``job(settings, store, now)`` on the command's store and print its report; 2, with the
+    reason on standard error, where there is no store or the job refuses (``errors``)."""
+    settings = get_settings()
+    store = _store(args, settings, purpose)
+    if store is None:
+        return 2
+    try:
+        report = job(settings, store, _now(settings))
+    except errors as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(report.format())
+    return 0
+
+
+def _cmd_backfill(args) -> int:
+    from slipcast.live.backfill import backfill
+
+    return _on_store(args, "backfill", backfill, (LookupError, ValueError, FileNotFoundError))
+
+
+def _cmd_monitor(args) -> int:
+    from slipcast.features.pipeline import read_training_set
+    from slipcast.monitoring.monitor import log_to_mlflow, monitor, write_report
+
+    settings = get_settings()
+    store = _store(args, settings, "judge the forecasts against")
+    if store is None:
+        return 2
+    features = Path(args.features) if args.features else settings.resolve(settings.work_dir) / "features"
+    training = read_training_set(features / "milestone.parquet")[0] if (features / "milestone.parquet").exists() else None
+    now = _now(settings)
+    try:
+        result = monitor(settings, store, now, training)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    out = Path(args.out) if args.out else settings.resolve(settings.monitoring.report_dir)
+    report = write_report(result, out)
+    run_id = log_to_mlflow(result, settings, report)
+    o = result.overall
+    print(f"{result.published} published forecasts, {result.with_outcome} with outcomes"
+          + (f": Brier {o['brier']:.4f}, skill {o['brier_skill']:+.3f}, ECE {o['ece']:.3f}" if o else ""))
+    for breach in result.breaches:
+        print(f"  broken: {breach}")
+    print(f"  report: {report}; MLflow run {run_id}")
+    return 1 if result.breaches else 0
+
+
+def _cmd_retrain(args) -> int:
+    from slipcast.monitoring.retrain import retrain
+
+    return _on_store(args, "retrain on", lambda settings, store, now: retrain(settings, store, now, args.if_needed))
+
+
+def _cmd_replay(args) -> int:
+    import pandas as pd
+
+    from slipcast.ingest.tables import read_tables
+    from slipcast.monitoring.replay import replay, write_replay
+
+    settings = get_settings()
+    tables = read_tables(Path(args.data))
+    start = pd.Timestamp(args.start, tz="UTC") if pd.Timestamp(args.start).tzinfo is None else pd.Timestamp(args.start)
+    loop = replay(settings, tables, start, args.every_days)
+    frozen = replay(settings, tables, start, args.every_days, retrain=False)
+    out = Path(args.out) if args.out else settings.resolve(settings.monitoring.report_dir) / "replay"
+    print(write_replay(loop, frozen, out), end="")
+    print(f"report: {out / 'replay.md'}")
+    return 0
+
+
+def _cmd_doctor(args) -> int:
+    from slipcast.tools.doctor import diagnose
+
+    lines, thin = diagnose(Path(args.data), get_settings())
+    print("\n".join(lines))
+    if thin:
+        print("a forecast from this data will be thin:")
+        print("\n".join(f"  - {reason}" for reason in thin))
+    else:
+        print("nothing stands in the way of training")
+    return 0
+
+
+def _cmd_eval_real(args) -> int:
+    from slipcast.evaluation.results import eval_real
+
+    settings = get_settings()
+    if args.data:
+        settings = settings.model_copy(update={"evaluation": settings.evaluation.model_copy(
+            update={"shared_data_dir": Path(args.data).resolve()})})
+    print(f"wrote {eval_real(settings)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand (each has --help)."""
+    from slipcast.ingest.importers import FORMATS
+
+    parser = argparse.ArgumentParser(prog="slipcast", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("import", help="turn a tracker export into canonical tables")
+    p.add_argument("format", choices=list(FORMATS), help="the export's format")
+    p.add_argument("src", help="export file or folder")
+    p.add_argument("--out", required=True, help="folder for the canonical Parquet tables")
+    p.add_argument("--tz", default=None, help="jira-csv: time zone of the export's naive times")
+    p.add_argument("--date-format", default=None, help="jira-csv: strptime format of its dates")
+    p.add_argument("--project", default=None, help="github: project key (default: the repository)")
+    p.add_argument("--force", action="store_true",
+                   help="write into a folder that holds other files too, replacing only the table files")
+    p.set_defaults(func=_cmd_import)
+
+    p = sub.add_parser("sync", help="fetch what changed in a live tracker into a canonical store")
+    trackers = p.add_subparsers(dest="tracker", required=True)
+    j = trackers.add_parser("jira", help="Jira Cloud (JIRA_EMAIL, JIRA_API_TOKEN) or Data Center (JIRA_PAT)")
+    j.add_argument("--url", required=True, help="the site's base URL, e.g. https://acme.atlassian.net")
+    j.add_argument("--store", required=True, help="folder of canonical tables to keep up to date")
+    j.add_argument("--jql", help="which issues (default: every issue the credential can see)")
+    j.add_argument("--flavour", choices=["cloud", "datacenter"], default="cloud", help="which Jira (default cloud)")
+    j.add_argument("--full", action="store_true", help="fetch everything again, not only what changed")
+    j.add_argument("--sweep", action="store_true",
+                   help="also list every key now (deleted issues leave the store); done daily anyway")
+    j.add_argument("--quiet", action="store_true", help="no progress bars (they show only on a terminal)")
+    j.set_defaults(func=_cmd_sync)
+    g = trackers.add_parser("github", help="a GitHub repository (GITHUB_TOKEN)")
+    g.add_argument("--repo", required=True, help="OWNER/NAME")
+    g.add_argument("--store", required=True, help="folder of canonical tables to keep up to date")
+    g.add_argument("--api-url", default="https://api.github.com", help="GitHub Enterprise: https://HOST/api/v3")
+    g.add_argument("--pulls", action="store_true", help="take pull requests as tickets too")
+    g.add_argument("--full", action="store_true", help="fetch everything again, not only what changed")
+    g.add_argument("--quiet", action="store_true", help="no progress bars (they show only on a terminal)")
+    g.set_defaults(func=_cmd_sync)
+
+    p = sub.add_parser("generate", help="simulate a realistic tracker history")
+    p.add_argument("--out", required=True, help="folder for the canonical tables")
+    p.add_argument("--projects", type=int, default=6, help="teams/projects to simulate")
+    p.add_argument("--tickets", type=int, default=6000, help="total tickets to simulate")
+    p.add_argument("--seed", type=int, default=1, help="random seed (same seed, same history)")
+    p.add_argument("--freeze-from-day", type=float,
+                   help="plant a change of behaviour for the monitoring loop: from this day of the history on, "
+                        "every team stops work in the last week before each due date and plans as before")
+    p.add_argument("--format", default="canonical", choices=["canonical", "jira-json", "jira-csv", "github"],
+                   help="write canonical tables, or render the history as a tracker's export")
+    p.add_argument("--quirks", help="comma-separated quirks of the rendered export (slipcast/tools/exports/quirks.py)")
+    p.add_argument("--force", action="store_true",
+                   help="write into a folder that holds other files too, replacing only the table files")
+    p.set_defaults(func=_cmd_generate)
+
+    p = sub.add_parser("features", help="build point-in-time training sets from canonical tables")
+    p.add_argument("--data", help="canonical tables folder (default: settings data_dir)")
+    p.add_argument("--out", help="output folder (default: <work_dir>/features)")
+    p.add_argument("--engine", choices=("pandas", "spark"),
+                   help="pandas in this process, or per project on Spark (default: settings features.engine)")
+    p.set_defaults(func=_cmd_features)
+
+    p = sub.add_parser("train", help="backtest candidates, log to MLflow, guard the champion")
+    p.add_argument("--data", help="canonical tables folder (features are built from it)")
+    p.add_argument("--features", help="folder of training sets written by `slipcast features`")
+    p.add_argument("--target", action="append", choices=("milestone", "ticket"),
+                   help="target(s) to train (default: both)")
+    p.add_argument("--candidate", action="append",
+                   help="candidate(s) to backtest (default: settings training.candidates)")
+    p.add_argument("--json", action="store_true", help="also print the full result as JSON")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("serve", help="run the forecast API")
+    p.add_argument("--host", help="bind address (default: settings serving.host)")
+    p.add_argument("--port", type=int, help="port (default: settings serving.port)")
+    p.add_argument("--workers", type=int, help="worker processes (default: settings serving.workers)")
+    p.add_argument("--store", help=STORE_HELP + "; its open milestones are served (GET /v1/milestones)")
+    p.set_defaults(func=_cmd_serve)
+
+    p = sub.add_parser("backfill", help="record each milestone's daily forecast history, scored by the champion")
+    p.add_argument("--store", help=STORE_HELP)
+    p.set_defaults(func=_cmd_backfill)
+
+    p = sub.add_parser("monitor", help="published forecasts against their outcomes, and drift; exits 1 when a "
+                                       "threshold breaks")
+    p.add_argument("--store", help=STORE_HELP)
+    p.add_argument("--features", help="the champion's training set folder (default: work/features)")
+    p.add_argument("--out", help="report folder (default: settings monitoring.report_dir)")
+    p.set_defaults(func=_cmd_monitor)
+
+    p = sub.add_parser("retrain", help="features, training (champion guarded) and backfill from the store, for a "
+                                       "scheduler; --if-needed: only when `monitor` finds a threshold broken")
+    p.add_argument("--store", help=STORE_HELP + "; sync it first")
+    p.add_argument("--if-needed", action="store_true", help="run the monitor first; retrain only if it breaks")
+    p.set_defaults(func=_cmd_retrain)
+
+    p = sub.add_parser("replay", help="the monitoring loop replayed over a stored history, beside a frozen model")
+    p.add_argument("--data", required=True, help="canonical tables folder")
+    p.add_argument("--from", dest="start", required=True, help="the first week (a date)")
+    p.add_argument("--every-days", type=float, default=7, help="days between forecasts (default 7)")
+    p.add_argument("--out", help="report folder (default: <monitoring.report_dir>/replay)")
+    p.set_defaults(func=_cmd_replay)
+
+    p = sub.add_parser("doctor", help="what a tracker's tables can and cannot support, before training")
+    p.add_argument("data", help="canonical tables folder (what `slipcast import` wrote)")
+    p.set_defaults(func=_cmd_doctor)
+
+    p = sub.add_parser("eval-real", help="evaluate on the public datasets; write docs/results.md")
+    p.add_argument("--data", help="folder of the public datasets (default: settings evaluation.shared_data_dir)")
+    p.set_defaults(func=_cmd_eval_real)
+    for name, command in sub.choices.items():
+        if name != "sync":  # its trackers' parsers take it
+            command.add_argument("--quiet", action="store_true", help="no progress bars (they show only on a terminal)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``slipcast`` console command."""
+    args = build_parser().parse_args(argv)
+    if args.quiet:
+        quiet()
+    try:
+        return args.func(args)
+    except (FileNotFoundError, ValueError, KeyError) as exc:
+        print(f"slipcast {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

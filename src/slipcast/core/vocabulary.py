@@ -1,0 +1,72 @@
+"""The words every layer spells the same way: the canonical tables' enumerations and the values a
+forecast carries. The canonical schema (``ingest.schema``), the API's schemas and its routes all
+take them from here."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class MilestoneKind(StrEnum):
+    RELEASE = "release"
+    SPRINT = "sprint"
+    EPIC = "epic"
+
+
+class TicketStatus(StrEnum):
+    """A ticket's status category (what a tracker's own status names are placed in)."""
+
+    TODO = "todo"
+    IN_PROGRESS = "in_progress"
+    BLOCKED = "blocked"
+    DONE = "done"
+
+
+class LinkKind(StrEnum):
+    BLOCKS = "blocks"
+    DEPENDS_ON = "depends_on"
+    RELATES = "relates"
+    DUPLICATES = "duplicates"
+    PARENT = "parent"
+
+
+class EventField(StrEnum):
+    """What an event changes (``from_value`` and ``to_value`` hold the values before and after)."""
+
+    STATUS = "status"  # a status category
+    MILESTONE = "milestone"  # a ticket joins (to=id) or leaves (from=id) a milestone
+    DUE_AT = "due_at"  # a due date (ticket or milestone), ISO-8601 UTC
+    ASSIGNEE = "assignee"
+    PRIORITY = "priority"
+    STORY_POINTS = "story_points"
+    RESOLUTION = "resolution"
+    TYPE = "type"
+
+
+class ForecastStatus(StrEnum):
+    """Whether a forecast has a probability: ``ok``; ``insufficient_history`` (nothing committed,
+    or too little finished work); ``past_due``."""
+
+    OK = "ok"
+    INSUFFICIENT_HISTORY = "insufficient_history"
+    PAST_DUE = "past_due"
+
+
+class Basis(StrEnum):
+    """What a served probability comes from: the model, or the base rate where the skill guard
+    holds (docs/architecture.md, "The skill guard")."""
+
+    MODEL = "model"
+    BASE_RATE = "base_rate"
+
+
+class Direction(StrEnum):
+    """Which way a driver moves a forecast."""
+
+    RAISES = "raises risk"
+    LOWERS = "lowers risk"
+
+
+def values(vocabulary: type[StrEnum]) -> tuple[str, ...]:
+    """A vocabulary's words as plain strings, in their order."""
+    return tuple(member.value for member in vocabulary)

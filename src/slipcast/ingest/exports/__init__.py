@@ -1,0 +1,28 @@
+"""Canonical tables rendered as the files real trackers export, with their quirks.
+
+Tests, benchmarks and the fake tracker servers use these to feed the importers histories shaped
+like the trackers Slipcast has not seen (docs/architecture.md, "Any tracker").
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from slipcast.ingest.exports.quirks import APPLIES, QUIRKS, check_quirks
+from slipcast.ingest.tables import Tables
+
+FORMATS = tuple(APPLIES)
+
+
+def render(tables: Tables, fmt: str, folder: Path, quirks=()):
+    """Write ``tables`` into ``folder`` as a ``fmt`` export (jira-json, jira-csv or github) with
+    ``quirks``; returns the ids the rendering gave (what an import of it gives back)."""
+    from slipcast.ingest.exports import github, jira_csv, jira_json
+
+    chosen = check_quirks(quirks, fmt) & APPLIES[fmt]
+    writer = {"jira-json": jira_json.render_jira_json, "jira-csv": jira_csv.render_jira_csv,
+              "github": github.render_github}[fmt]
+    return writer(tables, Path(folder), chosen)
+
+
+__all__ = ["FORMATS", "QUIRKS", "render"]

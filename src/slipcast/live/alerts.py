@@ -1,0 +1,138 @@
+"""Alerts: webhooks told when an open milestone's risk rises (``serving.alerts``).
+
+After each refresh of the live state, every subscription compares each open milestone's
+forecast with what the ledger recorded before: its band rose since the last published forecast,
+or its probability moved by at least ``min_points`` from one recorded within ``within_days``.
+Each alert is claimed in the ledger first (one per subscription, milestone and as_of), so of the
+workers that built the same state only one sends it. The event is JSON, signed with HMAC-SHA256
+over ``<timestamp>.<body>`` with the secret from the subscription's environment variable
+(headers ``X-Slipcast-Timestamp``, ``X-Slipcast-Signature: sha256=<hex>``, and
+``X-Slipcast-Delivery``, the alert's id, for idempotency), retried with exponential backoff on
+a refused connection, a timeout, 429 or 5xx, and its outcome logged in the ledger
+(docs/architecture.md, "Alerts").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import os
+import time
+from datetime import timedelta
+
+import httpx
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
+from slipcast.core.settings import AlertSubscription, Settings
+from slipcast.live.ledger import Ledger
+from slipcast.live.records import MilestoneState
+
+log = logging.getLogger(__name__)
+ATTEMPTS = 4
+
+
+def subscription_key(sub: AlertSubscription) -> str:
+    return hashlib.sha256(sub.url.encode()).hexdigest()[:16]
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    """The signature a receiver recomputes: HMAC-SHA256 of ``<timestamp>.<body>``, hex."""
+    return hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+
+
+def _rank(band: str | None, bands: dict[str, float]) -> int:
+    order = sorted(bands, key=bands.__getitem__)
+    return order.index(band) if band in order else -1
+
+
+def reasons(sub: AlertSubscription, now: MilestoneState, earlier: list[dict], bands: dict[str, float]
+            ) -> tuple[str, dict] | None:
+    """Why ``now`` deserves an alert under ``sub`` given the milestone's ``earlier`` live ledger
+    records (oldest first), and the record it is compared with; None if it does not."""
+    if now.probability is None or not earlier:
+        return None
+    last = earlier[-1]
+    if sub.band_rise and _rank(now.risk_band, bands) > _rank(last["risk_band"], bands) >= 0:
+        return f"risk band rose from {last['risk_band']} to {now.risk_band}", last
+    if sub.min_points is not None:
+        window = [r for r in earlier if r["probability"] is not None
+                  and r["as_of"] >= now.as_of - timedelta(days=sub.within_days)]
+        if window:
+            far = max(window, key=lambda r: abs(now.probability - r["probability"]))
+            move = now.probability - far["probability"]
+            if abs(move) >= sub.min_points - 1e-9:
+                return (f"probability {'rose' if move > 0 else 'fell'} {abs(move) * 100:.0f} points within "
+                        f"{sub.within_days:g} days"), far
+    return None
+
+
+def event(now: MilestoneState, reason: str, before: dict, sub: AlertSubscription) -> dict:
+    """The JSON an alert carries."""
+    return {"event": "milestone.risk_changed", "reason": reason, "milestone_id": now.milestone_id,
+            "project": now.project, "name": now.name, "as_of": now.as_of.isoformat(),
+            "before": {"as_of": before["as_of"].isoformat(), "probability": before["probability"],
+                       "risk_band": before["risk_band"]},
+            "after": {"probability": now.probability, "risk_band": now.risk_band, "due_at":
+                      now.due_at.isoformat() if now.due_at else None},
+            "drivers": [d.model_dump() for d in now.drivers],
+            "link": f"{sub.page_url.rstrip('/')}/milestones/{now.milestone_id}" if sub.page_url else None}
+
+
+def _retried(exc: BaseException) -> bool:
+    return isinstance(exc, httpx.TransportError) or (
+        isinstance(exc, httpx.HTTPStatusError) and (exc.response.status_code == 429 or exc.response.status_code >= 500))
+
+
+def deliver(sub: AlertSubscription, alert_id: int, payload: dict, timeout: float = 10.0) -> tuple[str, int, str]:
+    """POST one signed event, retrying what a retry can mend; (status, attempts, response)."""
+    secret = os.environ.get(sub.secret_env)
+    if not secret:
+        return "failed", 0, f"the signing secret variable {sub.secret_env} is not set"
+    body = json.dumps(payload, sort_keys=True).encode()
+    attempts = 0
+    try:
+        for attempt in Retrying(retry=retry_if_exception(_retried), stop=stop_after_attempt(ATTEMPTS),
+                                wait=wait_exponential_jitter(initial=0.2, max=5), reraise=True):
+            with attempt:
+                attempts += 1
+                stamp = str(int(time.time()))
+                response = httpx.post(sub.url, content=body, timeout=timeout, headers={
+                    "Content-Type": "application/json", "X-Slipcast-Timestamp": stamp,
+                    "X-Slipcast-Signature": f"sha256={sign(secret, stamp, body)}",
+                    "X-Slipcast-Delivery": str(alert_id)})
+                response.raise_for_status()
+    except httpx.HTTPStatusError as exc:
+        return "failed", attempts, f"{exc.response.status_code} {exc.response.text[:200]}"
+    except httpx.TransportError as exc:
+        return "failed", attempts, type(exc).__name__
+    return "delivered", attempts, str(response.status_code)
+
+
+def send_alerts(states: list[MilestoneState], ledger: Ledger, settings: Settings) -> int:
+    """Check every subscription against every open milestone, claim and deliver what is due;
+    returns how many alerts this process sent (delivered or not)."""
+    subs = settings.serving.alerts
+    if not subs or not states:
+        return 0
+    as_of = states[0].as_of
+    lookback = max(max(s.within_days for s in subs), 30.0)
+    history = ledger.compared([m.milestone_id for m in states], as_of, timedelta(days=lookback),
+                              [timedelta(days=s.within_days) for s in subs])
+    sent = 0
+    for sub in subs:
+        for now in states:
+            found = reasons(sub, now, history.get(now.milestone_id, []), settings.serving.risk_bands)
+            if found is None:
+                continue
+            reason, before = found
+            alert_id = ledger.claim_alert(subscription_key(sub), now.milestone_id, now.as_of, reason)
+            if alert_id is None:  # another worker claimed it
+                continue
+            status, attempts, response = deliver(sub, alert_id, event(now, reason, before, sub))
+            ledger.delivered(alert_id, status, attempts, response)
+            if status != "delivered":
+                log.warning("alert %d for %s not delivered: %s", alert_id, now.milestone_id, response)
+            sent += 1
+    return sent

@@ -1,0 +1,205 @@
+"""The forecast ledger: every forecast the service published, and every backfilled one, in a
+database (SQLite file by default, PostgreSQL in the cluster profile: the same code through
+SQLAlchemy).
+
+A row is one milestone's forecast as of one time by one model version: its status, probability,
+basis and band, the due date known then, the model's name, version and run, and a hash of the
+feature row it came from. Rows are only ever added. The key (milestone, as_of, model name and
+version, backfilled) is unique and an insert that meets an existing key is dropped, so workers
+that build the same state (``serving.portfolio``: as_of rounded to the refresh period) record it
+once between them (docs/architecture.md, "Forecast ledger"). Alerts are claimed here the same
+way, so one worker sends each, and their deliveries are logged beside them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from slipcast.scoring.records import Forecast
+
+METADATA = sa.MetaData()
+FORECASTS = sa.Table(
+    "forecasts", METADATA,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("milestone_id", sa.String(200), nullable=False),
+    sa.Column("project", sa.String(200), nullable=False),
+    sa.Column("as_of", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("status", sa.String(30), nullable=False),
+    sa.Column("probability", sa.Float),
+    sa.Column("basis", sa.String(20)),
+    sa.Column("risk_band", sa.String(50)),
+    sa.Column("due_at", sa.DateTime(timezone=True)),
+    sa.Column("model_name", sa.String(200), nullable=False),
+    sa.Column("model_version", sa.String(50), nullable=False),
+    sa.Column("run_id", sa.String(64)),
+    sa.Column("feature_hash", sa.String(16), nullable=False),
+    sa.Column("backfilled", sa.Boolean, nullable=False),
+    sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("milestone_id", "as_of", "model_name", "model_version", "backfilled", name="one_forecast"),
+)
+KEY = ["milestone_id", "as_of", "model_name", "model_version", "backfilled"]
+sa.Index("forecasts_by_milestone", FORECASTS.c.milestone_id, FORECASTS.c.as_of)
+sa.Index("forecasts_by_time", FORECASTS.c.as_of)  # an alert's windows (``Ledger.compared``): a range, not the table
+ALERTS = sa.Table(  # one row per alert: claimed once (the key), then its delivery's outcome
+    "alerts", METADATA,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("subscription", sa.String(16), nullable=False),  # a hash of the webhook URL
+    sa.Column("milestone_id", sa.String(200), nullable=False),
+    sa.Column("as_of", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("reason", sa.String(300), nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),  # pending, delivered, failed
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("response", sa.String(300)),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("subscription", "milestone_id", "as_of", name="one_alert"),
+)
+
+
+def feature_hash(features: dict) -> str:
+    """A short hash of a forecast's feature row (which values it came from, not the values)."""
+    return hashlib.sha256(json.dumps(features, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """Times as UTC (SQLite keeps no offset: every time written and read here is UTC)."""
+    if value is None:
+        return None
+    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+SCHEMA_TRIES = 5  # looks at the tables a worker takes while others make them (``_make_tables``)
+
+
+def _make_tables(engine: sa.Engine) -> None:
+    """The ledger's tables and indexes, each made where missing (a ledger made before an index was
+    added gets it). Looking and making are two steps, so workers opening a new ledger at once race
+    between them: the one whose table or index another made meanwhile looks again."""
+    for attempt in range(SCHEMA_TRIES):
+        try:
+            METADATA.create_all(engine)
+            with engine.begin() as conn:
+                for index in FORECASTS.indexes:
+                    conn.execute(sa.schema.CreateIndex(index, if_not_exists=True))
+            return
+        except sa.exc.DBAPIError:
+            if attempt == SCHEMA_TRIES - 1:
+                raise
+
+
+class Ledger:
+    """The ledger at a SQLAlchemy URL (``sqlite:///path`` or ``postgresql+psycopg://...``); its
+    table is created if missing."""
+
+    def __init__(self, url: str):
+        self.engine = sa.create_engine(url, pool_pre_ping=True)
+        _make_tables(self.engine)
+
+    def record(self, forecasts: Iterable[Forecast], projects: Iterable[str], due: Iterable[datetime | None],
+               backfilled: bool = False) -> int:
+        """Add these forecasts (with each milestone's project and due date known then); returns
+        how many rows the ledger grew by (a forecast already recorded, by another worker say, is
+        skipped)."""
+        now = datetime.now(UTC)
+        rows = [{"milestone_id": f.milestone_id, "project": p, "as_of": _utc(f.as_of), "status": f.status,
+                 "probability": f.probability, "basis": f.basis, "risk_band": f.risk_band, "due_at": _utc(d),
+                 "model_name": f.model.name, "model_version": f.model.version, "run_id": f.model.run_id,
+                 "feature_hash": feature_hash(f.features), "backfilled": backfilled, "recorded_at": now}
+                for f, p, d in zip(forecasts, projects, due)]
+        if not rows:
+            return 0
+        # the rows added come back (a skipped one does not): no count of a table that only grows
+        statement = self._insert(FORECASTS, KEY).returning(FORECASTS.c.id)
+        with self.engine.begin() as conn:
+            return len(conn.execute(statement, rows).all())
+
+    def _insert(self, table: sa.Table, key: list[str]) -> sa.Insert:
+        """An insert into ``table`` that skips a row whose ``key`` is already there."""
+        dialect = self.engine.dialect.name
+        if dialect == "sqlite":
+            return sqlite.insert(table).on_conflict_do_nothing(index_elements=key)
+        if dialect == "postgresql":
+            return postgresql.insert(table).on_conflict_do_nothing(index_elements=key)
+        raise ValueError(f"the ledger runs on SQLite or PostgreSQL, not {dialect}")
+
+    def claim_alert(self, subscription: str, milestone_id: str, as_of: datetime, reason: str) -> int | None:
+        """The id of a new alert for this subscription, milestone and as_of; None where one was
+        claimed already (by another worker that built the same state)."""
+        row = {"subscription": subscription, "milestone_id": milestone_id, "as_of": _utc(as_of), "reason": reason,
+               "status": "pending", "attempts": 0, "updated_at": datetime.now(UTC)}
+        with self.engine.begin() as conn:
+            inserted = conn.execute(self._insert(ALERTS, ["subscription", "milestone_id", "as_of"])
+                                    .values(row).returning(ALERTS.c.id)).scalar_one_or_none()
+        return inserted
+
+    def delivered(self, alert_id: int, status: str, attempts: int, response: str) -> None:
+        """Log how an alert's delivery ended."""
+        with self.engine.begin() as conn:
+            conn.execute(ALERTS.update().where(ALERTS.c.id == alert_id).values(
+                status=status, attempts=attempts, response=response[:300], updated_at=datetime.now(UTC)))
+
+    def alerts(self) -> list[dict]:
+        """Every alert and its delivery, oldest first."""
+        with self.engine.connect() as conn:
+            return [{**row._asdict(), "as_of": _utc(row.as_of)}
+                    for row in conn.execute(sa.select(ALERTS).order_by(ALERTS.c.id))]
+
+    def compared(self, milestones: Iterable[str], before: datetime, lookback: timedelta, windows: Iterable[timedelta]
+                 ) -> dict[str, list[dict]]:
+        """Per milestone, the live records an alert compares a new forecast with
+        (``alerts.reasons``), oldest first: its latest before ``before`` (within ``lookback``), and
+        in each of ``windows`` before it, the oldest of its lowest and of its highest probability,
+        between which the largest move lies. A few rows per milestone, however often the service
+        refreshed, chosen by the database in one pass over the widest window; a milestone of
+        ``milestones`` without a record there is looked up apart, by its index."""
+        c = FORECASTS.c
+        widths = sorted(set(windows), reverse=True)
+
+        def ranked(since: timedelta, *where, extremes: bool = True) -> sa.Select:
+            """The ids of each milestone's first rows by as_of (latest) and by probability (lowest,
+            highest; the oldest of equals), among its live rows from ``before - since``."""
+            order: dict[str, list] = {"latest": [c.as_of.desc(), c.id.desc()]}
+            if extremes:
+                order |= {"low": [sa.nulls_last(c.probability.asc()), c.as_of, c.id],
+                          "high": [sa.nulls_last(c.probability.desc()), c.as_of, c.id]}
+            ranks = (sa.select(c.id, *(sa.func.row_number().over(partition_by=c.milestone_id, order_by=o).label(k)
+                                       for k, o in order.items()))
+                     .where(c.backfilled.is_(False), c.as_of < _utc(before), c.as_of >= _utc(before - since), *where)
+                     .subquery())
+            return sa.select(ranks.c.id).where(sa.or_(*(ranks.c[k] == 1 for k in order)))
+
+        picks = [ranked(width) for width in widths]
+        out = self._rows_of(sa.union(*picks)) if picks else {}
+        missing = [m for m in milestones if m not in out]
+        if missing and (not widths or lookback > widths[0]):
+            out |= self._rows_of(ranked(lookback, c.milestone_id.in_(missing), extremes=False))
+        return out
+
+    def _rows_of(self, ids: sa.Select | sa.CompoundSelect) -> dict[str, list[dict]]:
+        """The rows ``ids`` names, per milestone, oldest first."""
+        out: dict[str, list[dict]] = {}
+        with self.engine.connect() as conn:
+            for row in conn.execute(sa.select(FORECASTS).where(FORECASTS.c.id.in_(ids)).order_by(
+                    FORECASTS.c.as_of, FORECASTS.c.id)):
+                out.setdefault(row.milestone_id, []).append(self._row(row))
+        return out
+
+    @staticmethod
+    def _row(row) -> dict:
+        return {**row._asdict(), "as_of": _utc(row.as_of), "due_at": _utc(row.due_at),
+                "recorded_at": _utc(row.recorded_at)}
+
+    def forecasts(self, milestone_id: str | None = None, backfilled: bool | None = None) -> list[dict]:
+        """Recorded forecasts (of one milestone; live or backfilled only), oldest first."""
+        query = sa.select(FORECASTS).order_by(FORECASTS.c.as_of, FORECASTS.c.id)
+        if milestone_id is not None:
+            query = query.where(FORECASTS.c.milestone_id == milestone_id)
+        if backfilled is not None:
+            query = query.where(FORECASTS.c.backfilled == backfilled)
+        with self.engine.connect() as conn:
+            return [self._row(row) for row in conn.execute(query)]

@@ -1,0 +1,185 @@
+"""The live state: every open milestone of the canonical store, forecast as of one time.
+
+A ``Portfolio`` holds every milestone of the store open at its as_of, forecast (with its open
+tickets) in one vectorised call per model, with the dates by which the model expects it done
+("when"), the week's change and per-project counts. ``build_portfolio`` makes one from the
+store's coded history (``features.store_history.History``); ``live.state`` keeps the current one
+(docs/architecture.md, "Live state").
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import numpy as np
+import pandas as pd
+
+from slipcast.core.settings import Settings
+from slipcast.core.vocabulary import Basis, ForecastStatus
+from slipcast.features.store_history import History
+from slipcast.live.records import HistoryPoint, MilestoneState, ProjectState
+from slipcast.scoring.forecast import forecasts_of, guard, ticket_forecasts_of
+from slipcast.scoring.model_store import LoadedModel
+from slipcast.scoring.records import Forecast, TicketForecast
+
+CHANGE_DAYS = 7  # ``change_7d``: against the forecast with what was known this many days earlier
+# "when": the due dates a milestone is re-scored at (days after as_of), and the chances of being done asked for
+WHEN_DAYS = (2, 4, 7, 10, 14, 21, 28, 42, 56, 84, 126, 182)
+WHEN_CHANCES = (0.5, 0.85)
+MAX_HISTORY_DAYS = 400  # the most daily points a milestone's history holds (its latest days)
+
+
+@dataclass
+class Portfolio:
+    """One refresh: the open milestones' forecasts, their tickets', per-project counts."""
+
+    version: str
+    as_of: datetime
+    milestones: list[MilestoneState]
+    features: dict[str, dict]  # milestone id -> its features as served
+    tickets: dict[str, list[TicketForecast]]  # milestone id -> its open tickets, riskiest first
+    projects: list
+    history: History
+    model: LoadedModel
+    published: list[Forecast] = field(default_factory=list)  # as the ledger records them, in milestones' order
+    positions: dict[str, int] = field(default_factory=dict)
+    encoded: dict[str, bytes] = field(default_factory=dict)  # milestone id -> its detail as JSON, once asked
+
+    def __post_init__(self):
+        self.positions = {m.milestone_id: i for i, m in enumerate(self.milestones)}
+
+    def __getstate__(self) -> dict:
+        """As another worker reads it (``serving.shared``): without the model, which each process
+        has loaded itself, the history, shared once per version of the store, and bodies encoded here."""
+        return {**self.__dict__, "model": None, "history": None, "encoded": {}}
+
+    def get(self, milestone_id: str) -> MilestoneState | None:
+        i = self.positions.get(milestone_id)
+        return None if i is None else self.milestones[i]
+
+    def daily(self, milestone_id: str, settings: Settings) -> list[HistoryPoint]:
+        """One forecast per day from the milestone's start to this state's as_of, each from what
+        was known that day, by the model serving now (the latest ``MAX_HISTORY_DAYS`` days)."""
+        current = self.get(milestone_id)
+        if current is None:
+            return []
+        days = daily(pd.Timestamp(current.start_at), pd.Timestamp(self.as_of))
+        who, feats, _ = self.history.features([milestone_id] * len(days), list(days))
+        out = forecasts_of(list(who["milestone_id"]), list(who["project"]), list(days), feats, np.zeros(0, int),
+                           self.model, settings)
+        return [HistoryPoint(as_of=f.as_of, status=f.status, probability=f.probability, risk_band=f.risk_band,
+                             basis=f.basis, due_at=_when(due)) for f, due in zip(out, who["due_at"])]
+
+
+def daily(start: pd.Timestamp, end: pd.Timestamp) -> pd.DatetimeIndex:
+    """The as_of times of a milestone's daily history: its start, then every day after, up to
+    ``end`` (the latest ``MAX_HISTORY_DAYS`` of them). ``slipcast backfill`` records the same days."""
+    return pd.date_range(start, end, freq="D")[-MAX_HISTORY_DAYS:]
+
+
+def _when(value) -> datetime | None:
+    return None if pd.isna(value) else pd.Timestamp(value).to_pydatetime()
+
+
+def _forecast_open(history: History, ids: np.ndarray, as_of: datetime, model: LoadedModel, settings: Settings,
+                   explain: bool) -> tuple[pd.DataFrame, list[Forecast], dict, dict]:
+    who, feats, tickets = history.features(ids, [as_of] * len(ids))
+    rows = np.arange(len(ids)) if explain else np.zeros(0, int)
+    return who, forecasts_of(list(who["milestone_id"]), list(who["project"]), [as_of] * len(ids), feats, rows,
+                             model, settings), feats, tickets
+
+
+def build_portfolio(history: History, as_of: datetime, models: Mapping[str, LoadedModel | None], settings: Settings,
+                    version: str) -> Portfolio:
+    """Forecast every milestone of ``history`` open at ``as_of`` (and the same ones with what was
+    known ``CHANGE_DAYS`` earlier, for ``change_7d``), and their open tickets, by ``models``
+    (target -> the model serving it)."""
+    model = models.get("milestone")
+    if model is None:
+        raise LookupError("no milestone model loaded yet")
+    ids = history.open_at(pd.Timestamp(as_of))
+    who, now, feats, tickets = _forecast_open(history, ids, as_of, model, settings, explain=True)
+    before = as_of - timedelta(days=CHANGE_DAYS)
+    started = (who["start_at"] <= pd.Timestamp(before)).to_numpy()
+    _, then, _, _ = _forecast_open(history, ids[started], before, model, settings, explain=False)
+    earlier = dict(zip(ids[started], (f.probability for f in then)))
+    ticket_model = models.get("ticket")
+    risks: dict[str, list[TicketForecast]] = {str(i): [] for i in ids}
+    if ticket_model is not None and len(tickets["ticket_id"]):
+        for forecast, snap in zip(ticket_forecasts_of(tickets, list(who["project"]), ticket_model), tickets["snap"]):
+            risks[str(ids[snap])].append(forecast)
+        for items in risks.values():
+            items.sort(key=lambda t: -(t.probability or 0.0))
+    when = when_done(history, [f.milestone_id for f in now if f.basis == Basis.MODEL or f.status == ForecastStatus.PAST_DUE],
+                     as_of, model)
+    states = []
+    for row, f in zip(who.itertuples(index=False), now):
+        was = earlier.get(row.milestone_id)
+        when_50, when_85 = when.get(row.milestone_id, (None, None))
+        states.append(MilestoneState(
+            milestone_id=row.milestone_id, project=row.project, name=row.name, kind=row.kind,
+            start_at=row.start_at, due_at=_when(row.due_at), as_of=as_of, status=f.status,
+            probability=f.probability, risk_band=f.risk_band, basis=f.basis,
+            change_7d=None if f.probability is None or was is None else round(f.probability - was, 4),
+            when_50=when_50, when_85=when_85,
+            message=f.message, drivers=f.drivers, model=f.model))
+    order = sorted(range(len(states)), key=lambda i: (-_risk(states[i]), states[i].milestone_id))
+    return Portfolio(version=version, as_of=as_of, milestones=[states[i] for i in order],
+                     published=[now[i] for i in order],
+                     features={f.milestone_id: f.features for f in now}, tickets=risks,
+                     projects=project_states(states, history.outcomes, pd.Timestamp(as_of), settings),
+                     history=history, model=model)
+
+
+def _risk(m: MilestoneState) -> float:
+    """The probability to rank by (a milestone without one ranks last)."""
+    return -1.0 if m.probability is None else m.probability
+
+
+def when_done(history: History, milestones: list[str], as_of: datetime, model: LoadedModel
+              ) -> dict[str, list[datetime | None]]:
+    """For each milestone, the earliest due date among as_of + ``WHEN_DAYS`` by which the served
+    forecast gives at least each of ``WHEN_CHANCES`` of being done, re-scoring it with its due
+    date moved there now, as the what-if endpoint does (all milestones and dates in one
+    prediction; where the moved date falls in a guarded horizon, the base rate is what the service
+    would say). A later date never gets a lower chance than an earlier one (the running
+    maximum), so the dates are ordered as the chances are."""
+    if not milestones:
+        return {}
+    k = len(WHEN_DAYS)
+    dues = [as_of + timedelta(days=d) for d in WHEN_DAYS]
+    who, feats, _ = history.features(np.repeat(milestones, k), [as_of] * (len(milestones) * k), dues * len(milestones))
+    p = guard(model, feats["span_elapsed"], who["project"]).served(model.predict(model.frame(feats)))
+    done = np.maximum.accumulate((1 - p).reshape(len(milestones), k), axis=1)
+    out = {}
+    for i, milestone_id in enumerate(milestones):
+        out[milestone_id] = [dues[int(np.argmax(done[i] >= c))] if (done[i] >= c).any() else None for c in WHEN_CHANCES]
+    return out
+
+
+def project_states(states: list[MilestoneState], outcomes: pd.DataFrame, as_of: pd.Timestamp,
+                   settings: Settings) -> list[ProjectState]:
+    """Per project: its open milestones by band, past due or without a forecast, and how often its
+    finished milestones (outcomes known by ``as_of``) slipped."""
+    known = outcomes[outcomes["known_at"] <= as_of]
+    rates = known.groupby("project")["slipped"].agg(["mean", "size"])
+    finished = dict(zip(rates.index, zip(rates["mean"].to_numpy(), rates["size"].to_numpy())))
+    mine: dict[str, list[MilestoneState]] = {}
+    for m in states:
+        mine.setdefault(m.project, []).append(m)
+    out = []
+    for project in sorted(set(mine) | set(finished)):
+        open_ = mine.get(project, [])
+        bands = Counter(m.risk_band for m in open_ if m.risk_band is not None)
+        done = finished.get(project)
+        out.append(ProjectState(
+            project=project, open_milestones=len(open_),
+            by_band={b: bands.get(b, 0) for b in settings.serving.risk_bands},
+            past_due=sum(m.status == ForecastStatus.PAST_DUE for m in open_),
+            insufficient_history=sum(m.status == ForecastStatus.INSUFFICIENT_HISTORY for m in open_),
+            slipped_share=None if done is None else round(float(done[0]), 4),
+            finished_milestones=0 if done is None else int(done[1])))
+    return out

@@ -1,0 +1,179 @@
+"""The current live state of the store, refreshed in the background.
+
+``slipcast serve --store DIR`` (or ``serving.store``) serves every open milestone of the canonical
+tables that ``slipcast import`` and ``slipcast sync`` write (``serving.portfolio``). ``LiveState``
+rebuilds that in a background thread when the store or a champion changes, and at least every
+``serving.refresh_seconds`` (time moves on even when nothing else does), and swaps the new
+``Portfolio`` in with one assignment: a request reads whichever is current, never waits for a
+refresh and never sees half of one (docs/architecture.md, "Live state"). Each state is built once
+for all the service's workers (``serving.shared``), from the store's history, itself coded once
+per version of the store and shared apart, in a child process of low priority where
+``serving.build_niceness`` is set (``serving.builder``). Each new state's forecasts go to the
+ledger (``serving.ledger``), and the alerts they raise to their webhooks (``serving.alerts``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+
+from slipcast import __version__
+from slipcast.core.background import Every
+from slipcast.core.contracts import TARGETS
+from slipcast.core.settings import Settings
+from slipcast.features.store_history import History
+from slipcast.ingest.tables import store_signature
+from slipcast.live.alerts import send_alerts
+from slipcast.live.builder import Builder, build_into, history_into
+from slipcast.live.ledger import Ledger
+from slipcast.live.metrics import Metrics
+from slipcast.live.portfolio import Portfolio
+from slipcast.live.shared import built_once, shared_path
+from slipcast.scoring.model_store import LoadedModel, ModelStore
+
+log = logging.getLogger(__name__)
+
+
+def floored(t: datetime, seconds: float) -> datetime:
+    """``t`` rounded down to a multiple of ``seconds`` since the epoch: every worker refreshing
+    within one period forecasts as of the same time, so they build the same state."""
+    return datetime.fromtimestamp(t.timestamp() // seconds * seconds, tz=UTC)
+
+
+def _versions(models: Mapping[str, LoadedModel | None] | ModelStore) -> tuple:
+    """The versions of the models serving each target (None where none is loaded)."""
+    return tuple(getattr(models.get(t), "version", None) for t in TARGETS)
+
+
+class LiveState:
+    """The current ``Portfolio`` of the store at ``settings.serving.store``, refreshed in the
+    background: when the store or a served model changes, and every ``refresh_seconds``."""
+
+    def __init__(self, settings: Settings, models: ModelStore, clock, metrics: Metrics | None = None):
+        self.settings = settings
+        self.metrics = metrics
+        self.models = models
+        self.clock = clock
+        self.store = settings.store_location(settings.serving.store) if settings.serving.store else None
+        self.ledger = Ledger(settings.resolved_uri(settings.serving.ledger_url)) \
+            if settings.serving.ledger_url and self.store is not None else None
+        self.shared = settings.resolve(settings.work_dir) / "live"  # states and histories built once for every worker
+        # what every shared file is also named by: Slipcast's release and the settings, fixed for this state
+        self._made_by = f"{__version__}|{settings.model_dump_json(warnings=False)}"
+        self.error: str | None = None
+        self.refreshes = 0
+        self.built = 0  # of those, the states this process built (the others it read as another worker built them)
+        self.recorded = 0  # forecasts this process added to the ledger
+        self.alerted = 0  # alerts this process sent
+        niceness = settings.serving.build_niceness
+        self.builder = None if niceness is None else Builder(settings, niceness)
+        self._current: Portfolio | None = None
+        self._history: tuple[str, History, Path] | None = None  # the store's signature, its history coded, its file
+        self._watching = Every("slipcast-live-state")
+        self._seen: tuple = ()  # the inputs and the time of the last refresh the watcher made
+        self._last = datetime.min.replace(tzinfo=UTC)
+
+    def get(self) -> Portfolio | None:
+        return self._current
+
+    def refresh(self) -> bool:
+        """Rebuild the state now; False (and ``error`` says why) where it cannot be, the last good
+        state serving on."""
+        store = self.store
+        if store is None:
+            return False
+        try:
+            signature = store_signature(store)
+            # the models as they are now, should one be swapped meanwhile
+            models: dict[str, LoadedModel | None] = {t: self.models.get(t) for t in TARGETS}
+            if models["milestone"] is None:
+                raise LookupError("no milestone model loaded yet")
+            versions = _versions(models)
+            as_of = floored(self.clock(), self.settings.serving.refresh_seconds)
+            version = hashlib.sha256(f"{signature}|{versions}|{as_of.isoformat()}".encode()).hexdigest()[:16]
+            history, saved = self._history_of(store, signature)
+            state, built = built_once(self.shared / "states", self._key(version, models), lambda path: self._run(
+                build_into, path, saved, store, signature, as_of, version, models, self.settings))
+            # neither in the file: this process's own model (the same, by the key), the history shared apart
+            state.model, state.history = models["milestone"], history
+            self.built += built
+            self._current = state
+            if self.metrics is not None:
+                self.metrics.live_states.labels("built" if built else "read").inc()
+                self.metrics.publish(state.milestones)
+            if self.ledger is not None:
+                self.recorded += self.ledger.record(state.published, [m.project for m in state.milestones],
+                                                    [m.due_at for m in state.milestones])
+                self.alerted += send_alerts(state.milestones, self.ledger, self.settings)
+        except Exception as exc:  # keep serving the last good state whatever went wrong
+            error = f"{type(exc).__name__}: {exc}"
+            if error != self.error:  # once per new error, not once per try
+                log.warning("live state not refreshed: %s", error)
+            self.error = error
+            return False
+        self.error = None
+        self.refreshes += 1
+        return True
+
+    def _key(self, version: str, models: Mapping[str, LoadedModel | None]) -> str:
+        """What a state shared among workers is named by: its version, and all else it is built
+        from (Slipcast's release, the settings, the served models' metadata), so that only an
+        equal state is shared."""
+        described = json.dumps([getattr(models[t], "metadata", None) for t in TARGETS], sort_keys=True, default=str)
+        parts = f"{version}|{self._made_by}|{described}"
+        return hashlib.sha256(parts.encode()).hexdigest()[:32]
+
+    def _history_of(self, store: str, signature: str) -> tuple[History, Path]:
+        """The store's history as of ``signature`` and the file it is shared in: coded once for
+        every worker, like a state, and shared apart from the states, which are built from it as
+        long as the store is unchanged."""
+        if self._history is None or self._history[0] != signature:
+            folder = self.shared / "histories"
+            key = hashlib.sha256(f"{store}|{signature}|{self._made_by}".encode()).hexdigest()[:32]
+            history, _ = built_once(folder, key,
+                                    lambda path: self._run(history_into, path, store, signature, self.settings))
+            self._history = (signature, history, shared_path(folder, key))
+        return self._history[1], self._history[2]
+
+    def _run(self, function: Callable[..., None], *args) -> None:
+        """``function(*args)``: in the child process where there is one, else here."""
+        if self.builder is None:
+            function(*args)
+        else:
+            self.builder.run(function, *args)
+
+    def _inputs(self) -> tuple[str, tuple]:
+        """What a refresh depends on besides the time: the store's signature and the models serving."""
+        assert self.store is not None
+        return store_signature(self.store), _versions(self.models)
+
+    def start(self) -> None:
+        """Refresh now, then whenever the store or a model changes (checked every
+        ``serving.reload_seconds``) or ``serving.refresh_seconds`` have passed."""
+        if self.store is None or self._watching.running:
+            return
+        if self.builder is not None:
+            self.builder.start()
+        self.refresh()
+        self._seen, self._last = self._inputs(), self.clock()
+        self._watching.start(max(self.settings.serving.reload_seconds, 0.2), self._check)
+
+    def _check(self) -> None:
+        """One look: refresh if the inputs changed, nothing serves yet, or the period has passed."""
+        try:
+            now = self._inputs()
+        except OSError as exc:  # the store is being replaced: look again next time
+            self.error = str(exc)
+            return
+        due = (self.clock() - self._last).total_seconds() >= self.settings.serving.refresh_seconds
+        if (now != self._seen or self._current is None or due) and self.refresh():
+            self._seen, self._last = now, self.clock()
+
+    def stop(self) -> None:
+        self._watching.stop()
+        if self.builder is not None:
+            self.builder.close()

@@ -1,0 +1,73 @@
+"""``slipcast doctor DIR``: what a tracker's canonical tables can and cannot support, before
+any training: the data each feature family needs, milestones with due dates, labels per target,
+statuses and link types and how the import placed them (from its ``summary.json``), and why a
+forecast would be thin."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from slipcast.core.contracts import TARGETS
+from slipcast.core.settings import Settings
+from slipcast.features.pipeline import build_training_sets, feature_columns
+from slipcast.ingest.tables import read_tables
+
+
+def _share(mask) -> str:
+    return f"{100 * float(np.mean(mask)):.0f} %" if len(mask) else "n/a"
+
+
+def diagnose(data_dir: Path, settings: Settings) -> tuple[list[str], list[str]]:
+    """Lines describing the data, and the reasons a forecast from it would be thin (empty when
+    nothing stands in the way of training)."""
+    data_dir = Path(data_dir)
+    tables = read_tables(data_dir)
+    ms, tk, ev, lk = tables.frames()
+    lines = [f"{data_dir}: {len(tk)} tickets in {tk['project'].nunique()} projects, {len(ms)} milestones "
+             f"({', '.join(f'{n} {k}s' for k, n in ms['kind'].value_counts().items()) or 'none'})"]
+    dated = ms["due_at"].notna()
+    replanned = ev[(ev["field"] == "due_at") & ev["from_value"].notna()]["milestone_id"].nunique()
+    lines += [f"  due dates: {int(dated.sum())} of {len(ms)} milestones; start dates {_share(ms['start_at'].notna())}; "
+              f"due-date history (replans) for {replanned}",
+              f"  story points on {_share(tk['story_points'].notna())} of tickets; priorities "
+              f"{_share(tk['priority'].notna())}; assignees {_share(tk['assignee'].notna())}; types "
+              f"{_share(tk['type'].notna())}",
+              f"  links: {len(lk)} ({', '.join(f'{n} {k}' for k, n in lk['kind'].value_counts().items()) or 'none'}); "
+              f"status changes: {int((ev['field'] == 'status').sum())}; milestone moves: "
+              f"{int((ev['field'] == 'milestone').sum())}"]
+    summary_path = data_dir / "summary.json"
+    if summary_path.exists():
+        mappings = json.loads(summary_path.read_text()).get("mappings", {})
+        for what, used in mappings.items():
+            if used:
+                placed = ", ".join(f"{name!r} -> {cat}" for name, cat in sorted(used.items()))
+                lines.append(f"  {what} names seen and where the import placed them: {placed}")
+    thin = []
+    if not dated.any():
+        thin.append("no milestone has a due date: nothing can slip, so there is nothing to forecast")
+    sets = build_training_sets(tables, settings.features)
+    t = settings.training
+    for target in TARGETS:
+        frame = sets[target]
+        labels = frame["label"].dropna()
+        slipped, on_time = int((labels == 1).sum()), int((labels == 0).sum())
+        features = feature_columns(target)
+        missing = [c for c in features if frame[c].isna().all()]
+        constant = [c for c in features if c not in missing and frame[c].nunique(dropna=True) <= 1]
+        lines.append(f"  {target}: {len(frame)} snapshots, {len(labels)} labelled ({slipped} slipped, {on_time} on "
+                     f"time), {len(frame) - len(labels)} open")
+        if missing:
+            lines.append(f"    not available in this data: {', '.join(missing)}")
+        if constant:
+            lines.append(f"    the same value everywhere (says nothing): {', '.join(constant)}")
+        if len(labels) < t.min_train_rows or min(slipped, on_time) < t.min_train_positives:
+            thin.append(f"{target}: {len(labels)} labelled snapshots with {min(slipped, on_time)} of the rarer "
+                        f"outcome; training needs {t.min_train_rows} with {t.min_train_positives} of each")
+        if len(features) and len(missing) + len(constant) > len(features) / 2:
+            thin.append(f"{target}: {len(missing) + len(constant)} of {len(features)} features carry no information")
+    if not len(ev):
+        thin.append("no events: the history of each ticket is unknown")
+    return lines, thin

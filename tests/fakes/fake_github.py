@@ -1,0 +1,71 @@
+"""A fake GitHub REST API on loopback: milestones, issues (``since``) and per-issue events,
+paged by ``Link`` headers, ETags on milestones, and a spent rate limit on demand."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from collections import Counter
+from pathlib import Path
+from urllib.parse import parse_qs, urlencode, urlparse
+
+import pandas as pd
+
+from tests.fakes.loopback import JsonHandler, LoopbackSite
+
+
+class FakeGitHub(LoopbackSite):
+    def __init__(self, export: Path, repo: str, token: str):
+        self.milestones = json.loads((export / "milestones.json").read_text())
+        self.issues = {i["number"]: i for i in json.loads((export / "issues.json").read_text())}
+        self.events: dict[int, list] = {}
+        for e in json.loads((export / "events.json").read_text()):
+            self.events.setdefault(e["issue"]["number"], []).append({k: v for k, v in e.items() if k != "issue"})
+        self.repo, self.token = repo, token
+        self.spent = 0  # requests still to answer with a spent rate limit (403, x-ratelimit-remaining: 0)
+        self.hits: Counter = Counter()
+        super().__init__(self._handler())
+
+    def _handler(self):
+        fake = self
+
+        class Handler(JsonHandler):
+            def _paged(self, url, query, items, extra=None):
+                page, size = int(query.get("page", 1)), int(query.get("per_page", 30))
+                chunk = items[(page - 1) * size:page * size]
+                headers = dict(extra or {})
+                if page * size < len(items):
+                    following = {**query, "page": page + 1}
+                    headers["Link"] = f'<{fake.url}{url.path}?{urlencode(following)}>; rel="next"'
+                return self._answer(200, chunk, headers)
+
+            def do_GET(self):
+                url = urlparse(self.path)
+                query = {k: v[0] for k, v in parse_qs(url.query).items()}
+                base = f"/repos/{fake.repo}"
+                route = re.sub(r"/issues/\d+/events", "/issues/N/events", url.path)
+                fake.hits[route] += 1
+                if self.headers.get("Authorization") != f"Bearer {fake.token}":
+                    return self._answer(401, {"message": "Bad credentials"})
+                if fake.spent > 0:
+                    fake.spent -= 1
+                    return self._answer(403, {"message": "API rate limit exceeded"},
+                                        {"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(int(time.time()))})
+                if url.path == f"{base}/milestones":
+                    etag = '"' + hashlib.sha256(json.dumps(fake.milestones).encode()).hexdigest()[:16] + '"'
+                    if self.headers.get("If-None-Match") == etag:
+                        return self._answer(304)
+                    return self._paged(url, query, fake.milestones, {"ETag": etag})
+                if url.path == f"{base}/issues":
+                    since = pd.Timestamp(query["since"]) if "since" in query else None
+                    chosen = [fake.issues[n] for n in sorted(fake.issues)
+                              if since is None or pd.Timestamp(fake.issues[n]["updated_at"]) >= since]
+                    return self._paged(url, query, chosen)
+                match = re.fullmatch(rf"{base}/issues/(\d+)/events", url.path)
+                if match:
+                    return self._paged(url, query, fake.events.get(int(match.group(1)), []))
+                return self._answer(404, {"message": "Not Found"})
+
+        return Handler

@@ -1,0 +1,132 @@
+"""A fake Jira site on loopback speaking the REST shapes Slipcast's sync reads.
+
+Cloud: ``POST /rest/api/3/search/jql`` paged by ``nextPageToken`` with changelogs cut to their
+newest histories (as Cloud embeds them) and ``/rest/api/3/issue/{key}/changelog`` for the rest.
+Data Center: ``GET /rest/api/2/search`` paged by ``startAt``/``total``. Both: project versions,
+statuses, agile boards and sprints, ``updated >= "yyyy-MM-dd HH:mm"`` in the JQL. Faults on
+demand: 429 with ``Retry-After`` (or ``X-RateLimit-Reset``) on the next requests to a path. It counts what it serves.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import pandas as pd
+
+from tests.fakes.loopback import JsonHandler, LoopbackSite
+
+EMBEDDED = 4  # histories a Cloud search result embeds per issue in this fake
+
+
+class FakeJira(LoopbackSite):
+    def __init__(self, issues: dict[str, dict], auth: str, versions: dict | None = None,
+                 statuses: list | None = None, sprints: list | None = None):
+        self.issues = issues
+        self.versions = versions or {}
+        self.statuses = statuses or []
+        self.sprints = sprints or []
+        self.auth = auth
+        self.faults: Counter = Counter()  # path prefix -> how many 429s still to answer
+        self.limit_headers = {"Retry-After": "0"}  # what each 429 says about when to come back
+        self.drops: Counter = Counter()  # path prefix -> how many connections to drop without an answer
+        self.repeat = False  # each search page also repeats the last issue of the page before
+        self.hits: Counter = Counter()
+        self.served: list[str] = []  # issue keys in search results, in order
+        super().__init__(self._handler())
+
+    @classmethod
+    def from_export(cls, export: Path, auth: str) -> FakeJira:
+        """A site holding what ``slipcast.ingest.exports`` rendered (one file per issue)."""
+        sprints = export / "sprints-board-1.json"
+        return cls({p.stem: json.loads(p.read_text()) for p in sorted((export / "issues").glob("*.json"))}, auth,
+                   versions={p.stem.removeprefix("versions-"): json.loads(p.read_text())
+                             for p in export.glob("versions-*.json")},
+                   statuses=json.loads((export / "statuses.json").read_text()),
+                   sprints=json.loads(sprints.read_text())["values"] if sprints.exists() else [])
+
+    # -- what the site holds ---------------------------------------------------------------
+    def _selected(self, jql: str) -> list[dict]:
+        match = re.search(r'updated >= "([^"]+)"', jql)
+        since = pd.Timestamp(match.group(1), tz="UTC") if match else None
+        keys = sorted(self.issues, key=lambda k: (k.rsplit("-", 1)[0], int(k.rsplit("-", 1)[1])))
+        return [self.issues[k] for k in keys
+                if since is None or pd.Timestamp(self.issues[k]["fields"]["updated"]) >= since]
+
+    def _handler(self):
+        fake = self
+
+        class Handler(JsonHandler):
+            def _route(self, method: str):
+                url = urlparse(self.path)
+                query = {k: v[0] for k, v in parse_qs(url.query).items()}
+                fake.hits[url.path] += 1
+                if self.headers.get("Authorization") != fake.auth:
+                    return self._answer(401, {"errorMessages": ["not authenticated"]})
+                for prefix in list(fake.drops):
+                    if url.path.startswith(prefix) and fake.drops[prefix] > 0:
+                        fake.drops[prefix] -= 1
+                        self.close_connection = True
+                        return self.connection.shutdown(2)  # mid-request: no status line at all
+                for prefix in list(fake.faults):
+                    if url.path.startswith(prefix) and fake.faults[prefix] > 0:
+                        fake.faults[prefix] -= 1
+                        return self._answer(429, {"errorMessages": ["rate limited"]}, fake.limit_headers)
+                if method == "POST" and url.path == "/rest/api/3/search/jql":
+                    body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                    chosen = fake._selected(body["jql"])
+                    start = int(body.get("nextPageToken") or 0)
+                    page = chosen[start:start + int(body.get("maxResults", 50))]
+                    if fake.repeat and start > 0:
+                        page = [chosen[start - 1]] + page
+                    fake.served += [i["key"] for i in page]
+                    out = {"issues": [_embedded(i) for i in page]}
+                    if start + len(page) < len(chosen):
+                        out["nextPageToken"] = str(start + len(page))
+                    return self._answer(200, out)
+                if url.path == "/rest/api/2/search":
+                    chosen = fake._selected(query.get("jql", ""))
+                    start, size = int(query.get("startAt", 0)), int(query.get("maxResults", 50))
+                    page = chosen[start:start + size]
+                    fake.served += [i["key"] for i in page]
+                    return self._answer(200, {"startAt": start, "maxResults": size, "total": len(chosen),
+                                              "issues": page})
+                match = re.fullmatch(r"/rest/api/3/issue/([^/]+)/changelog", url.path)
+                if match:
+                    histories = fake.issues[match.group(1)]["changelog"]["histories"]
+                    start, size = int(query.get("startAt", 0)), int(query.get("maxResults", 100))
+                    values = histories[start:start + size]
+                    return self._answer(200, {"startAt": start, "maxResults": size, "total": len(histories),
+                                              "isLast": start + len(values) >= len(histories), "values": values})
+                match = re.fullmatch(r"/rest/api/[23]/project/([^/]+)/versions", url.path)
+                if match:
+                    return self._answer(200, fake.versions.get(match.group(1), []))
+                if re.fullmatch(r"/rest/api/[23]/status", url.path):
+                    return self._answer(200, fake.statuses)
+                if url.path == "/rest/agile/1.0/board":
+                    return self._answer(200, {"startAt": 0, "isLast": True, "values": [{"id": 1, "name": "Board"}]})
+                if url.path == "/rest/agile/1.0/board/1/sprint":
+                    start = int(query.get("startAt", 0))
+                    values = fake.sprints[start:start + 50]
+                    return self._answer(200, {"startAt": start, "isLast": start + len(values) >= len(fake.sprints),
+                                              "values": values})
+                return self._answer(404, {"errorMessages": [f"no route {url.path}"]})
+
+            def do_GET(self):
+                self._route("GET")
+
+            def do_POST(self):
+                self._route("POST")
+
+        return Handler
+
+
+def _embedded(issue: dict) -> dict:
+    """The issue as Cloud's search embeds it: only its newest histories, and the total."""
+    histories = issue["changelog"]["histories"]
+    kept = histories[-EMBEDDED:]
+    return {**issue, "changelog": {"startAt": len(histories) - len(kept), "maxResults": len(kept),
+                                   "total": len(histories), "histories": kept}}

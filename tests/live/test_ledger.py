@@ -1,0 +1,205 @@
+"""The forecast ledger: what the live service published, once however many workers built it,
+and what `slipcast backfill` recorded, on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+
+from slipcast.core.settings import AlertSubscription
+from slipcast.ingest.tables import write_tables
+from slipcast.live.alerts import reasons
+from slipcast.live.backfill import backfill
+from slipcast.live.ledger import FORECASTS, Ledger
+from slipcast.scoring.forecast import band
+from slipcast.scoring.records import Forecast, ModelRef
+from slipcast.serving.app import create_app
+from tests.helpers import busiest_time
+
+
+@pytest.fixture(scope="module")
+def setup(trained, tmp_path_factory):
+    root = tmp_path_factory.mktemp("ledger")
+    store = write_tables(trained["tables"], root / "store")
+    s = trained["settings"]
+    s = s.model_copy(update={"serving": s.serving.model_copy(update={
+        "store": store, "ledger_url": f"sqlite:///{root / 'ledger.db'}"})})
+    return {"settings": s, "store": store, "now": busiest_time(trained["tables"]), "root": root}
+
+
+def test_each_published_forecast_is_recorded_once_however_many_workers_built_it(setup):
+    s, now = setup["settings"], setup["now"]
+    answers = []
+    for minutes in (0, 15, 40):  # three workers refreshing within one period
+        with TestClient(create_app(s, clock=lambda m=minutes: (now + timedelta(minutes=m)).to_pydatetime())) as c:
+            answers.append(c.get("/v1/milestones", params={"limit": 500}).json()["items"])
+    assert answers[0] == answers[1] == answers[2]
+    rows = Ledger(s.serving.ledger_url).forecasts(backfilled=False)
+    assert len(rows) == len(answers[0])
+    by_id = {r["milestone_id"]: r for r in rows}
+    for item in answers[0]:
+        row = by_id[item["milestone_id"]]
+        assert (row["probability"], row["basis"], row["risk_band"], row["status"]) == \
+            (item["probability"], item["basis"], item["risk_band"], item["status"])
+        assert row["as_of"] == pd.Timestamp(item["as_of"]) and row["model_version"] == item["model"]["version"]
+        assert row["run_id"] == item["model"]["run_id"] and len(row["feature_hash"]) == 16
+    later = now + timedelta(hours=s.serving.refresh_seconds / 3600)
+    with TestClient(create_app(s, clock=lambda: later.to_pydatetime())) as c:  # the next period: new records
+        c.get("/v1/milestones")
+    assert len(Ledger(s.serving.ledger_url).forecasts(backfilled=False)) > len(rows)
+
+
+def test_backfill_records_the_daily_history_the_api_shows_apart_from_live_forecasts(setup):
+    s, now = setup["settings"], setup["now"]
+    ledger = Ledger(s.serving.ledger_url)
+    live_before = ledger.forecasts(backfilled=False)
+    report = backfill(s, setup["store"], now.to_pydatetime())
+    assert report.recorded == report.forecasts > report.milestones > 10
+    assert backfill(s, setup["store"], now.to_pydatetime()).recorded == 0  # the same model again: nothing new
+    assert ledger.forecasts(backfilled=False) == live_before
+    with TestClient(create_app(s, clock=lambda: now.to_pydatetime())) as c:
+        item = c.get("/v1/milestones").json()["items"][0]
+        shown = c.get(f"/v1/milestones/{item['milestone_id']}/history").json()["points"]
+    recorded = ledger.forecasts(item["milestone_id"], backfilled=True)
+    assert [(r["as_of"], r["probability"], r["status"]) for r in recorded] == \
+        [(pd.Timestamp(p["as_of"]), p["probability"], p["status"]) for p in shown]
+
+
+def test_backfill_on_the_command_line(setup):
+    env = {**os.environ, "SLIPCAST_SERVING__LEDGER_URL": f"sqlite:///{setup['root'] / 'cli.db'}",
+           "SLIPCAST_TRACKING_URI": setup["settings"].tracking_uri,
+           "SLIPCAST_MODELS_DIR": str(setup["settings"].models_dir)}
+    done = subprocess.run([sys.executable, "-m", "slipcast.cli", "backfill", "--store", str(setup["store"]),
+                           "--quiet"], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    assert "backfilled" in done.stdout and Ledger(env["SLIPCAST_SERVING__LEDGER_URL"]).forecasts(backfilled=True)
+    # serving.as_of fixes the clock of backfill as of the service: no day after it is recorded
+    env["SLIPCAST_SERVING__LEDGER_URL"] = f"sqlite:///{setup['root'] / 'cli-as-of.db'}"
+    env["SLIPCAST_SERVING__AS_OF"] = setup["now"].isoformat()
+    done = subprocess.run([sys.executable, "-m", "slipcast.cli", "backfill", "--store", str(setup["store"]),
+                           "--quiet"], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    days = [r["as_of"] for r in Ledger(env["SLIPCAST_SERVING__LEDGER_URL"]).forecasts(backfilled=True)]
+    assert days and max(days) <= setup["now"]
+
+
+POSTGRES = pytest.mark.skipif(not os.environ.get("SLIPCAST_TEST_POSTGRES"),
+                              reason="SLIPCAST_TEST_POSTGRES unset (.ci/run starts PostgreSQL)")
+
+
+def _postgres_ledger() -> str:
+    """The URL of a new, empty database on the test's PostgreSQL server."""
+    import psycopg
+
+    server = os.environ["SLIPCAST_TEST_POSTGRES"]
+    name = f"ledger_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return server.replace("postgresql://", "postgresql+psycopg://").rsplit("/", 1)[0] + f"/{name}"
+
+
+@POSTGRES
+def test_the_same_ledger_on_postgresql(setup):
+    url = _postgres_ledger()
+    s = setup["settings"]
+    s = s.model_copy(update={"serving": s.serving.model_copy(update={"ledger_url": url})})
+    for minutes in (0, 30):
+        with TestClient(create_app(s, clock=lambda m=minutes: (setup["now"] + timedelta(minutes=m)).to_pydatetime())) as c:
+            items = c.get("/v1/milestones", params={"limit": 500}).json()["items"]
+    rows = Ledger(url).forecasts()
+    assert len(rows) == len(items) and {r["milestone_id"] for r in rows} == {i["milestone_id"] for i in items}
+    assert all(r["as_of"].tzinfo is not None for r in rows)
+    report = backfill(s, setup["store"], setup["now"].to_pydatetime())  # what a record adds, counted by the rows added
+    assert report.recorded == report.forecasts > len(items)
+    assert backfill(s, setup["store"], setup["now"].to_pydatetime()).recorded == 0
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", pytest.param("postgresql", marks=POSTGRES)])
+def test_workers_opening_a_new_ledger_at_once_all_open_it(dialect, tmp_path):
+    """Each worker of a service opens the ledger as it starts: on a new one, eight at once (ten
+    times over) all open it, and its tables and indexes are made once."""
+    for trial in range(10):
+        url = f"sqlite:///{tmp_path / f'ledger{trial}.db'}" if dialect == "sqlite" else _postgres_ledger()
+        barrier = threading.Barrier(8)
+
+        def open_ledger(url: str, barrier: threading.Barrier) -> Ledger:
+            barrier.wait()
+            return Ledger(url)
+
+        with ThreadPoolExecutor(8) as pool:
+            ledgers = list(pool.map(open_ledger, [url] * 8, [barrier] * 8))
+        inspector = sa.inspect(ledgers[0].engine)
+        assert {"forecasts", "alerts"} <= set(inspector.get_table_names())
+        assert {i["name"] for i in inspector.get_indexes("forecasts")} >= {"forecasts_by_milestone", "forecasts_by_time"}
+        for ledger in ledgers:
+            ledger.engine.dispose()
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", pytest.param("postgresql", marks=POSTGRES)])
+def test_an_alert_compares_with_the_records_a_full_scan_would_find(dialect, tmp_path):
+    """``Ledger.compared`` hands ``alerts.reasons`` a few records per milestone, chosen by the
+    database: every alert it gives, with the record it compares with, is the one the
+    milestone's every record would give (ties in probability included: they are rounded)."""
+    url = f"sqlite:///{tmp_path / 'ledger.db'}" if dialect == "sqlite" else _postgres_ledger()
+    ledger = Ledger(url)
+    rng = np.random.default_rng(7)
+    start = pd.Timestamp("2026-01-01", tz="UTC")
+    hours = np.sort(rng.choice(24 * 40, size=300, replace=False))
+    bands = {"low": 0.0, "medium": 0.3, "high": 0.6}
+    model = ModelRef(name="m", version="1", run_id=None, candidate=None, source="registry")
+    forecasts, projects = [], []
+    for milestone, size in (("a", 120), ("b", 120), ("c", 120), ("d", 120), ("e", 8)):
+        # e: recorded in its first days only, then nothing (closed, or the service was down)
+        for h in rng.choice(hours, size=size, replace=False) if milestone != "e" else hours[:size]:
+            p = None if rng.random() < 0.1 else round(float(rng.choice([0.1, 0.2, 0.35, 0.5, 0.7, 0.9])), 4)
+            forecasts.append(Forecast(milestone_id=milestone, as_of=(start + pd.Timedelta(hours=int(h))).to_pydatetime(),
+                                      status="ok" if p is not None else "insufficient_history", probability=p,
+                                      basis="model" if p is not None else None,
+                                      risk_band=None if p is None else band(p, bands), model=model))
+            projects.append("P")
+    assert ledger.record(forecasts, projects, [None] * len(forecasts)) == len(forecasts)
+    subs = [AlertSubscription(url="http://127.0.0.1:9/hook", secret_env="UNSET", min_points=0.3, within_days=7),
+            AlertSubscription(url="http://127.0.0.1:9/hook", secret_env="UNSET", band_rise=False, min_points=0.15,
+                              within_days=2)]
+    lookback = timedelta(days=30)
+    for day in (3, 12, 25, 39):
+        as_of = (start + pd.Timedelta(days=day, hours=5)).to_pydatetime()
+        every: dict[str, list[dict]] = {}
+        for r in ledger.forecasts(backfilled=False):  # the full scan: every live record in the lookback
+            if as_of - lookback <= r["as_of"] < as_of:
+                every.setdefault(r["milestone_id"], []).append(r)
+        few = ledger.compared(["a", "b", "c", "d", "e"], as_of, lookback, [timedelta(days=s.within_days) for s in subs])
+        assert set(few) == set(every) and ("e" in few) == (day < 30)  # e found by its latest within the lookback
+        assert sum(map(len, few.values())) <= 5 * len(few) < sum(map(len, every.values()))
+        for milestone in every:
+            for p in (0.0, 0.1, 0.35, 0.55, 0.9, None):
+                now = SimpleNamespace(as_of=as_of, probability=p, risk_band=None if p is None else band(p, bands))
+                for sub in subs:
+                    assert reasons(sub, now, few[milestone], bands) == reasons(sub, now, every[milestone], bands)
+
+
+def test_a_ledger_made_before_its_time_index_gets_it_and_an_alert_window_uses_it(tmp_path):
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = Ledger(url).engine
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP INDEX forecasts_by_time"))
+    assert "forecasts_by_time" not in {i["name"] for i in sa.inspect(engine).get_indexes("forecasts")}
+    ledger = Ledger(url)
+    assert "forecasts_by_time" in {i["name"] for i in sa.inspect(ledger.engine).get_indexes("forecasts")}
+    window = sa.select(FORECASTS.c.id).where(FORECASTS.c.as_of >= pd.Timestamp("2026-01-01", tz="UTC").to_pydatetime())
+    with ledger.engine.connect() as conn:
+        plan = conn.execute(sa.text("EXPLAIN QUERY PLAN " + str(window.compile(
+            ledger.engine, compile_kwargs={"literal_binds": True})))).fetchall()
+    assert "forecasts_by_time" in str(plan)  # a range of the index, not a scan of every record
