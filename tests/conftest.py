@@ -11,7 +11,6 @@ from slipcast.core.settings import get_settings
 from slipcast.ingest.simulator import SimulationConfig, generate
 from tests.helpers import SHARED_DATA, configured
 
-
 TRAINING_FIXTURES = {"trained"}  # each trains models in a real MLflow store: never in the fast lane
 
 

@@ -332,7 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "every team stops work in the last week before each due date and plans as before")
     p.add_argument("--format", default="canonical", choices=["canonical", "jira-json", "jira-csv", "github"],
                    help="write canonical tables, or render the history as a tracker's export")
-    p.add_argument("--quirks", help="comma-separated quirks of the rendered export (slipcast/tools/exports/quirks.py)")
+    p.add_argument("--quirks", help="comma-separated quirks of the rendered export (src/slipcast/ingest/exports/quirks.py)")
     p.add_argument("--force", action="store_true",
                    help="write into a folder that holds other files too, replacing only the table files")
     p.set_defaults(func=_cmd_generate)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from slipcast.features.buckets import bucket_count, bucket_tables, project_buckets
 from slipcast.features.pipeline import build_training_sets, read_training_set, write_training_sets
@@ -81,3 +83,14 @@ def test_a_build_that_fails_midway_leaves_the_previous_training_sets(small_histo
     for target in ("milestone", "ticket"):
         frame, fingerprint = read_training_set(tmp_path / f"{target}.parquet")
         assert fingerprint == "before" and len(frame) > 100
+
+
+@given(st.lists(st.text(min_size=1, max_size=20), min_size=1, max_size=50), st.integers(1, 64))
+def test_a_projects_bucket_is_the_crc32_of_its_utf8_key_modulo_the_buckets(keys, buckets):
+    """The rule both engines bucket by (Spark calls this same function, ``spark_engine``):
+    whatever the order or repetition of the keys, each row's bucket is its own key's."""
+    import zlib
+
+    got = project_buckets(pd.Series(keys, dtype=object), buckets)
+    assert list(got) == [zlib.crc32(k.encode("utf-8")) % buckets for k in keys]
+    assert ((got >= 0) & (got < buckets)).all()

@@ -60,6 +60,7 @@ def history():
     return generate(SimulationConfig(projects=3, tickets=400, seed=11))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt, quirks", MATRIX, ids=[f"{f}:{'+'.join(sorted(q)) or 'plain'}" for f, q in MATRIX])
 def test_an_export_goes_through_import_features_train_and_serve(fmt, quirks, history, tmp_path, settings):
     s = configured(settings, tmp_path, folds=2)

@@ -1,5 +1,5 @@
 """The live state: the store's open milestones answered from state the service keeps
-(``serving.portfolio``, ``serving.live``), against the request path and the tables themselves."""
+(``live.portfolio``, ``live.state``), against the request path and the tables themselves."""
 
 from __future__ import annotations
 

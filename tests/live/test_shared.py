@@ -1,4 +1,4 @@
-"""``serving.shared.built_once``: a value built once and read by every worker, and served
+"""``live.shared.built_once``: a value built once and read by every worker, and served
 unshared where its folder cannot hold it."""
 
 from __future__ import annotations

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 
 from slipcast.ingest.simulator import EPOCH, SimulationConfig, generate
 from slipcast.monitoring.replay import replay, write_replay
+
+pytestmark = pytest.mark.slow  # each replays months of weekly refits
 
 
 def test_the_loop_retrains_when_its_forecasts_stop_coming_true_and_stays_better_calibrated(settings, tmp_path):

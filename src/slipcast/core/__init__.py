@@ -1,4 +1,4 @@
-"""The ground floor: settings, the contracts between layers and the project's error type.
+"""The ground floor: settings, the contracts between layers, the vocabularies, the error type.
 
 Every layer imports from here; nothing here imports a layer (docs/architecture.md, "Layers").
 """

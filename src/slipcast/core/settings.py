@@ -1,6 +1,6 @@
 """The one place Slipcast's configuration lives.
 
-Settings come from a profile file (``slipcast/core/profiles/local.yaml`` by default, ``profiles/cluster.yaml``
+Settings come from a profile file (``core/profiles/local.yaml`` by default, ``profiles/cluster.yaml``
 or any path via ``SLIPCAST_PROFILE``), overridden by environment variables prefixed
 ``SLIPCAST_`` with ``__`` between nested names (``SLIPCAST_SERVING__PORT=9000``).
 ``MLFLOW_TRACKING_URI`` overrides the tracking location as MLflow users expect.

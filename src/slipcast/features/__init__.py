@@ -1,4 +1,5 @@
-"""Canonical tables, importers, synthetic history and point-in-time features.
+"""Point-in-time features and labels: timelines, snapshots, the training-set pipeline and its
+engines, a store's history coded once, and the features of a state sent now.
 
-This package knows nothing of training or serving.
+This package reads canonical tables (``ingest``) and knows nothing of training or serving.
 """

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from slipcast.core.settings import FeatureSettings
+from slipcast.core.vocabulary import TicketStatus
 from slipcast.features.snapshots import Scope, Snapshots, scope_rows
 from slipcast.features.throughput import (
     history_weeks,
@@ -91,14 +92,14 @@ def ticket_state(scope: Scope, as_of: np.ndarray, tl: Timelines) -> dict[str, np
         pos = timeline.find(scope.ticket, as_of, of=scope.snap)
         state[field_] = timeline.get("value", pos, np.nan if field_ == "story_points" else -1)
         state[f"{field_}_changes"] = timeline.get("changes", pos, 0).astype(np.float64)
-    done = state["status"] == tl.value_code("done")
+    done = state["status"] == tl.value_code(TicketStatus.DONE)
     # a type never set by an event is the ticket's own
     own = pick(tl.ticket_type_code, scope.ticket, -1)
     state["bug"] = np.where(state["type"] >= 0, pick(_matches(tl.values, BUG_TYPES), state["type"], False),
                             pick(_matches(tl.ticket_type, BUG_TYPES), own, False))
     state["high"] = pick(_matches(tl.values, HIGH_PRIORITIES), state["priority"], False)
-    state["in_progress"] = state["status"] == tl.value_code("in_progress")
-    state["blocked"] = state["status"] == tl.value_code("blocked")
+    state["in_progress"] = state["status"] == tl.value_code(TicketStatus.IN_PROGRESS)
+    state["blocked"] = state["status"] == tl.value_code(TicketStatus.BLOCKED)
     state["open"] = ~done
     state["created"] = pick(tl.ticket_created, scope.ticket, NAT)
     state["age_days"] = days_between(t, state["created"])
@@ -120,7 +121,7 @@ def dependency_counts(scope: Scope, as_of: np.ndarray, is_open: np.ndarray,
     dependency = deps["dependency"][pos]
     status = tl.ticket_values["status"]
     value = status.get("value", status.find(dependency, as_of, of=scope.snap[row]), -1)
-    waiting = (value >= 0) & (value != tl.value_code("done"))
+    waiting = (value >= 0) & (value != tl.value_code(TicketStatus.DONE))
     mine, theirs = pick(tl.ticket_project, scope.ticket[row], -1), pick(tl.ticket_project, dependency, -1)
     cross = waiting & ((mine < 0) | (theirs < 0) | (mine != theirs))
     # float even when nothing is linked (bincount of no rows is an integer array)

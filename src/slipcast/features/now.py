@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from slipcast.core.settings import FeatureSettings
+from slipcast.core.vocabulary import TicketStatus
 from slipcast.features.milestone_features import milestone_features
 from slipcast.features.snapshots import Snapshots
 from slipcast.features.timeline import NAT, build_timelines, pick
@@ -35,17 +36,17 @@ def _implied_events(tickets: Columns, milestones: Columns, explicit: np.ndarray)
     resolved = np.where(tickets["resolved_at"][quiet] == NAT, created, tickets["resolved_at"][quiet])
     points = tickets["story_points"][quiet]
     has_points = ~np.isnan(points)
-    working = (status == "in_progress") | (status == "blocked")
-    done = status == "done"
+    working = (status == TicketStatus.IN_PROGRESS) | (status == TicketStatus.BLOCKED)
+    done = status == TicketStatus.DONE
     parts = [  # (which tickets, at, field, from, to), in the order a tie at one instant resolves
-        (np.ones(len(ticket), bool), created, "status", None, np.full(len(ticket), "todo", dtype=object)),
+        (np.ones(len(ticket), bool), created, "status", None, np.full(len(ticket), TicketStatus.TODO, dtype=object)),
         (pd.notna(milestone), joined, "milestone", None, milestone),
         (pd.notna(tickets["assignee"][quiet]), created, "assignee", None, tickets["assignee"][quiet]),
         (pd.notna(tickets["priority"][quiet]), created, "priority", None, tickets["priority"][quiet]),
         (has_points, created, "story_points", None,
          np.array([repr(float(v)) if ok else None for v, ok in zip(points, has_points)], dtype=object)),
-        (working, created, "status", "todo", status),
-        (done, resolved, "status", "todo", status),
+        (working, created, "status", TicketStatus.TODO, status),
+        (done, resolved, "status", TicketStatus.TODO, status),
     ]
     return {
         "ticket_id": np.concatenate([ticket[w] for w, *_ in parts]),

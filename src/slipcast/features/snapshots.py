@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from slipcast.core.vocabulary import TicketStatus
 from slipcast.features.timeline import (
     DAY_US,
     NAT,
@@ -108,7 +109,7 @@ def ticket_outcomes(scope: Scope, evaluated_at: np.ndarray, tl: Timelines) -> np
     at = evaluated_at[scope.snap]
     status = tl.ticket_values["status"]
     value = status.get("value", status.find(scope.ticket, evaluated_at, of=scope.snap), -1)
-    done = (value == tl.value_code("done")) & (at != NAT) & (scope.member_until > at)
+    done = (value == tl.value_code(TicketStatus.DONE)) & (at != NAT) & (scope.member_until > at)
     return (~done).astype(np.float64)
 
 

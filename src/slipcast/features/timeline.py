@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from slipcast.core.vocabulary import TicketStatus
 from slipcast.ingest.tables import Tables
 
 NAT = np.iinfo(np.int64).min  # a missing time: compares below every real one
@@ -247,7 +248,7 @@ def _values(column):
 def build_timelines(tables: Tables, data_end: pd.Timestamp | None = None) -> Timelines:
     """Code and sort the tables into the timelines the features use; the data ends at
     ``data_end`` (default: the last event). Columns are read by name, so a table may be a
-    DataFrame or a dict of arrays (a request's state, see ``features.online``)."""
+    DataFrame or a dict of arrays (a request's state, see ``features.now``)."""
     ev, tk, ms, lk = tables.events, tables.tickets, tables.milestones, tables.links
     (tk_code, ev_ticket, lk_from, lk_to), tickets = _codes(
         tk["ticket_id"], ev["ticket_id"], lk["from_ticket"], lk["to_ticket"])
@@ -274,7 +275,7 @@ def build_timelines(tables: Tables, data_end: pd.Timestamp | None = None) -> Tim
     ticket_type_code = _by_code(n_tickets, tk_code, type_code, -1)
 
     ticket_values = {}
-    done_code, from_done = _code_of(values, "done"), _code_of(from_values, "done")
+    done_code, from_done = _code_of(values, TicketStatus.DONE), _code_of(from_values, TicketStatus.DONE)
     for name in ("status", "assignee", "priority", "story_points", "type"):
         i = rows(name, ev_ticket)
         value = to_code[i]

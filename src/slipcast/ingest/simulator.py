@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from slipcast.core.progress import progress
+from slipcast.core.vocabulary import TicketStatus
 from slipcast.ingest.tables import Tables, last_values, make_tables
 
 EPOCH = pd.Timestamp("2022-01-03", tz="UTC")  # a Monday
@@ -149,13 +150,13 @@ def _simulate_project(rng: random.Random, team: _Team, budget: int,
             "created_at": at,
             "story_points": float(points),
             "effort": points * rng.lognormvariate(0.0, team.estimate_noise),
-            "status": "todo",
+            "status": TicketStatus.TODO,
             "assignee": None,
             "blocked_until": None,
             "milestone": None,
         }
         t["remaining"] = t["effort"]
-        rec.add(at, "status", None, "todo", ticket=t["ticket_id"])
+        rec.add(at, "status", None, TicketStatus.TODO, ticket=t["ticket_id"])
         rec.add(at, "priority", None, prio, ticket=t["ticket_id"])
         rec.add(at, "story_points", None, repr(float(points)), ticket=t["ticket_id"])
         if upstream and rng.random() < team.dependency_p:
@@ -233,14 +234,14 @@ def _simulate_project(rng: random.Random, team: _Team, budget: int,
             while reopen_queue and reopen_queue[0][0] < d + 1:
                 when, _, t = heapq.heappop(reopen_queue)
                 when = min(when, d + 0.35)  # reopened before the day's work on it starts (09:00)
-                if t["milestone"] == mid and t["status"] == "done":
-                    rec.add(when, "status", "done", "todo", ticket=t["ticket_id"])
+                if t["milestone"] == mid and t["status"] == TicketStatus.DONE:
+                    rec.add(when, "status", TicketStatus.DONE, TicketStatus.TODO, ticket=t["ticket_id"])
                     rec.add(when, "resolution", "Fixed", None, ticket=t["ticket_id"])
-                    t["status"] = "todo"
+                    t["status"] = TicketStatus.TODO
                     t["remaining"] = 0.3 * t["effort"]
                     t["resolved_at"] = None
             # work: each present member takes the next workable ticket
-            open_ = sorted((t for t in scope if t["status"] != "done" and t["milestone"] == mid),
+            open_ = sorted((t for t in scope if t["status"] != TicketStatus.DONE and t["milestone"] == mid),
                            key=lambda t: (PRIORITY_RANK[t["priority"]], t["created_at"]))
             done_points = 0.0
             if capacity > 0:
@@ -249,23 +250,23 @@ def _simulate_project(rng: random.Random, team: _Team, budget: int,
                     bu = t.get("blocked_until")
                     blocked = "depends_on" in t and bu is not None and bu > d + 0.5
                     if blocked:
-                        if t["status"] != "blocked":
-                            rec.add(d + 0.4, "status", t["status"], "blocked", ticket=t["ticket_id"])
-                            t["status"] = "blocked"
+                        if t["status"] != TicketStatus.BLOCKED:
+                            rec.add(d + 0.4, "status", t["status"], TicketStatus.BLOCKED, ticket=t["ticket_id"])
+                            t["status"] = TicketStatus.BLOCKED
                         continue
-                    if t["status"] == "blocked":
+                    if t["status"] == TicketStatus.BLOCKED:
                         unblocked = d + 0.37 if bu is None else min(bu, d + 0.37)  # before the day's work
-                        rec.add(unblocked, "status", "blocked", "todo", ticket=t["ticket_id"])
-                        t["status"] = "todo"
+                        rec.add(unblocked, "status", TicketStatus.BLOCKED, TicketStatus.TODO, ticket=t["ticket_id"])
+                        t["status"] = TicketStatus.TODO
                     workable.append(t)
                     if len(workable) >= present:
                         break
                 share = capacity / max(1, present)
                 for i, t in enumerate(workable):
                     when = d + 0.375 + 0.05 * i
-                    if t["status"] == "todo":
-                        rec.add(when, "status", "todo", "in_progress", ticket=t["ticket_id"])
-                        t["status"] = "in_progress"
+                    if t["status"] == TicketStatus.TODO:
+                        rec.add(when, "status", TicketStatus.TODO, TicketStatus.IN_PROGRESS, ticket=t["ticket_id"])
+                        t["status"] = TicketStatus.IN_PROGRESS
                     if t["assignee"] is None or rng.random() < 0.01:
                         who = f"{team.key}.dev{rng.randint(1, team.members)}"
                         if who != t["assignee"]:
@@ -274,9 +275,9 @@ def _simulate_project(rng: random.Random, team: _Team, budget: int,
                     t["remaining"] -= share
                     if t["remaining"] <= 0:
                         finish = max(d + rng.uniform(0.45, 0.75), when + 0.01)  # never before its start
-                        rec.add(finish, "status", "in_progress", "done", ticket=t["ticket_id"])
+                        rec.add(finish, "status", TicketStatus.IN_PROGRESS, TicketStatus.DONE, ticket=t["ticket_id"])
                         rec.add(finish, "resolution", None, "Fixed", ticket=t["ticket_id"])
-                        t["status"] = "done"
+                        t["status"] = TicketStatus.DONE
                         t["resolved_at"] = finish
                         done_index[t["ticket_id"]] = finish
                         done_points += t["story_points"]
@@ -293,7 +294,7 @@ def _simulate_project(rng: random.Random, team: _Team, budget: int,
             # mid-course correction at ~60 % of the span
             if d == start + int(0.6 * (due - start)) and not replanned:
                 replanned = True
-                left = [t for t in scope if t["status"] != "done" and t["milestone"] == mid]
+                left = [t for t in scope if t["status"] != TicketStatus.DONE and t["milestone"] == mid]
                 need = sum(t["story_points"] for t in left)
                 recent_v = np.mean(day_done_points[-10:]) if day_done_points else 0.0
                 can = recent_v * (due - d) + 1e-9
@@ -305,7 +306,7 @@ def _simulate_project(rng: random.Random, team: _Team, budget: int,
                         milestone["due_at"] = due + 0.75
                     elif rng.random() < team.descope_p:
                         for t in sorted(left, key=lambda t: (-PRIORITY_RANK[t["priority"]], -t["created_at"])):
-                            if need <= can or t["status"] == "in_progress":
+                            if need <= can or t["status"] == TicketStatus.IN_PROGRESS:
                                 continue
                             rec.add(d + 0.65, "milestone", mid, None, ticket=t["ticket_id"])
                             t["milestone"] = None
@@ -314,7 +315,7 @@ def _simulate_project(rng: random.Random, team: _Team, budget: int,
             d += 1
         milestone["completed_at"] = due + 0.75
         for t in scope:
-            if t["status"] != "done" and t["milestone"] == mid:
+            if t["status"] != TicketStatus.DONE and t["milestone"] == mid:
                 rec.add(due + 0.76, "milestone", mid, None, ticket=t["ticket_id"])
                 t["milestone"] = None
                 backlog.append(t)
@@ -392,9 +393,9 @@ def _assemble(tickets, milestones, events, links, cut: float) -> Tables:
                          ("milestone", "milestone_id")):
         tk[column] = tk["ticket_id"].map(state[name]) if name in state else None
     tk["story_points"] = tk["ticket_id"].map(state["story_points"]).astype("float64")
-    done_at = events[(events["field"] == "status") & (events["to_value"] == "done")]
+    done_at = events[(events["field"] == "status") & (events["to_value"] == TicketStatus.DONE)]
     last_done = done_at.groupby("ticket_id")["at"].last()
-    resolved = tk["ticket_id"].map(last_done).where(tk["status"] == "done")
+    resolved = tk["ticket_id"].map(last_done).where(tk["status"] == TicketStatus.DONE)
     tk["resolved_at"] = _to_time(resolved.to_numpy())
     tk["created_at"] = _to_time(tk["created_at"].to_numpy())
     ev = events.copy()

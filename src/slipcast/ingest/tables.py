@@ -44,7 +44,7 @@ Table: TypeAlias = pd.DataFrame | dict[str, np.ndarray]  # a frame, or (a reques
 class Tables:
     """The four canonical tables of one tracker history.
 
-    Read, written and imported as DataFrames. A request's current state (``features.online``)
+    Read, written and imported as DataFrames. A request's current state (``features.now``)
     holds each table as a dict of arrays instead: the feature code reads columns by name, so it
     takes either, and a request never pays for frames it does not need.
     """

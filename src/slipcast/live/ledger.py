@@ -6,7 +6,7 @@ A row is one milestone's forecast as of one time by one model version: its statu
 basis and band, the due date known then, the model's name, version and run, and a hash of the
 feature row it came from. Rows are only ever added. The key (milestone, as_of, model name and
 version, backfilled) is unique and an insert that meets an existing key is dropped, so workers
-that build the same state (``serving.portfolio``: as_of rounded to the refresh period) record it
+that build the same state (``live.portfolio``: as_of rounded to the refresh period) record it
 once between them (docs/architecture.md, "Forecast ledger"). Alerts are claimed here the same
 way, so one worker sends each, and their deliveries are logged beside them.
 """

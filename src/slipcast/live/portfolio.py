@@ -52,7 +52,7 @@ class Portfolio:
         self.positions = {m.milestone_id: i for i, m in enumerate(self.milestones)}
 
     def __getstate__(self) -> dict:
-        """As another worker reads it (``serving.shared``): without the model, which each process
+        """As another worker reads it (``live.shared``): without the model, which each process
         has loaded itself, the history, shared once per version of the store, and bodies encoded here."""
         return {**self.__dict__, "model": None, "history": None, "encoded": {}}
 

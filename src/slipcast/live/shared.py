@@ -6,7 +6,7 @@ its worker's interpreter for seconds while requests wait (docs/architecture.md, 
 ``built_once`` lets the first worker to ask build it and write it to a file in the service's own
 work folder; the others wait for that file (on a lock, without holding the interpreter) and read
 it, which costs a few hundredths of a second where the build costs seconds. The build writes
-the file itself, so that it can run in another process (``serving.builder``).
+the file itself, so that it can run in another process (``live.builder``).
 """
 
 from __future__ import annotations

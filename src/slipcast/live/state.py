@@ -1,15 +1,15 @@
 """The current live state of the store, refreshed in the background.
 
 ``slipcast serve --store DIR`` (or ``serving.store``) serves every open milestone of the canonical
-tables that ``slipcast import`` and ``slipcast sync`` write (``serving.portfolio``). ``LiveState``
+tables that ``slipcast import`` and ``slipcast sync`` write (``live.portfolio``). ``LiveState``
 rebuilds that in a background thread when the store or a champion changes, and at least every
 ``serving.refresh_seconds`` (time moves on even when nothing else does), and swaps the new
 ``Portfolio`` in with one assignment: a request reads whichever is current, never waits for a
 refresh and never sees half of one (docs/architecture.md, "Live state"). Each state is built once
-for all the service's workers (``serving.shared``), from the store's history, itself coded once
+for all the service's workers (``live.shared``), from the store's history, itself coded once
 per version of the store and shared apart, in a child process of low priority where
-``serving.build_niceness`` is set (``serving.builder``). Each new state's forecasts go to the
-ledger (``serving.ledger``), and the alerts they raise to their webhooks (``serving.alerts``).
+``serving.build_niceness`` is set (``live.builder``). Each new state's forecasts go to the
+ledger (``live.ledger``), and the alerts they raise to their webhooks (``serving.alerts``).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """``slipcast monitor``: the forecasts the service published, against what happened.
 
 Each live (never backfilled) ledger row gets its outcome by the training rules
-(``features.current.History.labels_at``: the scope committed at its as_of, judged at the due date
+(``features.store_history.History.labels_at``: the scope committed at its as_of, judged at the due date
 known then), counted only once known by now. For those: Brier score, Brier skill against the
 base rate current at each forecast (the share of milestones known to have slipped before it),
 ECE and the reliability table, overall and by model version, horizon, project and month, with

@@ -3,7 +3,7 @@
 From ``start``, every ``every_days``: the milestones open then are forecast by the model trained
 on what was known then (training rows whose label was known by that time; their features are
 point in time), and the forecasts recorded (those the service would give: not past due, with
-scope and history, ``serving.forecast.forecastable``); each week the forecasts of the current
+scope and history, ``scoring.forecast.forecastable``); each week the forecasts of the current
 model whose outcomes are known by then are judged as the monitor judges them
 (``monitor.judge``, once ``monitoring.min_outcomes`` are known), and the features served in the
 latest ``monitoring.drift_days`` against the model's training rows, once per such window

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from slipcast.core.vocabulary import Direction
 from slipcast.scoring.model_store import LoadedModel
 from slipcast.scoring.records import Driver
 
@@ -78,7 +79,7 @@ def drivers(loaded: LoadedModel, inputs: dict[str, np.ndarray], rows: np.ndarray
         out.append([
             Driver(feature=features[j], value=_plain(inputs[features[j]][row]),
                    reference=_plain(reference.get(features[j])), effect=round(float(effects[i, j]), 4),
-                   direction="raises risk" if effects[i, j] >= 0 else "lowers risk")
+                   direction=Direction.RAISES if effects[i, j] >= 0 else Direction.LOWERS)
             for j in order if abs(effects[i, j]) > 0
         ])
     return out

@@ -3,7 +3,7 @@
 Two shapes carry state: items (``ForecastRequest``: one milestone with its tickets, events and
 links as objects; a batch holds many) and columns (``TablesRequest``: a team's canonical tables
 as columns, every milestone of it scored from one copy of its tickets). Both become the same
-columns (``features.online.Columns``) and pass the same checks, each a few calls over whole
+columns (``features.now.Columns``) and pass the same checks, each a few calls over whole
 columns; an error names where the value sits in the body it came in (docs/architecture.md,
 "Requests as columns").
 """

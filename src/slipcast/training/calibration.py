@@ -31,7 +31,7 @@ UNCALIBRATED = "none (too few later rows of each outcome to calibrate on)"
 MIN_PER_OUTCOME = 2  # rows of each outcome a calibration slice needs (each half of it is fitted)
 # recency weights leave fewer effective rows, so their choice is noisier: they are taken only for a
 # sigmoid (two parameters; isotonic on few effective rows overfits) and only when they beat equal
-# weights by this share of the Brier score (tests/test_calibration.py); the recent base rate is
+# weights by this share of the Brier score (tests/training/test_calibration.py); the recent base rate is
 # served over the whole history's by the same rule (``Backtest.fallback``)
 RECENCY_MARGIN = 0.05
 

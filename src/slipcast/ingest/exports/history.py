@@ -4,7 +4,7 @@ Canonical events may carry changes dated before the ticket was created (the simu
 urgent bug before anyone files it) and changes that change nothing. A tracker holds neither: its
 issue has a state at creation and a changelog after it. ``ticket_histories`` folds the events
 into that form, and ``steps`` gives each field's values over time, the form in which two
-histories are compared whatever events encoded them (tests/test_exports.py).
+histories are compared whatever events encoded them (tests/ingest/test_exports.py).
 """
 
 from __future__ import annotations

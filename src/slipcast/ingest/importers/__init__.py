@@ -19,7 +19,7 @@ FORMATS = {  # format -> its importer, "module:function"
 def run_import(fmt: str, src, out, settings: Settings, force: bool = False, **options) -> ImportReport:
     """Import ``src`` in format ``fmt`` to the folder ``out``; return the reconciled report.
 
-    The destination is checked before anything is read (``features.tables.check_destination``):
+    The destination is checked before anything is read (``ingest.tables.check_destination``):
     a folder that holds the source, or files that are not Slipcast's (unless ``force``), is refused.
     """
     if fmt not in FORMATS:

@@ -1,4 +1,4 @@
-"""The open milestones of the store, answered from the live state (``serving.portfolio``):
+"""The open milestones of the store, answered from the live state (``live.portfolio``):
 the list with filters, sorting and paging, one milestone with its tickets, its daily history."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 
+from slipcast.core.vocabulary import MilestoneKind
 from slipcast.live.portfolio import Portfolio
 from slipcast.scoring.forecast import model_ref
 from slipcast.serving.dependencies import PortfolioDep, SettingsDep, authorized
@@ -39,7 +40,7 @@ def not_modified(response: Response) -> Response:
 @router.get("", response_model=MilestonePage, responses=NOT_MODIFIED)
 def list_milestones(request: Request, response: Response, state: PortfolioDep,
                     project: Annotated[list[str] | None, Query(description="Only these projects (repeatable).")] = None,
-                    kind: Literal["release", "sprint", "epic"] | None = None,
+                    kind: MilestoneKind | None = None,
                     band: Annotated[str | None, Query(description="Only this risk band.")] = None,
                     sort: Literal["probability", "-probability", "due_at", "-due_at", "change_7d", "-change_7d",
                                   "milestone_id", "-milestone_id"] = "-probability",
