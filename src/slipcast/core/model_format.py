@@ -18,7 +18,7 @@ import numpy as np
 
 MODEL_FILE = "model.skops"  # inside an MLflow sklearn model folder saved with serialization_format="skops"
 
-# Types beyond skops's defaults that Slipcast's candidates hold (tests/test_model_format.py fits
+# Types beyond skops's defaults that Slipcast's candidates hold (tests/core/test_model_format.py fits
 # every candidate with both calibration methods and checks that they need no others).
 TRUSTED_TYPES = (
     "functools.partial",
