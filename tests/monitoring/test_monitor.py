@@ -14,6 +14,8 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
+from slipcast.features.milestone_features import GROWS_WITH_HISTORY
+from slipcast.features.pipeline import feature_columns
 from slipcast.features.store_history import History
 from slipcast.ingest.tables import write_tables
 from slipcast.live.ledger import Ledger
@@ -79,10 +81,40 @@ def test_the_published_forecasts_are_scored_against_their_outcomes(published):
     assert result.overall["brier"] == pytest.approx(np.mean((done["probability"] - done["label"]) ** 2))
     assert set(result.by) == {"model_version", "horizon", "project", "month"}
     assert sum(b["n"] for b in result.reliability) == result.with_outcome
-    assert 0 <= result.prediction_psi and result.feature_psi  # drift measured against the training rows
+    # drift measured against the training rows: every feature compared, none that grows with the history
+    compared = {c for c in feature_columns("milestone") if c not in GROWS_WITH_HISTORY
+                and pd.api.types.is_numeric_dtype(published["training"][c])}
+    assert set(result.feature_psi) <= compared and len(result.feature_psi) >= len(compared) - 3
+    assert all(np.isfinite(v) and v >= 0 for v in result.feature_psi.values())
+    assert np.isfinite(result.prediction_psi) and result.prediction_psi >= 0
     # an outcome counts only once known: right after the last refresh the open milestones' are pending
     then = monitor(s, published["store"], published["last"], published["training"])
     assert then.pending > 0 and then.with_outcome < result.with_outcome and then.expected_pending_brier > 0
+
+
+def test_outcomes_are_the_training_labels_and_the_brier_is_scored_on_them(published, tmp_path):
+    """Forecasts published at the training set's own (milestone, as_of) pairs get the outcome the
+    training pipeline labelled them with, and the Brier score of those labels: the monitor's
+    outcomes are checked against the features' code, not recomputed by the monitor's."""
+    s = published["settings"]
+    train = published["training"]
+    rows = train[train["label"].notna() & (train["label_known_at"] <= pd.Timestamp(published["end"]))]
+    rows = rows[rows["as_of"] > rows["as_of"].quantile(0.5)].head(400)
+    p = np.random.default_rng(7).uniform(0.05, 0.95, len(rows)).round(4)
+    model = ModelRef(name="slipcast-milestone", version="1", run_id="r", candidate=None, source="registry")
+    url = f"sqlite:///{tmp_path / 'pairs.db'}"
+    Ledger(url).record([Forecast(milestone_id=m, as_of=a, status="ok", probability=float(q), basis="model",
+                                 risk_band="medium", model=model)
+                        for m, a, q in zip(rows["milestone_id"], rows["as_of"], p)],
+                       list(rows["project"]), [None] * len(rows))
+    local = s.model_copy(update={"serving": s.serving.model_copy(update={"ledger_url": url})})
+    scored = published_with_outcomes(Ledger(url), History(published["tables"], local.features), published["end"])
+    by_pair = dict(zip(zip(rows["milestone_id"], rows["as_of"]), rows["label"]))
+    assert len(scored) == len(rows)
+    assert [by_pair[(m, a)] for m, a in zip(scored["milestone_id"], scored["as_of"])] == list(scored["label"])
+    result = monitor(local, published["store"], published["end"], train)
+    assert result.with_outcome == len(rows)
+    assert result.overall["brier"] == pytest.approx(float(np.mean((p - rows["label"].to_numpy()) ** 2)))
 
 
 def test_forecasts_of_a_milestone_deleted_from_the_store_are_left_out_and_said_so(published, tmp_path):
