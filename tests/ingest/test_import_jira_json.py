@@ -75,7 +75,8 @@ def test_bad_records_are_rejected_with_file_record_field_and_reason(tmp_path, se
     assert "invalid or truncated JSON" in by_file["truncated.json"].reason
     assert by_file["truncated.json"].field.startswith("line 1 column")
     assert by_file["empty.json"].reason == "empty file"
-    assert by_file["status.json"].field == "status" and "Pondering" in by_file["status.json"].reason
+    assert "status.json" not in by_file  # a status nothing places is read as in progress, with a warning
+    assert any("'Pondering'" in w and "in_progress" in w for w in report.warnings)
     assert by_file["nokey.json"].field == "key"
     assert by_file["naive.json"].field == "created" and "naive timestamp" in by_file["naive.json"].reason
     assert report.ignored["tickets"] == 1 and any("repeat an issue" in w for w in report.warnings)  # dup.json
@@ -86,7 +87,7 @@ def test_bad_records_are_rejected_with_file_record_field_and_reason(tmp_path, se
     assert "not a Jira issue" in by_file["other.json"].reason
     # every ticket read is accounted for
     assert report.read["tickets"] == report.accepted["tickets"] + report.ignored["tickets"] + report.rejected()["tickets"]
-    assert report.accepted["tickets"] == 2  # DS-1 and DS-6
+    assert report.accepted["tickets"] == 3  # DS-1, DS-3 and DS-6
     # changelog items of rejected issues are rejected with them, not lost
     assert report.read["events"] == report.accepted["events"] + report.ignored["events"] + report.rejected()["events"]
 
@@ -180,6 +181,23 @@ def test_statuses_and_link_types_are_read_from_what_jira_says_of_them(tmp_path, 
     assert "in_progress" in set(moves["from_value"])  # Patch Available -> Closed, read, not rejected
     kinds = dict(zip(t.links["to_ticket"], t.links["kind"]))
     assert kinds["DS-3"] == "depends_on" and kinds.get("DS-2", kinds.get("DS-1")) == "parent"
+
+
+def test_a_status_met_only_in_changelogs_is_read_as_in_progress_with_a_warning(tmp_path, settings):
+    """Apache's "Patch Available" is named only by changelogs: no issue carries it and no list
+    places it. Jira puts a custom status in "In Progress"; so does the import, says so, and
+    rejects none of its events."""
+    src = tmp_path / "src"
+    src.mkdir()
+    issue = jira_issue("DS-1", status={"name": "Closed", "statusCategory": {"key": "done"}})
+    issue["changelog"]["histories"][2]["items"][0].update(fromString="Patch Available")
+    _write(src / "a.json", issue)
+    report = run_import("jira-json", src, tmp_path / "out", settings)
+    assert not report.rejections, report.rejections
+    moves = read_tables(tmp_path / "out").events.query("field == 'status'")
+    assert "in_progress" in set(moves["from_value"])
+    assert report.mappings["status"]["Patch Available"] == "in_progress"  # shown in doctor's mappings
+    assert any("'Patch Available'" in w and "in_progress" in w for w in report.warnings)
 
 
 def test_a_status_list_from_the_api_places_statuses_no_issue_carries(tmp_path, settings):

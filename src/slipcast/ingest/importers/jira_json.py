@@ -22,6 +22,7 @@ from slipcast.ingest.importers.shapes import JiraIssue, check
 from slipcast.ingest.importers.sources import list_files, read_json
 from slipcast.ingest.importers.vocab import (
     JIRA_STATUS_CATEGORIES,
+    UNPLACED_STATUS,
     LinkKinds,
     Vocabulary,
     end_of_day,
@@ -79,7 +80,7 @@ class _Builder:
 
     def __init__(self, settings: Settings, report: ImportReport):
         imp = settings.imports
-        self.status = Vocabulary("status", imp.status_categories)
+        self.status = Vocabulary("status", imp.status_categories, default=UNPLACED_STATUS)
         self.link_kind = LinkKinds(imp.link_kinds)
         self.points_fields = imp.jira_story_points_fields
         self.sprint_fields = imp.jira_sprint_fields
@@ -495,7 +496,7 @@ def import_jira_json(src, out, settings: Settings, force: bool = False) -> Impor
     for record, file, i in keyless:
         builder.issue(record, file, i)  # type: ignore[arg-type]  # rejected there, naming the field
     builder.dates(versions, sprints)
-    report.warnings += builder.link_kind.warnings()
+    report.warnings += builder.link_kind.warnings() + builder.status.warnings()
     if builder.truncated:
         report.warnings.append(
             f"{builder.truncated} issues hold fewer changelog histories than their total (Jira embeds only the "

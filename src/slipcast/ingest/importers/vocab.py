@@ -8,6 +8,7 @@ import pandas as pd
 
 from slipcast.core.contracts import EARLIEST, LATEST, MAX_STORY_POINTS, YEARS
 from slipcast.core.errors import FieldError
+from slipcast.core.vocabulary import TicketStatus
 
 
 def parse_time(value, *, tz: str | None = None, formats: tuple[str, ...] = ()) -> pd.Timestamp | None:
@@ -87,16 +88,24 @@ LINK_WORDS = (("block", "blocks"), ("depend", "depends_on"), ("require", "depend
               ("sub-task", "parent"), ("subtask", "parent"), ("child", "parent"), ("relat", "relates"))
 
 
+# where Jira itself puts a status it was told nothing of: a new custom status is "In Progress"
+UNPLACED_STATUS = TicketStatus.IN_PROGRESS.value
+
+
 class Vocabulary:
     """Maps tracker names (case-insensitive) onto canonical categories: the settings profile
-    first (it overrides), then what the tracker said of a name itself (``learn``)."""
+    first (it overrides), then what the tracker said of a name itself (``learn``), then
+    ``default`` where one is given (a name nothing places, remembered in ``unplaced`` and warned
+    of once), else a rejection that names it."""
 
-    def __init__(self, what: str, categories: dict[str, list[str]]):
+    def __init__(self, what: str, categories: dict[str, list[str]], default: str | None = None):
         self.what = what
+        self.default = default
         self._lookup = {name.strip().lower(): cat for cat, names in categories.items() for name in names}
         self._lookup.update({cat: cat for cat in categories})
         self._learned: dict[str, str] = {}
         self.used: dict[str, str] = {}  # each tracker name met, as spelled first, and where it went
+        self.unplaced: set[str] = set()  # names placed by the default: no list and nothing the tracker said
 
     def note(self, name, category: str) -> str:
         """Record that ``name`` was placed as ``category`` (for the import summary)."""
@@ -106,6 +115,12 @@ class Vocabulary:
     @staticmethod
     def _key(name) -> str:
         return str(name).strip().lower() if name is not None else ""
+
+    def warnings(self) -> list[str]:
+        """One line per name the default placed, for the import summary."""
+        return [f"{self.what} {name!r}: no list and nothing the tracker said places it; read as {self.default} "
+                f"(Jira's own category for a custom status; map it under imports.{self.what}_categories)"
+                for name in sorted(self.unplaced)]
 
     def learn(self, name, category: str) -> None:
         """What the tracker says ``name`` means (a status's own category); the profile still wins."""
@@ -117,15 +132,13 @@ class Vocabulary:
 
     def __call__(self, name) -> str:
         key = self._key(name)
-        try:
+        if key in self._lookup or key in self._learned:
             return self.note(name, self._lookup[key] if key in self._lookup else self._learned[key])
-        except KeyError:
-            raise FieldError((),
-                f"unknown {self.what} {name!r} (map it under imports.{self.what}_categories"
-                f" in the settings profile)"
-                if self.what == "status"
-                else f"unknown {self.what} {name!r} (map it under imports.link_kinds)"
-            ) from None
+        if self.default is not None and key:
+            self.unplaced.add(str(name))
+            return self.note(name, self.default)
+        where = f"imports.{self.what}_categories in the settings profile" if self.what == "status" else "imports.link_kinds"
+        raise FieldError((), f"unknown {self.what} {name!r} (map it under {where})")
 
 
 class LinkKinds(Vocabulary):
