@@ -89,6 +89,7 @@ def _cmd_features(args) -> int:
         write_training_set,
         write_training_sets,
     )
+    from slipcast.ingest.importers.report import FINAL_STATE_ONLY, export_history
     from slipcast.ingest.tables import read_tables
 
     settings = get_settings()
@@ -96,15 +97,18 @@ def _cmd_features(args) -> int:
     started = time.perf_counter()
     tables = read_tables(data)
     fp = training_set_fingerprint(tables, settings.features)
+    final_state = not (export_history(data) or {}).get("point_in_time", True)
+    if final_state:
+        print(f"warning: {data}: {FINAL_STATE_ONLY}", file=sys.stderr)
     out = Path(args.out) if args.out else settings.resolve(settings.work_dir) / "features"
     engine = args.engine or settings.features.engine
     if engine == "spark":
         from slipcast.features.spark_engine import build_training_sets_spark
 
-        written = {target: WrittenSet(write_training_set(frame, out, target, fp), *map(int, label_counts(frame)))
+        written = {target: WrittenSet(write_training_set(frame, out, target, fp, final_state), *map(int, label_counts(frame)))
                    for target, frame in build_training_sets_spark(data, settings.features).items()}
     else:
-        written = write_training_sets(tables, settings.features, out, fp)
+        written = write_training_sets(tables, settings.features, out, fp, final_state)
     for target, w in written.items():
         print(f"{target}: {w.rows} snapshots, {w.labelled} labelled ({w.slipped} slipped), "
               f"{w.rows - w.labelled} still open -> {w.path}")
@@ -116,6 +120,9 @@ def _cmd_train(args) -> int:
     from slipcast.training.run import train
 
     settings = get_settings()
+    if args.accept_final_state:
+        settings = settings.model_copy(update={"training": settings.training.model_copy(update={
+            "accept_final_state": True})})
     result = train(settings, data_dir=Path(args.data) if args.data else None,
                    features_dir=Path(args.features) if args.features else None,
                    targets=args.target, candidates=args.candidate,
@@ -352,6 +359,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--candidate", action="append",
                    help="candidate(s) to backtest (default: settings training.candidates)")
     p.add_argument("--json", action="store_true", help="also print the full result as JSON")
+    p.add_argument("--accept-final-state", action="store_true",
+                   help="train on an export that holds no history (final states only), the model marked so")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("serve", help="run the forecast API")

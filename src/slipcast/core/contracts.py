@@ -26,6 +26,9 @@ METADATA_FILE = "slipcast.json"  # the same metadata inside an exported model fo
 
 TRAINING_SET_TARGET_KEY = b"slipcast.target"  # Parquet schema metadata of a training set
 TRAINING_SET_FINGERPRINT_KEY = b"slipcast.fingerprint"
+# set (to b"final-state") on a training set built from an export that holds no history: its labels
+# and features are the tickets' final states, not point in time (docs/guide.md, "Your own data")
+TRAINING_SET_FINAL_STATE_KEY = b"slipcast.final_state"
 
 # the values an import or a request may hold: times from EARLIEST up to (not including) LATEST
 EARLIEST, LATEST = datetime(1900, 1, 1, tzinfo=UTC), datetime(2201, 1, 1, tzinfo=UTC)
@@ -77,6 +80,7 @@ class ModelMetadata(TypedDict, total=False):
     project_guard: dict[str, dict[str, dict]]  # project -> its own cells, overriding the pooled ones
     base_rate_served: float  # what a guarded forecast serves
     base_rate_basis: str  # which base rate that is: "recent" or "whole history" (chosen by backtest)
+    point_in_time: bool  # False: trained on an export of final states only (``TRAINING_SET_FINAL_STATE_KEY``)
 
 
 def served_base_rate(metadata) -> tuple[float, str]:

@@ -86,6 +86,9 @@ class SearchPoint(BaseModel):
 class TrainingSettings(BaseModel):
     """Backtest and candidate settings."""
 
+    accept_final_state: bool = Field(
+        False, description="Train on a history whose export held final states only (no changelog: labels and "
+                           "features not point in time); the model is marked so in MLflow and in every answer.")
     candidates: list[str] = Field(description="Candidates backtested, baselines included.")
     folds: int = Field(description="Rolling-origin folds in the backtest.")
     first_cutoff_quantile: float = Field(

@@ -14,7 +14,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from slipcast.core.contracts import TARGETS, TRAINING_SET_FINGERPRINT_KEY, TRAINING_SET_TARGET_KEY
+from slipcast.core.contracts import (
+    TARGETS,
+    TRAINING_SET_FINAL_STATE_KEY,
+    TRAINING_SET_FINGERPRINT_KEY,
+    TRAINING_SET_TARGET_KEY,
+)
 from slipcast.core.progress import progress
 from slipcast.core.settings import FeatureSettings
 from slipcast.features.buckets import bucket_count, bucket_tables
@@ -100,21 +105,26 @@ def training_set_fingerprint(tables: Tables, settings: FeatureSettings) -> str:
     return hashlib.sha256((fingerprint(tables) + schedule_spec).encode()).hexdigest()[:16]
 
 
-def _stamped(table: pa.Table, target: str, data_fingerprint: str | None) -> pa.Table:
-    """``table`` with the target and the data fingerprint in its schema's metadata."""
+def _stamped(table: pa.Table, target: str, data_fingerprint: str | None, final_state: bool = False) -> pa.Table:
+    """``table`` with the target, the data fingerprint and, for a history of final states only,
+    that mark, in its schema's metadata."""
     meta = dict(table.schema.metadata or {})
     meta[TRAINING_SET_TARGET_KEY] = target.encode()
     meta[TRAINING_SET_FINGERPRINT_KEY] = (data_fingerprint or "").encode()
+    if final_state:
+        meta[TRAINING_SET_FINAL_STATE_KEY] = b"final-state"
     return table.replace_schema_metadata(meta)
 
 
 def write_training_set(frame: pd.DataFrame, out_dir: Path, target: str,
-                       data_fingerprint: str | None = None) -> Path:
-    """Write one target's training set as Parquet, the fingerprint in its metadata."""
+                       data_fingerprint: str | None = None, final_state: bool = False) -> Path:
+    """Write one target's training set as Parquet, the fingerprint (and the final-state mark:
+    ``_stamped``) in its metadata."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{target}.parquet"
-    pq.write_table(_stamped(pa.Table.from_pandas(frame, preserve_index=False), target, data_fingerprint), path)
+    pq.write_table(_stamped(pa.Table.from_pandas(frame, preserve_index=False), target, data_fingerprint, final_state),
+                   path)
     return path
 
 
@@ -133,7 +143,7 @@ def label_counts(frame: pd.DataFrame) -> np.ndarray:
 
 
 def write_training_sets(tables: Tables, settings: FeatureSettings, out_dir: Path,
-                        data_fingerprint: str | None = None) -> dict[str, WrittenSet]:
+                        data_fingerprint: str | None = None, final_state: bool = False) -> dict[str, WrittenSet]:
     """Both targets' training sets built and written one bucket of whole projects at a time
     (``features.buckets``, ``settings.bucket_events`` events each), so peak memory follows the
     largest bucket, not the history. The rows are ``build_training_sets``' rows, bucket after
@@ -153,7 +163,7 @@ def write_training_sets(tables: Tables, settings: FeatureSettings, out_dir: Path
         for target, frame in sets.items():
             table = pa.Table.from_pandas(frame, preserve_index=False)
             if target not in writers:
-                table = _stamped(table, target, data_fingerprint)
+                table = _stamped(table, target, data_fingerprint, final_state)
                 writers[target] = pq.ParquetWriter(partial[target], table.schema)
             if not table.schema.equals(writers[target].schema, check_metadata=False):
                 table = table.cast(writers[target].schema)
@@ -190,6 +200,11 @@ def _ahead(items: Iterator[T]) -> Iterator[T]:
         while (item := following.result()) is not None:
             following = pool.submit(next, items, None)
             yield item
+
+
+def is_final_state(path: Path) -> bool:
+    """Whether a training set was built from an export that holds no history (``_stamped``)."""
+    return TRAINING_SET_FINAL_STATE_KEY in (pq.read_schema(path).metadata or {})
 
 
 def read_training_set(path: Path) -> tuple[pd.DataFrame, str]:

@@ -80,6 +80,15 @@ def guard(loaded: LoadedModel, span_elapsed, projects) -> Guard:
     return Guard(horizons, cells, np.array([cell is not None for cell in cells], dtype=bool), rate, rate_basis)
 
 
+def final_state_caveat(loaded: LoadedModel) -> list[str]:
+    """What every answer of a model trained on an export of final states only says (none for a
+    point-in-time model)."""
+    if loaded.metadata.get("point_in_time", True):
+        return []
+    return ["trained on an export that holds no history (final states only): not point in time, accepted by "
+            "--accept-final-state"]
+
+
 def forecastable(feats: dict[str, np.ndarray], settings: Settings) -> np.ndarray:
     """Which rows get a probability: not past due, something committed, and at least
     ``features.min_history_weeks`` of the team's finished work (the others get a status and a
@@ -112,23 +121,24 @@ def forecasts_of(ids: list[str], projects: list[str], as_ofs: list[datetime], fe
     out = []
     min_weeks = settings.features.min_history_weeks
     probabilities = g.served(p[:n])
+    caveat = final_state_caveat(loaded)
     plain = plain_columns(inputs)
     for i in range(n):
         values = {name: column[i] for name, column in plain.items()}
         common = {"milestone_id": ids[i], "as_of": as_ofs[i], "features": values, "model": ref}
         if days_left[i] <= 0:
             out.append(Forecast(status=ForecastStatus.PAST_DUE, probability=None, risk_band=None,
-                                message=f"the due date has passed with {int(remaining[i])} "
-                                        "committed tickets still open", **common))
+                                message="; ".join([f"the due date has passed with {int(remaining[i])} committed "
+                                                   "tickets still open", *caveat]), **common))
             continue
         if not answered[i]:
             why_not = ("nothing is committed to the milestone yet" if scope[i] == 0 else
                        f"the team has {history[i]:.1f} weeks of finished work; "
                        f"{min_weeks} are needed (send its recently resolved tickets)")
             out.append(Forecast(status=ForecastStatus.INSUFFICIENT_HISTORY, probability=None, risk_band=None,
-                                message=f"insufficient history: {why_not}", **common))
+                                message="; ".join([f"insufficient history: {why_not}", *caveat]), **common))
             continue
-        notes = []
+        notes = list(caveat)
         if days_left[i] > 7 * settings.features.monte_carlo_max_weeks:
             notes.append(f"due beyond the {settings.features.monte_carlo_max_weeks}-week Monte Carlo horizon: "
                          "monte_carlo_on_time is the chance of finishing within it")

@@ -13,6 +13,7 @@ import numpy as np
 from slipcast.core.contracts import TARGETS
 from slipcast.core.settings import Settings
 from slipcast.features.pipeline import build_training_sets, feature_columns
+from slipcast.ingest.importers.report import FINAL_STATE_ONLY, export_history
 from slipcast.ingest.tables import read_tables
 
 
@@ -46,6 +47,12 @@ def diagnose(data_dir: Path, settings: Settings) -> tuple[list[str], list[str]]:
                 placed = ", ".join(f"{name!r} -> {cat}" for name, cat in sorted(used.items()))
                 lines.append(f"  {what} names seen and where the import placed them: {placed}")
     thin = []
+    history = export_history(data_dir)
+    if history is not None:
+        lines.append(f"  history: {history['changed_after_creation']} of {history['tickets']} tickets have a change "
+                     "recorded after their creation")
+        if not history["point_in_time"]:
+            thin.append(f"not point in time: {FINAL_STATE_ONLY}")
     if not dated.any():
         thin.append("no milestone has a due date: nothing can slip, so there is nothing to forecast")
     sets = build_training_sets(tables, settings.features)

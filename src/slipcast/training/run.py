@@ -15,7 +15,14 @@ import numpy as np
 
 from slipcast.core.contracts import CHAMPION_ALIAS, METADATA_ARTIFACT, TARGETS, Target, code_version
 from slipcast.core.settings import Settings
-from slipcast.features.pipeline import build_training_sets, feature_columns, read_training_set, training_set_fingerprint
+from slipcast.features.pipeline import (
+    build_training_sets,
+    feature_columns,
+    is_final_state,
+    read_training_set,
+    training_set_fingerprint,
+)
+from slipcast.ingest.importers.report import FINAL_STATE_ONLY, export_history
 from slipcast.ingest.tables import read_tables
 from slipcast.training.backtest import Backtest, base_rates, run_backtest
 from slipcast.training.export import export_model, model_metadata
@@ -36,21 +43,29 @@ log = logging.getLogger(__name__)
 METRICS = ("brier", "brier_skill", "log_loss", "roc_auc", "pr_auc", "ece")
 
 
-def load_training_sets(settings: Settings, data_dir: Path | None, features_dir: Path | None) -> tuple[dict, dict]:
-    """Training sets and their fingerprints, from saved features or built from tables."""
+class FinalStateOnly(ValueError):
+    """Training sets built from an export that holds no history, and no leave to train on them."""
+
+
+def load_training_sets(settings: Settings, data_dir: Path | None, features_dir: Path | None
+                       ) -> tuple[dict, dict, bool]:
+    """Training sets, their fingerprints, and whether they were built from an export of final
+    states only (no history), from saved features or built from tables."""
     if features_dir is not None:
-        sets, prints = {}, {}
+        sets, prints, final = {}, {}, False
         for target in TARGETS:
             path = Path(features_dir) / f"{target}.parquet"
             if path.exists():
                 sets[target], prints[target] = read_training_set(path)
+                final = final or is_final_state(path)
         if not sets:
             raise FileNotFoundError(f"{features_dir}: no milestone.parquet or ticket.parquet (run `slipcast features`)")
-        return sets, prints
+        return sets, prints, final
     data_dir = Path(data_dir) if data_dir else settings.resolve(settings.data_dir)
     tables = read_tables(data_dir)
     fp = training_set_fingerprint(tables, settings.features)
-    return build_training_sets(tables, settings.features), {t: fp for t in TARGETS}
+    final = not (export_history(data_dir) or {}).get("point_in_time", True)
+    return build_training_sets(tables, settings.features), {t: fp for t in TARGETS}, final
 
 
 def decide(client, name: str, bt: Backtest, chosen: str, settings: Settings, fingerprint: str) -> dict:
@@ -87,8 +102,9 @@ def decide(client, name: str, bt: Backtest, chosen: str, settings: Settings, fin
 
 
 def train_target(client, settings: Settings, target: Target, frame, fingerprint: str, candidates: list[str],
-                 on_stage: Callable[[str, str], None], command: str) -> dict:
-    """Backtest, log and maybe promote one target's model; the run is marked failed on any error."""
+                 on_stage: Callable[[str, str], None], command: str, final_state: bool = False) -> dict:
+    """Backtest, log and maybe promote one target's model; the run is marked failed on any error.
+    A model trained on final states only (``final_state``) says so in MLflow and its metadata."""
     name = model_name(settings, target)
     features = feature_columns(target)
     exp = experiment_id(client, settings, target)
@@ -101,7 +117,8 @@ def train_target(client, settings: Settings, target: Target, frame, fingerprint:
             heartbeat(client, run.info.run_id)
             on_stage(name, target)
 
-        mlflow.set_tags({"data_fingerprint": fingerprint, "code_version": code_version(), "target": target})
+        mlflow.set_tags({"data_fingerprint": fingerprint, "code_version": code_version(), "target": target,
+                         "point_in_time": str(not final_state).lower()})
         mlflow.log_params({"candidates": ",".join(candidates), "folds": settings.training.folds,
                            "first_cutoff_quantile": settings.training.first_cutoff_quantile,
                            "seed": settings.training.seed, "n_features": len(features),
@@ -149,7 +166,7 @@ def train_target(client, settings: Settings, target: Target, frame, fingerprint:
                 "model_name": name, "model_version": version, "run_id": run.info.run_id, "candidate": chosen,
                 "data_fingerprint": fingerprint, "code_version": code_version(), "backtest_id": bt.backtest_id,
                 "metrics": chosen_scores, "trained_at": started.isoformat(), "sha256": digest,
-                "guard": guard, "project_guard": by_project,
+                "guard": guard, "project_guard": by_project, "point_in_time": not final_state,
                 "base_rate_basis": bt.fallback(),
                 "base_rate_served": base_rates(bt.frame, settings.training.calibration_share)[bt.fallback()],
                 "baselines": {n: r.overall for n, r in bt.results.items() if n != chosen}})
@@ -175,12 +192,14 @@ def train(settings: Settings, data_dir: Path | None = None, features_dir: Path |
           targets: list[Target] | None = None, candidates: list[str] | None = None,
           on_stage: Callable[[str, str], None] | None = None) -> dict:
     """Train every target; return a summary per target."""
-    sets, prints = load_training_sets(settings, data_dir, features_dir)
+    sets, prints, final = load_training_sets(settings, data_dir, features_dir)
+    if final and not settings.training.accept_final_state:
+        raise FinalStateOnly(f"{features_dir or data_dir or settings.data_dir}: {FINAL_STATE_ONLY}")
     client = configure(settings)
     command = " ".join(shlex.quote(a) for a in ["slipcast"] + sys.argv[1:])
     stage = on_stage or (lambda s, t: log.info("%s: %s", t, s))
     out = {}
     for target in targets or [t for t in TARGETS if t in sets]:
         out[target] = train_target(client, settings, target, sets[target], prints[target],
-                                   candidates or settings.training.candidates, stage, command)
+                                   candidates or settings.training.candidates, stage, command, final)
     return out

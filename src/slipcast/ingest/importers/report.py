@@ -8,6 +8,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from slipcast.ingest.tables import Tables, make_tables, write_tables
@@ -29,6 +30,7 @@ class ImportReport:
     warnings: list[str] = field(default_factory=list)
     tables: dict[str, int] = field(default_factory=dict)
     mappings: dict[str, dict[str, str]] = field(default_factory=dict)  # tracker names -> canonical, by vocabulary
+    history: dict = field(default_factory=dict)  # ``recorded_history`` of the tables written
 
     def saw(self, kind: str, n: int = 1) -> None:
         self.read[kind] += n
@@ -76,6 +78,7 @@ class ImportReport:
             "tables": self.tables,
             "mappings": self.mappings,
             "warnings": self.warnings,
+            "history": self.history,
         }
 
     def format(self) -> str:
@@ -104,6 +107,33 @@ class ImportReport:
         return buf.getvalue()
 
 
+FINAL_STATE_ONLY = ("this export holds no history (no change of any ticket after its creation: no changelog): every "
+                    "ticket looks as if it always sat in its final milestone and status, so its labels and features "
+                    "are not point in time; `slipcast train` refuses it unless --accept-final-state")
+
+
+def recorded_history(tables: Tables) -> dict:
+    """How much history the tables hold: tickets, and those with a change recorded after their
+    creation (a status, a move between milestones, a re-estimate...). Where none has one, the
+    export held final states only: ``point_in_time`` is False."""
+    tickets, events = tables.tickets, tables.events
+    created = np.asarray(tickets["created_at"].astype("int64"))
+    whose = pd.Index(tickets["ticket_id"]).get_indexer(events["ticket_id"])
+    later = (whose >= 0) & (np.asarray(events["at"].astype("int64")) > created[np.maximum(whose, 0)])
+    changed = len(np.unique(whose[later]))
+    return {"tickets": len(tables.tickets), "changed_after_creation": changed,
+            "point_in_time": changed > 0 or len(tables.tickets) == 0}
+
+
+def export_history(store: Path) -> dict | None:
+    """``recorded_history`` as the import wrote it beside a store's tables (None: no import
+    summary there, as for a simulated history)."""
+    try:
+        return json.loads((Path(store) / "summary.json").read_text()).get("history") or None
+    except (OSError, ValueError):
+        return None
+
+
 def finish(report: ImportReport, frames: dict[str, pd.DataFrame], out: Path, force: bool = False) -> ImportReport:
     """Reconcile, build canonical tables and write them with the rejections and summary
     (never into a folder that holds the source or files of the user's: ``write_tables``)."""
@@ -114,6 +144,9 @@ def finish(report: ImportReport, frames: dict[str, pd.DataFrame], out: Path, for
         raise ImportError_(f"{report.source}: nothing could be imported{why}")
     tables: Tables = make_tables(**frames)
     report.tables = tables.counts()
+    report.history = recorded_history(tables)
+    if not report.history["point_in_time"]:
+        report.warnings.insert(0, FINAL_STATE_ONLY)
     write_tables(
         tables,
         Path(out),

@@ -95,7 +95,7 @@ UNPLACED_STATUS = TicketStatus.IN_PROGRESS.value
 class Vocabulary:
     """Maps tracker names (case-insensitive) onto canonical categories: the settings profile
     first (it overrides), then what the tracker said of a name itself (``learn``), then
-    ``default`` where one is given (a name nothing places, remembered in ``unplaced`` and warned
+    ``default`` where one is given (a name nothing places, remembered in ``defaulted`` and warned
     of once), else a rejection that names it."""
 
     def __init__(self, what: str, categories: dict[str, list[str]], default: str | None = None):
@@ -105,7 +105,7 @@ class Vocabulary:
         self._lookup.update({cat: cat for cat in categories})
         self._learned: dict[str, str] = {}
         self.used: dict[str, str] = {}  # each tracker name met, as spelled first, and where it went
-        self.unplaced: set[str] = set()  # names placed by the default: no list and nothing the tracker said
+        self.defaulted: set[str] = set()  # names placed by the default: no list and nothing the tracker said
 
     def note(self, name, category: str) -> str:
         """Record that ``name`` was placed as ``category`` (for the import summary)."""
@@ -120,7 +120,7 @@ class Vocabulary:
         """One line per name the default placed, for the import summary."""
         return [f"{self.what} {name!r}: no list and nothing the tracker said places it; read as {self.default} "
                 f"(Jira's own category for a custom status; map it under imports.{self.what}_categories)"
-                for name in sorted(self.unplaced)]
+                for name in sorted(self.defaulted)]
 
     def learn(self, name, category: str) -> None:
         """What the tracker says ``name`` means (a status's own category); the profile still wins."""
@@ -135,7 +135,7 @@ class Vocabulary:
         if key in self._lookup or key in self._learned:
             return self.note(name, self._lookup[key] if key in self._lookup else self._learned[key])
         if self.default is not None and key:
-            self.unplaced.add(str(name))
+            self.defaulted.add(str(name))
             return self.note(name, self.default)
         where = f"imports.{self.what}_categories in the settings profile" if self.what == "status" else "imports.link_kinds"
         raise FieldError((), f"unknown {self.what} {name!r} (map it under {where})")
