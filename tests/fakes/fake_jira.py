@@ -21,6 +21,7 @@ import re
 import time
 from collections import Counter
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
@@ -48,6 +49,7 @@ class FakeJira(LoopbackSite):
         self.auth = auth
         self.faults: Counter = Counter()  # path prefix -> how many 429s still to answer
         self.limit_headers = {"Retry-After": "0"}  # what each 429 says about when to come back
+        self.reset_in: float | None = None  # else each 429 says X-RateLimit-Reset this many seconds ahead (ISO 8601)
         self.drops: Counter = Counter()  # path prefix -> how many connections to drop without an answer
         self.repeat = False  # each search page also repeats the last issue of the page before
         self.hits: Counter = Counter()
@@ -99,7 +101,11 @@ class FakeJira(LoopbackSite):
                 for prefix in list(fake.faults):
                     if url.path.startswith(prefix) and fake.faults[prefix] > 0:
                         fake.faults[prefix] -= 1
-                        return self._answer(429, {"errorMessages": ["rate limited"]}, fake.limit_headers)
+                        headers = fake.limit_headers
+                        if fake.reset_in is not None:
+                            at = datetime.now(UTC) + timedelta(seconds=fake.reset_in)
+                            headers = {"X-RateLimit-Reset": at.isoformat()}
+                        return self._answer(429, {"errorMessages": ["rate limited"]}, headers)
                 if method == "POST" and url.path == "/rest/api/3/search/jql":
                     body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                     chosen = fake._selected(body["jql"])
