@@ -10,13 +10,16 @@ import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from slipcast.ingest.connectors.github import sync_github
 from slipcast.ingest.connectors.http import ConnectorError
 from slipcast.ingest.connectors.jira import sync_jira
-from slipcast.ingest.connectors.store import sync_folder
+from slipcast.ingest.connectors.store import file_stem, sync_folder, write_whole
 from slipcast.ingest.exports import render
 from slipcast.ingest.exports.github import REPO
 from slipcast.ingest.importers.jira_json import import_jira_json
@@ -132,6 +135,21 @@ def test_a_sync_folder_of_an_earlier_version_is_cleaned_and_keeps_working(synced
     assert len(report.rejections) == 3, report.rejections
     import_jira_json(jira_export, tmp_path / "ref", settings)
     assert fingerprint(read_tables(store)) == fingerprint(read_tables(tmp_path / "ref"))
+
+
+@given(st.text())
+def test_a_file_stem_is_one_safe_name_per_text(text):
+    stem = file_stem(text)
+    assert set(stem) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-%")
+    assert stem not in {"", ".", ".."} and not stem.startswith(".") and len(stem) <= 200
+    assert file_stem(text + "x") != stem and file_stem("." + text) != stem  # no two texts share a name here
+
+
+@pytest.mark.parametrize("name", ["../escaped.json", "/tmp/escaped.json", "issues/../../escaped.json", "."])
+def test_nothing_is_written_outside_the_sync_folder(name, tmp_path):
+    with pytest.raises(ConnectorError, match="outside the sync folder"):
+        write_whole(tmp_path / "store.sync", name, {"planted": True})
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()] and not Path("/tmp/escaped.json").exists()
 
 
 # -- finding 2: credentials go only to the configured origin ------------------------------------
