@@ -1,5 +1,11 @@
 """A fake GitHub REST API on loopback: milestones, issues (``since``) and per-issue events,
-paged by ``Link`` headers, ETags on milestones, and a spent rate limit on demand."""
+paged by ``Link`` headers, ETags on milestones, and a spent rate limit on demand.
+
+Hostile modes: ``next_link`` (the issues listing's next page is this URL: another origin, or
+``"self"`` for the page itself, a cycle), ``moved`` (every request answered 301 with a JSON body,
+as GitHub answers for a renamed repository), ``reshape`` (the issues listing's body replaced by
+what it returns) and ``echo`` (every request answered 500 with its own headers, token included).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,7 @@ import json
 import re
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlparse
 
@@ -26,6 +33,10 @@ class FakeGitHub(LoopbackSite):
         self.repo, self.token = repo, token
         self.spent = 0  # requests still to answer with a spent rate limit (403, x-ratelimit-remaining: 0)
         self.hits: Counter = Counter()
+        self.next_link: str | None = None
+        self.moved: str | None = None  # where a 301 points (the repository's new URL)
+        self.reshape: Callable[[list], object] | None = None
+        self.echo = False
         super().__init__(self._handler())
 
     def _handler(self):
@@ -47,6 +58,12 @@ class FakeGitHub(LoopbackSite):
                 base = f"/repos/{fake.repo}"
                 route = re.sub(r"/issues/\d+/events", "/issues/N/events", url.path)
                 fake.hits[route] += 1
+                if fake.echo:
+                    return self._echo()
+                if fake.moved:
+                    return self._answer(301, {"message": "Moved Permanently", "url": fake.moved,
+                                              "documentation_url": "https://docs.github.com/rest"},
+                                        {"Location": fake.moved})
                 if self.headers.get("Authorization") != f"Bearer {fake.token}":
                     return self._answer(401, {"message": "Bad credentials"})
                 if fake.spent > 0:
@@ -60,8 +77,13 @@ class FakeGitHub(LoopbackSite):
                     return self._paged(url, query, fake.milestones, {"ETag": etag})
                 if url.path == f"{base}/issues":
                     since = pd.Timestamp(query["since"]) if "since" in query else None
-                    chosen = [fake.issues[n] for n in sorted(fake.issues)
+                    chosen = [fake.issues[n] for n in sorted(fake.issues, key=str)
                               if since is None or pd.Timestamp(fake.issues[n]["updated_at"]) >= since]
+                    if fake.reshape:
+                        return self._answer(200, fake.reshape(chosen))
+                    if fake.next_link:
+                        following = f"{fake.url}{self.path}" if fake.next_link == "self" else fake.next_link
+                        return self._answer(200, chosen[:5], {"Link": f'<{following}>; rel="next"'})
                     return self._paged(url, query, chosen)
                 match = re.fullmatch(rf"{base}/issues/(\d+)/events", url.path)
                 if match:

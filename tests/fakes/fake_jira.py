@@ -4,14 +4,24 @@ Cloud: ``POST /rest/api/3/search/jql`` paged by ``nextPageToken`` with changelog
 newest histories (as Cloud embeds them) and ``/rest/api/3/issue/{key}/changelog`` for the rest.
 Data Center: ``GET /rest/api/2/search`` paged by ``startAt``/``total``. Both: project versions,
 statuses, agile boards and sprints, ``updated >= "yyyy-MM-dd HH:mm"`` in the JQL. Faults on
-demand: 429 with ``Retry-After`` (or ``X-RateLimit-Reset``) on the next requests to a path. It counts what it serves.
+demand: 429 with ``Retry-After`` (or ``X-RateLimit-Reset``) on the next requests to a path. It counts what it serves,
+and when.
+
+Hostile modes (a site that is broken, or attacks): issues with any key (traversal keys are put in
+``issues``), any board ids (``boards``), ``loop`` (one of ``LOOPS``: a paged listing that never
+ends), ``reshape`` (each search page's body replaced by what it returns), ``trickle`` (the
+statuses answered one byte every so many seconds) and ``echo`` (every request answered 500 with
+its own headers, credential included).
 """
 
 from __future__ import annotations
 
 import json
 import re
+import time
 from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
@@ -20,6 +30,13 @@ import pandas as pd
 from tests.fakes.loopback import JsonHandler, LoopbackSite
 
 EMBEDDED = 4  # histories a Cloud search result embeds per issue in this fake
+LOOPS = {
+    "token": "Cloud search: the same nextPageToken on every page",
+    "start_at": "Data Center search: the first page again whatever startAt asks, with a total that never comes",
+    "total": "Data Center search: a fresh page of new keys forever, the total always a page ahead",
+    "changelog": "an issue changelog that is never isLast",
+    "boards": "a board list that is never last",
+}
 
 
 class FakeJira(LoopbackSite):
@@ -32,10 +49,17 @@ class FakeJira(LoopbackSite):
         self.auth = auth
         self.faults: Counter = Counter()  # path prefix -> how many 429s still to answer
         self.limit_headers = {"Retry-After": "0"}  # what each 429 says about when to come back
+        self.reset_in: float | None = None  # else each 429 says X-RateLimit-Reset this many seconds ahead (ISO 8601)
         self.drops: Counter = Counter()  # path prefix -> how many connections to drop without an answer
         self.repeat = False  # each search page also repeats the last issue of the page before
         self.hits: Counter = Counter()
+        self.times: dict[str, list[float]] = {}  # path -> when each request came (time.time())
         self.served: list[str] = []  # issue keys in search results, in order
+        self.boards: list = [{"id": 1, "name": "Board"}]
+        self.loop: str | None = None  # one of LOOPS
+        self.reshape: Callable[[dict], object] | None = None
+        self.trickle: float | None = None  # seconds between the bytes of /status answers
+        self.echo = False
         super().__init__(self._handler())
 
     @classmethod
@@ -52,7 +76,7 @@ class FakeJira(LoopbackSite):
     def _selected(self, jql: str) -> list[dict]:
         match = re.search(r'updated >= "([^"]+)"', jql)
         since = pd.Timestamp(match.group(1), tz="UTC") if match else None
-        keys = sorted(self.issues, key=lambda k: (k.rsplit("-", 1)[0], int(k.rsplit("-", 1)[1])))
+        keys = sorted(self.issues, key=_order)
         return [self.issues[k] for k in keys
                 if since is None or pd.Timestamp(self.issues[k]["fields"]["updated"]) >= since]
 
@@ -64,6 +88,9 @@ class FakeJira(LoopbackSite):
                 url = urlparse(self.path)
                 query = {k: v[0] for k, v in parse_qs(url.query).items()}
                 fake.hits[url.path] += 1
+                fake.times.setdefault(url.path, []).append(time.time())
+                if fake.echo:
+                    return self._echo()
                 if self.headers.get("Authorization") != fake.auth:
                     return self._answer(401, {"errorMessages": ["not authenticated"]})
                 for prefix in list(fake.drops):
@@ -74,41 +101,61 @@ class FakeJira(LoopbackSite):
                 for prefix in list(fake.faults):
                     if url.path.startswith(prefix) and fake.faults[prefix] > 0:
                         fake.faults[prefix] -= 1
-                        return self._answer(429, {"errorMessages": ["rate limited"]}, fake.limit_headers)
+                        headers = fake.limit_headers
+                        if fake.reset_in is not None:
+                            at = datetime.now(UTC) + timedelta(seconds=fake.reset_in)
+                            headers = {"X-RateLimit-Reset": at.isoformat()}
+                        return self._answer(429, {"errorMessages": ["rate limited"]}, headers)
                 if method == "POST" and url.path == "/rest/api/3/search/jql":
                     body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                     chosen = fake._selected(body["jql"])
-                    start = int(body.get("nextPageToken") or 0)
+                    token = str(body.get("nextPageToken") or 0)
+                    start = int(token) if token.isdigit() else 0
                     page = chosen[start:start + int(body.get("maxResults", 50))]
                     if fake.repeat and start > 0:
                         page = [chosen[start - 1]] + page
-                    fake.served += [i["key"] for i in page]
+                    fake.served += [str(i.get("key")) for i in page]
                     out = {"issues": [_embedded(i) for i in page]}
                     if start + len(page) < len(chosen):
                         out["nextPageToken"] = str(start + len(page))
-                    return self._answer(200, out)
+                    if fake.loop == "token":
+                        out["nextPageToken"] = "again"
+                    return self._answer(200, fake.reshape(out) if fake.reshape else out)
                 if url.path == "/rest/api/2/search":
                     chosen = fake._selected(query.get("jql", ""))
                     start, size = int(query.get("startAt", 0)), int(query.get("maxResults", 50))
                     page = chosen[start:start + size]
-                    fake.served += [i["key"] for i in page]
-                    return self._answer(200, {"startAt": start, "maxResults": size, "total": len(chosen),
-                                              "issues": page})
+                    total = len(chosen)
+                    if fake.loop == "start_at":
+                        start, page, total = 0, chosen[:size], 10 ** 9
+                    if fake.loop == "total":
+                        page = [{**chosen[i % len(chosen)], "key": f"LOOP-{start + i + 1}"} for i in range(size)]
+                        total = start + 2 * size
+                    fake.served += [str(i.get("key")) for i in page]
+                    out = {"startAt": start, "maxResults": size, "total": total, "issues": page}
+                    return self._answer(200, fake.reshape(out) if fake.reshape else out)
                 match = re.fullmatch(r"/rest/api/3/issue/([^/]+)/changelog", url.path)
                 if match:
                     histories = fake.issues[match.group(1)]["changelog"]["histories"]
                     start, size = int(query.get("startAt", 0)), int(query.get("maxResults", 100))
                     values = histories[start:start + size]
+                    last = start + len(values) >= len(histories)
+                    if fake.loop == "changelog":
+                        values, last = histories[:size], False
                     return self._answer(200, {"startAt": start, "maxResults": size, "total": len(histories),
-                                              "isLast": start + len(values) >= len(histories), "values": values})
+                                              "isLast": last, "values": values})
                 match = re.fullmatch(r"/rest/api/[23]/project/([^/]+)/versions", url.path)
                 if match:
                     return self._answer(200, fake.versions.get(match.group(1), []))
                 if re.fullmatch(r"/rest/api/[23]/status", url.path):
+                    if fake.trickle:
+                        return self._trickle(fake.statuses, fake.trickle)
                     return self._answer(200, fake.statuses)
                 if url.path == "/rest/agile/1.0/board":
-                    return self._answer(200, {"startAt": 0, "isLast": True, "values": [{"id": 1, "name": "Board"}]})
-                if url.path == "/rest/agile/1.0/board/1/sprint":
+                    start = int(query.get("startAt", 0))
+                    return self._answer(200, {"startAt": start, "isLast": fake.loop != "boards",
+                                              "values": fake.boards})
+                if re.fullmatch(r"/rest/agile/1.0/board/[^/]+/sprint", url.path):
                     start = int(query.get("startAt", 0))
                     values = fake.sprints[start:start + 50]
                     return self._answer(200, {"startAt": start, "isLast": start + len(values) >= len(fake.sprints),
@@ -124,8 +171,16 @@ class FakeJira(LoopbackSite):
         return Handler
 
 
+def _order(key: str) -> tuple:
+    """Issue keys as Jira orders them (project, then number); any other text last."""
+    project, _, number = key.rpartition("-")
+    return (0, project, int(number), "") if number.isdigit() else (1, "", 0, key)
+
+
 def _embedded(issue: dict) -> dict:
     """The issue as Cloud's search embeds it: only its newest histories, and the total."""
+    if not isinstance(issue, dict) or not isinstance(issue.get("changelog"), dict):
+        return issue
     histories = issue["changelog"]["histories"]
     kept = histories[-EMBEDDED:]
     return {**issue, "changelog": {"startAt": len(histories) - len(kept), "maxResults": len(kept),

@@ -1,4 +1,4 @@
-"""`slipcast sync jira` against a fake Jira on loopback (tests/fake_jira.py)."""
+"""`slipcast sync jira` against a fake Jira on loopback (tests/fakes/fake_jira.py)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 
 import pandas as pd
 import pytest
@@ -19,6 +20,8 @@ from slipcast.ingest.importers.jira_json import import_jira_json
 from slipcast.ingest.simulator import SimulationConfig, generate
 from slipcast.ingest.tables import fingerprint, read_tables
 from tests.fakes.fake_jira import FakeJira
+from tests.fakes.loopback import cli_env
+from tests.ingest.kills import killed_when, rewritten
 
 TOKEN = "cloud-token-that-must-never-be-written"
 PAT = "dc-pat-that-must-never-be-written"
@@ -59,16 +62,14 @@ def test_a_cloud_sync_gives_the_tables_an_import_of_the_same_records_gives(expor
 
 
 def test_a_rate_limit_reset_time_is_waited_for(export, tmp_path, settings, cloud_env):
-    """Jira Cloud may send only ``X-RateLimit-Reset``, an ISO 8601 time: the sync waits until then."""
-    import time
-
+    """Jira Cloud may send only ``X-RateLimit-Reset``, an ISO 8601 time: the sync waits until then
+    (3 s here), not what backoff alone would wait before a second try (at most 1.5 s)."""
     with FakeJira.from_export(export, BASIC) as site:
         site.faults["/rest/api/3/status"] = 1
-        reset = pd.Timestamp.now(tz="UTC") + pd.Timedelta(seconds=2)
-        site.limit_headers = {"X-RateLimit-Reset": reset.isoformat()}
-        started = time.time()
+        site.reset_in = 3.0
         sync_jira(site.url, tmp_path / "store", settings, flavour="cloud")
-    assert site.hits["/rest/api/3/status"] == 2 and time.time() - started >= 1.5
+    refused, retried = site.times["/rest/api/3/status"]
+    assert 2.7 <= retried - refused <= 4.5
     assert fingerprint(read_tables(tmp_path / "store")) == _imported(export, tmp_path / "ref", settings)
 
 
@@ -110,7 +111,7 @@ def test_a_refused_credential_is_named_never_shown(export, tmp_path, settings, m
 
 def test_sync_on_the_command_line(export, tmp_path):
     with FakeJira.from_export(export, BASIC) as site:
-        env = {"JIRA_EMAIL": "pm@example.com", "JIRA_API_TOKEN": TOKEN, "PATH": "/usr/bin:/bin"}
+        env = cli_env(JIRA_EMAIL="pm@example.com", JIRA_API_TOKEN=TOKEN)
         done = subprocess.run([sys.executable, "-m", "slipcast.cli", "sync", "jira", "--url", site.url,
                                "--store", str(tmp_path / "store")], capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr
@@ -118,33 +119,46 @@ def test_sync_on_the_command_line(export, tmp_path):
     assert len(read_tables(tmp_path / "store").tickets) == len(site.issues)
 
 
+@pytest.mark.slow
 def test_a_sync_killed_at_any_point_leaves_the_old_store_or_the_new_and_the_next_completes(export, tmp_path, settings):
+    """20 kills of a full sync, each at a moment the sync folder's own progress names: half once
+    a chosen number of issue files are rewritten (mid-fetch), half at a random moment after the
+    statuses are (fetching sprints, importing, or between the store and its watermark). Each
+    kill is checked to have landed so, from the files' times; the store is the old or the new."""
     import random
-    import signal
-    import time
 
-    env = {"JIRA_EMAIL": "pm@example.com", "JIRA_API_TOKEN": TOKEN, "PATH": "/usr/bin:/bin"}
+    env = cli_env(JIRA_EMAIL="pm@example.com", JIRA_API_TOKEN=TOKEN)
     store = tmp_path / "store"
+    raw = sync_folder(store)
     with FakeJira.from_export(export, BASIC) as site:
         cmd = [sys.executable, "-m", "slipcast.cli", "sync", "jira", "--url", site.url, "--store", str(store)]
-        started = time.perf_counter()
         subprocess.run(cmd, env=env, check=True, capture_output=True)
-        took = time.perf_counter() - started
         old = fingerprint(read_tables(store))
+        importing = ((raw / "sync-state").stat().st_mtime_ns - (raw / "statuses.json").stat().st_mtime_ns) / 1e9
+        issues = sorted((raw / "issues").glob("*.json"))
         later = (pd.Timestamp.now(tz="UTC") + pd.Timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%S.000+0000")
         for key in sorted(site.issues)[:5]:
             site.issues[key]["fields"].update(updated=later, priority={"id": "1", "name": "Highest"})
         new = _site_tables(site, tmp_path / "now", settings)
-        rng, seen = random.Random(0), set()
-        for _ in range(20):  # killed at a random moment of a full sync
-            child = subprocess.Popen(cmd + ["--full"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            time.sleep(rng.uniform(0, took))
-            child.send_signal(signal.SIGKILL)
-            child.wait()
+        rng, seen, landed = random.Random(0), set(), {"fetch": 0, "after fetch": 0, "finished": 0}
+        for i in range(20):
+            started = time.time_ns()
+            if i % 2 == 0:
+                target = rng.randint(1, len(issues) - 1)
+                ended = killed_when(cmd + ["--full"], env, lambda s=started, t=target: rewritten(issues, s) >= t)
+            else:
+                ended = killed_when(cmd + ["--full"], env, lambda s=started: rewritten([raw / "statuses.json"], s) > 0,
+                                    delay=rng.uniform(0, importing))
+            fetched = rewritten(issues, started)
+            done = rewritten([raw / "statuses.json"], started), rewritten([raw / "sync-state"], started)
+            landed["finished"] += ended is not None
+            landed["fetch"] += ended is None and 0 < fetched < len(issues)
+            landed["after fetch"] += ended is None and done == (1, 0)
             seen.add(fingerprint(read_tables(store)))
         subprocess.run(cmd, env=env, check=True, capture_output=True)
     assert seen <= {old, new}  # never half of one and half of the other
     assert fingerprint(read_tables(store)) == new
+    assert landed["fetch"] >= 8 and landed["after fetch"] >= 5, landed  # the kills landed mid-sync
 
 
 def _site_tables(site: FakeJira, folder, settings) -> str:

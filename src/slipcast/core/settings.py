@@ -137,6 +137,22 @@ class MonitoringSettings(BaseModel):
                                                                 "service shows the latest figures from there.")
 
 
+class SyncSettings(BaseModel):
+    """The bounds of one ``slipcast sync``: whatever a tracker answers, a sync ends within them
+    (docs/architecture.md, "What a tracker can make Slipcast do")."""
+
+    deadline_seconds: float = Field(
+        21600, gt=0, description="A sync still fetching after this long ends with an error, its store as it was.")
+    max_pages: int = Field(
+        200000, ge=1, description="Most answers (pages) one sync may fetch; a large real site needs a few "
+                                  "thousand (100 issues a page, a changelog page per long history).")
+    request_seconds: float = Field(
+        300, gt=0, description="Most time one answer may take from request to its last byte, however steadily "
+                               "it trickles in.")
+    idle_seconds: float = Field(
+        30, gt=0, description="Most time a connection may stay silent (connect, or between two reads).")
+
+
 class EvaluationSettings(BaseModel):
     """``slipcast eval-real``: the public datasets and the protocols run on them."""
 
@@ -235,6 +251,7 @@ class Settings(BaseSettings):
     serving: ServingSettings
     evaluation: EvaluationSettings
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
+    sync: SyncSettings = Field(default_factory=SyncSettings)
 
     @classmethod
     def settings_customise_sources(
