@@ -81,6 +81,7 @@ class ModelMetadata(TypedDict, total=False):
     base_rate_served: float  # what a guarded forecast serves
     base_rate_basis: str  # which base rate that is: "recent" or "whole history" (chosen by backtest)
     point_in_time: bool  # False: trained on an export of final states only (``TRAINING_SET_FINAL_STATE_KEY``)
+    withheld: dict[str, dict]  # horizon -> why no probability is served there (``training.backtest.withheld``)
 
 
 def served_base_rate(metadata) -> tuple[float, str]:

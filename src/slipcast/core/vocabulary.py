@@ -54,10 +54,12 @@ class ForecastStatus(StrEnum):
 
 class Basis(StrEnum):
     """What a served probability comes from: the model, or the base rate where the skill guard
-    holds (docs/architecture.md, "The skill guard")."""
+    holds (docs/architecture.md, "The skill guard"); ``withheld`` where neither is honest there
+    (no probability, a reason instead)."""
 
     MODEL = "model"
     BASE_RATE = "base_rate"
+    WITHHELD = "withheld"
 
 
 class Direction(StrEnum):

@@ -15,31 +15,8 @@ from slipcast.features.pipeline import build_training_sets, feature_columns
 from slipcast.ingest.importers.jira_json import import_jira_json
 from slipcast.ingest.tables import fingerprint, read_tables
 from slipcast.training.backtest import Backtest, run_backtest
-from slipcast.training.metrics import calibrated_ece, horizon_masks, scores
 from slipcast.training.report import write_report
 from slipcast.training.splits import InsufficientHistory
-
-
-def served_scores(bt: Backtest, chosen: str, settings: Settings) -> dict:
-    """The chosen model and the forecast the service would serve (``Backtest.served``: the guard
-    decided on earlier folds only) on the same later folds: overall and by horizon, each with
-    ``ece_floor``, the ECE that calibrated forecasts of that size would show (95 %; a release's,
-    or a ticket's, snapshots are one piece of evidence)."""
-    where, served = bt.served(chosen, settings.training)
-    rows = bt.test_rows[where]
-    y, elapsed = bt.frame["label"].to_numpy()[rows], bt.frame["span_elapsed"].to_numpy()[rows]
-    unit = "ticket_id" if "ticket_id" in bt.frame else "milestone_id"  # whose snapshots share an outcome
-    groups = bt.frame[unit].to_numpy()[rows]
-    model, base = bt.results[chosen].predictions[where], bt.base_rate[where]
-    t = settings.training
-
-    def scored(p, mask=slice(None)) -> dict:
-        return {**scores(y[mask], p[mask], base[mask]),
-                "ece_floor": calibrated_ece(p[mask], groups[mask], t.bootstrap_rounds, t.seed)}
-
-    horizons = {h: {"model": scored(model, mask), "served": scored(served, mask)}
-                for h, mask in horizon_masks(elapsed).items()}
-    return {"model": scored(model), "served": scored(served), "horizons": horizons}
 
 
 def evaluate_duraspace(root: Path, settings: Settings, out_dir: Path) -> tuple[dict[str, Backtest | str], dict, str]:
@@ -64,7 +41,7 @@ def evaluate_duraspace(root: Path, settings: Settings, out_dir: Path) -> tuple[d
         chosen = bt.ranking()[0]
         guards[target] = bt.guard(chosen, settings.training.bootstrap_rounds, settings.training.seed)
         by_project = bt.project_guard(chosen, settings.training.bootstrap_rounds, settings.training.seed)
-        served[target] = served_scores(bt, chosen, settings)
+        served[target] = bt.served_scores(chosen, settings.training)
         write_report(bt, chosen, {"promoted": False, "reason": "evaluation only, nothing registered"},
                      Path(out_dir) / f"duraspace-{target}", settings.training.seed,
                      "slipcast eval-real", data_print, guards[target], by_project)

@@ -159,8 +159,17 @@ def forecasts_of(ids: list[str], projects: list[str], as_ofs: list[datetime], fe
 def ticket_forecasts_of(tickets: dict[str, np.ndarray], projects: list[str], loaded: LoadedModel) -> list[TicketForecast]:
     """The forecast of each open ticket from its features (``snap``: the position of its
     milestone, whose project is in ``projects``): the ticket model's, or the base rate where
-    the ticket model does not beat it at that horizon (the skill guard)."""
+    the ticket model does not beat it at that horizon (the skill guard), or none, with the reason,
+    where what would be served was neither calibrated nor skilful there, tested forward
+    (``withheld`` in the model's metadata)."""
     p = loaded.predict(loaded.frame(tickets)) if len(tickets["ticket_id"]) else np.zeros(0)
     g = guard(loaded, tickets["span_elapsed"], [projects[snap] for snap in tickets["snap"]])
-    return [TicketForecast(ticket_id=t, probability=round(float(q), 4), basis=g.basis(i))
-            for i, (t, q) in enumerate(zip(tickets["ticket_id"], g.served(p)))]
+    held = loaded.metadata.get("withheld", {})
+    out = []
+    for i, (t, q) in enumerate(zip(tickets["ticket_id"], g.served(p))):
+        cell = held.get(g.horizons[i] or "")
+        if cell is not None:
+            out.append(TicketForecast(ticket_id=t, probability=None, basis=Basis.WITHHELD, reason=cell["reason"]))
+        else:
+            out.append(TicketForecast(ticket_id=t, probability=round(float(q), 4), basis=g.basis(i)))
+    return out

@@ -76,7 +76,9 @@ class Forecast(Record):
 
 class TicketForecast(Record):
     ticket_id: str
-    probability: float | None
+    probability: float | None = Field(description="Null where the forecast is withheld (``reason`` says why).")
     basis: Basis | None = Field(
         default=None, description="The ticket model, or the base rate where the ticket model does not beat "
-                                  "it at this horizon in its backtest (the skill guard).")
+                                  "it at this horizon in its backtest (the skill guard), or withheld where "
+                                  "neither was calibrated there, tested forward.")
+    reason: str | None = Field(default=None, description="Why the forecast is withheld.")

@@ -16,7 +16,16 @@ from slipcast.core.progress import progress
 from slipcast.core.settings import TrainingSettings
 from slipcast.training.calibration import RECENCY_MARGIN
 from slipcast.training.fitting import available_features, fit_candidate
-from slipcast.training.metrics import bootstrap, by_horizon, leak_audit, project_guard, scores, skill_guard
+from slipcast.training.metrics import (
+    bootstrap,
+    by_horizon,
+    calibrated_ece,
+    horizon_masks,
+    leak_audit,
+    project_guard,
+    scores,
+    skill_guard,
+)
 from slipcast.training.splits import Fold, RollingOrigin
 
 log = logging.getLogger(__name__)
@@ -114,10 +123,46 @@ class Backtest:
             return np.zeros(0, dtype=int), np.zeros(0)
         return np.concatenate(positions), np.concatenate(served)
 
+    def served_scores(self, chosen: str, settings: TrainingSettings) -> dict:
+        """The chosen model and the forecast the service would serve (``served``: the guard
+        decided on earlier folds only) on the same later folds: overall and by horizon, each with
+        ``ece_floor``, the ECE that calibrated forecasts of that size would show (95 %; a
+        release's, or a ticket's, snapshots are one piece of evidence)."""
+        where, served = self.served(chosen, settings)
+        rows = self.test_rows[where]
+        y, elapsed = self.frame["label"].to_numpy()[rows], self.frame["span_elapsed"].to_numpy()[rows]
+        unit = "ticket_id" if "ticket_id" in self.frame else "milestone_id"  # whose snapshots share an outcome
+        groups = self.frame[unit].to_numpy()[rows]
+        model, base = self.results[chosen].predictions[where], self.base_rate[where]
+
+        def scored(p, mask=slice(None)) -> dict:
+            return {**scores(y[mask], p[mask], base[mask]),
+                    "ece_floor": calibrated_ece(p[mask], groups[mask], settings.bootstrap_rounds, settings.seed)}
+
+        horizons = {h: {"model": scored(model, mask), "served": scored(served, mask)}
+                    for h, mask in horizon_masks(elapsed).items()}
+        return {"model": scored(model), "served": scored(served), "horizons": horizons}
+
     def ranking(self) -> list[str]:
         """Candidates from lowest to highest pooled Brier score (the reference excluded)."""
         names = [n for n in self.results if n != REFERENCE]
         return sorted(names, key=lambda n: self.results[n].overall["brier"])
+
+
+def withheld(served_scores: dict) -> dict[str, dict]:
+    """The horizons where the served forecast, tested forward only (``Backtest.served_scores``),
+    is not calibrated (ECE above what calibrated forecasts of that size would show) or worse than
+    the base rate: there a probability would not be honest, and the service withholds it. Each
+    with its reason, in numbers."""
+    out = {}
+    for horizon, cell in served_scores["horizons"].items():
+        s = cell["served"]
+        if s["ece"] > s["ece_floor"] or s["brier_skill"] < 0:
+            out[horizon] = {"ece": s["ece"], "ece_floor": s["ece_floor"], "brier_skill": s["brier_skill"],
+                            "reason": f"withheld {horizon}: tested forward, what would be served there has ECE "
+                                      f"{s['ece']:.3f} against a noise floor of {s['ece_floor']:.3f} and Brier "
+                                      f"skill {s['brier_skill']:+.3f}"}
+    return out
 
 
 def base_rates(frame: pd.DataFrame, share: float) -> dict[str, float]:

@@ -24,7 +24,7 @@ from slipcast.features.pipeline import (
 )
 from slipcast.ingest.importers.report import FINAL_STATE_ONLY, export_history
 from slipcast.ingest.tables import read_tables
-from slipcast.training.backtest import Backtest, base_rates, run_backtest
+from slipcast.training.backtest import Backtest, base_rates, run_backtest, withheld
 from slipcast.training.export import export_model, model_metadata
 from slipcast.training.fitting import fit_candidate
 from slipcast.training.report import write_report
@@ -142,6 +142,9 @@ def train_target(client, settings: Settings, target: Target, frame, fingerprint:
         mlflow.log_metrics({f"backtest_{m}": chosen_scores[m] for m in METRICS if not np.isnan(chosen_scores[m])})
         mlflow.set_tag("leaks_flagged", ",".join(x["feature"] for x in bt.leaks) or "none")
         mlflow.set_tag("features_unavailable", ",".join(bt.unavailable) or "none")
+        # ticket forecasts that are neither calibrated nor skilful at a horizon are withheld there
+        held = withheld(bt.served_scores(chosen, settings.training)) if target == "ticket" else {}
+        mlflow.set_tag("withheld_horizons", ",".join(held) or "none")
 
         stage("decide")
         decision = decide(client, name, bt, chosen, settings, fingerprint)
@@ -166,7 +169,7 @@ def train_target(client, settings: Settings, target: Target, frame, fingerprint:
                 "model_name": name, "model_version": version, "run_id": run.info.run_id, "candidate": chosen,
                 "data_fingerprint": fingerprint, "code_version": code_version(), "backtest_id": bt.backtest_id,
                 "metrics": chosen_scores, "trained_at": started.isoformat(), "sha256": digest,
-                "guard": guard, "project_guard": by_project, "point_in_time": not final_state,
+                "guard": guard, "project_guard": by_project, "point_in_time": not final_state, "withheld": held,
                 "base_rate_basis": bt.fallback(),
                 "base_rate_served": base_rates(bt.frame, settings.training.calibration_share)[bt.fallback()],
                 "baselines": {n: r.overall for n, r in bt.results.items() if n != chosen}})
