@@ -30,7 +30,7 @@ from slipcast.evaluation.issue_delay import (  # noqa: E402
     evaluate_issue_delay,
 )
 from slipcast.evaluation.sprints import PAPER, evaluate_sprints  # noqa: E402
-from slipcast.training.backtest import Backtest  # noqa: E402
+from slipcast.training.backtest import Backtest, withheld  # noqa: E402
 from slipcast.training.metrics import bootstrap, calibrated_ece, scores  # noqa: E402
 
 DATASETS = ("tse2017-sprints", "emse2017-issue-delay", "jira-duraspace")
@@ -261,6 +261,16 @@ def _pair(model: dict, served: dict) -> dict:
             "model_ece": model["ece"], "served_ece": served["ece"], "served_ece_floor": served["ece_floor"]}
 
 
+def _verdict(target: str, horizon: str, held: dict, served: dict) -> str:
+    """What the service answers at a horizon: a probability that is calibrated and skilful
+    (served ECE within its floor, skill not below 0), or, for tickets, none (withheld, as
+    ``training.backtest.withheld`` marks it); a milestone horizon failing both is said so."""
+    if horizon in held:
+        return "withheld" if target == "ticket" else "not honest"
+    honest = served["ece"] <= served["ece_floor"] and served["brier_skill"] >= 0
+    return "calibrated, skilful" if honest else "not honest"
+
+
 def _duraspace_section(results: dict, summary: dict, fp: str) -> list[str]:
     lines = ["## 3. Raw Jira, end to end (jira-duraspace)", "",
              f"Data fingerprint `{fp}` (files); canonical tables `{summary['tables_fingerprint']}`. Our "
@@ -306,19 +316,24 @@ def _duraspace_section(results: dict, summary: dict, fp: str) -> list[str]:
                       *_table(cells, ["horizon", "n", "brier_skill", "interval", "served"])]
         served = summary.get("served", {}).get(target)
         if served:
+            held = withheld(served)
             table = pd.DataFrame(
-                [{"horizon": "all", "n": served["model"]["n"], **_pair(served["model"], served["served"])}]
-                + [{"horizon": h, "n": s["model"]["n"], **_pair(s["model"], s["served"])}
-                   for h, s in served["horizons"].items()])
+                [{"horizon": "all", "n": served["model"]["n"], **_pair(served["model"], served["served"]),
+                  "answered": ""}]
+                + [{"horizon": h, "n": s["model"]["n"], **_pair(s["model"], s["served"]),
+                    "answered": _verdict(target, h, held, s["served"])} for h, s in served["horizons"].items()])
             lines += ["", f"Served forecast, forward only: on every fold after the first, the guard (pooled and per "
                           f"project) decided on the earlier folds alone, the base rate it serves from that fold's "
                           f"training rows; {chosen} alone on the same rows beside it. `served_ece_floor`: the ECE "
                           "that calibrated forecasts would exceed only 5 % of the time at this size (outcomes "
                           "drawn from the served probabilities, one draw per release, or per ticket, as its "
                           "snapshots share their outcome): an ECE below it is indistinguishable from "
-                          "calibrated.", "",
+                          "calibrated. `answered`: at each horizon, a probability that is calibrated and skilful "
+                          "(served ECE within its floor, skill not below 0) or, for tickets, none: the service "
+                          "withholds a ticket forecast where it is neither (docs/architecture.md, \"The skill "
+                          "guard\").", "",
                       *_table(table, ["horizon", "n", "model_skill", "served_skill", "model_ece", "served_ece",
-                                      "served_ece_floor"])]
+                                      "served_ece_floor", "answered"])]
         lines.append("")
     return lines
 
