@@ -196,7 +196,7 @@ def _on_store(args, purpose: str, job, errors: tuple[type[Exception], ...] = (Va
     try:
         report = job(settings, store, _now(settings))
     except errors as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"slipcast {args.command}: error: {exc}", file=sys.stderr)
         return 2
     print(report.format())
     return 0
@@ -204,12 +204,14 @@ def _on_store(args, purpose: str, job, errors: tuple[type[Exception], ...] = (Va
 
 def _cmd_backfill(args) -> int:
     from slipcast.live.backfill import backfill
+    from slipcast.live.ledger import LedgerError
 
-    return _on_store(args, "backfill", backfill, (LookupError, ValueError, FileNotFoundError))
+    return _on_store(args, "backfill", backfill, (LookupError, ValueError, FileNotFoundError, LedgerError))
 
 
 def _cmd_monitor(args) -> int:
     from slipcast.features.pipeline import read_training_set
+    from slipcast.live.ledger import LedgerError
     from slipcast.monitoring.monitor import log_to_mlflow, monitor, write_report
 
     settings = get_settings()
@@ -221,8 +223,8 @@ def _cmd_monitor(args) -> int:
     now = _now(settings)
     try:
         result = monitor(settings, store, now, training)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (ValueError, FileNotFoundError, LedgerError) as exc:
+        print(f"slipcast monitor: error: {exc}", file=sys.stderr)
         return 2
     out = Path(args.out) if args.out else settings.resolve(settings.monitoring.report_dir)
     report = write_report(result, out)
@@ -237,9 +239,11 @@ def _cmd_monitor(args) -> int:
 
 
 def _cmd_retrain(args) -> int:
+    from slipcast.live.ledger import LedgerError
     from slipcast.monitoring.retrain import retrain
 
-    return _on_store(args, "retrain on", lambda settings, store, now: retrain(settings, store, now, args.if_needed))
+    return _on_store(args, "retrain on", lambda settings, store, now: retrain(settings, store, now, args.if_needed),
+                     (ValueError, FileNotFoundError, LedgerError))
 
 
 def _cmd_replay(args) -> int:
