@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
@@ -108,7 +109,9 @@ def without_milestone(tables: Tables, gone: str) -> Tables:
 
 def refreshed_under_load(client, app, change) -> list[int]:
     """Run ``change()`` (a rewrite of the store) while a thread keeps asking GET /v1/milestones,
-    and wait until the live state has been rebuilt; the status codes of the requests that failed."""
+    and wait until the live state has been rebuilt; the status codes of the requests that failed.
+    An exception in the asking thread (a 500 the client re-raises, a dropped connection) is raised
+    here: the thread runs in an executor and its future is read."""
     failures: list[int] = []
     stop = threading.Event()
 
@@ -118,17 +121,17 @@ def refreshed_under_load(client, app, change) -> list[int]:
             if r.status_code != 200:
                 failures.append(r.status_code)
 
-    asker = threading.Thread(target=ask)
-    asker.start()
-    try:
-        before = app.state.live.refreshes
-        change()
-        deadline = pd.Timestamp.now() + pd.Timedelta(seconds=30)
-        while app.state.live.refreshes == before and pd.Timestamp.now() < deadline:
-            stop.wait(0.1)
-        if app.state.live.refreshes == before:
-            failures.append(0)  # never rebuilt
-    finally:
-        stop.set()
-        asker.join()
+    with ThreadPoolExecutor(1) as pool:
+        asker = pool.submit(ask)
+        try:
+            before = app.state.live.refreshes
+            change()
+            deadline = pd.Timestamp.now() + pd.Timedelta(seconds=30)
+            while app.state.live.refreshes == before and pd.Timestamp.now() < deadline and not asker.done():
+                stop.wait(0.1)
+            if app.state.live.refreshes == before:
+                failures.append(0)  # never rebuilt
+        finally:
+            stop.set()
+        asker.result()  # re-raises whatever ended the thread
     return failures

@@ -147,6 +147,10 @@ def _cmd_serve(args) -> int:
     settings = get_settings()
     host, port = args.host or settings.serving.host, args.port or settings.serving.port
     workers = args.workers or settings.serving.workers
+    problem = _bindable(host, port)
+    if problem:
+        print(f"slipcast serve: error: {problem}", file=sys.stderr)
+        return 2
     from slipcast.scoring.runtime import limit_model_threads
 
     limit_model_threads(settings)
@@ -164,6 +168,22 @@ def _cmd_serve(args) -> int:
 
     uvicorn.run("slipcast.serving.app:create_app", factory=True, host=host, port=port, log_level="info")
     return 0
+
+
+def _bindable(host: str, port: int) -> str | None:
+    """Why the service could not listen on ``host:port`` (taken, not an address here, a privileged
+    port), or None: tried as the server will bind it, before any model is loaded."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, kind, proto, _, address = infos[0]
+        with socket.socket(family, kind, proto) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn and gunicorn bind
+            sock.bind(address)
+    except OSError as exc:
+        return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+    return None
 
 
 STORE_HELP = "canonical tables: a folder, or a URI such as s3://bucket/path (default: settings serving.store)"
@@ -203,7 +223,7 @@ def _on_store(args, purpose: str, job, errors: tuple[type[Exception], ...] = (Va
     try:
         report = job(settings, store, _now(settings))
     except errors as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"slipcast {args.command}: error: {exc}", file=sys.stderr)
         return 2
     print(report.format())
     return 0
@@ -211,12 +231,14 @@ def _on_store(args, purpose: str, job, errors: tuple[type[Exception], ...] = (Va
 
 def _cmd_backfill(args) -> int:
     from slipcast.live.backfill import backfill
+    from slipcast.live.ledger import LedgerError
 
-    return _on_store(args, "backfill", backfill, (LookupError, ValueError, FileNotFoundError))
+    return _on_store(args, "backfill", backfill, (LookupError, ValueError, FileNotFoundError, LedgerError))
 
 
 def _cmd_monitor(args) -> int:
     from slipcast.features.pipeline import read_training_set
+    from slipcast.live.ledger import LedgerError
     from slipcast.monitoring.monitor import log_to_mlflow, monitor, write_report
 
     settings = get_settings()
@@ -228,8 +250,8 @@ def _cmd_monitor(args) -> int:
     now = _now(settings)
     try:
         result = monitor(settings, store, now, training)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (ValueError, FileNotFoundError, LedgerError) as exc:
+        print(f"slipcast monitor: error: {exc}", file=sys.stderr)
         return 2
     out = Path(args.out) if args.out else settings.resolve(settings.monitoring.report_dir)
     report = write_report(result, out)
@@ -244,9 +266,11 @@ def _cmd_monitor(args) -> int:
 
 
 def _cmd_retrain(args) -> int:
+    from slipcast.live.ledger import LedgerError
     from slipcast.monitoring.retrain import retrain
 
-    return _on_store(args, "retrain on", lambda settings, store, now: retrain(settings, store, now, args.if_needed))
+    return _on_store(args, "retrain on", lambda settings, store, now: retrain(settings, store, now, args.if_needed),
+                     (ValueError, FileNotFoundError, LedgerError))
 
 
 def _cmd_replay(args) -> int:
@@ -290,6 +314,40 @@ def _cmd_eval_real(args) -> int:
     return 0
 
 
+def _at_least(low: int):
+    """An argparse type: a whole number no lower than ``low`` (a count of teams, of workers)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{text} is below {low}")
+        return value
+
+    return parse
+
+
+def _positive(text: str) -> float:
+    """An argparse type: a number above 0 (a period in days)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (0 < value < float("inf")):
+        raise argparse.ArgumentTypeError(f"{text} is not above 0 (and finite)")
+    return value
+
+
+def _port(text: str) -> int:
+    """An argparse type: a TCP port, 1 to 65535."""
+    value = _at_least(1)(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"{text} is above 65535, the highest port")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand (each has --help)."""
     from slipcast.ingest.importers import FORMATS
@@ -331,8 +389,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("generate", help="simulate a realistic tracker history")
     p.add_argument("--out", required=True, help="folder for the canonical tables")
-    p.add_argument("--projects", type=int, default=6, help="teams/projects to simulate")
-    p.add_argument("--tickets", type=int, default=6000, help="total tickets to simulate")
+    p.add_argument("--projects", type=_at_least(1), default=6, help="teams/projects to simulate (at least 1)")
+    p.add_argument("--tickets", type=_at_least(1), default=6000,
+                   help="total tickets to simulate (at least 1; each team gets at least 20)")
     p.add_argument("--seed", type=int, default=1, help="random seed (same seed, same history)")
     p.add_argument("--freeze-from-day", type=float,
                    help="plant a change of behaviour for the monitoring loop: from this day of the history on, "
@@ -365,8 +424,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="run the forecast API")
     p.add_argument("--host", help="bind address (default: settings serving.host)")
-    p.add_argument("--port", type=int, help="port (default: settings serving.port)")
-    p.add_argument("--workers", type=int, help="worker processes (default: settings serving.workers)")
+    p.add_argument("--port", type=_port, help="port, 1 to 65535 (default: settings serving.port)")
+    p.add_argument("--workers", type=_at_least(1), help="worker processes (default: settings serving.workers)")
     p.add_argument("--store", help=STORE_HELP + "; its open milestones are served (GET /v1/milestones)")
     p.set_defaults(func=_cmd_serve)
 
@@ -390,7 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("replay", help="the monitoring loop replayed over a stored history, beside a frozen model")
     p.add_argument("--data", required=True, help="canonical tables folder")
     p.add_argument("--from", dest="start", required=True, help="the first week (a date)")
-    p.add_argument("--every-days", type=float, default=7, help="days between forecasts (default 7)")
+    p.add_argument("--every-days", type=_positive, default=7, help="days between forecasts, above 0 (default 7)")
     p.add_argument("--out", help="report folder (default: <monitoring.report_dir>/replay)")
     p.set_defaults(func=_cmd_replay)
 

@@ -99,3 +99,36 @@ def test_long_commands_show_progress_on_a_terminal_and_not_with_quiet(tmp_path):
     piped = subprocess.run([sys.executable, "-m", "slipcast.cli", "generate", "--projects", "3", "--tickets", "300",
                             "--out", str(tmp_path / "c")], capture_output=True, text=True)
     assert piped.returncode == 0 and "simulating teams" not in piped.stderr  # not a terminal: no bars in logs
+
+
+@pytest.mark.parametrize("args, named", [
+    (["replay", "--data", "d", "--from", "2026-01-01", "--every-days", "0"], "--every-days"),
+    (["replay", "--data", "d", "--from", "2026-01-01", "--every-days", "-7"], "--every-days"),
+    (["replay", "--data", "d", "--from", "2026-01-01", "--every-days", "nan"], "--every-days"),
+    (["generate", "--out", "x", "--projects", "0"], "--projects"),
+    (["generate", "--out", "x", "--tickets", "0"], "--tickets"),
+    (["generate", "--out", "x", "--tickets", "-5"], "--tickets"),
+    (["serve", "--port", "99999"], "--port"),
+    (["serve", "--port", "0"], "--port"),
+    (["serve", "--port", "-1"], "--port"),
+    (["serve", "--workers", "0"], "--workers"),
+])
+def test_arguments_out_of_range_are_refused_naming_the_argument(args, named, capsys):
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args(args)
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and f"argument {named}:" in err, err
+
+
+def test_serve_refuses_a_port_it_cannot_bind_with_one_line(tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "slipcast.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+                              capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1, done.stderr
+    assert lines[0].startswith(f"slipcast serve: error: cannot listen on 127.0.0.1:{port}"), lines

@@ -203,3 +203,121 @@ def test_a_ledger_made_before_its_time_index_gets_it_and_an_alert_window_uses_it
         plan = conn.execute(sa.text("EXPLAIN QUERY PLAN " + str(window.compile(
             ledger.engine, compile_kwargs={"literal_binds": True})))).fetchall()
     assert "forecasts_by_time" in str(plan)  # a range of the index, not a scan of every record
+
+
+def _broken_ledger(kind: str, root) -> tuple[str, object]:
+    """A ledger URL that cannot be used as it is, of one ``kind``, and how to mend it (None: it
+    cannot be mended from here). "missing" is a folder not made yet: that one must simply work."""
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / "ledger.db"
+    if kind == "missing":
+        return f"sqlite:///{root / 'fresh' / 'work' / 'ledger.db'}", None
+    if kind == "random":
+        path.write_bytes(os.urandom(8192))
+        return f"sqlite:///{path}", path.unlink
+    if kind == "truncated":  # a ledger with records, cut short (a disk filled, a copy interrupted)
+        ledger = Ledger(f"sqlite:///{path}")
+        model = ModelRef(name="m", version="1", run_id=None, candidate=None, source="registry")
+        start = pd.Timestamp("2026-01-01", tz="UTC")
+        ledger.record([Forecast(milestone_id=f"m{i}", as_of=(start + pd.Timedelta(hours=i)).to_pydatetime(),
+                                status="ok", probability=0.5, basis="model", risk_band="medium", model=model)
+                       for i in range(3000)], ["P"] * 3000, [None] * 3000)
+        ledger.engine.dispose()
+        path.write_bytes(path.read_bytes()[:4096 * 3])
+        return f"sqlite:///{path}", path.unlink
+    if kind == "parent_is_a_file":  # a folder that cannot be made or written, even by root
+        (root / "work").write_text("not a folder")
+        return f"sqlite:///{root / 'work' / 'ledger.db'}", (root / "work").unlink
+    if kind == "read_only":  # a ledger the database opens read-only (what chmod is not for root)
+        Ledger(f"sqlite:///{path}").engine.dispose()
+        return f"sqlite:///file:{path}?mode=ro&uri=true", None
+    raise ValueError(kind)
+
+
+BROKEN = ["random", "truncated", "parent_is_a_file", "read_only"]
+
+
+@pytest.mark.parametrize("kind", ["missing", *BROKEN])
+def test_a_missing_folder_is_made_and_a_broken_ledger_is_reported_while_forecasts_are_served(setup, tmp_path, kind,
+                                                                                             caplog):
+    """The service starts whatever the ledger's state, reports a broken one in /readyz, /v1/model
+    and the log, answers forecasts meanwhile, and records again once the ledger is mended."""
+    url, mend = _broken_ledger(kind, tmp_path)
+    s = setup["settings"]
+    s = s.model_copy(update={"home": tmp_path, "work_dir": tmp_path / "work-dir",
+                             "serving": s.serving.model_copy(update={"ledger_url": url})})
+    now = setup["now"]
+    clock = [now]
+    app = create_app(s, clock=lambda: clock[0].to_pydatetime())
+    with TestClient(app) as client:
+        assert client.get("/healthz").status_code == 200
+        ready = client.get("/readyz")
+        info = client.get("/v1/model").json()
+        items = client.get("/v1/milestones", params={"limit": 500})
+        assert ready.status_code == 200 and items.status_code == 200 and items.json()["items"]
+        one = items.json()["items"][0]["milestone_id"]
+        assert client.get(f"/v1/milestones/{one}").status_code == 200
+        ledger = ready.json()["ledger"]
+        assert info["ledger"] == ledger
+        if kind == "missing":
+            assert ledger == {"state": "ok", "error": None}
+            assert len(Ledger(url).forecasts()) == len(items.json()["items"])
+            return
+        assert ledger["state"] == "failing" and ledger["error"], ledger
+        assert "ledger" in ledger["error"] and str(tmp_path) not in ledger["error"]  # no absolute paths shown
+        assert "ledger" in caplog.text and "Traceback" not in caplog.text
+        if mend is None:
+            return
+        mend()  # the ledger is tried again at the next refresh
+        clock[0] = now + timedelta(hours=1)
+        assert app.state.live.refresh()
+        assert client.get("/readyz").json()["ledger"] == {"state": "ok", "error": None}
+        published = len(app.state.live.get().published)
+    assert len(Ledger(url).forecasts(backfilled=False)) == published > 0
+
+
+def _command(setup, url: str, *args: str, home=None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "SLIPCAST_SERVING__LEDGER_URL": url, "SLIPCAST_TRACKING_URI": setup["settings"].tracking_uri,
+           "SLIPCAST_MODELS_DIR": str(setup["settings"].models_dir), "SLIPCAST_HOME": str(home or setup["root"])}
+    return subprocess.run([sys.executable, "-m", "slipcast.cli", *args, "--store", str(setup["store"]), "--quiet"],
+                          capture_output=True, text=True, env=env, timeout=600)
+
+
+@pytest.mark.parametrize("kind", BROKEN)
+def test_backfill_and_monitor_stop_with_one_line_naming_the_ledger(setup, tmp_path, kind):
+    url, _ = _broken_ledger(kind, tmp_path)
+    for command in ("backfill", "monitor"):
+        if kind == "read_only" and command == "monitor":
+            continue  # a ledger that can be read is all the monitor needs: below
+        done = _command(setup, url, command, home=tmp_path)
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 2 and len(lines) == 1 and "Traceback" not in done.stderr, (command, done.stderr)
+        assert lines[0].startswith(f"slipcast {command}: error: ledger ") and "ledger.db" in lines[0], lines
+
+
+def test_backfill_makes_a_missing_folder_and_monitor_reads_a_read_only_ledger(setup, tmp_path):
+    url, _ = _broken_ledger("missing", tmp_path)
+    done = _command(setup, url, "backfill", home=tmp_path)
+    assert done.returncode == 0 and "backfilled" in done.stdout, done.stderr
+    path = url.removeprefix("sqlite:///")
+    done = _command(setup, f"sqlite:///file:{path}?mode=ro&uri=true", "monitor", home=tmp_path)
+    assert done.returncode in (0, 1) and "published forecasts" in done.stdout and "Traceback" not in done.stderr, \
+        done.stderr
+
+
+def test_serve_in_a_fresh_folder_makes_its_work_folder_and_records(setup, tmp_path):
+    """``slipcast serve`` where work/ does not exist yet: the default ledger's folder is made."""
+    from slipcast.tools.service import free_port, running_service
+
+    s = setup["settings"]
+    env = {"SLIPCAST_HOME": str(tmp_path), "SLIPCAST_TRACKING_URI": s.tracking_uri, "SLIPCAST_MODELS_DIR":
+           str(s.models_dir), "SLIPCAST_SERVING__STORE": str(setup["store"]),
+           "SLIPCAST_SERVING__AS_OF": setup["now"].isoformat(), "SLIPCAST_SERVING__LEDGER_URL": None,
+           "SLIPCAST_WORK_DIR": None, "MLFLOW_TRACKING_URI": None}
+    assert not (tmp_path / "work").exists()
+    with running_service(free_port(), env) as base:
+        import httpx
+
+        assert httpx.get(f"{base}/readyz").json()["ledger"] == {"state": "ok", "error": None}
+        items = httpx.get(f"{base}/v1/milestones", params={"limit": 500}).json()["items"]
+    assert len(Ledger(f"sqlite:///{tmp_path / 'work' / 'ledger.db'}").forecasts()) == len(items) > 0

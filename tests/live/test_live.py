@@ -12,6 +12,7 @@ import threading
 import time
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import numpy as np
@@ -174,6 +175,43 @@ def test_an_unchanged_state_answers_304_and_a_new_store_a_new_state(live):
     assert gone not in {m["milestone_id"] for m in now.json()["items"]}
     # as the other tests found it
     assert not refreshed_under_load(client, app, lambda: write_tables(tables, live["store"], force=True))
+
+
+def test_if_none_match_takes_weak_tags_lists_and_a_star_on_every_etag_route(live):
+    """``If-None-Match`` is compared weakly (``W/"x"`` matches ``"x"``), may list several tags, and
+    ``*`` matches any current answer: 304 on every route that sends an ETag."""
+    client = live["client"]
+    one = quote(client.get("/v1/milestones").json()["items"][0]["milestone_id"], safe="")
+    for path in ("/v1/milestones", f"/v1/milestones/{one}", f"/v1/milestones/{one}/history", "/v1/projects"):
+        tag = client.get(path).headers["ETag"]
+        for given in (tag, f"W/{tag}", "*", f'"elsewhere", W/{tag}', f'W/"a,b",{tag}', f' {tag} '):
+            again = client.get(path, headers={"If-None-Match": given})
+            assert again.status_code == 304 and again.headers["ETag"] == tag and not again.content, (path, given)
+        for given in ('"elsewhere"', f'W/"x{tag[1:]}', tag[1:-1], '"*"', ""):
+            assert client.get(path, headers={"If-None-Match": given}).status_code == 200, (path, given)
+    assert client.get("/v1/milestones/NOPE-1", headers={"If-None-Match": "*"}).status_code == 404
+
+
+def test_the_load_helper_raises_what_ended_its_asking_thread():
+    """A GET that raises while the state is rebuilt (a 500 the test client re-raises in the asking
+    thread) fails ``refreshed_under_load`` instead of ending that thread unseen."""
+    from types import SimpleNamespace
+
+    from fastapi import FastAPI
+
+    app = FastAPI()
+    app.state.live = SimpleNamespace(refreshes=0)
+
+    @app.get("/v1/milestones")
+    def broken():
+        raise RuntimeError("a GET that fails during a rebuild")
+
+    def rebuilt():
+        time.sleep(0.3)
+        app.state.live.refreshes += 1
+
+    with TestClient(app) as client, pytest.raises(RuntimeError, match="fails during a rebuild"):
+        refreshed_under_load(client, app, rebuilt)
 
 
 def test_two_workers_refreshing_within_one_period_build_the_same_state(live):

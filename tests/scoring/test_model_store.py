@@ -2,12 +2,15 @@
 
 import shutil
 import sqlite3
+from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 from fastapi.testclient import TestClient
 from mlflow import MlflowClient
 
 from slipcast.core.contracts import MODEL_HASH_TAG
+from slipcast.core.model_format import MODEL_FILE
 from slipcast.scoring.model_store import ModelStore
 from slipcast.serving.app import create_app
 
@@ -80,7 +83,11 @@ def test_after_a_restart_a_refused_new_champion_leaves_the_previous_export_servi
     status = store.status("milestone")
     assert status["state"] == "fallback" and status["champion_version"] == new
     assert status["serving"]["source"] == "export" and status["serving"]["version"] != new
-    assert store.get("milestone") is not None and len(frame)
+    served = store.get("milestone")  # the export that serves answers the training rows with probabilities
+    assert served is not None and served.version == status["serving"]["version"]
+    rows = frame.head(20)
+    p = served.predict(served.frame(rows))
+    assert len(p) == len(rows) == 20 and ((p >= 0) & (p <= 1)).all()
 
 
 def test_a_registry_that_stops_answering_keeps_the_model_that_serves(store_copy, tmp_path):
@@ -94,3 +101,52 @@ def test_a_registry_that_stops_answering_keeps_the_model_that_serves(store_copy,
         store.refresh()
         assert store.get("milestone") is serving  # no swap to the export and back
     assert store.status("milestone")["state"] == "fallback" and "unreachable" in store.errors["milestone"]
+
+
+def _model_file(client: MlflowClient, name: str, version: str) -> Path:
+    """Where the registry keeps a version's model file (a local artifact store)."""
+    source = client.get_model_version(name, version).source
+    if source.startswith("models:/m-"):
+        source = client.get_logged_model(source.removeprefix("models:/")).artifact_location
+    return Path(urlparse(source).path if source.startswith("file:") else source) / MODEL_FILE
+
+
+def test_a_refused_champion_is_tried_again_when_its_file_is_repaired(store_copy, tmp_path):
+    """The sequence of issue 33: serve v1; v2's file corrupted and the alias moved to 2: refused,
+    with its reason in /readyz; the alias back to 1, then to 2 again: still refused, and said; the
+    file repaired and the alias moved to 2: v2 serves without a restart."""
+    settings, client = store_copy
+    name = "slipcast-milestone"
+    v1 = client.get_model_version(name, "1")
+    copied = shutil.copytree(_model_file(client, name, "1").parent, tmp_path / "v2-model")  # v2: v1's files, apart
+    v2 = str(client.create_model_version(name, str(copied), v1.run_id, tags={MODEL_HASH_TAG: v1.tags[MODEL_HASH_TAG]})
+             .version)
+    path = _model_file(client, name, v2)
+    good = path.read_bytes()
+    app = create_app(settings)
+    try:
+        with TestClient(app) as c:
+            models = app.state.store
+
+            def alias_to(version: str) -> dict:
+                client.set_registered_model_alias(name, "champion", version)
+                models.refresh()
+                return c.get("/readyz").json()["state"]["milestone"]
+
+            assert alias_to("1")["state"] == "ok"
+            path.write_bytes(good[: len(good) // 2])  # v2's file corrupted
+            for _ in range(2):  # refused, and the reason stays said at the next reload
+                refused = alias_to(v2)
+                assert refused["state"] == "fallback" and refused["serving"]["version"] == "1", refused
+                assert refused["error"] and f"v{v2} refused" in refused["error"] and "SHA-256" in refused["error"]
+            assert alias_to("1") == {**refused, "state": "ok", "champion_version": "1", "error": None}
+            again = alias_to(v2)  # the same broken file again: refused with its reason, not null
+            assert again["state"] == "fallback" and again["error"] == refused["error"]
+            assert c.get("/v1/model").json()["load"]["error"] == refused["error"]
+            alias_to("1")
+            path.write_bytes(good)  # repaired
+            served = alias_to(v2)
+            assert served == {"state": "ok", "serving": {"source": "registry", "version": v2},
+                              "champion_version": v2, "error": None}
+    finally:
+        path.write_bytes(good)

@@ -391,16 +391,19 @@ def test_real_server_round_trip_and_hot_swap_under_load(server, env):
                     seen.add(r.json()["model"]["version"])
 
     with ThreadPoolExecutor(4) as pool:
-        for _ in range(4):
-            pool.submit(hammer)
-        time.sleep(1.0)
-        client.set_registered_model_alias("slipcast-milestone", "champion", new_version)
-        deadline = time.time() + 60
-        while new_version not in seen and time.time() < deadline:
-            time.sleep(0.2)
-        time.sleep(0.5)
-        stop.set()
-    client.set_registered_model_alias("slipcast-milestone", "champion", "1")
+        workers = [pool.submit(hammer) for _ in range(4)]
+        try:
+            time.sleep(1.0)
+            client.set_registered_model_alias("slipcast-milestone", "champion", new_version)
+            deadline = time.time() + 60
+            while new_version not in seen and time.time() < deadline and not any(w.done() for w in workers):
+                time.sleep(0.2)
+            time.sleep(0.5)
+        finally:
+            stop.set()
+            client.set_registered_model_alias("slipcast-milestone", "champion", "1")
+        for w in workers:
+            w.result()  # a dropped connection or a timeout in a worker fails the test here
     assert failures == []
     assert {"1", new_version} <= seen
 

@@ -45,8 +45,9 @@ def test_after_a_shift_in_slip_rate_recency_weighted_calibration_stays_calibrate
     frame = shifting_history(seed=seed)
     today, _ = _later_folds_ece(settings, frame, [None])
     chosen, recipes = _later_folds_ece(settings, frame, [None, 0.25])
-    assert today > 0.05  # equal weights average the old rate into the new
-    assert chosen <= 0.05
+    # the bounds docs/architecture.md ("Honest evaluation") states for this history
+    assert today > 0.07  # equal weights average the old rate into the new
+    assert chosen < 0.03
     assert any("recency-weighted" in r for r in recipes[-2:])  # chosen by Brier where the shift shows
 
 

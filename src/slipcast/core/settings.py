@@ -8,13 +8,16 @@ or any path via ``SLIPCAST_PROFILE``), overridden by environment variables prefi
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import socket
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 import yaml
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -168,10 +171,47 @@ class EvaluationSettings(BaseModel):
         description="Cross-validated single-feature tree AUC at or above which a column is flagged.")
 
 
+METADATA_HOSTS = frozenset({"metadata.google.internal", "metadata.goog", "metadata"})  # cloud metadata services
+METADATA_ADDRESSES = frozenset(ipaddress.ip_address(a) for a in ("fd00:ec2::254", "100.100.100.200"))  # beside link-local
+
+
+def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The IP address ``host`` spells, in any form a resolver takes (``2852039166``, ``0xa9.0xfe.0xa9.0xfe``,
+    an IPv4-mapped IPv6 address); None for a name."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        if not host or any(c not in "0123456789abcdefx." for c in host):
+            return None
+        try:
+            address = ipaddress.IPv4Address(socket.inet_aton(host))
+        except OSError:
+            return None
+    mapped = getattr(address, "ipv4_mapped", None)
+    return mapped or address
+
+
+def webhook_address_problem(url: str, allow_link_local: bool) -> str | None:
+    """Why an alert must not be sent to (or link to) ``url``, or None: only http and https, and no
+    link-local or cloud metadata address (where a host's credentials are handed out) unless
+    ``allow_link_local`` (docs/architecture.md, "Alerts")."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"{url!r} is not an http or https URL with a host"
+    if allow_link_local:
+        return None
+    host = parts.hostname.rstrip(".").lower()
+    address = _address(host)
+    if host in METADATA_HOSTS or address in METADATA_ADDRESSES or (address is not None and address.is_link_local):
+        return (f"{url!r} reaches a link-local or cloud metadata address; set allow_link_local where a receiver "
+                "really is there")
+    return None
+
+
 class AlertSubscription(BaseModel):
     """A webhook told when an open milestone's risk rises (``serving.alerts``)."""
 
-    url: str = Field(description="Where the JSON event is POSTed.")
+    url: str = Field(description="Where the JSON event is POSTed (http or https).")
     secret_env: str = Field(description="The environment variable holding the HMAC-SHA256 signing secret "
                                         "(never the secret itself: settings are logged and shown).")
     band_rise: bool = Field(True, description="Alert when a milestone's risk band rises.")
@@ -181,13 +221,26 @@ class AlertSubscription(BaseModel):
     within_days: float = Field(7, gt=0, description="The window a move is measured over.")
     page_url: str | None = Field(None, description="Base of the link to the milestone in the event "
                                                    "(e.g. https://slipcast.example.com/page).")
+    allow_link_local: bool = Field(
+        False, description="Take a `url` or `page_url` on a link-local address (169.254.0.0/16, fe80::/10) or a cloud "
+                           "metadata address; refused at load otherwise.")
+
+    @model_validator(mode="after")
+    def _reachable(self) -> AlertSubscription:
+        """Refuse, at load, an address an alert must never go to (``webhook_address_problem``)."""
+        for name in ("url", "page_url"):
+            value = getattr(self, name)
+            problem = None if value is None else webhook_address_problem(value, self.allow_link_local)
+            if problem:
+                raise ValueError(f"{name}: {problem}")
+        return self
 
 
 class ServingSettings(BaseModel):
     """The forecast service."""
 
     host: str
-    port: int
+    port: int = Field(ge=1, le=65535)
     workers: int = Field(ge=1, description="Worker processes; above 1, gunicorn runs uvicorn workers.")
     model_threads: int = Field(
         ge=1, description="OpenMP threads one prediction may use. 1 suits a web worker: a forecast scores a few "
@@ -226,6 +279,9 @@ class ServingSettings(BaseModel):
     alerts: list[AlertSubscription] = Field(
         default_factory=list, description="Webhooks told when an open milestone's risk rises (needs serving.store "
                                           "and the ledger, which sends each alert once however many workers saw it).")
+    alert_queue: int = Field(
+        1000, ge=1, description="Alerts waiting for delivery at most: they are delivered in the background, one at "
+                                "a time; an alert claimed while the queue is full is dropped, counted and logged.")
 
 
 class Settings(BaseSettings):
@@ -275,18 +331,29 @@ class Settings(BaseSettings):
 
     def sqlite_path(self, uri: str | None = None) -> Path | None:
         """The SQLite file of an embedded database at ``uri`` (default: the tracking store),
-        relative to ``home``; None for a database on a server."""
+        relative to ``home``, also in SQLite's URI form (``sqlite:///file:PATH?mode=ro&uri=true``);
+        None for a database on a server."""
         uri = self.tracking_uri if uri is None else uri
         prefix = "sqlite:///"
         if not uri.startswith(prefix):
             return None
-        return self.resolve(Path(uri[len(prefix):]))
+        path = uri[len(prefix):]
+        if path.startswith("file:"):
+            path = path.removeprefix("file:").split("?", 1)[0]
+        return self.resolve(Path(path))
 
     def resolved_uri(self, uri: str | None = None) -> str:
-        """``uri`` (default: the tracking store's) with an embedded database's path made absolute."""
+        """``uri`` (default: the tracking store's) with an embedded database's path made absolute
+        (a URI form keeps its ``file:`` and its options)."""
         uri = self.tracking_uri if uri is None else uri
         path = self.sqlite_path(uri)
-        return uri if path is None else f"sqlite:///{path}"
+        if path is None:
+            return uri
+        rest = uri.removeprefix("sqlite:///")
+        if rest.startswith("file:"):
+            options = rest.partition("?")[2]
+            return f"sqlite:///file:{path}" + (f"?{options}" if options else "")
+        return f"sqlite:///{path}"
 
 
 class _ProfileSource(PydanticBaseSettingsSource):

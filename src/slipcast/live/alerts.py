@@ -9,7 +9,9 @@ over ``<timestamp>.<body>`` with the secret from the subscription's environment 
 (headers ``X-Slipcast-Timestamp``, ``X-Slipcast-Signature: sha256=<hex>``, and
 ``X-Slipcast-Delivery``, the alert's id, for idempotency), retried with exponential backoff on
 a refused connection, a timeout, 429 or 5xx, and its outcome logged in the ledger
-(docs/architecture.md, "Alerts").
+(docs/architecture.md, "Alerts"). Deliveries run in the background (``Deliveries``: a bounded
+queue and one daemon thread), so a slow or silent receiver holds up neither the service's start
+nor a refresh; what a receiver answers is kept as its status alone, never its body.
 """
 
 from __future__ import annotations
@@ -19,15 +21,19 @@ import hmac
 import json
 import logging
 import os
+import queue
+import threading
 import time
+from dataclasses import dataclass
 from datetime import timedelta
+from http import HTTPStatus
 
 import httpx
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from slipcast.core.settings import AlertSubscription, Settings
-from slipcast.live.ledger import Ledger
-from slipcast.live.records import MilestoneState
+from slipcast.live.ledger import Ledger, LedgerError
+from slipcast.live.records import MilestoneState, milestone_path
 
 log = logging.getLogger(__name__)
 ATTEMPTS = 4
@@ -77,12 +83,23 @@ def event(now: MilestoneState, reason: str, before: dict, sub: AlertSubscription
             "after": {"probability": now.probability, "risk_band": now.risk_band, "due_at":
                       now.due_at.isoformat() if now.due_at else None},
             "drivers": [d.model_dump() for d in now.drivers],
-            "link": f"{sub.page_url.rstrip('/')}/milestones/{now.milestone_id}" if sub.page_url else None}
+            "link": f"{sub.page_url.rstrip('/')}/{milestone_path(now.milestone_id)}" if sub.page_url else None}
 
 
 def _retried(exc: BaseException) -> bool:
     return isinstance(exc, httpx.TransportError) or (
         isinstance(exc, httpx.HTTPStatusError) and (exc.response.status_code == 429 or exc.response.status_code >= 500))
+
+
+def answered(status_code: int) -> str:
+    """A receiver's answer as the ledger and the log keep it: its status and the status's standard
+    phrase, never the body or the receiver's own phrase (a receiver that echoes the request would
+    have the signature there, one that echoes its environment a token)."""
+    try:
+        phrase = HTTPStatus(status_code).phrase
+    except ValueError:
+        phrase = "non-standard status"
+    return f"{status_code} {phrase}"
 
 
 def deliver(sub: AlertSubscription, alert_id: int, payload: dict, timeout: float = 10.0) -> tuple[str, int, str]:
@@ -104,15 +121,103 @@ def deliver(sub: AlertSubscription, alert_id: int, payload: dict, timeout: float
                     "X-Slipcast-Delivery": str(alert_id)})
                 response.raise_for_status()
     except httpx.HTTPStatusError as exc:
-        return "failed", attempts, f"{exc.response.status_code} {exc.response.text[:200]}"
+        return "failed", attempts, answered(exc.response.status_code)
     except httpx.TransportError as exc:
         return "failed", attempts, type(exc).__name__
-    return "delivered", attempts, str(response.status_code)
+    return "delivered", attempts, answered(response.status_code)
 
 
-def send_alerts(states: list[MilestoneState], ledger: Ledger, settings: Settings) -> int:
-    """Check every subscription against every open milestone, claim and deliver what is due;
-    returns how many alerts this process sent (delivered or not)."""
+@dataclass(frozen=True)
+class _Delivery:
+    """One claimed alert waiting to be sent, and the ledger its outcome goes back to."""
+
+    sub: AlertSubscription
+    alert_id: int
+    payload: dict
+    ledger: Ledger
+
+
+def _outcome(ledger: Ledger, alert_id: int, status: str, attempts: int, response: str) -> None:
+    """Log how a delivery ended in the ledger; a ledger that fails meanwhile is said in the log."""
+    try:
+        ledger.delivered(alert_id, status, attempts, response)
+    except LedgerError as exc:
+        log.warning("alert %d: its outcome (%s) not logged: %s", alert_id, status, exc)
+
+
+class Deliveries:
+    """Alert deliveries off the refresh's path: a queue of at most ``size`` alerts
+    (``serving.alert_queue``) and one daemon thread that sends them in turn and logs each outcome
+    in the ledger. A refresh only claims and queues, so a receiver that sleeps or never answers
+    holds up neither the service's start nor a refresh. An alert claimed while the queue is full
+    is dropped at once: ``dropped`` in the ledger with the reason, counted and logged."""
+
+    def __init__(self, size: int):
+        self._queue: queue.Queue[_Delivery] = queue.Queue(maxsize=size)
+        self._lock = threading.Condition()
+        self._unfinished = 0  # queued or under way
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.delivered = self.failed = self.dropped = 0
+
+    def submit(self, sub: AlertSubscription, alert_id: int, payload: dict, ledger: Ledger) -> bool:
+        """Queue one claimed alert for delivery; False where the queue is full and it was dropped."""
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._work, name="slipcast-alerts", daemon=True)
+                self._thread.start()
+            try:
+                self._queue.put_nowait(_Delivery(sub, alert_id, payload, ledger))
+            except queue.Full:
+                self.dropped += 1
+            else:
+                self._unfinished += 1
+                return True
+        reason = f"not sent: the delivery queue was full ({self._queue.maxsize} alerts waiting, serving.alert_queue)"
+        log.warning("alert %d for %s dropped: %s", alert_id, payload.get("milestone_id"), reason)
+        _outcome(ledger, alert_id, "dropped", 0, reason)
+        return False
+
+    def _work(self) -> None:
+        """Send what is queued, one at a time, until stopped."""
+        while not self._stopping.is_set():
+            try:
+                job = self._queue.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            try:
+                status, attempts, response = deliver(job.sub, job.alert_id, job.payload)
+                if status == "delivered":
+                    self.delivered += 1
+                else:
+                    self.failed += 1
+                    log.warning("alert %d for %s not delivered: %s", job.alert_id, job.payload.get("milestone_id"),
+                                response)
+                _outcome(job.ledger, job.alert_id, status, attempts, response)
+            except Exception as exc:  # the thread outlives any one delivery
+                self.failed += 1
+                log.warning("alert %d not delivered: %s", job.alert_id, type(exc).__name__)
+            finally:
+                with self._lock:
+                    self._unfinished -= 1
+                    self._lock.notify_all()
+
+    def wait(self, timeout: float) -> bool:
+        """Wait until every queued delivery has ended; False if some had not after ``timeout`` s."""
+        with self._lock:
+            return self._lock.wait_for(lambda: self._unfinished == 0, timeout)
+
+    def stop(self, timeout: float = 1.0) -> None:
+        """Stop taking deliveries off the queue (the one under way ends in its thread; alerts left
+        queued stay ``pending`` in the ledger)."""
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+
+def send_alerts(states: list[MilestoneState], ledger: Ledger, settings: Settings, deliveries: Deliveries) -> int:
+    """Check every subscription against every open milestone, claim what is due and queue it for
+    delivery (``deliveries``: in the background); returns how many alerts this process claimed."""
     subs = settings.serving.alerts
     if not subs or not states:
         return 0
@@ -120,7 +225,7 @@ def send_alerts(states: list[MilestoneState], ledger: Ledger, settings: Settings
     lookback = max(max(s.within_days for s in subs), 30.0)
     history = ledger.compared([m.milestone_id for m in states], as_of, timedelta(days=lookback),
                               [timedelta(days=s.within_days) for s in subs])
-    sent = 0
+    claimed = 0
     for sub in subs:
         for now in states:
             found = reasons(sub, now, history.get(now.milestone_id, []), settings.serving.risk_bands)
@@ -130,9 +235,6 @@ def send_alerts(states: list[MilestoneState], ledger: Ledger, settings: Settings
             alert_id = ledger.claim_alert(subscription_key(sub), now.milestone_id, now.as_of, reason)
             if alert_id is None:  # another worker claimed it
                 continue
-            status, attempts, response = deliver(sub, alert_id, event(now, reason, before, sub))
-            ledger.delivered(alert_id, status, attempts, response)
-            if status != "delivered":
-                log.warning("alert %d for %s not delivered: %s", alert_id, now.milestone_id, response)
-            sent += 1
-    return sent
+            deliveries.submit(sub, alert_id, event(now, reason, before, sub), ledger)
+            claimed += 1
+    return claimed

@@ -41,6 +41,7 @@ def backfill(settings: Settings, store: str | Path, now: datetime) -> BackfillRe
     it was completed (or ``now``)."""
     if not settings.serving.ledger_url:
         raise ValueError("no ledger configured (serving.ledger_url)")
+    ledger = Ledger(settings.resolved_uri(settings.serving.ledger_url))  # a broken one stops it before any work
     models = ModelStore(settings, targets=("milestone",))
     models.refresh()
     model = models.get("milestone")
@@ -57,7 +58,6 @@ def backfill(settings: Settings, store: str | Path, now: datetime) -> BackfillRe
         days = daily(pd.Timestamp(int(start), unit="us", tz="UTC"), last)
         ids += [milestone_id] * len(days)
         as_ofs += list(days)
-    ledger = Ledger(settings.resolved_uri(settings.serving.ledger_url))
     recorded = 0
     for lo in progress(range(0, len(ids), CHUNK), "backfill", unit="chunk"):
         who, feats, _ = history.features(ids[lo:lo + CHUNK], as_ofs[lo:lo + CHUNK])

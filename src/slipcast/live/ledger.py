@@ -9,14 +9,21 @@ version, backfilled) is unique and an insert that meets an existing key is dropp
 that build the same state (``live.portfolio``: as_of rounded to the refresh period) record it
 once between them (docs/architecture.md, "Forecast ledger"). Alerts are claimed here the same
 way, so one worker sends each, and their deliveries are logged beside them.
+
+A SQLite ledger's folder is made where missing. Whatever else goes wrong with the database (a
+file that is not one, or cut short; a folder that cannot be made; a database open read-only) is
+a ``LedgerError`` naming the ledger and the database's reason, never SQLAlchemy's own: the
+service reports it and serves on, the commands stop on it with one line.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -76,29 +83,78 @@ def _utc(value: datetime | None) -> datetime | None:
 SCHEMA_TRIES = 5  # looks at the tables a worker takes while others make them (``_make_tables``)
 
 
+class LedgerError(RuntimeError):
+    """The ledger cannot be opened, read or written; the message names it and says why."""
+
+
 def _make_tables(engine: sa.Engine) -> None:
     """The ledger's tables and indexes, each made where missing (a ledger made before an index was
-    added gets it). Looking and making are two steps, so workers opening a new ledger at once race
-    between them: the one whose table or index another made meanwhile looks again."""
+    added gets it); a complete ledger is only looked at, so one open read-only opens. Looking and
+    making are two steps, so workers opening a new ledger at once race between them: the one whose
+    table or index another made meanwhile looks again."""
     for attempt in range(SCHEMA_TRIES):
         try:
-            METADATA.create_all(engine)
-            with engine.begin() as conn:
-                for index in FORECASTS.indexes:
-                    conn.execute(sa.schema.CreateIndex(index, if_not_exists=True))
+            if not {t.name for t in METADATA.sorted_tables} <= set(sa.inspect(engine).get_table_names()):
+                METADATA.create_all(engine)
+            present = {i["name"] for i in sa.inspect(engine).get_indexes(FORECASTS.name)}
+            missing = [index for index in FORECASTS.indexes if index.name not in present]
+            if missing:
+                with engine.begin() as conn:
+                    for index in missing:
+                        conn.execute(sa.schema.CreateIndex(index, if_not_exists=True))
             return
         except sa.exc.DBAPIError:
             if attempt == SCHEMA_TRIES - 1:
                 raise
 
 
+def _make_folder(url: sa.URL) -> None:
+    """The folder of a SQLite ledger's file, made where missing (a fresh ``work/``)."""
+    database = url.database or ""
+    if url.get_backend_name() != "sqlite" or database in ("", ":memory:") or database.startswith("file:"):
+        return  # a server's database, one in memory, or a URI (``file:...?mode=ro&uri=true``): nothing to make
+    folder = Path(database).parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        why = "a file is in the way" if isinstance(exc, FileExistsError | NotADirectoryError) else exc.strerror
+        raise OSError(f"its folder {folder} cannot be made: {why}") from exc
+
+
+def _reason(exc: BaseException) -> str:
+    """What the database (or the file system) said, without SQLAlchemy's statement and links."""
+    said = str(getattr(exc, "orig", None) or exc).strip()
+    return said.splitlines()[0] if said else type(exc).__name__
+
+
 class Ledger:
     """The ledger at a SQLAlchemy URL (``sqlite:///path`` or ``postgresql+psycopg://...``); its
-    table is created if missing."""
+    folder (SQLite) and tables are made if missing. Raises ``LedgerError`` where it cannot be
+    opened, and from any method where the database fails."""
 
     def __init__(self, url: str):
         self.engine = sa.create_engine(url, pool_pre_ping=True)
-        _make_tables(self.engine)
+        self.name = self.engine.url.render_as_string(hide_password=True)
+        try:
+            with self._using("open it"):
+                _make_folder(self.engine.url)
+                _make_tables(self.engine)
+        except LedgerError:
+            self.engine.dispose()
+            raise
+
+    @contextmanager
+    def _using(self, doing: str) -> Iterator[None]:
+        """Turn a failure of the database, or of the file system under it, into a ``LedgerError``
+        that names this ledger, what it was ``doing`` and why."""
+        try:
+            yield
+        except (sa.exc.SQLAlchemyError, OSError) as exc:
+            raise LedgerError(f"ledger {self.name}: cannot {doing}: {_reason(exc)}") from exc
+
+    def close(self) -> None:
+        """Let go of the database's connections."""
+        self.engine.dispose()
 
     def record(self, forecasts: Iterable[Forecast], projects: Iterable[str], due: Iterable[datetime | None],
                backfilled: bool = False) -> int:
@@ -115,7 +171,7 @@ class Ledger:
             return 0
         # the rows added come back (a skipped one does not): no count of a table that only grows
         statement = self._insert(FORECASTS, KEY).returning(FORECASTS.c.id)
-        with self.engine.begin() as conn:
+        with self._using("record forecasts"), self.engine.begin() as conn:
             return len(conn.execute(statement, rows).all())
 
     def _insert(self, table: sa.Table, key: list[str]) -> sa.Insert:
@@ -132,20 +188,20 @@ class Ledger:
         claimed already (by another worker that built the same state)."""
         row = {"subscription": subscription, "milestone_id": milestone_id, "as_of": _utc(as_of), "reason": reason,
                "status": "pending", "attempts": 0, "updated_at": datetime.now(UTC)}
-        with self.engine.begin() as conn:
+        with self._using("claim an alert"), self.engine.begin() as conn:
             inserted = conn.execute(self._insert(ALERTS, ["subscription", "milestone_id", "as_of"])
                                     .values(row).returning(ALERTS.c.id)).scalar_one_or_none()
         return inserted
 
     def delivered(self, alert_id: int, status: str, attempts: int, response: str) -> None:
         """Log how an alert's delivery ended."""
-        with self.engine.begin() as conn:
+        with self._using("log an alert's delivery"), self.engine.begin() as conn:
             conn.execute(ALERTS.update().where(ALERTS.c.id == alert_id).values(
                 status=status, attempts=attempts, response=response[:300], updated_at=datetime.now(UTC)))
 
     def alerts(self) -> list[dict]:
         """Every alert and its delivery, oldest first."""
-        with self.engine.connect() as conn:
+        with self._using("read alerts"), self.engine.connect() as conn:
             return [{**row._asdict(), "as_of": _utc(row.as_of)}
                     for row in conn.execute(sa.select(ALERTS).order_by(ALERTS.c.id))]
 
@@ -183,7 +239,7 @@ class Ledger:
     def _rows_of(self, ids: sa.Select | sa.CompoundSelect) -> dict[str, list[dict]]:
         """The rows ``ids`` names, per milestone, oldest first."""
         out: dict[str, list[dict]] = {}
-        with self.engine.connect() as conn:
+        with self._using("read forecasts"), self.engine.connect() as conn:
             for row in conn.execute(sa.select(FORECASTS).where(FORECASTS.c.id.in_(ids)).order_by(
                     FORECASTS.c.as_of, FORECASTS.c.id)):
                 out.setdefault(row.milestone_id, []).append(self._row(row))
@@ -201,5 +257,5 @@ class Ledger:
             query = query.where(FORECASTS.c.milestone_id == milestone_id)
         if backfilled is not None:
             query = query.where(FORECASTS.c.backfilled == backfilled)
-        with self.engine.connect() as conn:
+        with self._using("read forecasts"), self.engine.connect() as conn:
             return [self._row(row) for row in conn.execute(query)]

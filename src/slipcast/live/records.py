@@ -3,10 +3,19 @@ a project's counts. The API answers with them; the ledger and alerts read them."
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from pydantic import Field
 
 from slipcast.core.vocabulary import Basis, ForecastStatus, MilestoneKind
 from slipcast.scoring.records import Driver, ModelRef, Record, When
+
+
+def milestone_path(milestone_id: str) -> str:
+    """The page of one milestone, relative to the page's root: ``milestones/<id>`` with every
+    character of the id that is not plain text percent-encoded, '/' too, so that any id a tracker
+    gives (GitHub's ``gh-owner/repo-ms-3``) is one path segment (docs/architecture.md, "Live state")."""
+    return f"milestones/{quote(milestone_id, safe='')}"
 
 
 class MilestoneState(Record):

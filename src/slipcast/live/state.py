@@ -9,7 +9,10 @@ refresh and never sees half of one (docs/architecture.md, "Live state"). Each st
 for all the service's workers (``live.shared``), from the store's history, itself coded once
 per version of the store and shared apart, in a child process of low priority where
 ``serving.build_niceness`` is set (``live.builder``). Each new state's forecasts go to the
-ledger (``live.ledger``), and the alerts they raise to their webhooks (``serving.alerts``).
+ledger (``live.ledger``), and the alerts they raise to their webhooks (``serving.alerts``),
+delivered in the background. A ledger that cannot be opened or written is reported
+(``ledger_status``, the log) and skipped, and tried again at the next refresh: forecasts are
+served all the same (docs/architecture.md, "Forecast ledger").
 """
 
 from __future__ import annotations
@@ -27,13 +30,13 @@ from slipcast.core.contracts import TARGETS
 from slipcast.core.settings import Settings
 from slipcast.features.store_history import History
 from slipcast.ingest.tables import store_signature
-from slipcast.live.alerts import send_alerts
+from slipcast.live.alerts import Deliveries, send_alerts
 from slipcast.live.builder import Builder, build_into, history_into
-from slipcast.live.ledger import Ledger
+from slipcast.live.ledger import Ledger, LedgerError
 from slipcast.live.metrics import Metrics
 from slipcast.live.portfolio import Portfolio
 from slipcast.live.shared import built_once, shared_path
-from slipcast.scoring.model_store import LoadedModel, ModelStore
+from slipcast.scoring.model_store import LoadedModel, ModelStore, public_message
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +62,11 @@ class LiveState:
         self.models = models
         self.clock = clock
         self.store = settings.store_location(settings.serving.store) if settings.serving.store else None
-        self.ledger = Ledger(settings.resolved_uri(settings.serving.ledger_url)) \
+        self.ledger_url = settings.resolved_uri(settings.serving.ledger_url) \
             if settings.serving.ledger_url and self.store is not None else None
+        self.ledger: Ledger | None = None  # opened at start, and again after it failed (``_open_ledger``)
+        self.ledger_error: str | None = None
+        self.alerts = Deliveries(settings.serving.alert_queue)
         self.shared = settings.resolve(settings.work_dir) / "live"  # states and histories built once for every worker
         # what every shared file is also named by: Slipcast's release and the settings, fixed for this state
         self._made_by = f"{__version__}|{settings.model_dump_json(warnings=False)}"
@@ -105,10 +111,7 @@ class LiveState:
             if self.metrics is not None:
                 self.metrics.live_states.labels("built" if built else "read").inc()
                 self.metrics.publish(state.milestones)
-            if self.ledger is not None:
-                self.recorded += self.ledger.record(state.published, [m.project for m in state.milestones],
-                                                    [m.due_at for m in state.milestones])
-                self.alerted += send_alerts(state.milestones, self.ledger, self.settings)
+            self._record(state)
         except Exception as exc:  # keep serving the last good state whatever went wrong
             error = f"{type(exc).__name__}: {exc}"
             if error != self.error:  # once per new error, not once per try
@@ -118,6 +121,52 @@ class LiveState:
         self.error = None
         self.refreshes += 1
         return True
+
+    def _open_ledger(self) -> Ledger | None:
+        """The ledger, opened now where it is not open yet (at start, and after a failure)."""
+        if self.ledger is None and self.ledger_url is not None:
+            try:
+                self.ledger = Ledger(self.ledger_url)
+            except LedgerError as exc:
+                self._ledger_failed(exc)
+        return self.ledger
+
+    def _ledger_failed(self, exc: LedgerError) -> None:
+        """Say once why the ledger cannot be used, and let it go: the next refresh opens it anew."""
+        error = public_message(str(exc), self.settings)
+        if error != self.ledger_error:
+            log.warning("%s; forecasts are served but not recorded, nor alerts sent, until it can be used "
+                        "(tried again at every refresh)", error)
+        self.ledger_error = error
+        if self.ledger is not None:
+            self.ledger.close()
+            self.ledger = None
+
+    def _record(self, state: Portfolio) -> None:
+        """The state's forecasts into the ledger, and the alerts they raise claimed and queued; a
+        ledger that fails is reported and skipped (``ledger_status``)."""
+        ledger = self._open_ledger()
+        if ledger is None:
+            return
+        try:
+            self.recorded += ledger.record(state.published, [m.project for m in state.milestones],
+                                           [m.due_at for m in state.milestones])
+            self.alerted += send_alerts(state.milestones, ledger, self.settings, self.alerts)
+        except LedgerError as exc:
+            self._ledger_failed(exc)
+            return
+        if self.ledger_error is not None:
+            log.info("ledger usable again: forecasts are recorded")
+            self.ledger_error = None
+
+    def ledger_status(self) -> dict:
+        """How the ledger stands: ``state`` ``ok``, ``failing`` (``error`` says why: forecasts are
+        served, not recorded) or ``off`` (no ledger configured, or no store to record)."""
+        if self.ledger_url is None:
+            return {"state": "off", "error": None}
+        if self.ledger_error is not None:
+            return {"state": "failing", "error": self.ledger_error}
+        return {"state": "ok", "error": None}
 
     def _key(self, version: str, models: Mapping[str, LoadedModel | None]) -> str:
         """What a state shared among workers is named by: its version, and all else it is built
@@ -158,6 +207,7 @@ class LiveState:
             return
         if self.builder is not None:
             self.builder.start()
+        self._open_ledger()
         self.refresh()
         self._seen, self._last = self._inputs(), self.clock()
         self._watching.start(max(self.settings.serving.reload_seconds, 0.2), self._check)
@@ -175,5 +225,8 @@ class LiveState:
 
     def stop(self) -> None:
         self._watching.stop()
+        self.alerts.stop()
         if self.builder is not None:
             self.builder.close()
+        if self.ledger is not None:
+            self.ledger.close()

@@ -215,8 +215,9 @@ def monitor(settings: Settings, store: str | Path, now: datetime, training_rows:
     if not settings.serving.ledger_url:
         raise ValueError("no ledger configured (serving.ledger_url): nothing was recorded to monitor")
     cfg = settings.monitoring
+    ledger = Ledger(settings.resolved_uri(settings.serving.ledger_url))  # a broken one stops it before any work
     history = History(read_tables(store), settings.features)
-    rows = published_with_outcomes(Ledger(settings.resolved_uri(settings.serving.ledger_url)), history, now)
+    rows = published_with_outcomes(ledger, history, now)
     result = MonitorResult(as_of=pd.Timestamp(now).isoformat(), published=len(rows),
                            with_outcome=int(rows["label"].notna().sum()) if len(rows) else 0,
                            pending=int(rows["label"].isna().sum()) if len(rows) else 0)

@@ -138,7 +138,7 @@ def load_registry(settings: Settings, target: str, version) -> LoadedModel:
     return _trial(LoadedModel(target, model, meta, "registry", str(version.version)))
 
 
-def _public(message: str, settings: Settings) -> str:
+def public_message(message: str, settings: Settings) -> str:
     """An error as the API may show it: paths relative to ``home``, never absolute."""
     return message.replace(f"{settings.home}/", "").replace(str(settings.home), ".")
 
@@ -162,7 +162,9 @@ class ModelStore:
         self._polling = Every("slipcast-model-refresh")
         self.errors: dict[str, str] = {}
         self.champions: dict[str, str | None] = {}  # the registry champion's version, None: none or unknown
-        self._refused: dict[str, str] = {}  # the champion version that failed to load, per target
+        # why a champion was refused, per (target, version, SHA-256 of its model file then): the same file
+        # is not loaded again, a repaired one (another hash) or another version is
+        self._refused: dict[tuple[str, str, str | None], str] = {}
 
     def get(self, target: str) -> LoadedModel | None:
         return self._models.get(target)
@@ -198,8 +200,10 @@ class ModelStore:
             if problem is None:
                 self.errors.pop(target, None)
             else:
-                self.errors[target] = _public(problem, self.settings)
-                log.warning("%s model: %s", target, problem)
+                shown = public_message(problem, self.settings)
+                if self.errors.get(target) != shown:  # once, not at every reload
+                    log.warning("%s model: %s", target, problem)
+                self.errors[target] = shown
 
     def _export(self, target: str) -> tuple[Path, dict | None]:
         models_dir = self.settings.resolve(self.settings.models_dir)
@@ -225,15 +229,20 @@ class ModelStore:
                 if champion is not None:
                     if current is not None and current.source == "registry" and current.version == version:
                         return None
-                    if current is not None and self._refused.get(target) == version:
-                        return self.errors.get(target)  # refused already: keep what serves, try no more
+                    refusal = None
+                    if current is not None:  # this very file refused already: keep what serves, and say why
+                        from slipcast.scoring.registry import model_file_hash
+
+                        refusal = (target, str(version), model_file_hash(self.settings, champion))
+                        if refusal in self._refused:
+                            return self._refused[refusal] + f"; serving the last good model (v{current.version})"
                     try:
                         self._swap(load_registry(self.settings, target, champion))
-                        self._refused.pop(target, None)
                         return None
                     except ModelRefused as exc:
-                        self._refused[target] = str(champion.version)
                         problem = f"champion v{version} refused: {exc}"
+                        if refusal is not None:
+                            self._refused[refusal] = problem
                     if (exported is not None and str(exported.get("model_version")) == version
                             and exported.get("sha256") == champion.tags.get(MODEL_HASH_TAG)):
                         self._swap(load_export(models_dir, target))  # the same file the registry vouches for

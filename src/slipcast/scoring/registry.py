@@ -14,7 +14,7 @@ import mlflow
 from mlflow import MlflowClient
 
 from slipcast.core.contracts import METADATA_ARTIFACT, MODEL_HASH_TAG, ModelMetadata
-from slipcast.core.model_format import Classifier, ModelRefused, load_model_dir
+from slipcast.core.model_format import MODEL_FILE, Classifier, ModelRefused, load_model_dir, sha256_file
 from slipcast.core.settings import Settings
 
 
@@ -32,6 +32,27 @@ def client_for(settings: Settings) -> MlflowClient:
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
+def _artifacts_of(client: MlflowClient, version) -> str:
+    """Where a registered model version's folder is (its logged model's, for ``models:/m-...``)."""
+    source = version.source
+    if source.startswith("models:/m-"):
+        source = client.get_logged_model(source.removeprefix("models:/")).artifact_location
+    return source
+
+
+def model_file_hash(settings: Settings, version) -> str | None:
+    """The SHA-256 of a registered model version's model file as it is now (None where it cannot be
+    fetched): what tells a repaired file from the one that was refused."""
+    client = client_for(settings)
+    with tempfile.TemporaryDirectory(prefix="slipcast-model-") as tmp:
+        try:
+            local = mlflow.artifacts.download_artifacts(artifact_uri=f"{_artifacts_of(client, version)}/{MODEL_FILE}",
+                                                        dst_path=tmp, tracking_uri=registry_uri(settings))
+        except Exception:  # no such file, or an artifact store that does not answer: nothing to hash
+            return None
+        return sha256_file(Path(local))
+
+
 def download_model(settings: Settings, version) -> tuple[Classifier, ModelMetadata]:
     """A registered model ``version`` (an MLflow ``ModelVersion``), loaded once its file matches
     the SHA-256 that training recorded as its tag, and the Slipcast metadata its run logged.
@@ -41,9 +62,7 @@ def download_model(settings: Settings, version) -> tuple[Classifier, ModelMetada
     """
     client = client_for(settings)
     uri = registry_uri(settings)
-    source = version.source
-    if source.startswith("models:/m-"):
-        source = client.get_logged_model(source.removeprefix("models:/")).artifact_location
+    source = _artifacts_of(client, version)
     with tempfile.TemporaryDirectory(prefix="slipcast-model-") as tmp:
         local = mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=tmp, tracking_uri=uri)
         try:

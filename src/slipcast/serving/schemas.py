@@ -216,6 +216,15 @@ class ModelLoad(BaseModel):
     error: str | None = Field(description="why the champion does not serve, if it does not")
 
 
+class LedgerStatus(BaseModel):
+    """Whether the forecasts the live state publishes are recorded (docs/architecture.md, "Forecast ledger")."""
+
+    state: Literal["ok", "failing", "off"] = Field(
+        description="ok: recorded; failing: the ledger cannot be opened or written (error says why): forecasts are "
+                    "served, not recorded, and the ledger is tried again at every refresh; off: no ledger, or no store.")
+    error: str | None = Field(None, description="why the ledger cannot be used, if it cannot")
+
+
 class ModelInfo(BaseModel):
     target: str
     model: ModelRef
@@ -234,6 +243,7 @@ class ModelInfo(BaseModel):
     monitor: dict | None = Field(
         None, description="The last `slipcast monitor` run: when, forecasts published and with known outcomes, "
                           "their live Brier, Brier skill, ECE and AUC, thresholds broken (null before the first).")
+    ledger: LedgerStatus = Field(description="Whether the live state's forecasts are being recorded.")
 
 
 class MilestoneDetail(MilestoneState):

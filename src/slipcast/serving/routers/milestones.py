@@ -1,9 +1,16 @@
 """The open milestones of the store, answered from the live state (``live.portfolio``):
-the list with filters, sorting and paging, one milestone with its tickets, its daily history."""
+the list with filters, sorting and paging, one milestone with its tickets, its daily history.
+
+A milestone is addressed by its id, percent-decoded, whatever it holds: '/' (GitHub's
+``gh-owner/repo-ms-3``), '%', spaces, any script. A final path segment written ``history`` asks
+for the history; an id that itself ends in ``/history`` is asked for with that slash encoded
+(``%2F``), as the page and alerts write every id (``live.records.milestone_path``;
+docs/architecture.md, "Live state")."""
 
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
@@ -22,15 +29,30 @@ SORTS = {"probability": lambda m: -1.0 if m.probability is None else m.probabili
          "milestone_id": lambda m: m.milestone_id}
 
 
+ENTITY_TAG = re.compile(r'(?:W/)?("[^"]*")')  # a tag, weak or strong, in a list of them
+
+
+def etag_matches(if_none_match: str | None, tag: str) -> bool:
+    """Whether an ``If-None-Match`` header names ``tag``, as HTTP compares for it (RFC 9110): ``*``
+    matches any current answer; otherwise any tag of the list that equals ``tag`` once a weak
+    ``W/`` prefix is set aside on either side (the weak comparison)."""
+    if if_none_match is None:
+        return False
+    if if_none_match.strip() == "*":
+        return True
+    return tag.removeprefix("W/") in ENTITY_TAG.findall(if_none_match)
+
+
 def cached(request: Request, response: Response, state: Portfolio, also: str = "") -> bool:
-    """Set the ETag (the state's version, the request's query, and ``also``: anything else the
-    answer depends on) and ``Cache-Control: no-cache`` (revalidate every time: the answer changes
-    at each refresh); True where the client's copy is current."""
-    key = f"{state.version}|{request.url.path}|{request.url.query}|{also}"
+    """Set the ETag (the state's version, the request's path as sent, its query, and ``also``:
+    anything else the answer depends on) and ``Cache-Control: no-cache`` (revalidate every time:
+    the answer changes at each refresh); True where the client's copy is current."""
+    path = request.scope.get("raw_path") or request.url.path.encode()  # as sent: %2F is not /
+    key = f"{state.version}|{path.decode('latin-1')}|{request.url.query}|{also}"
     tag = '"' + hashlib.sha256(key.encode()).hexdigest()[:24] + '"'
     response.headers["ETag"] = tag
     response.headers["Cache-Control"] = "no-cache"
-    return tag in {t.strip() for t in request.headers.get("if-none-match", "").split(",")}
+    return etag_matches(request.headers.get("if-none-match"), tag)
 
 
 def not_modified(response: Response) -> Response:
@@ -63,10 +85,15 @@ def _one(state: Portfolio, milestone_id: str):
     return found
 
 
-@router.get("/{milestone_id}", response_model=MilestoneDetail, responses=NOT_MODIFIED)
-async def milestone(milestone_id: str, request: Request, response: Response, state: PortfolioDep):
-    """One open milestone: its forecast, features and its open tickets' risks, riskiest first.
-    Answered on the event loop: the body is encoded once per state, then only looked up."""
+def asks_history(request: Request) -> bool:
+    """Whether a path ending in ``/history`` asks for the history: its last segment is written
+    ``history`` as sent, not the end of an id whose slash was encoded (``...%2Fhistory``)."""
+    raw = request.scope.get("raw_path")
+    return raw is None or raw.rstrip(b"/").rsplit(b"/", 1)[-1] == b"history"
+
+
+def _detail(milestone_id: str, request: Request, response: Response, state: Portfolio) -> Response:
+    """One open milestone's answer, its body encoded once per state, then only looked up."""
     found = _one(state, milestone_id)
     if cached(request, response, state):
         return not_modified(response)
@@ -78,13 +105,27 @@ async def milestone(milestone_id: str, request: Request, response: Response, sta
     return Response(body, media_type="application/json", headers=dict(response.headers))
 
 
-@router.get("/{milestone_id}/history", response_model=MilestoneHistory, responses=NOT_MODIFIED)
+# the history's route first: a path ending in /history is the history's, unless that /history is
+# the id's own (``asks_history``); the id is the rest, slashes and all
+@router.get("/{milestone_id:path}/history", response_model=MilestoneHistory, responses=NOT_MODIFIED)
 def milestone_history(milestone_id: str, request: Request, response: Response, state: PortfolioDep,
                       settings: SettingsDep):
     """One point per day from the milestone's start to now: the probability, band and due date,
-    each from what was known that day, scored by the model serving now."""
+    each from what was known that day, scored by the model serving now. The id is percent-decoded
+    and may hold '/'; one that ends in '/history' itself is sent with that slash as %2F."""
+    if not asks_history(request):  # ".../x%2Fhistory": the milestone whose id ends in /history
+        return _detail(f"{milestone_id}/history", request, response, state)
     _one(state, milestone_id)
     if cached(request, response, state):
         return not_modified(response)
     return MilestoneHistory(milestone_id=milestone_id, model=model_ref(state.model),
                             points=state.daily(milestone_id, settings))
+
+
+@router.get("/{milestone_id:path}", response_model=MilestoneDetail, responses=NOT_MODIFIED)
+async def milestone(milestone_id: str, request: Request, response: Response, state: PortfolioDep):
+    """One open milestone: its forecast, features and its open tickets' risks, riskiest first.
+    The id is percent-decoded and may hold '/' (GitHub's `gh-owner/repo-ms-3`); one that ends in
+    '/history' is sent with that slash as %2F. Answered on the event loop: the body is encoded once
+    per state, then only looked up."""
+    return _detail(milestone_id, request, response, state)

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 
 from slipcast.core.contracts import live_figures
 from slipcast.core.errors import FieldError
 from slipcast.scoring.forecast import model_ref
 from slipcast.serving.dependencies import SettingsDep, StoreDep, authorized, champion_of
-from slipcast.serving.schemas import ModelInfo, ModelLoad
+from slipcast.serving.schemas import LedgerStatus, ModelInfo, ModelLoad
 
 router = APIRouter(prefix="/v1", tags=["model"], dependencies=[Depends(authorized)])
 
 
 @router.get("/model", response_model=ModelInfo)
-def model_info(store: StoreDep, settings: SettingsDep, target: str = "milestone") -> ModelInfo:
+def model_info(request: Request, store: StoreDep, settings: SettingsDep, target: str = "milestone") -> ModelInfo:
     """The serving model's metadata and its backtest metrics beside the baselines'."""
     if target not in store.targets:
         raise FieldError(("query", "target"), f"unknown target {target!r}; one of {list(store.targets)}")
@@ -25,6 +25,6 @@ def model_info(store: StoreDep, settings: SettingsDep, target: str = "milestone"
                      project_guard=meta.get("project_guard", {}),
                      metrics=meta.get("metrics", {}), baselines=meta.get("baselines", {}),
                      data_fingerprint=meta.get("data_fingerprint"), trained_at=meta.get("trained_at"),
-                     loaded_at=loaded.loaded_at,
+                     loaded_at=loaded.loaded_at, ledger=LedgerStatus(**request.app.state.live.ledger_status()),
                      monitor=live_figures(settings.resolve(settings.monitoring.report_dir)) if target == "milestone"
                      else None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Request, Response
 
 from slipcast.serving.dependencies import MetricsDep, StoreDep, authorized
 
@@ -19,15 +19,18 @@ def healthz() -> dict:
 
 
 @router.get("/readyz", responses={503: {"description": "no model loaded"}})
-def readyz(response: Response, store: StoreDep) -> dict:
+def readyz(request: Request, response: Response, store: StoreDep) -> dict:
     """Ready once a milestone model is loaded. ``models`` names the version serving each target;
-    ``state`` says per target whether the champion serves, a fallback does (and why), or nothing."""
+    ``state`` says per target whether the champion serves, a fallback does (and why), or nothing;
+    ``ledger`` whether forecasts are recorded (a failing ledger leaves the service ready)."""
     state = {t: store.status(t) for t in store.targets}
+    ledger = request.app.state.live.ledger_status()
     if store.get("milestone") is None:
         response.status_code = 503
-        return {"status": "not ready", "worker": os.getpid(), "errors": store.errors, "state": state}
+        return {"status": "not ready", "worker": os.getpid(), "errors": store.errors, "state": state,
+                "ledger": ledger}
     return {"status": "ready", "worker": os.getpid(),
-            "models": {t: m.version for t in store.targets if (m := store.get(t))}, "state": state}
+            "models": {t: m.version for t in store.targets if (m := store.get(t))}, "state": state, "ledger": ledger}
 
 
 @router.get("/metrics", response_class=Response, dependencies=[Depends(authorized)])
