@@ -77,6 +77,7 @@ def test_three_classes_use_training_boundaries():
     assert list(three_classes(np.array([0.0, 50.0, 99.0]), train)) == [0, 1, 2]
 
 
+@pytest.mark.slow  # real data or many exports end to end: make test runs it
 def test_sprint_model_beats_base_rate_forward(sprints_dir, settings):
     frame = load_sprints(sprints_dir, "apache", 0)
     binary, multi, pooled = evaluate_frame(frame, "forward", settings.evaluation, settings.training)
@@ -87,6 +88,7 @@ def test_sprint_model_beats_base_rate_forward(sprints_dir, settings):
     assert len(pooled["y"]) == len(pooled["gradient_boosting"])
 
 
+@pytest.mark.slow  # real data or many exports end to end: make test runs it
 def test_leak_audit_flags_remaining_day_and_honest_model_is_weaker(delay_dir, settings):
     frame = load_issues(delay_dir, "duraspace", "creation")
     audit = {r["feature"]: r for r in value_leaks(frame, issue_columns(frame, True), settings.evaluation.value_leak_auc)}

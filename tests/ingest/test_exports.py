@@ -159,7 +159,7 @@ def test_each_quirk_gives_back_what_the_export_holds(quirk, history, tmp_path, s
     assert_round_trip(history, frozenset({quirk}), tmp_path, settings)
 
 
-
+@pytest.mark.slow  # real data or many exports end to end: make test runs it
 @hsettings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(quirks=st.frozensets(st.sampled_from(sorted(QUIRKS)), min_size=2, max_size=8))
 def test_any_combination_of_quirks_gives_back_what_the_export_holds(quirks, history, tmp_path_factory, settings):

@@ -173,6 +173,7 @@ def _site_tables(site: FakeJira, folder, settings) -> str:
     return _imported(folder, folder.parent / f"{folder.name}-tables", settings)
 
 
+@pytest.mark.slow  # real data or many exports end to end: make test runs it
 def test_the_duraspace_history_synced_through_the_fake_equals_its_import(tmp_path, settings, duraspace_dir, cloud_env):
     """The real export served by the fake site (the richest copy of each issue, as the importer
     keeps it): a Cloud sync gives the same canonical tables as `slipcast import jira-json`."""
