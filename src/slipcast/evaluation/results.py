@@ -262,13 +262,13 @@ def _pair(model: dict, served: dict) -> dict:
 
 
 def _verdict(target: str, horizon: str, held: dict, served: dict) -> str:
-    """What the service answers at a horizon: a probability that is calibrated and skilful
-    (served ECE within its floor, skill not below 0), or, for tickets, none (withheld, as
+    """What the service answers at a horizon: a probability that is calibrated and not below the
+    base rate (served ECE within its floor, skill not below 0), or, for tickets, none (withheld, as
     ``training.backtest.withheld`` marks it); a milestone horizon failing both is said so."""
     if horizon in held:
         return "withheld" if target == "ticket" else "not honest"
     honest = served["ece"] <= served["ece_floor"] and served["brier_skill"] >= 0
-    return "calibrated, skilful" if honest else "not honest"
+    return "calibrated, not below the base rate" if honest else "not honest"
 
 
 def _duraspace_section(results: dict, summary: dict, fp: str) -> list[str]:
@@ -328,10 +328,10 @@ def _duraspace_section(results: dict, summary: dict, fp: str) -> list[str]:
                           "that calibrated forecasts would exceed only 5 % of the time at this size (outcomes "
                           "drawn from the served probabilities, one draw per release, or per ticket, as its "
                           "snapshots share their outcome): an ECE below it is indistinguishable from "
-                          "calibrated. `answered`: at each horizon, a probability that is calibrated and skilful "
-                          "(served ECE within its floor, skill not below 0) or, for tickets, none: the service "
-                          "withholds a ticket forecast where it is neither (docs/architecture.md, \"The skill "
-                          "guard\").", "",
+                          "calibrated. `answered`: at each horizon, a probability that is calibrated and not below "
+                          "the base rate (served ECE within its floor, skill not below 0) or, for tickets, none: the "
+                          "service withholds a ticket forecast where it is not both (docs/architecture.md, \"The "
+                          "skill guard\").", "",
                       *_table(table, ["horizon", "n", "model_skill", "served_skill", "model_ece", "served_ece",
                                       "served_ece_floor", "answered"])]
         lines.append("")
