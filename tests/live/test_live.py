@@ -130,8 +130,10 @@ def test_one_milestone_its_tickets_and_its_daily_history(live):
     item = next(m for m in client.get("/v1/milestones").json()["items"] if m["change_7d"] is not None)
     detail = client.get(f"/v1/milestones/{item['milestone_id']}").json()
     assert detail["probability"] == item["probability"] and detail["features"]
-    risks = [t["probability"] for t in detail["tickets"]]
-    assert risks == sorted(risks, reverse=True)
+    risks = [t["probability"] for t in detail["tickets"] if t["probability"] is not None]
+    assert risks == sorted(risks, reverse=True)  # riskiest first; withheld ones (no probability) last
+    withheld = [t for t in detail["tickets"] if t["probability"] is None]
+    assert detail["tickets"][len(risks):] == withheld and all(t["basis"] == "withheld" and t["reason"] for t in withheld)
     ms = live["tables"].milestones.set_index("milestone_id").loc[item["milestone_id"]]
     history = client.get(f"/v1/milestones/{item['milestone_id']}/history").json()
     days = [pd.Timestamp(p["as_of"]) for p in history["points"]]

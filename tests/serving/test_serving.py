@@ -159,7 +159,8 @@ def test_ticket_forecasts(client, env):
     assert r.status_code == 200, r.text
     tickets = r.json()["tickets"]
     assert len(tickets) == env["row"]["remaining_count"]
-    assert all(0 <= t["probability"] <= 1 for t in tickets)
+    assert all(0 <= t["probability"] <= 1 if t["probability"] is not None else t["basis"] == "withheld" and t["reason"]
+               for t in tickets)
 
 
 def test_insufficient_history_is_a_state_not_a_number(client, env):
@@ -623,8 +624,11 @@ def test_ticket_forecasts_follow_the_ticket_models_guard(client, env):
     from slipcast.serving.request_forecasts import forecast_tickets
     from slipcast.serving.schemas import ForecastRequest
 
-    loaded = client.app.state.store.get("ticket")
+    trained = client.app.state.store.get("ticket")
     req = ForecastRequest.model_validate(env["body"])
+    held = forecast_tickets(req, trained, env["settings"], req.as_of)  # withheld where training found it not honest
+    assert {t.basis for t in held.tickets} <= {"model", "base_rate", "withheld"}
+    loaded = replace(trained, metadata={**trained.metadata, "withheld": {}})  # the guard alone
     as_trained = forecast_tickets(req, loaded, env["settings"], req.as_of)
     assert as_trained.tickets and {t.basis for t in as_trained.tickets} <= {"model", "base_rate"}
     guarded = replace(loaded, metadata={**loaded.metadata, "project_guard": {},
