@@ -107,7 +107,8 @@ def test_outcomes_are_the_training_labels_and_the_brier_is_scored_on_them(publis
                                  risk_band="medium", model=model)
                         for m, a, q in zip(rows["milestone_id"], rows["as_of"], p)],
                        list(rows["project"]), list(rows["as_of"] + pd.to_timedelta(rows["days_left"], unit="D")))
-    local = s.model_copy(update={"serving": s.serving.model_copy(update={"ledger_url": url})})
+    local = s.model_copy(update={"serving": s.serving.model_copy(update={"ledger_url": url}),  # its own MLflow run store
+                                 "tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}"})
     scored = published_with_outcomes(Ledger(url), History(published["tables"], local.features), published["end"])
     by_pair = dict(zip(zip(rows["milestone_id"], rows["as_of"]), rows["label"]))
     assert len(scored) == len(rows)
