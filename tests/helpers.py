@@ -1,14 +1,17 @@
 """Test helpers: real-data paths, a Jira issue shaped like a real export, quick settings, the
-milestones open at a time."""
+milestones open at a time, load under a refresh, and a new ledger on the test's PostgreSQL."""
 
 from __future__ import annotations
 
 import copy
+import os
 import threading
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from slipcast.core.settings import get_settings
 from slipcast.ingest.tables import Tables
@@ -135,3 +138,18 @@ def refreshed_under_load(client, app, change) -> list[int]:
             stop.set()
         asker.result()  # re-raises whatever ended the thread
     return failures
+
+
+POSTGRES = pytest.mark.skipif(not os.environ.get("SLIPCAST_TEST_POSTGRES"),
+                              reason="SLIPCAST_TEST_POSTGRES unset (.ci/run starts PostgreSQL)")
+
+
+def postgres_ledger() -> str:
+    """The URL of a new, empty database on the test's PostgreSQL server."""
+    import psycopg
+
+    server = os.environ["SLIPCAST_TEST_POSTGRES"]
+    name = f"ledger_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return server.replace("postgresql://", "postgresql+psycopg://").rsplit("/", 1)[0] + f"/{name}"

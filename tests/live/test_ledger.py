@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import threading
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from types import SimpleNamespace
@@ -26,7 +25,7 @@ from slipcast.live.ledger import FORECASTS, Ledger
 from slipcast.scoring.forecast import band
 from slipcast.scoring.records import Forecast, ModelRef
 from slipcast.serving.app import create_app
-from tests.helpers import busiest_time
+from tests.helpers import POSTGRES, busiest_time, postgres_ledger
 
 
 @pytest.fixture(scope="module")
@@ -95,24 +94,9 @@ def test_backfill_on_the_command_line(setup):
     assert days and max(days) <= setup["now"]
 
 
-POSTGRES = pytest.mark.skipif(not os.environ.get("SLIPCAST_TEST_POSTGRES"),
-                              reason="SLIPCAST_TEST_POSTGRES unset (.ci/run starts PostgreSQL)")
-
-
-def _postgres_ledger() -> str:
-    """The URL of a new, empty database on the test's PostgreSQL server."""
-    import psycopg
-
-    server = os.environ["SLIPCAST_TEST_POSTGRES"]
-    name = f"ledger_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    return server.replace("postgresql://", "postgresql+psycopg://").rsplit("/", 1)[0] + f"/{name}"
-
-
 @POSTGRES
 def test_the_same_ledger_on_postgresql(setup):
-    url = _postgres_ledger()
+    url = postgres_ledger()
     s = setup["settings"]
     s = s.model_copy(update={"serving": s.serving.model_copy(update={"ledger_url": url})})
     for minutes in (0, 30):
@@ -131,7 +115,7 @@ def test_workers_opening_a_new_ledger_at_once_all_open_it(dialect, tmp_path):
     """Each worker of a service opens the ledger as it starts: on a new one, eight at once (ten
     times over) all open it, and its tables and indexes are made once."""
     for trial in range(10):
-        url = f"sqlite:///{tmp_path / f'ledger{trial}.db'}" if dialect == "sqlite" else _postgres_ledger()
+        url = f"sqlite:///{tmp_path / f'ledger{trial}.db'}" if dialect == "sqlite" else postgres_ledger()
         barrier = threading.Barrier(8)
 
         def open_ledger(url: str, barrier: threading.Barrier) -> Ledger:
@@ -152,7 +136,7 @@ def test_an_alert_compares_with_the_records_a_full_scan_would_find(dialect, tmp_
     """``Ledger.compared`` hands ``alerts.reasons`` a few records per milestone, chosen by the
     database: every alert it gives, with the record it compares with, is the one the
     milestone's every record would give (ties in probability included: they are rounded)."""
-    url = f"sqlite:///{tmp_path / 'ledger.db'}" if dialect == "sqlite" else _postgres_ledger()
+    url = f"sqlite:///{tmp_path / 'ledger.db'}" if dialect == "sqlite" else postgres_ledger()
     ledger = Ledger(url)
     rng = np.random.default_rng(7)
     start = pd.Timestamp("2026-01-01", tz="UTC")

@@ -10,7 +10,7 @@ import pytest
 
 from slipcast.live.ledger import Ledger
 from slipcast.scoring.records import Forecast, ModelRef
-from tests.live.test_ledger import POSTGRES, _postgres_ledger
+from tests.helpers import POSTGRES, postgres_ledger
 
 pytestmark = pytest.mark.slow  # spawns a process per writer
 PROCESSES, MILESTONES, DAYS = 4, 30, 10
@@ -39,7 +39,7 @@ def _record(url: str, offset: int, barrier, counts) -> None:
 
 @pytest.mark.parametrize("dialect", ["sqlite", pytest.param("postgresql", marks=POSTGRES)])
 def test_writers_in_several_processes_record_each_forecast_once(dialect, tmp_path):
-    url = f"sqlite:///{tmp_path / 'ledger.db'}" if dialect == "sqlite" else _postgres_ledger()
+    url = f"sqlite:///{tmp_path / 'ledger.db'}" if dialect == "sqlite" else postgres_ledger()
     Ledger(url).engine.dispose()  # made before, as a service's first worker makes it
     ctx = multiprocessing.get_context("spawn")
     barrier, counts = ctx.Barrier(PROCESSES), ctx.Manager().dict()
