@@ -171,7 +171,9 @@ def test_monitor_on_the_command_line_logs_to_mlflow_feeds_the_service_and_exits_
     assert done.returncode == 1, done.stderr
     assert "broken: live ECE" in done.stdout and (out / "monitor.md").exists()
     client = MlflowClient(s.resolved_uri(), s.resolved_uri())
-    (run,) = client.search_runs([client.get_experiment_by_name(s.training.experiment_prefix + "monitoring").experiment_id])
+    (run,) = client.search_runs(  # this command's run: other tests on the shared store log monitor runs too
+        [client.get_experiment_by_name(s.training.experiment_prefix + "monitoring").experiment_id],
+        order_by=["attributes.start_time DESC"], max_results=1)
     assert run.data.metrics["live_ece"] > s.monitoring.max_ece and "ECE" in run.data.tags["breaches"]
     shown = s.model_copy(update={"monitoring": s.monitoring.model_copy(update={"report_dir": out})})
     with TestClient(create_app(shown)) as service:
