@@ -61,6 +61,7 @@ def test_a_cloud_sync_gives_the_tables_an_import_of_the_same_records_gives(expor
     assert TOKEN not in report.format() and _nothing_holds(TOKEN, tmp_path / "store", sync_folder(tmp_path / "store"))
 
 
+@pytest.mark.slow  # seconds of real waits or resampling: make test runs it
 def test_a_rate_limit_reset_time_is_waited_for(export, tmp_path, settings, cloud_env):
     """Jira Cloud may send only ``X-RateLimit-Reset``, an ISO 8601 time: the sync waits until then
     (3 s here), not what backoff alone would wait before a second try (at most 1.5 s)."""
@@ -213,6 +214,7 @@ def test_an_issue_deleted_on_the_site_leaves_the_store_at_the_next_key_sweep(exp
     assert deleted not in set(read_tables(tmp_path / "store").tickets["ticket_id"])
 
 
+@pytest.mark.slow  # seconds of real waits or resampling: make test runs it
 def test_a_dropped_connection_and_a_repeated_issue_change_nothing(export, tmp_path, settings, cloud_env):
     with FakeJira.from_export(export, BASIC) as site:
         site.drops["/rest/api/3/search/jql"] = 1

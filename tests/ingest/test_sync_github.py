@@ -65,6 +65,7 @@ def test_a_sync_equals_an_import_and_a_second_fetches_only_what_changed(export, 
     assert not any(TOKEN.encode() in p.read_bytes() for p in files) and TOKEN not in second.format()
 
 
+@pytest.mark.slow  # seconds of real waits or resampling: make test runs it
 def test_sync_github_on_the_command_line(export, tmp_path):
     with FakeGitHub(export, REPO, TOKEN) as site:
         env = cli_env(GITHUB_TOKEN=TOKEN)

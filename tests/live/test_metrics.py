@@ -39,6 +39,7 @@ def test_brier_skill_is_one_minus_the_ratio_to_the_base_rate(p, data, base):
     assert scores(y, np.full(len(y), base), base)["brier_skill"] == pytest.approx(0.0, abs=1e-9)
 
 
+@pytest.mark.slow  # seconds of real waits or resampling: make test runs it
 @settings(max_examples=30, deadline=None)
 @given(st.integers(0, 1000))
 def test_bootstrap_resamples_whole_groups_and_repeats_for_a_seed(seed):
