@@ -236,6 +236,46 @@ class AlertSubscription(BaseModel):
         return self
 
 
+class ProgramDeclaration(BaseModel):
+    """A program named in the settings: a set of milestones that lands when its last one does."""
+
+    program_id: str = Field(min_length=1, max_length=200, description="The program's id in the API.")
+    name: str | None = Field(None, description="What people call it (the id where none is given).")
+    milestones: list[str] = Field(min_length=1, description="The milestone ids it needs.")
+    target_at: AwareDatetime | None = Field(
+        None, description="When it must land: every milestone done by then; None: each by its own due date.")
+
+
+class DependencyDeclaration(BaseModel):
+    """A dependency between two milestones the tracker's links do not show."""
+
+    blocker: str = Field(min_length=1, description="The milestone that must finish first.")
+    dependent: str = Field(min_length=1, description="The milestone that cannot finish before it.")
+
+
+class ProgramSettings(BaseModel):
+    """Programs across teams and their joint forecast (docs/architecture.md, "Programs")."""
+
+    from_epics: bool = Field(True, description="An epic or initiative whose children sit in milestones of at least "
+                                               "two projects is a program.")
+    from_shared_names: bool = Field(True, description="One milestone name in at least two projects (a fix version, "
+                                                      "a GitHub milestone title) is a program.")
+    declared: list[ProgramDeclaration] = Field(default_factory=list, description="Programs declared here.")
+    dependencies: list[DependencyDeclaration] = Field(
+        default_factory=list, description="Dependencies between milestones declared here (beside the links').")
+    draws: int = Field(10_000, ge=100, le=1_000_000, description="Monte Carlo draws of a program forecast.")
+    seed: int = Field(11, description="Seed of the program Monte Carlo (same state, same answer).")
+    horizon_days: int = Field(
+        365, ge=28, description="Days after as_of a milestone's completion is forecast over; later is drawn beyond.")
+    ripple_days: int = Field(14, gt=0, description="The slip a program's ripple asks about: each milestone late by "
+                                                   "this many days.")
+    default_lag_days: float = Field(
+        1.0, ge=0, description="Days a dependent needs after its blocker finishes, where the history shows no "
+                               "finished dependency to measure it on.")
+    max_correlation: float = Field(0.8, ge=0, lt=1, description="The most the copula's correlation of two "
+                                                                "milestones may be.")
+
+
 class ServingSettings(BaseModel):
     """The forecast service."""
 
@@ -308,6 +348,7 @@ class Settings(BaseSettings):
     evaluation: EvaluationSettings
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
     sync: SyncSettings = Field(default_factory=SyncSettings)
+    programs: ProgramSettings = Field(default_factory=ProgramSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -62,6 +62,16 @@ class Basis(StrEnum):
     WITHHELD = "withheld"
 
 
+class ProgramSource(StrEnum):
+    """Where a program (a named set of milestones, docs/architecture.md "Programs") comes from: an
+    epic or initiative whose children sit in several milestones, one milestone name shared across
+    projects (a Jira fix version, a GitHub milestone title), or a declaration (settings or API)."""
+
+    EPIC = "epic"
+    SHARED_NAME = "shared_name"
+    DECLARED = "declared"
+
+
 class Direction(StrEnum):
     """Which way a driver moves a forecast."""
 

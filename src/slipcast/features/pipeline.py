@@ -57,11 +57,11 @@ def milestone_projects(milestone: np.ndarray, tl: Timelines):
 
 
 def milestone_outcomes(snaps: Snapshots, label: np.ndarray, known_at: np.ndarray, tl: Timelines) -> pd.DataFrame:
-    """Each milestone's outcome (its latest labelled snapshot) and when it became known."""
+    """Each milestone's outcome (its latest labelled snapshot), when it became known, and its code."""
     labelled = np.flatnonzero(~np.isnan(label))
     last = labelled[last_of_each(snaps.milestone[labelled])]  # snapshots run by milestone, then as_of
     return pd.DataFrame({"project": milestone_projects(snaps.milestone[last], tl), "known_at": timestamps(known_at[last]),
-                         "slipped": label[last]})
+                         "slipped": label[last], "milestone": snaps.milestone[last]})
 
 
 def build_training_sets(tables: Tables, settings: FeatureSettings,

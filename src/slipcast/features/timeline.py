@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from slipcast.core.vocabulary import TicketStatus
+from slipcast.core.vocabulary import LinkKind, TicketStatus
 from slipcast.ingest.tables import Tables
 
 NAT = np.iinfo(np.int64).min  # a missing time: compares below every real one
@@ -196,6 +196,7 @@ class Timelines:
     due: Timeline  # key milestone; due (µs), replans (cumulative), shift_days
     done: Timeline  # key project; cum_done: the project's finished tickets so far
     dependencies: dict[str, np.ndarray]  # ticket, dependency, since (µs): who waits on whom, by ticket
+    parents: dict[str, np.ndarray]  # parent, child: an epic or initiative and what it holds (parent links)
     data_end: int
 
     def value_code(self, value: str) -> int:
@@ -308,12 +309,14 @@ def build_timelines(tables: Tables, data_end: pd.Timestamp | None = None) -> Tim
     done = Timeline(done_project[keep], status.at[finished][keep], running={"cum_done": np.ones(int(keep.sum()))})
 
     deps = _dependencies(lk, lk_from, lk_to, ticket_created)
+    is_parent = np.asarray(_values(lk["kind"]) == LinkKind.PARENT, dtype=bool)
+    parents = {"parent": lk_from[is_parent], "child": lk_to[is_parent]}
     end = int(at.max()) if len(at) else micros([pd.Timestamp.now(tz="UTC")])[0]
     if data_end is not None:
         end = micros([pd.Timestamp(data_end)])[0]
     return Timelines(tickets, milestones, projects, values, ticket_project, ticket_created, ticket_types,
                      ticket_type_code, milestone_project, milestone_kind, milestone_start, milestone_completed,
-                     ticket_values, membership, moves, due, done, deps, end)
+                     ticket_values, membership, moves, due, done, deps, parents, end)
 
 
 def _parsed(codes: np.ndarray, values: pd.Index, parse, missing) -> np.ndarray:

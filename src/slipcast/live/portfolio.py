@@ -10,18 +10,20 @@ store's coded history (``features.store_history.History``); ``live.state`` keeps
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
 
-from slipcast.core.settings import Settings
+from slipcast.core.settings import ProgramDeclaration, Settings
 from slipcast.core.vocabulary import Basis, ForecastStatus
 from slipcast.features.store_history import History
-from slipcast.live.records import HistoryPoint, MilestoneState, ProjectState
-from slipcast.scoring.forecast import forecasts_of, guard, ticket_forecasts_of
+from slipcast.live.completion import done_chances
+from slipcast.live.programs import forecast_programs, program_context, programs_of
+from slipcast.live.records import HistoryPoint, MilestoneState, ProgramState, ProjectState
+from slipcast.scoring.forecast import forecasts_of, ticket_forecasts_of
 from slipcast.scoring.model_store import LoadedModel
 from slipcast.scoring.records import Forecast, TicketForecast
 
@@ -45,6 +47,7 @@ class Portfolio:
     history: History
     model: LoadedModel
     published: list[Forecast] = field(default_factory=list)  # as the ledger records them, in milestones' order
+    programs: list[ProgramState] = field(default_factory=list)  # programs with an open milestone, riskiest first
     positions: dict[str, int] = field(default_factory=dict)
     encoded: dict[str, bytes] = field(default_factory=dict)  # milestone id -> its detail as JSON, once asked
 
@@ -55,6 +58,9 @@ class Portfolio:
         """As another worker reads it (``live.shared``): without the model, which each process
         has loaded itself, the history, shared once per version of the store, and bodies encoded here."""
         return {**self.__dict__, "model": None, "history": None, "encoded": {}}
+
+    def program(self, program_id: str) -> ProgramState | None:
+        return next((p for p in self.programs if p.program_id == program_id), None)
 
     def get(self, milestone_id: str) -> MilestoneState | None:
         i = self.positions.get(milestone_id)
@@ -93,10 +99,11 @@ def _forecast_open(history: History, ids: np.ndarray, as_of: datetime, model: Lo
 
 
 def build_portfolio(history: History, as_of: datetime, models: Mapping[str, LoadedModel | None], settings: Settings,
-                    version: str) -> Portfolio:
+                    version: str, declared: Sequence[ProgramDeclaration] = ()) -> Portfolio:
     """Forecast every milestone of ``history`` open at ``as_of`` (and the same ones with what was
     known ``CHANGE_DAYS`` earlier, for ``change_7d``), and their open tickets, by ``models``
-    (target -> the model serving it)."""
+    (target -> the model serving it), and every program with an open milestone (the store's, the
+    settings' and ``declared``)."""
     model = models.get("milestone")
     if model is None:
         raise LookupError("no milestone model loaded yet")
@@ -128,10 +135,21 @@ def build_portfolio(history: History, as_of: datetime, models: Mapping[str, Load
             message=f.message, drivers=f.drivers, model=f.model))
     order = sorted(range(len(states)), key=lambda i: (-_risk(states[i]), states[i].milestone_id))
     return Portfolio(version=version, as_of=as_of, milestones=[states[i] for i in order],
-                     published=[now[i] for i in order],
+                     published=[now[i] for i in order], programs=open_programs(history, as_of, model, settings, declared),
                      features={f.milestone_id: f.features for f in now}, tickets=risks,
                      projects=project_states(states, history.outcomes, pd.Timestamp(as_of), settings),
                      history=history, model=model)
+
+
+def open_programs(history: History, as_of: datetime, model: LoadedModel, settings: Settings,
+                  declared: Sequence[ProgramDeclaration] = ()) -> list[ProgramState]:
+    """The joint forecasts of the programs with an open milestone at ``as_of``, riskiest first."""
+    ids = set(history.open_at(pd.Timestamp(as_of)))
+    programs = [p for p in programs_of(history, as_of, settings, declared) if ids & set(p.milestones)]
+    if not programs:
+        return []
+    states = forecast_programs(program_context(history, as_of, settings), programs, model, settings)
+    return sorted(states, key=lambda p: (-(p.probability if p.probability is not None else -1.0), p.program_id))
 
 
 def _risk(m: MilestoneState) -> float:
@@ -142,22 +160,12 @@ def _risk(m: MilestoneState) -> float:
 def when_done(history: History, milestones: list[str], as_of: datetime, model: LoadedModel
               ) -> dict[str, list[datetime | None]]:
     """For each milestone, the earliest due date among as_of + ``WHEN_DAYS`` by which the served
-    forecast gives at least each of ``WHEN_CHANCES`` of being done, re-scoring it with its due
-    date moved there now, as the what-if endpoint does (all milestones and dates in one
-    prediction; where the moved date falls in a guarded horizon, the base rate is what the service
-    would say). A later date never gets a lower chance than an earlier one (the running
-    maximum), so the dates are ordered as the chances are."""
-    if not milestones:
-        return {}
-    k = len(WHEN_DAYS)
+    forecast gives at least each of ``WHEN_CHANCES`` of being done (``completion.done_chances``),
+    so the dates are ordered as the chances are."""
+    done = done_chances(history, milestones, as_of, model, WHEN_DAYS)
     dues = [as_of + timedelta(days=d) for d in WHEN_DAYS]
-    who, feats, _ = history.features(np.repeat(milestones, k), [as_of] * (len(milestones) * k), dues * len(milestones))
-    p = guard(model, feats["span_elapsed"], who["project"]).served(model.predict(model.frame(feats)))
-    done = np.maximum.accumulate((1 - p).reshape(len(milestones), k), axis=1)
-    out = {}
-    for i, milestone_id in enumerate(milestones):
-        out[milestone_id] = [dues[int(np.argmax(done[i] >= c))] if (done[i] >= c).any() else None for c in WHEN_CHANCES]
-    return out
+    return {milestone_id: [dues[int(np.argmax(done[i] >= c))] if (done[i] >= c).any() else None
+                           for c in WHEN_CHANCES] for i, milestone_id in enumerate(milestones)}
 
 
 def project_states(states: list[MilestoneState], outcomes: pd.DataFrame, as_of: pd.Timestamp,

@@ -3,11 +3,12 @@ a project's counts. The API answers with them; the ledger and alerts read them."
 
 from __future__ import annotations
 
+from typing import Literal
 from urllib.parse import quote
 
 from pydantic import Field
 
-from slipcast.core.vocabulary import Basis, ForecastStatus, MilestoneKind
+from slipcast.core.vocabulary import Basis, ForecastStatus, MilestoneKind, ProgramSource
 from slipcast.scoring.records import Driver, ModelRef, Record, When
 
 
@@ -66,3 +67,83 @@ class ProjectState(Record):
     live: dict | None = Field(
         None, description="How its published forecasts came true, from the last `slipcast monitor` run: n "
                           "(with known outcomes), Brier, Brier skill, ECE, AUC; null before one judged it.")
+
+
+def program_path(program_id: str) -> str:
+    """The page of one program, relative to the page's root (any id one path segment, as
+    ``milestone_path``)."""
+    return f"programs/{quote(program_id, safe='')}"
+
+
+class ProgramMilestone(Record):
+    """A milestone of a program, as the program's forecast saw it."""
+
+    milestone_id: str
+    project: str | None
+    name: str | None
+    state: Literal["open", "done", "not_started", "empty", "unknown"] = Field(
+        description="open: in the forecast; done: completed by as_of; not_started: starts later; empty: nothing "
+                    "committed yet; unknown: not in the store. Only open milestones are drawn.")
+    due_at: When | None
+    deadline_at: When | None = Field(None, description="When it must be done for the program to land: the program's "
+                                                       "target, or its own due date where the program has none.")
+    done_by_deadline: float | None = Field(None, description="Its own chance of being done by the deadline.")
+    when_50: When | None = Field(None, description="The day by which it is done in half the draws (after its "
+                                                   "blockers).")
+    when_85: When | None = None
+    criticality: float | None = Field(
+        None, description="Share of draws in which it sets the program's date, itself or through what waits on it.")
+    ripple: float | None = Field(
+        None, description="The program's chance if this milestone finishes `programs.ripple_days` later than drawn.")
+
+
+class ProgramEdge(Record):
+    """A dependency inside a program, with the tickets behind it."""
+
+    blocker: str
+    dependent: str
+    tickets: list[tuple[str, str]] = Field(description="(the waiting ticket, the ticket it waits on)")
+    open_blockers: int
+    source: Literal["links", "declared"]
+    external: bool = Field(description="The blocker is outside the store; it is assumed done on time.")
+    in_cycle: bool
+    propagated: bool = Field(description="A slip of the blocker moves the dependent in the Monte Carlo.")
+
+
+class ProgramState(Record):
+    """A program's joint forecast as of one time."""
+
+    program_id: str
+    name: str
+    source: ProgramSource
+    as_of: When
+    target_at: When | None = Field(description="When it must land; null: each milestone by its own due date.")
+    open_milestones: int
+    chance: float | None = Field(description="Chance that every open milestone is done by its deadline (null: none "
+                                             "open).")
+    probability: float | None = Field(description="Chance that it slips (1 - chance), the number the ledger records.")
+    risk_band: str | None
+    independent_chance: float | None = Field(
+        description="What multiplying the milestones' own chances would say (as if teams were independent).")
+    done_50: When | None = Field(description="When the last milestone is done in half the draws (null: past the "
+                                             "horizon).")
+    done_85: When | None
+    critical_path: list[str] = Field(description="The chain that sets the program's date most often, first "
+                                                 "blocker first.")
+    critical_path_share: float | None
+    milestones: list[ProgramMilestone]
+    edges: list[ProgramEdge]
+    cycles: list[list[str]]
+    correlation: dict[str, float] = Field(description="The copula's fitted correlations: team, period.")
+    lag_days: float = Field(description="Days a dependent needs after its blocker, from the history.")
+    draws: int
+    assumptions: list[str]
+    model: ModelRef | None
+
+
+class ProgramHistoryPoint(Record):
+    as_of: When
+    chance: float | None
+    probability: float | None
+    risk_band: str | None
+    done_85: When | None

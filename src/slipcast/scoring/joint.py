@@ -1,0 +1,188 @@
+"""The joint forecast of a program: a Monte Carlo over its open milestones' completion dates.
+
+Each milestone's completion date is drawn from its own distribution (the served model's chance
+of being done by each day, ``live.completion``); the draws of milestones that share a team or a
+period are correlated through a Gaussian copula (``features.lateness``); a dependent cannot
+finish before what it waits on, plus the lag the history shows; the program lands when every
+milestone is done by its deadline, and is done when its last milestone is (docs/architecture.md,
+"Programs"). Days count from as_of.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import ndtr
+
+
+@dataclass
+class Members:
+    """A program's open milestones as the Monte Carlo takes them (one row per milestone).
+
+    ``days``: each milestone's grid (days after as_of, ascending; one row each) and ``done_by``: its
+    chance of being done by each of them (non-decreasing); ``window``: the days from as_of to its due date (the period
+    it shares with others, at least 1); ``deadline``: the day it must be done by; ``team``: a code
+    per team."""
+
+    ids: list[str]
+    days: np.ndarray
+    done_by: np.ndarray
+    window: np.ndarray
+    deadline: np.ndarray
+    team: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+@dataclass
+class Draws:
+    """The drawn completion days: each milestone's own (``own``), and after its blockers
+    (``finish``), with the blocker that set it (``binder``, -1 where its own work did)."""
+
+    own: np.ndarray
+    finish: np.ndarray
+    binder: np.ndarray
+
+
+@dataclass
+class Outcome:
+    """What a program's draws say: the chance it lands, the days by which it is done with 50 %
+    and 85 % chance, each milestone's criticality (the share of draws in which it sets the
+    program's date, itself or through what waits on it), the critical path (the chain that sets
+    it most often, first blocker first) and its share of draws."""
+
+    chance: float
+    done_50: float
+    done_85: float
+    criticality: np.ndarray
+    critical_path: list[int]
+    path_share: float
+
+
+def latent(members: Members, team_rho: float, period_rho: float, draws: int, rng: np.random.Generator) -> np.ndarray:
+    """Correlated standard normals (draws x milestones): a shock per day shared by every
+    milestone whose window holds it (``period_rho`` times the windows' overlap), one per team
+    (``team_rho``), and each milestone's own."""
+    m = len(members)
+    window = np.clip(np.ceil(members.window).astype(np.int64), 1, None)
+    horizon = int(window.max(initial=1))
+    days = np.cumsum(rng.standard_normal((draws, horizon)), axis=1)
+    shared = days[:, window - 1] / np.sqrt(window)  # every window starts at as_of
+    teams, team = np.unique(members.team, return_inverse=True)
+    by_team = rng.standard_normal((draws, len(teams)))[:, team]
+    own = rng.standard_normal((draws, m))
+    rest = max(0.0, 1.0 - team_rho - period_rho)
+    return np.sqrt(period_rho) * shared + np.sqrt(team_rho) * by_team + np.sqrt(rest) * own
+
+
+def completion_days(members: Members, u: np.ndarray) -> np.ndarray:
+    """Completion days from uniforms (draws x milestones) by each milestone's distribution: linear
+    between grid days, from 0 at as_of; past the grid's last day (the chance it is not done by
+    then), spread evenly over as many days again."""
+    out = np.empty_like(u)
+    for i in range(len(members)):
+        grid = np.concatenate([[0.0], members.days[i].astype(np.float64)])
+        last = grid[-1]
+        cdf = np.concatenate([[0.0], members.done_by[i]])
+        cdf = np.maximum.accumulate(cdf) + np.arange(len(cdf)) * 1e-12  # strictly increasing for interp
+        top = cdf[-1]
+        ui = u[:, i]
+        inside = np.interp(ui, cdf, grid)
+        beyond = last * (1.0 + (ui - top) / max(1.0 - top, 1e-12))
+        out[:, i] = np.where(ui <= top, inside, beyond)
+    return out
+
+
+def topological(n: int, edges: list[tuple[int, int]]) -> list[int]:
+    """The milestones in an order where every blocker comes before what waits on it (``edges``:
+    (blocker, dependent) positions, acyclic)."""
+    waits = [0] * n
+    after: list[list[int]] = [[] for _ in range(n)]
+    for b, d in edges:
+        waits[d] += 1
+        after[b].append(d)
+    ready = [i for i in range(n) if waits[i] == 0]
+    order = []
+    while ready:
+        i = ready.pop()
+        order.append(i)
+        for d in after[i]:
+            waits[d] -= 1
+            if waits[d] == 0:
+                ready.append(d)
+    return order
+
+
+def propagate(own: np.ndarray, edges: list[tuple[int, int]], lag: float) -> tuple[np.ndarray, np.ndarray]:
+    """Each milestone's completion day once its blockers are done (blocker's day + ``lag`` where
+    later than its own), and the blocker that set it (-1 where its own work did)."""
+    finish = own.copy()
+    binder = np.full(own.shape, -1, dtype=np.int64)
+    blockers: dict[int, list[int]] = {}
+    for b, d in edges:
+        blockers.setdefault(d, []).append(b)
+    for d in topological(own.shape[1], edges):
+        if d not in blockers:
+            continue
+        bs = np.asarray(blockers[d])
+        candidate = finish[:, bs] + lag
+        j = np.argmax(candidate, axis=1)
+        latest = candidate[np.arange(len(candidate)), j]
+        bound = latest > finish[:, d]
+        finish[:, d] = np.where(bound, latest, finish[:, d])
+        binder[:, d] = np.where(bound, bs[j], -1)
+    return finish, binder
+
+
+def simulate(members: Members, edges: list[tuple[int, int]], lag: float, team_rho: float, period_rho: float,
+             draws: int, seed: int) -> Draws:
+    """The program's Monte Carlo: ``draws`` correlated completion days per milestone, carried
+    along ``edges`` ((blocker, dependent) positions, acyclic)."""
+    rng = np.random.default_rng(seed)
+    own = completion_days(members, ndtr(latent(members, team_rho, period_rho, draws, rng)))
+    finish, binder = propagate(own, edges, lag)
+    return Draws(own, finish, binder)
+
+
+def lands(members: Members, finish: np.ndarray) -> np.ndarray:
+    """Per draw: every milestone done by its deadline."""
+    return np.asarray((finish <= members.deadline[None, :]).all(axis=1))
+
+
+def outcome(members: Members, draws: Draws) -> Outcome:
+    """The chance, dates, criticality and critical path of a program's draws."""
+    finish, binder = draws.finish, draws.binder
+    n, m = finish.shape
+    last = np.argmax(finish, axis=1)
+    on_path = np.zeros((n, m), dtype=bool)
+    rows = np.arange(n)
+    current = last.copy()
+    active = np.ones(n, dtype=bool)
+    chains: list[np.ndarray] = []
+    for _ in range(m):  # a chain is at most every milestone long
+        on_path[rows[active], current[active]] = True
+        chains.append(np.where(active, current, -1))
+        nxt = binder[rows, current]
+        active &= nxt >= 0
+        if not active.any():
+            break
+        current = np.where(active, nxt, current)
+    paths = Counter(map(tuple, np.stack(chains, axis=1).tolist()))
+    best, count = paths.most_common(1)[0]
+    done = finish.max(axis=1)
+    return Outcome(chance=float(lands(members, finish).mean()), done_50=float(np.quantile(done, 0.5)),
+                   done_85=float(np.quantile(done, 0.85)), criticality=on_path.mean(axis=0),
+                   critical_path=[i for i in reversed(best) if i >= 0], path_share=count / n)
+
+
+def ripple(members: Members, draws: Draws, edges: list[tuple[int, int]], lag: float, milestone: int,
+           days: float) -> float:
+    """The program's chance if ``milestone`` finishes ``days`` later than drawn, with the same
+    draws (what waits on it moves with it)."""
+    own = draws.own.copy()
+    own[:, milestone] += days
+    finish, _ = propagate(own, edges, lag)
+    return float(lands(members, finish).mean())
