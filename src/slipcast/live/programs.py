@@ -159,7 +159,7 @@ def _forecast(ctx: ProgramContext, p: Program, info: dict, names: pd.Series, ids
         independent = round(float(np.prod(at_deadline)), 4)
         done_50, done_85 = _time(as_of, result.done_50, horizon), _time(as_of, result.done_85, horizon)
         path, path_share = [ids[i] for i in result.critical_path], round(result.path_share, 4)
-        q50, q85 = np.quantile(drawn.finish, [0.5, 0.85], axis=0)
+        q50, q85 = np.quantile(drawn.finish, [0.5, 0.85], axis=1)
         for i, m in enumerate(ids):
             crit[m] = round(float(result.criticality[i]), 4)
             when[m] = (_time(as_of, q50[i], horizon), _time(as_of, q85[i], horizon), round(float(at_deadline[i]), 4))

@@ -10,7 +10,6 @@ milestone is done by its deadline, and is done when its last milestone is (docs/
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,8 +38,9 @@ class Members:
 
 @dataclass
 class Draws:
-    """The drawn completion days: each milestone's own (``own``), and after its blockers
-    (``finish``), with the blocker that set it (``binder``, -1 where its own work did)."""
+    """The drawn completion days, one row per milestone and one column per draw: each
+    milestone's own (``own``), and after its blockers (``finish``), with the blocker that set it
+    (``binder``, -1 where its own work did)."""
 
     own: np.ndarray
     finish: np.ndarray
@@ -63,36 +63,34 @@ class Outcome:
 
 
 def latent(members: Members, team_rho: float, period_rho: float, draws: int, rng: np.random.Generator) -> np.ndarray:
-    """Correlated standard normals (draws x milestones): a shock per day shared by every
+    """Correlated standard normals (milestones x draws): a shock per day shared by every
     milestone whose window holds it (``period_rho`` times the windows' overlap), one per team
     (``team_rho``), and each milestone's own."""
     m = len(members)
     window = np.clip(np.ceil(members.window).astype(np.int64), 1, None)
     horizon = int(window.max(initial=1))
-    days = np.cumsum(rng.standard_normal((draws, horizon)), axis=1)
-    shared = days[:, window - 1] / np.sqrt(window)  # every window starts at as_of
+    days = np.cumsum(rng.standard_normal((horizon, draws)), axis=0)
+    shared = days[window - 1] / np.sqrt(window)[:, None]  # every window starts at as_of
     teams, team = np.unique(members.team, return_inverse=True)
-    by_team = rng.standard_normal((draws, len(teams)))[:, team]
-    own = rng.standard_normal((draws, m))
+    by_team = rng.standard_normal((len(teams), draws))[team]
+    own = rng.standard_normal((m, draws))
     rest = max(0.0, 1.0 - team_rho - period_rho)
     return np.sqrt(period_rho) * shared + np.sqrt(team_rho) * by_team + np.sqrt(rest) * own
 
 
 def completion_days(members: Members, u: np.ndarray) -> np.ndarray:
-    """Completion days from uniforms (draws x milestones) by each milestone's distribution: linear
-    between grid days, from 0 at as_of; past the grid's last day (the chance it is not done by
-    then), spread evenly over as many days again."""
+    """Completion days from uniforms (milestones x draws) by each milestone's distribution:
+    linear between grid days, from 0 at as_of; past the grid's last day (the chance it is not
+    done by then), spread evenly over as many days again."""
     out = np.empty_like(u)
     for i in range(len(members)):
         grid = np.concatenate([[0.0], members.days[i].astype(np.float64)])
-        last = grid[-1]
-        cdf = np.concatenate([[0.0], members.done_by[i]])
-        cdf = np.maximum.accumulate(cdf) + np.arange(len(cdf)) * 1e-12  # strictly increasing for interp
-        top = cdf[-1]
-        ui = u[:, i]
-        inside = np.interp(ui, cdf, grid)
-        beyond = last * (1.0 + (ui - top) / max(1.0 - top, 1e-12))
-        out[:, i] = np.where(ui <= top, inside, beyond)
+        cdf = np.maximum.accumulate(np.concatenate([[0.0], members.done_by[i]]))
+        cdf = cdf + np.arange(len(cdf)) * 1e-12  # strictly increasing for interp
+        top, last = cdf[-1], grid[-1]
+        out[i] = np.interp(u[i], cdf, grid)
+        beyond = u[i] > top
+        out[i, beyond] = last * (1.0 + (u[i, beyond] - top) / max(1.0 - top, 1e-12))
     return out
 
 
@@ -116,24 +114,34 @@ def topological(n: int, edges: list[tuple[int, int]]) -> list[int]:
     return order
 
 
+def _blockers(edges: list[tuple[int, int]]) -> dict[int, np.ndarray]:
+    out: dict[int, list[int]] = {}
+    for b, d in edges:
+        out.setdefault(d, []).append(b)
+    return {d: np.asarray(bs) for d, bs in out.items()}
+
+
+def _carry(finish: np.ndarray, binder: np.ndarray, blockers: dict[int, np.ndarray], order, lag: float) -> None:
+    """Move each milestone of ``order`` (blockers first) to its latest blocker's day + ``lag``
+    where that is later, in place."""
+    for d in order:
+        bs = blockers.get(d)
+        if bs is None:
+            continue
+        candidate = finish[bs] + lag
+        j = np.argmax(candidate, axis=0)
+        latest = np.take_along_axis(candidate, j[None, :], axis=0)[0]
+        bound = latest > finish[d]
+        finish[d] = np.where(bound, latest, finish[d])
+        binder[d] = np.where(bound, bs[j], -1)
+
+
 def propagate(own: np.ndarray, edges: list[tuple[int, int]], lag: float) -> tuple[np.ndarray, np.ndarray]:
-    """Each milestone's completion day once its blockers are done (blocker's day + ``lag`` where
-    later than its own), and the blocker that set it (-1 where its own work did)."""
+    """Each milestone's completion day (rows) once its blockers are done (blocker's day + ``lag``
+    where later than its own), and the blocker that set it (-1 where its own work did)."""
     finish = own.copy()
     binder = np.full(own.shape, -1, dtype=np.int64)
-    blockers: dict[int, list[int]] = {}
-    for b, d in edges:
-        blockers.setdefault(d, []).append(b)
-    for d in topological(own.shape[1], edges):
-        if d not in blockers:
-            continue
-        bs = np.asarray(blockers[d])
-        candidate = finish[:, bs] + lag
-        j = np.argmax(candidate, axis=1)
-        latest = candidate[np.arange(len(candidate)), j]
-        bound = latest > finish[:, d]
-        finish[:, d] = np.where(bound, latest, finish[:, d])
-        binder[:, d] = np.where(bound, bs[j], -1)
+    _carry(finish, binder, _blockers(edges), topological(own.shape[0], edges), lag)
     return finish, binder
 
 
@@ -147,42 +155,61 @@ def simulate(members: Members, edges: list[tuple[int, int]], lag: float, team_rh
     return Draws(own, finish, binder)
 
 
-def lands(members: Members, finish: np.ndarray) -> np.ndarray:
-    """Per draw: every milestone done by its deadline."""
-    return np.asarray((finish <= members.deadline[None, :]).all(axis=1))
+def late(members: Members, finish: np.ndarray) -> np.ndarray:
+    """Per milestone and draw: done after its deadline."""
+    return finish > members.deadline[:, None]
 
 
 def outcome(members: Members, draws: Draws) -> Outcome:
     """The chance, dates, criticality and critical path of a program's draws."""
     finish, binder = draws.finish, draws.binder
-    n, m = finish.shape
-    last = np.argmax(finish, axis=1)
-    on_path = np.zeros((n, m), dtype=bool)
-    rows = np.arange(n)
-    current = last.copy()
+    m, n = finish.shape
+    cols = np.arange(n)
+    current = np.argmax(finish, axis=0)
     active = np.ones(n, dtype=bool)
+    on_path = np.zeros((m, n), dtype=bool)
     chains: list[np.ndarray] = []
     for _ in range(m):  # a chain is at most every milestone long
-        on_path[rows[active], current[active]] = True
+        on_path[current[active], cols[active]] = True
         chains.append(np.where(active, current, -1))
-        nxt = binder[rows, current]
+        nxt = binder[current, cols]
         active &= nxt >= 0
         if not active.any():
             break
         current = np.where(active, nxt, current)
-    paths = Counter(map(tuple, np.stack(chains, axis=1).tolist()))
-    best, count = paths.most_common(1)[0]
-    done = finish.max(axis=1)
-    return Outcome(chance=float(lands(members, finish).mean()), done_50=float(np.quantile(done, 0.5)),
-                   done_85=float(np.quantile(done, 0.85)), criticality=on_path.mean(axis=0),
-                   critical_path=[i for i in reversed(best) if i >= 0], path_share=count / n)
+    paths, counts = np.unique(np.stack(chains, axis=1), axis=0, return_counts=True)
+    best = paths[int(np.argmax(counts))]
+    done = finish.max(axis=0)
+    return Outcome(chance=float(1 - late(members, finish).any(axis=0).mean()), done_50=float(np.quantile(done, 0.5)),
+                   done_85=float(np.quantile(done, 0.85)), criticality=on_path.mean(axis=1),
+                   critical_path=[int(i) for i in reversed(best) if i >= 0], path_share=float(counts.max() / n))
+
+
+def descendants(n: int, edges: list[tuple[int, int]], start: int) -> list[int]:
+    """``start`` and everything that waits on it, directly or not, blockers first."""
+    after: dict[int, list[int]] = {}
+    for b, d in edges:
+        after.setdefault(b, []).append(d)
+    seen, stack = {start}, [start]
+    while stack:
+        for d in after.get(stack.pop(), []):
+            if d not in seen:
+                seen.add(d)
+                stack.append(d)
+    return [i for i in topological(n, edges) if i in seen]
 
 
 def ripple(members: Members, draws: Draws, edges: list[tuple[int, int]], lag: float, milestone: int,
            days: float) -> float:
     """The program's chance if ``milestone`` finishes ``days`` later than drawn, with the same
-    draws (what waits on it moves with it)."""
-    own = draws.own.copy()
-    own[:, milestone] += days
-    finish, _ = propagate(own, edges, lag)
-    return float(lands(members, finish).mean())
+    draws: only it and what waits on it are drawn again."""
+    moved = descendants(len(members), edges, milestone)
+    finish = draws.finish.copy()
+    finish[milestone] += days
+    binder = np.full(finish.shape, -1, dtype=np.int64)
+    _carry(finish, binder, _blockers(edges), [d for d in moved if d != milestone], lag)
+    rows = np.asarray(moved)
+    others = np.delete(np.arange(len(members)), rows)
+    deadline = members.deadline[:, None]
+    still = (draws.finish[others] > deadline[others]).any(axis=0)
+    return float(1 - (still | (finish[rows] > deadline[rows]).any(axis=0)).mean())
