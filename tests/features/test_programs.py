@@ -24,12 +24,13 @@ def at(n: float) -> int:
 
 
 def history(links: list[tuple[str, str, str, float]], names: dict[str, str] | None = None,
-            done: dict[str, float] | None = None):
+            done: dict[str, float] | None = None, due: dict[str, float] | None = None):
     """Milestones A1 (project A), B1 (B), C1 (C), each holding tickets <project>-1 and -2 from day
     0; ``links`` (from, to, kind, day created); ``done``: ticket -> the day it was finished."""
-    names = names or {}
+    names, due = names or {}, due or {}
     ms = pd.DataFrame([{"milestone_id": m, "project": m[0], "name": names.get(m, m), "kind": "release",
-                        "start_at": day(0), "due_at": day(30), "completed_at": None} for m in ("A1", "B1", "C1")])
+                        "start_at": day(0), "due_at": day(due.get(m, 30)), "completed_at": None}
+                       for m in ("A1", "B1", "C1")])
     tickets, events = [], []
     for m in ("A1", "B1", "C1"):
         for i in (1, 2):
@@ -120,3 +121,12 @@ def test_the_lag_after_a_blocker_is_read_from_finished_dependencies(done, expect
     tl = build_timelines(history([("B-1", "A-1", "depends_on", 1)], done=done))
     assert dependency_lag_days(tl, at(29), default=1.5) == pytest.approx(expected)
     assert dependency_lag_days(tl, at(12), default=1.5) == 1.5  # not yet finished by then
+
+
+def test_one_name_due_far_apart_is_no_program():
+    tables = history([], names={"A1": "1.0", "B1": "1.0", "C1": "1.0"}, due={"A1": 30, "B1": 60, "C1": 400})
+    tl = build_timelines(tables)
+    names = pd.Series(tables.milestones["name"].to_numpy(), index=tables.milestones["milestone_id"].to_numpy())
+    (program,) = programs_at(tl, names, at(5), ProgramSettings(shared_name_days=45))
+    assert program.program_id == "1.0" and program.milestones == ("A1", "B1")
+    assert programs_at(tl, names, at(5), ProgramSettings(shared_name_days=20)) == []

@@ -259,7 +259,11 @@ class ProgramSettings(BaseModel):
     from_epics: bool = Field(True, description="An epic or initiative whose children sit in milestones of at least "
                                                "two projects is a program.")
     from_shared_names: bool = Field(True, description="One milestone name in at least two projects (a fix version, "
-                                                      "a GitHub milestone title) is a program.")
+                                                      "a GitHub milestone title) is a program, where their due dates "
+                                                      "lie within `shared_name_days` of one another.")
+    shared_name_days: float = Field(
+        45, gt=0, description="Milestones of one name are one program where each is due within this many days of "
+                              "the next (\"1.0\" of two unrelated projects years apart is not a program).")
     declared: list[ProgramDeclaration] = Field(default_factory=list, description="Programs declared here.")
     dependencies: list[DependencyDeclaration] = Field(
         default_factory=list, description="Dependencies between milestones declared here (beside the links').")

@@ -165,14 +165,7 @@ def programs_at(tl: Timelines, names: pd.Series, t: int, settings: ProgramSettin
     if settings.from_epics and len(tl.parents["parent"]):
         found += _epics(tl, t, known)
     if settings.from_shared_names:
-        started = known & (tl.milestone_start <= t)
-        ids = tl.milestones[started]
-        frame = pd.DataFrame({"id": np.asarray(ids, dtype=object),
-                              "name": names.reindex(np.asarray(ids, dtype=object)).to_numpy(),
-                              "project": tl.milestone_project[started]}).dropna(subset=["name"])
-        for name, g in frame.groupby("name", sort=True):
-            if g["project"].nunique() >= 2:
-                found.append(Program(str(name), str(name), ProgramSource.SHARED_NAME, tuple(sorted(g["id"]))))
+        found += _shared_names(tl, names, t, known, settings.shared_name_days)
     out, seen, taken = [], set(), set()
     for p in found:
         key = frozenset(p.milestones)
@@ -181,6 +174,27 @@ def programs_at(tl: Timelines, names: pd.Series, t: int, settings: ProgramSettin
         seen.add(key)
         taken.add(p.program_id)
         out.append(p)
+    return out
+
+
+def _shared_names(tl: Timelines, names: pd.Series, t: int, known: np.ndarray, days: float) -> list[Program]:
+    """Programs from milestone names shared by two projects or more, among milestones started by
+    ``t``: those of one name due within ``days`` of the next are one program (named for the name,
+    and the month of its first due date where the name holds more than one)."""
+    started = np.flatnonzero(known & (tl.milestone_start <= t))
+    ids = np.asarray(tl.milestones[started], dtype=object)
+    due = tl.due.get("due", tl.due.find(started, np.full(len(started), t, dtype=np.int64)), NAT)
+    frame = pd.DataFrame({"id": ids, "name": names.reindex(ids).to_numpy(), "project": tl.milestone_project[started],
+                          "due": due}).dropna(subset=["name"])
+    frame = frame[frame["due"] != NAT].sort_values(["name", "due"], kind="stable")
+    out = []
+    for name, g in frame.groupby("name", sort=True):
+        cluster = np.cumsum(np.r_[0, np.diff(g["due"].to_numpy()) > days * DAY_US])
+        parts = [part for _, part in g.groupby(cluster) if part["project"].nunique() >= 2]
+        for part in parts:
+            first = pd.Timestamp(int(part["due"].min()), unit="us", tz="UTC")
+            key = str(name) if len(parts) == 1 else f"{name} ({first:%Y-%m})"
+            out.append(Program(key, key, ProgramSource.SHARED_NAME, tuple(sorted(part["id"]))))
     return out
 
 
