@@ -40,6 +40,7 @@ def main() -> int:
         "train": run("train", rows),
         "serve": run("serve"),
         "sync": run("sync", int(os.environ.get("BENCH_SYNC_ISSUES", 3000))),
+        "programs": run("programs"),
         "live": run("live"),
     }
     (WORK / "results.json").write_text(json.dumps(results, indent=2))
@@ -71,9 +72,13 @@ def main() -> int:
     print(f"sync (Jira Cloud, loopback fake): {y['issues']} issues in {y['seconds']} s ({y['requests']} requests, "
           f"{y['changelog_pages']} changelog pages, {y['mb']} MB); after 5 edits: {y['incremental']['issues']} issues, "
           f"{y['incremental']['requests']} requests, {y['incremental']['seconds']} s")
+    pr = results["programs"]
+    print(f"programs: {pr['milestones']} milestones, {pr['edges']} edges, {pr['draws']:,} draws in {pr['seconds']} s "
+          f"= {pr['ratio_to_plain']}x the plain forecasts of the same milestones ({pr['plain_forecasts_s']} s)")
     v = results["live"]
     g = v["get_milestone"]
-    print(f"live: refresh of {v['open_milestones']} open milestones {v['refresh_s']['warm_median']} s "
+    print(f"live: refresh of {v['open_milestones']} open milestones and {v['programs']} programs "
+          f"{v['refresh_s']['warm_median']} s "
           f"(cold {v['refresh_s']['cold']} s; read by a second worker {v['refresh_s']['read_by_another_worker']} s); "
           f"backfill {v['backfill']['forecasts']} daily forecasts in "
           f"{v['backfill']['seconds']} s = {v['backfill']['seconds_per_60000']} s per 1,000 x 60 days; "

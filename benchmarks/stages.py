@@ -404,6 +404,47 @@ def _through_refresh(url: str, change, seconds: int = 60, at: float = 3.0) -> di
             "during_run": bool(served) and served[0] <= ended}
 
 
+def stage_programs() -> dict:
+    """A program of 200 open milestones with dependencies between them, forecast jointly with
+    10,000 draws (its milestones' chances by each day, the Monte Carlo, criticality, the critical
+    path, ripples), beside the plain forecasts of the same 200 milestones."""
+    from slipcast.core.settings import DependencyDeclaration
+    from slipcast.core.vocabulary import ProgramSource
+    from slipcast.features.programs import Program
+    from slipcast.features.store_history import History
+    from slipcast.ingest.simulator import SimulationConfig, generate
+    from slipcast.live.programs import forecast_programs, program_context
+    from slipcast.scoring.forecast import forecasts_of
+    from slipcast.scoring.model_store import load_export
+    from slipcast.scoring.runtime import limit_model_threads
+
+    settings = get_settings()
+    limit_model_threads(settings)
+    model = load_export(WORK / "serve" / "models", "milestone")  # the serve stage's champion
+    tables = generate(SimulationConfig(projects=400, tickets=40_000, seed=5))
+    history = History(tables, settings.features)
+    starts = tables.milestones["start_at"].sort_values()
+    as_of = max(starts.iloc[len(starts) // 2:len(starts) // 2 + 400:20], key=lambda t: len(history.open_at(t)))
+    ids = [str(i) for i in history.open_at(as_of)[:200]]
+    chain = [DependencyDeclaration(blocker=a, dependent=b) for k, (a, b) in enumerate(zip(ids, ids[1:])) if k % 4]
+    s = settings.model_copy(update={"programs": settings.programs.model_copy(update={"dependencies": chain})})
+    program = Program("bench", "bench", ProgramSource.DECLARED, tuple(ids))
+    joint, alone = [], []
+    for _ in range(3):
+        started = time.perf_counter()
+        state = forecast_programs(program_context(history, as_of.to_pydatetime(), s), [program], model, s)[0]
+        joint.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        who, feats, _ = history.features(ids, [as_of] * len(ids))
+        forecasts_of(ids, list(who["project"]), [as_of] * len(ids), feats, np.zeros(0, int), model, s)
+        alone.append(time.perf_counter() - started)
+    return {"milestones": state.open_milestones, "edges": len(state.edges), "draws": state.draws,
+            "seconds": round(float(np.median(joint)), 3),
+            "plain_forecasts_s": round(float(np.median(alone)), 3),
+            "ratio_to_plain": round(float(np.median(joint) / np.median(alone)), 1),
+            "chance": state.chance, "critical_path": len(state.critical_path), "peak_mb": round(peak_mb())}
+
+
 def stage_live() -> dict:
     """The live state of 1,000 teams: a refresh of every open milestone (forecasts, drivers, the
     week's change, "when", ledger), a backfill, and ``GET /v1/milestones/{id}`` under ``hey`` with
@@ -484,7 +525,7 @@ def stage_live() -> dict:
     finally:
         floor.terminate()
         floor.wait(timeout=10)
-    return {"open_milestones": len(state.milestones), "as_of": as_of.isoformat(),
+    return {"open_milestones": len(state.milestones), "programs": len(state.programs), "as_of": as_of.isoformat(),
             "refresh_s": {"cold": round(times[0], 2), "warm_median": round(float(np.median(times[1:])), 2),
                           "read_by_another_worker": round(read_s, 2)},
             "backfill": {"milestones": filled.milestones, "forecasts": filled.forecasts, "seconds": round(backfill_s, 1),
@@ -495,7 +536,8 @@ def stage_live() -> dict:
             "floor_same_body": bare, "peak_mb": round(peak_mb())}
 
 STAGES = {"import": stage_import, "generate": stage_generate, "features": stage_features, "spark": stage_spark,
-          "train": stage_train, "serve": stage_serve, "sync": stage_sync, "live": stage_live}
+          "train": stage_train, "serve": stage_serve, "sync": stage_sync, "programs": stage_programs,
+          "live": stage_live}
 
 if __name__ == "__main__":
     name, *args = sys.argv[1:]

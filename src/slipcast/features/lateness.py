@@ -18,7 +18,7 @@ from scipy.special import ndtr, ndtri, owens_t
 
 from slipcast.features.timeline import NAT, Timelines, micros
 
-RHO_GRID = np.linspace(0.0, 0.95, 39)
+RHO_GRID = np.linspace(0.0, 0.95, 20)
 PRIOR_OUTCOMES = 5.0  # a team's slip rate is shrunk toward everyone's by this many outcomes
 RECENT_DAYS = 365  # pairs are read from milestones whose outcomes became known in the last year
 MIN_OVERLAP = 0.2  # two teams' milestones form a pair where their spans overlap at least this much
@@ -69,7 +69,7 @@ def fit_correlation(p_a: np.ndarray, p_b: np.ndarray, slip_a: np.ndarray, slip_b
     return float(grid[int(np.argmax(loglik))])
 
 
-def co_slip(tl: Timelines, outcomes: pd.DataFrame, t: int, cap: float, max_pairs: int = 20_000,
+def co_slip(tl: Timelines, outcomes: pd.DataFrame, t: int, cap: float, max_pairs: int = 5_000,
             seed: int = 0) -> CoSlip:
     """The team and period correlations from the outcomes known by ``t`` (µs) in the last
     ``RECENT_DAYS``; at most ``max_pairs`` pairs of two teams' milestones, drawn with ``seed``."""

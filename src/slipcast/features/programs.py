@@ -107,14 +107,21 @@ def dependency_graph(tl: Timelines, t: int, declared: Iterable[DependencyDeclara
     external = outside | ~known[np.maximum(theirs, 0)]
     is_open = ~is_done_at(tl, blocker, t) & ~outside
     ids, tickets = tl.milestones, tl.tickets
-    frame = pd.DataFrame({
-        "blocker": np.where(outside, np.asarray(tickets[blocker], dtype=object),
-                            np.asarray(ids[np.maximum(theirs, 0)], dtype=object)),
-        "dependent": np.asarray(ids[mine], dtype=object), "waiting": np.asarray(tickets[waiting], dtype=object),
-        "on": np.asarray(tickets[blocker], dtype=object), "open": is_open, "external": external})
-    edges = [Dependency(blocker=b, dependent=d, tickets=tuple(zip(g["waiting"], g["on"])),
-                        open_blockers=int(g["open"].sum()), external=bool(g["external"].iloc[0]))
-             for (b, d), g in frame.groupby(["blocker", "dependent"], sort=True)]
+    blocker_id = np.where(outside, np.asarray(tickets[blocker], dtype=object),
+                          np.asarray(ids[np.maximum(theirs, 0)], dtype=object))
+    dependent_id = np.asarray(ids[mine], dtype=object)
+    order = np.lexsort((tickets[waiting].to_numpy(dtype=object).astype(str), dependent_id.astype(str),
+                        blocker_id.astype(str)))
+    pair = np.char.add(np.char.add(blocker_id[order].astype(str), "\0"), dependent_id[order].astype(str))
+    first = np.flatnonzero(np.r_[True, pair[1:] != pair[:-1]]) if len(pair) else np.zeros(0, int)
+    bounds = np.append(first, len(pair))
+    waiting_id = np.asarray(tickets[waiting], dtype=object)[order].tolist()
+    on_id = np.asarray(tickets[blocker], dtype=object)[order].tolist()
+    open_count = np.add.reduceat(is_open[order].astype(np.int64), first) if len(first) else np.zeros(0, int)
+    edges = [Dependency(blocker=blocker_id[order][a], dependent=dependent_id[order][a],
+                        tickets=tuple(zip(waiting_id[a:b], on_id[a:b])), open_blockers=int(n),
+                        external=bool(external[order][a]))
+             for a, b, n in zip(bounds[:-1], bounds[1:], open_count)]
     have = {(e.blocker, e.dependent) for e in edges}
     edges += [Dependency(blocker=d.blocker, dependent=d.dependent, source="declared",
                          external=d.blocker not in ids) for d in declared if (d.blocker, d.dependent) not in have]

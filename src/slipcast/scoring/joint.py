@@ -68,9 +68,12 @@ def latent(members: Members, team_rho: float, period_rho: float, draws: int, rng
     (``team_rho``), and each milestone's own."""
     m = len(members)
     window = np.clip(np.ceil(members.window).astype(np.int64), 1, None)
-    horizon = int(window.max(initial=1))
-    days = np.cumsum(rng.standard_normal((horizon, draws)), axis=0)
-    shared = days[window - 1] / np.sqrt(window)[:, None]  # every window starts at as_of
+    # the shocks' running sum at each distinct window length: one normal per stretch between two
+    # lengths, scaled to the stretch's days (the same law as a normal per day, summed)
+    lengths, which = np.unique(window, return_inverse=True)
+    stretch = np.sqrt(np.diff(lengths, prepend=0))[:, None]
+    shared = (np.cumsum(stretch * rng.standard_normal((len(lengths), draws)), axis=0)[which]
+              / np.sqrt(window)[:, None])  # every window starts at as_of
     teams, team = np.unique(members.team, return_inverse=True)
     by_team = rng.standard_normal((len(teams), draws))[team]
     own = rng.standard_normal((m, draws))
