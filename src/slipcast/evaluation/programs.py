@@ -17,10 +17,14 @@ dependency edges, or one project's releases due within the same weeks.
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 import pandas as pd
 from sklearn.metrics import brier_score_loss, roc_auc_score
 
+from slipcast.core.contracts import ModelMetadata
+from slipcast.core.model_format import Classifier
 from slipcast.core.settings import Settings
 from slipcast.core.vocabulary import MilestoneKind, ProgramSource
 from slipcast.features.pipeline import build_training_sets, feature_columns
@@ -59,7 +63,8 @@ def fold_models(tables: Tables, settings: Settings, folds: int = 3, first_share:
         metadata = {"features": [{"name": c, "type": "number" if c in numeric else "category"} for c in features],
                     "base_rate_served": rate, "base_rate_basis": "whole", "candidate": candidate,
                     "recipe": recipe, "model_name": "backtest"}
-        out.append((start, end, LoadedModel("milestone", model, metadata, "export", f"fold-{start.date()}")))
+        out.append((start, end, LoadedModel("milestone", cast(Classifier, model), cast(ModelMetadata, metadata),
+                                            "export", f"fold-{start.date()}")))
     return History(tables, settings.features), out
 
 

@@ -45,6 +45,7 @@ class Draws:
     own: np.ndarray
     finish: np.ndarray
     binder: np.ndarray
+    late: np.ndarray  # per milestone and draw: done after its deadline
 
 
 @dataclass
@@ -155,12 +156,7 @@ def simulate(members: Members, edges: list[tuple[int, int]], lag: float, team_rh
     rng = np.random.default_rng(seed)
     own = completion_days(members, ndtr(latent(members, team_rho, period_rho, draws, rng)))
     finish, binder = propagate(own, edges, lag)
-    return Draws(own, finish, binder)
-
-
-def late(members: Members, finish: np.ndarray) -> np.ndarray:
-    """Per milestone and draw: done after its deadline."""
-    return finish > members.deadline[:, None]
+    return Draws(own, finish, binder, finish > members.deadline[:, None])
 
 
 def outcome(members: Members, draws: Draws) -> Outcome:
@@ -183,7 +179,7 @@ def outcome(members: Members, draws: Draws) -> Outcome:
     paths, counts = np.unique(np.stack(chains, axis=1), axis=0, return_counts=True)
     best = paths[int(np.argmax(counts))]
     done = finish.max(axis=0)
-    return Outcome(chance=float(1 - late(members, finish).any(axis=0).mean()), done_50=float(np.quantile(done, 0.5)),
+    return Outcome(chance=float(1 - draws.late.any(axis=0).mean()), done_50=float(np.quantile(done, 0.5)),
                    done_85=float(np.quantile(done, 0.85)), criticality=on_path.mean(axis=1),
                    critical_path=[int(i) for i in reversed(best) if i >= 0], path_share=float(counts.max() / n))
 
@@ -207,12 +203,12 @@ def ripple(members: Members, draws: Draws, edges: list[tuple[int, int]], lag: fl
     """The program's chance if ``milestone`` finishes ``days`` later than drawn, with the same
     draws: only it and what waits on it are drawn again."""
     moved = descendants(len(members), edges, milestone)
-    finish = draws.finish.copy()
-    finish[milestone] += days
-    binder = np.full(finish.shape, -1, dtype=np.int64)
-    _carry(finish, binder, _blockers(edges), [d for d in moved if d != milestone], lag)
-    rows = np.asarray(moved)
-    others = np.delete(np.arange(len(members)), rows)
-    deadline = members.deadline[:, None]
-    still = (draws.finish[others] > deadline[others]).any(axis=0)
-    return float(1 - (still | (finish[rows] > deadline[rows]).any(axis=0)).mean())
+    blockers = _blockers(edges)
+    new = {milestone: draws.finish[milestone] + days}
+    for d in moved[1:]:  # blockers first: each takes its blockers' new days where they moved
+        latest = np.max([new[b] if b in new else draws.finish[b] for b in blockers[d]], axis=0) + lag
+        new[d] = np.maximum(draws.finish[d], latest)
+    late = draws.late.sum(axis=0) - draws.late[np.asarray(moved)].sum(axis=0)  # the others' late milestones
+    for d, finish in new.items():
+        late += finish > members.deadline[d]
+    return float(np.mean(late == 0))
