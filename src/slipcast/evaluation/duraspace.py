@@ -13,15 +13,16 @@ from pathlib import Path
 from slipcast.core.settings import Settings
 from slipcast.features.pipeline import build_training_sets, feature_columns
 from slipcast.ingest.importers.jira_json import import_jira_json
-from slipcast.ingest.tables import fingerprint, read_tables
+from slipcast.ingest.tables import Tables, fingerprint, read_tables
 from slipcast.training.backtest import Backtest, run_backtest
 from slipcast.training.report import write_report
 from slipcast.training.splits import InsufficientHistory
 
 
-def evaluate_duraspace(root: Path, settings: Settings, out_dir: Path) -> tuple[dict[str, Backtest | str], dict, str]:
+def evaluate_duraspace(root: Path, settings: Settings, out_dir: Path
+                       ) -> tuple[dict[str, Backtest | str], dict, str, Tables]:
     """Per target its backtest (or why there is none), the import summary, the data
-    fingerprint; each target's report with plots is written under ``out_dir``."""
+    fingerprint, the canonical tables; each target's report with plots is written under ``out_dir``."""
     with tempfile.TemporaryDirectory() as tmp:
         report = import_jira_json(root, Path(tmp) / "tables", settings)
         tables = read_tables(Path(tmp) / "tables")
@@ -49,4 +50,4 @@ def evaluate_duraspace(root: Path, settings: Settings, out_dir: Path) -> tuple[d
                "rejected": dict(report.rejected()), "snapshots": {t: len(f) for t, f in sets.items()},
                "labelled": {t: int(f["label"].notna().sum()) for t, f in sets.items()}, "guards": guards,
                "served": served}
-    return results, summary, data_print
+    return results, summary, data_print, tables

@@ -31,6 +31,7 @@ from slipcast.features.pipeline import build_training_sets, feature_columns
 from slipcast.features.programs import Program, programs_at
 from slipcast.features.store_history import History
 from slipcast.features.timeline import NAT, micros
+from slipcast.ingest.simulator import SimulationConfig
 from slipcast.ingest.tables import Tables
 from slipcast.live.programs import ProgramContext, forecast_programs, program_context
 from slipcast.scoring.model_store import LoadedModel
@@ -41,6 +42,12 @@ RULES = ("joint", "independent", "worst", "throughput")
 GROUPINGS = {"programs": "programs found in the tracker (epics across projects, shared milestone names)",
              "dependencies": "milestones joined by dependency edges (connected, at as_of)",
              "same_weeks": "one project's releases due within the same two weeks"}
+# the simulated ground truth of docs/results.md's program tables
+PROGRAM_SIMULATION = SimulationConfig(projects=8, tickets=8000, seed=3)
+PROGRAM_SIMULATION_TEXT = (f"`slipcast generate` of {PROGRAM_SIMULATION.projects} teams, "
+                           f"{PROGRAM_SIMULATION.tickets:,} tickets, seed {PROGRAM_SIMULATION.seed}: programs (epics "
+                           "across teams) whose later teams wait on the earlier teams' tickets, so a blocker's slip "
+                           "reaches its dependents, and shocks shared by every team in a week.")
 SAME_WEEKS_DAYS = 14
 STEP_DAYS = 7
 BACKTEST_DRAWS = 2000  # per group and week: the chance to within about 1 point
@@ -104,11 +111,10 @@ def groups_at(history: History, ctx: ProgramContext, t: int, grouping: str, sett
             for _, g in frame.groupby(["project", "window"]) if len(g) >= 2]
 
 
-def backtest_programs(tables: Tables, settings: Settings, grouping: str, folds: int = 3,
-                      draws: int = BACKTEST_DRAWS) -> pd.DataFrame:
+def backtest_programs(history: History, models: list[tuple[pd.Timestamp, pd.Timestamp, LoadedModel]],
+                      settings: Settings, grouping: str, draws: int = BACKTEST_DRAWS) -> pd.DataFrame:
     """One row per (group, week after the first cutoff) whose outcome is known: its label and
-    each rule's probability that it slips."""
-    history, models = fold_models(tables, settings, folds)
+    each rule's probability that it slips, each week forecast by its fold's model."""
     rows = []
     for start, end, model in models:
         for as_of in pd.date_range(start, end, freq=f"{STEP_DAYS}D", inclusive="left"):
@@ -133,6 +139,21 @@ def backtest_programs(tables: Tables, settings: Settings, grouping: str, folds: 
                              "independent": 1 - float(np.prod(chances)), "worst": 1 - float(chances.min()),
                              "throughput": 1 - float(np.prod(np.nan_to_num(feats["monte_carlo_on_time"], nan=1.0)))})
     return pd.DataFrame(rows, columns=["group", "as_of", "members", "label", *RULES])
+
+
+def evaluate_programs(datasets: dict[str, Tables], settings: Settings) -> pd.DataFrame:
+    """Every rule's scores per dataset and grouping (no rows where no group could be formed)."""
+    out = []
+    for name, tables in datasets.items():
+        history, models = fold_models(tables, settings)
+        for grouping in GROUPINGS:
+            frame = backtest_programs(history, models, settings, grouping)
+            if frame.empty:
+                out.append(pd.DataFrame([{"data": name, "grouping": grouping, "rows": 0}]))
+                continue
+            scores = rule_scores(frame, settings.training.bootstrap_rounds, settings.training.seed)
+            out.append(scores.assign(data=name, grouping=grouping))
+    return pd.concat(out, ignore_index=True)
 
 
 def rule_scores(frame: pd.DataFrame, rounds: int = 200, seed: int = 0) -> pd.DataFrame:
