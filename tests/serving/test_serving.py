@@ -18,7 +18,7 @@ from mlflow import MlflowClient
 
 from slipcast.core.contracts import METADATA_FILE, past_outcomes
 from slipcast.core.model_format import MODEL_FILE, ModelRefused
-from slipcast.features.milestone_features import MILESTONE_FEATURES
+from slipcast.features.milestone_features import FACTORS, MILESTONE_FEATURES, TWINS
 from slipcast.scoring.model_store import ModelStore, load_export
 from slipcast.serving import dependencies
 from slipcast.serving.app import create_app
@@ -68,27 +68,44 @@ def test_forecast_round_trip_matches_offline_features(client, env):
             assert got == pytest.approx(expected, rel=1e-9, abs=1e-9), name
 
 
-def test_each_driver_is_the_change_its_feature_at_the_typical_value_makes(client, env):
-    """A driver's effect is the forecast minus the model's probability with that one feature at
-    its typical training value, scored here row by row; the largest effects are the drivers, and a
-    feature already at its typical value moves nothing."""
+def _scored(loaded, row: dict, typical: dict, names=()) -> float:
+    """The model's probability for ``row`` with the features ``names`` at their typical values."""
+    return float(loaded.predict(loaded.frame(pd.DataFrame([{**row, **{n: typical.get(n) for n in names}}])))[0])
+
+
+def test_factors_and_their_features_are_the_changes_typical_values_make(client, env):
+    """A factor's effect is the forecast minus the model's probability with all of its features
+    at the typical milestone's values, scored here row by row; a feature's effect under it is the
+    same with it (and its twin) alone; the effects and the remainder add up to the forecast minus
+    the typical milestone's; a feature and its twin never show opposite signs."""
     out = client.post("/v1/forecasts", json=env["body"]).json()
     store = ModelStore(env["settings"], targets=("milestone",))
     store.refresh()
     loaded = store.get("milestone")
-    reference = loaded.metadata["reference"]
+    typical = loaded.metadata["typical"]
+    assert set(typical) == set(loaded.features)
     row = {name: out["features"][name] for name in loaded.features}
-    p = loaded.predict(loaded.frame(pd.DataFrame([row])))[0]
-    assert round(float(p), 4) == out["probability"]
-    effects = {}
-    for name in loaded.features:
-        moved = loaded.predict(loaded.frame(pd.DataFrame([{**row, name: reference.get(name)}])))[0]
-        effects[name] = round(float(p - moved), 4)
-    at_typical = [name for name in loaded.features if row[name] == reference.get(name)]
-    assert at_typical and all(effects[name] == 0 for name in at_typical)
-    largest = sorted((n for n in effects if effects[n] != 0), key=lambda n: -abs(effects[n]))[:len(out["drivers"])]
-    assert [d["feature"] for d in out["drivers"]] == largest and len(out["drivers"]) >= 1
-    assert all(d["effect"] == effects[d["feature"]] for d in out["drivers"])
+    p = _scored(loaded, row, typical)
+    assert round(p, 4) == out["probability"]
+    assert out["typical_probability"] == round(_scored(loaded, row, typical, loaded.features), 4)
+    assert out["factors"] and out["reason"]
+    for factor in out["factors"]:
+        names = FACTORS[factor["factor"]]
+        assert factor["effect"] == round(p - _scored(loaded, row, typical, names), 4)
+        assert factor["direction"] == ("raises risk" if factor["effect"] >= 0 else "lowers risk")
+        assert factor["sentence"] in out["reason"] or abs(factor["effect"]) < 0.005
+        units = {tuple(t for t in pair if t in names) for pair in TWINS if pair[0] in names}
+        units |= {(n,) for n in names if not any(n in pair for pair in TWINS)}
+        effects = {n: round(p - _scored(loaded, row, typical, unit), 4) for unit in units for n in unit}
+        for d in factor["drivers"]:
+            assert d["effect"] == (factor["effect"] if len(units) == 1 else effects[d["feature"]]), d
+    total = sum(f["effect"] for f in out["factors"]) + out["remainder"]
+    assert total == pytest.approx(out["probability"] - out["typical_probability"], abs=5e-4)
+    shown = {d["feature"]: d["effect"] for f in out["factors"] for d in f["drivers"]}
+    for pair in TWINS:
+        if all(n in shown for n in pair):
+            assert len({shown[n] for n in pair}) == 1, pair
+    assert [d["effect"] for d in out["drivers"]] == sorted((d["effect"] for d in out["drivers"]), key=abs, reverse=True)
 
 
 def test_the_clock_is_injected_and_answers_a_request_without_as_of(env):

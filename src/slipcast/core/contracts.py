@@ -64,6 +64,7 @@ class ModelMetadata(TypedDict, total=False):
     target: Target
     features: list[FeatureSpec]
     reference: dict[str, float | str | None]  # typical training values drivers are measured against
+    typical: dict[str, float | str | None]  # a real typical training row factors are measured against
     packages: dict[str, str]
     model_name: str
     model_version: str

@@ -57,6 +57,29 @@ TICKET_FEATURES = [
     "ticket_high_priority", "ticket_open_dependencies", "ticket_unassigned",
 ] + ["days_left", "span_elapsed", "kind", "remaining_count", "done_share", "required_vs_observed",
      "monte_carlo_on_time", "throughput_per_week", "scope_added_since_start", "past_slip_rate"]
+# the factors a program manager recognises: each a group of milestone features whose effect on a
+# forecast is measured with all of them set together to a typical milestone's values
+# (scoring.explain; docs/features.md, "Factors"); every milestone feature is in exactly one
+FACTORS: dict[str, tuple[str, ...]] = {
+    "progress": ("done_share", "done_points_share", "remaining_count", "remaining_points", "in_progress_share",
+                 "scope_count", "scope_points", "unestimated_share", "reopened_count", "open_age_mean_days",
+                 "bug_share", "high_priority_share"),
+    "scope_change": ("scope_added_since_start", "scope_removed_since_start", "scope_added_7d", "scope_removed_7d",
+                     "scope_added_14d", "scope_removed_14d", "estimate_changes", "priority_changes"),
+    "time_and_pace": ("kind", "span_days", "days_left", "span_elapsed", "required_per_week", "required_vs_observed",
+                      "monte_carlo_on_time"),
+    "capacity": ("throughput_per_week", "throughput_cv", "history_weeks", "team_size", "open_per_assignee",
+                 "unassigned_open_share", "reassignments"),
+    "dependencies": ("blocked_count", "open_dependencies", "open_cross_team_dependencies"),
+    "plan_changes": ("due_replans", "due_shift_days"),
+    "track_record": ("past_slip_rate", "past_milestones_known"),
+}
+# features that say one thing twice (in tickets and in points, over 7 and 14 days): set to typical
+# together, so a feature and its twin never show opposite effects
+TWINS: tuple[tuple[str, ...], ...] = (
+    ("done_share", "done_points_share"), ("remaining_count", "remaining_points"), ("scope_count", "scope_points"),
+    ("scope_added_7d", "scope_added_14d"), ("scope_removed_7d", "scope_removed_14d"),
+    ("required_per_week", "required_vs_observed"))
 CATEGORICAL = ["kind"]
 # counts that grow as the history does, whatever the team does: their move is not drift
 GROWS_WITH_HISTORY = ("past_milestones_known", "history_weeks")

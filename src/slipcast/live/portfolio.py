@@ -132,7 +132,7 @@ def build_portfolio(history: History, as_of: datetime, models: Mapping[str, Load
             probability=f.probability, risk_band=f.risk_band, basis=f.basis,
             change_7d=None if f.probability is None or was is None else round(f.probability - was, 4),
             when_50=when_50, when_85=when_85,
-            message=f.message, drivers=f.drivers, model=f.model))
+            message=f.message, drivers=f.drivers, factors=f.factors, reason=f.reason, model=f.model))
     order = sorted(range(len(states)), key=lambda i: (-_risk(states[i]), states[i].milestone_id))
     return Portfolio(version=version, as_of=as_of, milestones=[states[i] for i in order],
                      published=[now[i] for i in order], programs=open_programs(history, as_of, model, settings, declared),

@@ -9,7 +9,7 @@ from urllib.parse import quote
 from pydantic import Field
 
 from slipcast.core.vocabulary import Basis, ForecastStatus, MilestoneKind, ProgramSource
-from slipcast.scoring.records import Driver, ModelRef, Record, When
+from slipcast.scoring.records import Driver, Factor, ModelRef, Record, When
 
 
 def milestone_path(milestone_id: str) -> str:
@@ -44,6 +44,8 @@ class MilestoneState(Record):
     when_85: When | None = Field(None, description="The same at 85 %.")
     message: str | None = None
     drivers: list[Driver] = Field(default_factory=list)
+    factors: list[Factor] = Field(default_factory=list, description="As a forecast's (`Forecast.factors`).")
+    reason: str | None = Field(None, description="The factors that move the forecast, in words.")
     model: ModelRef
 
 

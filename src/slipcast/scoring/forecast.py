@@ -15,7 +15,7 @@ import numpy as np
 from slipcast.core.contracts import horizons_of, served_base_rate
 from slipcast.core.settings import Settings
 from slipcast.core.vocabulary import Basis, ForecastStatus
-from slipcast.scoring.explain import drivers, plain_columns, typical_rows
+from slipcast.scoring.explain import explanations, plain_columns, plan
 from slipcast.scoring.model_store import LoadedModel
 from slipcast.scoring.records import Forecast, ModelRef, TicketForecast
 
@@ -110,11 +110,15 @@ def forecasts_of(ids: list[str], projects: list[str], as_ofs: list[datetime], fe
     inputs = loaded.inputs(feats)
     g = guard(loaded, feats["span_elapsed"], projects)
     explain = np.asarray([i for i in explain.tolist() if answered[i] and not g.guarded[i]], dtype=np.intp)
-    if len(explain):  # the drivers' variations ride along in the same prediction, for the model's own forecasts only
-        extra, varied = typical_rows(loaded, inputs, explain)
-        p = loaded.predict(loaded.frame({name: np.concatenate([inputs[name], extra[name]]) for name in inputs}))
-        why = dict(zip(explain.tolist(), drivers(loaded, inputs, explain, p[explain], p[n:], varied,
-                                                 settings.serving.top_drivers)))
+    if len(explain):  # the explanation's variations ride along in the same prediction, for the model's own only
+        variations = plan(loaded, inputs, explain)
+        p = loaded.predict(loaded.frame({name: np.concatenate([inputs[name], variations.columns[name]])
+                                         for name in inputs}))
+        # each variation as the service would serve it: the base rate where its horizon is guarded
+        varied = guard(loaded, variations.columns["span_elapsed"],
+                       [projects[explain[i]] for i in variations.owner]).served(p[n:])
+        why = dict(zip(explain.tolist(), explanations(loaded, inputs, variations, p[explain], varied,
+                                                      settings.serving.top_drivers)))
     else:
         p, why = loaded.predict(loaded.frame(inputs)), {}
     ref = model_ref(loaded)
@@ -150,9 +154,13 @@ def forecasts_of(ids: list[str], projects: list[str], as_ofs: list[datetime], fe
                             f"{cell['brier_skill']:+.3f}, 95 % interval {low:+.3f} to {high:+.3f}): this is the "
                             f"base rate ({g.rate_basis}); the model said {float(p[i]):.4f}")
         probability = float(probabilities[i])
+        reason = why.get(i)
         out.append(Forecast(status=ForecastStatus.OK, probability=round(probability, 4), basis=g.basis(i),
                             risk_band=band(probability, settings.serving.risk_bands),
-                            message="; ".join(notes) or None, drivers=why.get(i, []), **common))
+                            message="; ".join(notes) or None, **common,
+                            **({} if reason is None else {
+                                "drivers": reason.drivers, "factors": reason.factors, "reason": reason.reason,
+                                "typical_probability": reason.typical_probability, "remainder": reason.remainder})))
     return out
 
 

@@ -50,6 +50,19 @@ class Driver(Record):
     direction: Direction
 
 
+class Factor(Record):
+    """A factor a program manager recognises (docs/features.md, "Factors") and how much it moves
+    this forecast, with its features' effects under it."""
+
+    factor: str
+    effect: float = Field(description="Probability with this milestone's values minus with all of the factor's "
+                                      "features at the typical milestone's values.")
+    direction: Direction
+    sentence: str = Field(description="The factor in words, with the numbers.")
+    drivers: list[Driver] = Field(description="Its features' effects, each (with its twin: counts and points "
+                                              "together) set to typical alone.")
+
+
 class ModelRef(Record):
     name: str
     version: str
@@ -70,6 +83,15 @@ class Forecast(Record):
     risk_band: str | None
     message: str | None = None
     drivers: list[Driver] = Field(default_factory=list)
+    factors: list[Factor] = Field(
+        default_factory=list, description="The factors that move the forecast, largest first; their effects plus "
+                                          "`remainder` add up to probability minus `typical_probability`.")
+    reason: str | None = Field(default=None, description="The factors that move the forecast, in words.")
+    typical_probability: float | None = Field(
+        default=None, description="The model's probability for the typical milestone of its training data.")
+    remainder: float | None = Field(
+        default=None, description="What the factors, each set to typical alone, leave of the difference from the "
+                                  "typical milestone (their interaction).")
     features: dict[str, float | str | None] = Field(default_factory=dict)
     model: ModelRef
 

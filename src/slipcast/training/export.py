@@ -36,6 +36,19 @@ def reference_values(frame: pd.DataFrame, features: list[str]) -> dict[str, floa
     return out
 
 
+def typical_row(frame: pd.DataFrame, features: list[str]) -> dict[str, float | str | None]:
+    """A real training row whose numbers sit nearest their medians (in percentiles, summed over
+    the numeric features; a missing value counts as far as the median can be): the typical
+    milestone that factors are measured against. One row, so its values go together (a
+    typical share done beside a typical count left), as per-feature medians need not."""
+    numeric = [c for c in features if pd.api.types.is_numeric_dtype(frame[c])]
+    if frame.empty:
+        return reference_values(frame, features)
+    distance = (frame[numeric].rank(pct=True) - 0.5).abs().fillna(0.5).sum(axis=1)
+    row = frame.loc[distance.idxmin()]
+    return {c: (None if pd.isna(row[c]) else (float(row[c]) if c in numeric else str(row[c]))) for c in features}
+
+
 def model_metadata(target: Target, features: list[str], frame: pd.DataFrame, extra: dict) -> ModelMetadata:
     """What serving needs to know about a model beyond the model itself."""
     return {
@@ -43,6 +56,7 @@ def model_metadata(target: Target, features: list[str], frame: pd.DataFrame, ext
         "features": [{"name": c, "type": "number" if pd.api.types.is_numeric_dtype(frame[c]) else "category"}
                      for c in features],
         "reference": reference_values(frame, features),
+        "typical": typical_row(frame, features),
         "packages": {p: version(p) for p in PACKAGES},
         **extra,
     }
