@@ -15,9 +15,10 @@ from hypothesis import strategies as st
 
 from slipcast.ingest.exports import QUIRKS, render
 from slipcast.ingest.exports.history import steps, ticket_histories
+from slipcast.ingest.exports.jira_json import CUSTOM_STATUSES
 from slipcast.ingest.exports.quirks import TRUNCATED_HISTORIES
 from slipcast.ingest.importers import run_import
-from slipcast.ingest.importers.vocab import end_of_day
+from slipcast.ingest.importers.vocab import JIRA_STATUS_CATEGORIES, end_of_day
 from slipcast.ingest.simulator import SimulationConfig, generate
 from slipcast.ingest.tables import read_tables
 
@@ -175,7 +176,13 @@ def test_a_custom_status_no_issue_holds_and_no_list_names_is_read_as_in_progress
     report.check_reconciled()
     assert not report.rejections
     mapped = report.summary()["mappings"]["status"]
-    unplaced = {name for name in ("Awaiting Triage", "Waiting for Vendor") if name in mapped}
-    assert unplaced and all(mapped[name] == "in_progress" for name in unplaced)  # no issue is in them now
+    held = set(history.tickets["status"])  # the categories some issue is in now: its status says its category
+    names = {CUSTOM_STATUSES[category][0]: category for category in ("todo", "blocked")}
+    unplaced = {name for name, category in names.items() if category not in held and name in mapped}
+    assert unplaced and all(mapped[name] == "in_progress" for name in unplaced)
     assert all(any(f"'{name}'" in w and "imports.status_categories" in w for w in report.warnings) for name in unplaced)
+    placed = {name: JIRA_STATUS_CATEGORIES[CUSTOM_STATUSES[category][2]] for name, category in names.items()
+              if category in held}
+    assert all(mapped[name] == category for name, category in placed.items())
+    assert not any(f"'{name}'" in w for name in placed for w in report.warnings)
     assert mapped["Patch Available"] == "in_progress" and mapped["Shipped"] == "done"  # read from their category
