@@ -184,6 +184,23 @@ def test_statuses_and_link_types_are_read_from_what_jira_says_of_them(tmp_path, 
     assert kinds["DS-3"] == "depends_on" and kinds.get("DS-2", kinds.get("DS-1")) == "parent"
 
 
+def test_an_epic_in_fields_parent_is_a_parent_link_dated_by_the_childs_changelog(tmp_path, settings):
+    """Jira Cloud puts an epic in its child's fields.parent and logs the move in the child's
+    changelog (IssueParentAssociation: the parent's id in to, its key in toString)."""
+    child = jira_issue("DS-7", subtasks=[], issuelinks=[],
+                       parent={"id": "10044", "key": "DS-3", "fields": {"issuetype": {"name": "Epic"}}})
+    child["changelog"]["histories"].append(
+        {"id": "9", "created": "2011-09-01T12:00:00.000+0000",
+         "items": [{"field": "IssueParentAssociation", "fieldtype": "jira", "from": None, "fromString": None,
+                    "to": "10044", "toString": "DS-3"}]})
+    _write(tmp_path / "a.json", child)
+    report = run_import("jira-json", tmp_path / "a.json", tmp_path / "out", settings)
+    report.check_reconciled()
+    links = read_tables(tmp_path / "out").links
+    assert links[["from_ticket", "to_ticket", "kind"]].values.tolist() == [["DS-3", "DS-7", "parent"]]
+    assert links["created_at"].tolist() == [pd.Timestamp("2011-09-01T12:00:00", tz="UTC")]
+
+
 GANTT = {  # the link types a Gantt app (BigPicture) adds to a Jira site, as its export lists them
     "finish-start": {"name": "Gantt: finish-start", "outward": "has to be done before", "inward": "has to be done after"},
     "finish-finish": {"name": "Gantt: finish-finish", "outward": "has to be finished together with",
