@@ -57,7 +57,8 @@ def _cmd_generate(args) -> int:
 
     started = time.perf_counter()
     config = SimulationConfig(projects=args.projects, tickets=args.tickets, seed=args.seed,
-                              freeze_from_day=args.freeze_from_day)
+                              freeze_from_day=args.freeze_from_day, shared_shock=args.shared_shock,
+                              program_every_days=args.programs_every_days or None)
     tables = generate(config)
     out = Path(args.out)
     if args.format != "canonical":
@@ -340,6 +341,17 @@ def _positive(text: str) -> float:
     return value
 
 
+def _share(text: str) -> float:
+    """An argparse type: a share, 0 to 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a share from 0 to 1")
+    return value
+
+
 def _port(text: str) -> int:
     """An argparse type: a TCP port, 1 to 65535."""
     value = _at_least(1)(text)
@@ -396,6 +408,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--freeze-from-day", type=float,
                    help="plant a change of behaviour for the monitoring loop: from this day of the history on, "
                         "every team stops work in the last week before each due date and plans as before")
+    p.add_argument("--shared-shock", type=_share, default=0.5,
+                   help="share of each team's weekly capacity noise that all teams meet together, 0 to 1 "
+                        "(default 0.5; 0: teams vary independently)")
+    p.add_argument("--programs-every-days", type=_at_least(0), default=90,
+                   help="a program across 2-4 teams (an epic over their milestones, later teams' tickets "
+                        "waiting on earlier teams') starts every this many days (default 90; 0: no programs)")
     p.add_argument("--format", default="canonical", choices=["canonical", "jira-json", "jira-csv", "github"],
                    help="write canonical tables, or render the history as a tracker's export")
     p.add_argument("--quirks", help="comma-separated quirks of the rendered export (src/slipcast/ingest/exports/quirks.py)")

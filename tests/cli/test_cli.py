@@ -6,6 +6,8 @@ import sys
 import pytest
 
 from slipcast.cli import build_parser
+from slipcast.ingest.simulator import SimulationConfig, generate
+from slipcast.ingest.tables import fingerprint, read_tables
 
 SUBCOMMANDS = ["import", "generate", "features", "train", "serve", "backfill", "monitor", "retrain", "replay", "doctor",
                "eval-real", "sync"]
@@ -27,6 +29,12 @@ def test_generate_then_features_from_the_shell(tmp_path):
     run = lambda *a: subprocess.run([sys.executable, "-m", "slipcast.cli", *a], capture_output=True, text=True)  # noqa: E731
     gen = run("generate", "--out", str(tmp_path / "d"), "--projects", "2", "--tickets", "300", "--seed", "4")
     assert gen.returncode == 0 and "generated milestones=" in gen.stdout
+    assert (read_tables(tmp_path / "d").tickets["type"] == "Epic").any()  # programs, by default
+    plain = run("generate", "--out", str(tmp_path / "p"), "--projects", "2", "--tickets", "300", "--seed", "4",
+                "--programs-every-days", "0", "--shared-shock", "0")
+    assert plain.returncode == 0, plain.stderr
+    assert fingerprint(read_tables(tmp_path / "p")) == fingerprint(
+        generate(SimulationConfig(projects=2, tickets=300, seed=4, program_every_days=None, shared_shock=0.0)))
     feats = run("features", "--data", str(tmp_path / "d"), "--out", str(tmp_path / "f"))
     assert feats.returncode == 0, feats.stderr
     assert "milestone:" in feats.stdout and (tmp_path / "f" / "milestone.parquet").exists()
@@ -108,6 +116,9 @@ def test_long_commands_show_progress_on_a_terminal_and_not_with_quiet(tmp_path):
     (["generate", "--out", "x", "--projects", "0"], "--projects"),
     (["generate", "--out", "x", "--tickets", "0"], "--tickets"),
     (["generate", "--out", "x", "--tickets", "-5"], "--tickets"),
+    (["generate", "--out", "x", "--shared-shock", "1.5"], "--shared-shock"),
+    (["generate", "--out", "x", "--shared-shock", "nan"], "--shared-shock"),
+    (["generate", "--out", "x", "--programs-every-days", "-1"], "--programs-every-days"),
     (["serve", "--port", "99999"], "--port"),
     (["serve", "--port", "0"], "--port"),
     (["serve", "--port", "-1"], "--port"),

@@ -7,6 +7,8 @@ field's values over time (``history.steps``), whatever events encoded them.
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 from hypothesis import HealthCheck, assume, given
@@ -15,9 +17,10 @@ from hypothesis import strategies as st
 
 from slipcast.ingest.exports import QUIRKS, render
 from slipcast.ingest.exports.history import steps, ticket_histories
+from slipcast.ingest.exports.jira_json import CUSTOM_STATUSES
 from slipcast.ingest.exports.quirks import TRUNCATED_HISTORIES
 from slipcast.ingest.importers import run_import
-from slipcast.ingest.importers.vocab import end_of_day
+from slipcast.ingest.importers.vocab import JIRA_STATUS_CATEGORIES, end_of_day
 from slipcast.ingest.simulator import SimulationConfig, generate
 from slipcast.ingest.tables import read_tables
 
@@ -102,12 +105,17 @@ def expected(tables, quirks, ids):
     created = tables.tickets.set_index("ticket_id")["created_at"]
     cut = {k: h.changes[0].at for k, h in histories.items() if h.total_changes and h.changes}
 
-    def link_time(a, b, c):
-        """Each end's changelog says when it was linked, unless its truncation dropped that."""
-        seen = [max(c, created[end]) for end in (a, b) if end not in cut or max(c, created[end]) >= cut[end]]
+    parents = tables.links[tables.links["kind"] == "parent"].drop_duplicates("to_ticket")
+    first_parent = set(zip(parents["from_ticket"], parents["to_ticket"]))  # what fields.parent can hold
+
+    def link_time(a, b, k, c):
+        """Each end's changelog says when it was linked, unless its truncation dropped that; a
+        parent in fields.parent is logged in its child's changelog only."""
+        ends = (b,) if k == "parent" and (a, b) in first_parent else (a, b)
+        seen = [max(c, created[end]) for end in ends if end not in cut or max(c, created[end]) >= cut[end]]
         return _ms(min(seen)) if seen and pd.notna(c) else None
 
-    links = {(a, b, k, link_time(a, b, c)) for a, b, k, c in tables.links.itertuples(index=False)}
+    links = {(a, b, k, link_time(a, b, k, c)) for a, b, k, c in tables.links.itertuples(index=False)}
     columns = ["milestone_id", "project", "name", "kind", "start_at", "due_at", "completed_at"]
     return pd.DataFrame(rows, columns=columns), tickets, series, links
 
@@ -154,6 +162,31 @@ def test_a_plain_jira_export_gives_back_the_same_tables(history, tmp_path, setti
     assert report.accepted["tickets"] == len(history.tickets)
 
 
+def test_epics_come_back_as_parents_from_jira_json_and_csv_and_github_holds_no_links(history, tmp_path, settings):
+    """A program's epic is its children's fields.parent in Jira JSON (as Jira Cloud exports it) and
+    an "Issue split" link in a Jira CSV: both give back every parent link; a GitHub export holds no
+    links, and its epics come back as plain issues."""
+    parents = history.links[history.links["kind"] == "parent"]
+    assert len(parents) and (history.tickets.set_index("ticket_id").loc[parents["from_ticket"], "type"] == "Epic").all()
+    want = set(zip(parents["from_ticket"], parents["to_ticket"]))
+    ids = {}
+    for fmt in ("jira-json", "jira-csv", "github"):
+        render(history, fmt, tmp_path / fmt, ())
+        report = run_import(fmt, tmp_path / fmt, tmp_path / f"{fmt}-tables", settings)
+        report.check_reconciled()
+        assert not report.rejections, report.rejections[:5]
+        got = read_tables(tmp_path / f"{fmt}-tables")
+        ids[fmt] = got
+        back = got.links[got.links["kind"] == "parent"]
+        assert set(zip(back["from_ticket"], back["to_ticket"])) == (set() if fmt == "github" else want), fmt
+    issue = next(i for page in sorted((tmp_path / "jira-json").glob("search-*.json"))
+                 for i in json.loads(page.read_text())["issues"] if i["key"] == parents["to_ticket"].iloc[0])
+    assert issue["fields"]["parent"]["key"] == parents["from_ticket"].iloc[0]
+    assert issue["fields"]["parent"]["fields"]["issuetype"]["name"] == "Epic"
+    assert not [link for link in issue["fields"]["issuelinks"] if link["type"]["name"] == "Issue split"]
+    assert len(ids["github"].tickets) == len(history.tickets)  # the epics are issues there
+
+
 @pytest.mark.parametrize("quirk", sorted(QUIRKS))
 def test_each_quirk_gives_back_what_the_export_holds(quirk, history, tmp_path, settings):
     assert_round_trip(history, frozenset({quirk}), tmp_path, settings)
@@ -175,7 +208,13 @@ def test_a_custom_status_no_issue_holds_and_no_list_names_is_read_as_in_progress
     report.check_reconciled()
     assert not report.rejections
     mapped = report.summary()["mappings"]["status"]
-    unplaced = {name for name in ("Awaiting Triage", "Waiting for Vendor") if name in mapped}
-    assert unplaced and all(mapped[name] == "in_progress" for name in unplaced)  # no issue is in them now
+    held = set(history.tickets["status"])  # the categories some issue is in now: its status says its category
+    names = {CUSTOM_STATUSES[category][0]: category for category in ("todo", "blocked")}
+    unplaced = {name for name, category in names.items() if category not in held and name in mapped}
+    assert unplaced and all(mapped[name] == "in_progress" for name in unplaced)
     assert all(any(f"'{name}'" in w and "imports.status_categories" in w for w in report.warnings) for name in unplaced)
+    placed = {name: JIRA_STATUS_CATEGORIES[CUSTOM_STATUSES[category][2]] for name, category in names.items()
+              if category in held}
+    assert all(mapped[name] == category for name, category in placed.items())
+    assert not any(f"'{name}'" in w for name in placed for w in report.warnings)
     assert mapped["Patch Available"] == "in_progress" and mapped["Shipped"] == "done"  # read from their category

@@ -4,6 +4,7 @@ import pandas as pd
 import pytest
 
 from slipcast.ingest.importers import ImportError_, run_import
+from slipcast.ingest.importers.vocab import link_kind_from_words
 from slipcast.ingest.tables import read_tables
 from tests.helpers import jira_issue
 
@@ -181,6 +182,73 @@ def test_statuses_and_link_types_are_read_from_what_jira_says_of_them(tmp_path, 
     assert "in_progress" in set(moves["from_value"])  # Patch Available -> Closed, read, not rejected
     kinds = dict(zip(t.links["to_ticket"], t.links["kind"]))
     assert kinds["DS-3"] == "depends_on" and kinds.get("DS-2", kinds.get("DS-1")) == "parent"
+
+
+def test_an_epic_in_fields_parent_is_a_parent_link_dated_by_the_childs_changelog(tmp_path, settings):
+    """Jira Cloud puts an epic in its child's fields.parent and logs the move in the child's
+    changelog (IssueParentAssociation: the parent's id in to, its key in toString)."""
+    child = jira_issue("DS-7", subtasks=[], issuelinks=[],
+                       parent={"id": "10044", "key": "DS-3", "fields": {"issuetype": {"name": "Epic"}}})
+    child["changelog"]["histories"].append(
+        {"id": "9", "created": "2011-09-01T12:00:00.000+0000",
+         "items": [{"field": "IssueParentAssociation", "fieldtype": "jira", "from": None, "fromString": None,
+                    "to": "10044", "toString": "DS-3"}]})
+    _write(tmp_path / "a.json", child)
+    report = run_import("jira-json", tmp_path / "a.json", tmp_path / "out", settings)
+    report.check_reconciled()
+    links = read_tables(tmp_path / "out").links
+    assert links[["from_ticket", "to_ticket", "kind"]].values.tolist() == [["DS-3", "DS-7", "parent"]]
+    assert links["created_at"].tolist() == [pd.Timestamp("2011-09-01T12:00:00", tz="UTC")]
+
+
+GANTT = {  # the link types a Gantt app (BigPicture) adds to a Jira site, as its export lists them
+    "finish-start": {"name": "Gantt: finish-start", "outward": "has to be done before", "inward": "has to be done after"},
+    "finish-finish": {"name": "Gantt: finish-finish", "outward": "has to be finished together with",
+                      "inward": "has to be finished together with"},
+    "start-start": {"name": "Gantt: start-start", "outward": "has to be started together with",
+                    "inward": "has to be started together with"},
+    "start-finish": {"name": "Gantt: start-finish", "outward": "earliest end is start of",
+                     "inward": "start is earliest end of"},
+}
+
+
+def test_gantt_links_that_hold_back_a_finish_are_dependencies_on_the_issue_done_first(tmp_path, settings):
+    """DS-1 has to be done before DS-2 starts (finish-start) and before DS-5 finishes (finish-finish,
+    written on DS-5 as an inward link): DS-1 blocks both, so DS-2 and DS-5 wait on it. Links that tie
+    only starts (start-start, start-finish) hold back no completion: relates, placed without a warning."""
+    first = jira_issue("DS-1", subtasks=[], issuelinks=[
+        {"id": "1", "type": GANTT["finish-start"], "outwardIssue": {"key": "DS-2"}},
+        {"id": "2", "type": GANTT["start-start"], "outwardIssue": {"key": "DS-3"}},
+        {"id": "3", "type": GANTT["start-finish"], "outwardIssue": {"key": "DS-4"}}])
+    last = jira_issue("DS-5", subtasks=[], issuelinks=[
+        {"id": "4", "type": GANTT["finish-finish"], "inwardIssue": {"key": "DS-1"}}])
+    _write(tmp_path / "a.json", {"issues": [first, last]})
+    report = run_import("jira-json", tmp_path / "a.json", tmp_path / "out", settings)
+    assert not report.rejections
+    links = set(map(tuple, read_tables(tmp_path / "out").links[["from_ticket", "to_ticket", "kind"]].values))
+    assert links == {("DS-1", "DS-2", "blocks"), ("DS-1", "DS-3", "relates"), ("DS-1", "DS-4", "relates"),
+                     ("DS-1", "DS-5", "blocks")}
+    assert report.mappings["link"] == {"Gantt: finish-start": "blocks", "Gantt: start-start": "relates",
+                                       "Gantt: start-finish": "relates", "Gantt: finish-finish": "blocks"}
+    assert not [w for w in report.warnings if "link type" in w]
+
+
+@pytest.mark.parametrize("name, outward, inward, kind", [
+    ("Gantt: finish-start", "has to be done before", "has to be done after", "blocks"),
+    ("Gantt: End to Start Link", None, None, "blocks"),
+    ("finish-finish [GANTT]", None, None, "blocks"),
+    ("Finish-to-Finish link (WBSGantt)", "Linked one can't finish until this issue is done.",
+     "can't finish until the linked issue is done.", "blocks"),
+    ("Sequence", "has to be done after", None, "depends_on"),  # the outward issue is the later one
+    ("Gantt: start-finish", None, None, "relates"),  # "finish" in its name, yet it ties a start
+    ("start-finish [GANTT]", "earliest end is start of", "start is earliest end of", "relates"),
+    ("Gantt: Start to End Link", "earliest end isstartof", "start isearliestend of", "relates"),
+    ("Gantt Start to Start", "has to be started together with", "has to be started together with", "relates"),
+    ("Blocks", "blocks", "is blocked by", "blocks"),
+    ("Telepathy", None, None, None),
+])
+def test_link_kinds_from_a_link_types_own_words(name, outward, inward, kind):
+    assert link_kind_from_words(outward, inward, name) == kind
 
 
 def test_a_status_met_only_in_changelogs_is_read_as_in_progress_with_a_warning(tmp_path, settings):

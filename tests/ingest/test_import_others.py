@@ -43,7 +43,7 @@ def test_jira_csv_repeated_columns_localized_dates_and_rejections(tmp_path, sett
 
 
 def test_a_csv_link_type_nothing_places_is_kept_as_relates_with_a_warning(tmp_path, settings):
-    csv_text = ("Summary,Issue key,Issue Type,Status,Project key,Created,Outward issue link (Gantt: start-start),"
+    csv_text = ("Summary,Issue key,Issue Type,Status,Project key,Created,Outward issue link (Telepathy),"
                 "Outward issue link (dependent)\n"
                 "A,APP-1,Story,Done,APP,12/Mar/24 9:15 AM,APP-2,APP-3\n")
     (tmp_path / "export.csv").write_text(csv_text)
@@ -51,7 +51,20 @@ def test_a_csv_link_type_nothing_places_is_kept_as_relates_with_a_warning(tmp_pa
     assert not report.rejections and report.accepted["tickets"] == 1
     links = read_tables(tmp_path / "out").links
     assert set(zip(links["to_ticket"], links["kind"])) == {("APP-2", "relates"), ("APP-3", "depends_on")}
-    assert any("'Gantt: start-start'" in w and "kept as relates" in w for w in report.warnings)
+    assert any("'Telepathy'" in w and "kept as relates" in w for w in report.warnings)
+
+
+def test_csv_gantt_links_are_placed_by_their_names_alone(tmp_path, settings):
+    """A CSV names a link type only: finish-start is a dependency on the row's issue (it blocks the
+    linked one), an inward one the other way round; start-start ties starts only and stays relates."""
+    csv_text = ("Summary,Issue key,Issue Type,Status,Project key,Created,Outward issue link (Gantt: finish-start),"
+                "Inward issue link (Gantt: finish-start),Outward issue link (Gantt: start-start)\n"
+                "A,APP-1,Story,Done,APP,12/Mar/24 9:15 AM,APP-2,APP-3,APP-4\n")
+    (tmp_path / "export.csv").write_text(csv_text)
+    report = run_import("jira-csv", tmp_path / "export.csv", tmp_path / "out", settings)
+    assert not report.rejections and not [w for w in report.warnings if "link type" in w]
+    links = set(map(tuple, read_tables(tmp_path / "out").links[["from_ticket", "to_ticket", "kind"]].values))
+    assert links == {("APP-1", "APP-2", "blocks"), ("APP-3", "APP-1", "blocks"), ("APP-1", "APP-4", "relates")}
 
 
 GITHUB = {

@@ -7,13 +7,17 @@ descope when behind, and whatever is unfinished at the due date moves to the nex
 Whether a milestone slips follows from those mechanics alone. Same seed, same history.
 
 Projects are simulated in order, so a ticket may depend on a ticket of an earlier project whose
-completion time is already known; that is how cross-team blocking enters.
+completion time is already known; that is how cross-team blocking enters. Two things tie teams'
+milestones together: part of each week's capacity noise is a shock all teams meet in that calendar
+week (``shared_shock``), and programs (``simulated_programs.py``) join milestones of several teams,
+later teams' tickets waiting on earlier teams' tickets, shown as epics with their children.
 """
 
 from __future__ import annotations
 
 import bisect
 import heapq
+import math
 import random
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -24,6 +28,7 @@ import pandas as pd
 
 from slipcast.core.progress import progress
 from slipcast.core.vocabulary import TicketStatus
+from slipcast.ingest.simulated_programs import WORK_AROUND_DAYS, Programs
 from slipcast.ingest.tables import Tables, last_values, make_tables
 
 EPOCH = pd.Timestamp("2022-01-03", tz="UTC")  # a Monday
@@ -33,6 +38,7 @@ TYPES = (("Story", 0.55), ("Bug", 0.30), ("Task", 0.15))
 PRIORITIES = (("High", 0.15), ("Medium", 0.60), ("Low", 0.25))
 PRIORITY_RANK = {"High": 0, "Medium": 1, "Low": 2}
 POINTS = ((1, 0.15), (2, 0.25), (3, 0.30), (5, 0.22), (8, 0.08))
+SHOCK_WEEKS = 4  # a shared shock lasts about a month (see _week_shock)
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,24 @@ class SimulationConfig:
     # random stream, so the history before that day is another draw of the same process)
     freeze_from_day: float | None = None
     freeze_days: int = 7
+    # share of the variance of a team's weekly log capacity that is a shock every team meets in
+    # that calendar week, a spell of a few weeks (0: teams vary independently, as before shocks were
+    # shared; 1: all teams move together)
+    shared_shock: float = 0.5
+    # a program across teams starts every this many days (None: no programs); see simulated_programs.py
+    program_every_days: int | None = 90
+    program_teams: tuple[int, int] = (2, 4)  # fewest and most teams a program picks
+    program_dependency_share: float = 0.3  # share of a later team's program tickets that wait on an earlier team's
+
+    def __post_init__(self):
+        if not 0.0 <= self.shared_shock <= 1.0:
+            raise ValueError(f"shared_shock {self.shared_shock} outside 0-1")
+        if self.program_every_days is not None and self.program_every_days < 1:
+            raise ValueError(f"program_every_days {self.program_every_days} is not a positive number of days")
+        if not 2 <= self.program_teams[0] <= self.program_teams[1]:
+            raise ValueError(f"program_teams {self.program_teams}: a program joins at least 2 teams, fewest first")
+        if not 0.0 <= self.program_dependency_share <= 1.0:
+            raise ValueError(f"program_dependency_share {self.program_dependency_share} outside 0-1")
 
 
 @dataclass
@@ -103,6 +127,31 @@ def _calendar(day: int) -> tuple[bool, bool]:
     return d.weekday() < 5, (d.month == 12 and d.day >= 23) or (d.month == 1 and d.day <= 2)
 
 
+@cache
+def _week_news(seed: int, week: int) -> float:
+    """What befalls every team in a calendar week: a standard normal from a generator of its own,
+    seeded by the history's seed and the week, so the same whatever order the teams run in."""
+    return random.Random(f"slipcast-week:{seed}:{week}").gauss(0.0, 1.0)
+
+
+def _week_shock(seed: int, week: int) -> float:
+    """The shock every team meets in a calendar week: the mean of the last ``SHOCK_WEEKS`` weeks'
+    news, scaled to a standard normal. A bad spell (incidents, a reorganisation, a flu wave) lasts a
+    few weeks, so the milestones of one period move together; a single week's shock is averaged
+    away within a milestone and barely moves its outcome."""
+    return sum(_week_news(seed, week - lag) for lag in range(SHOCK_WEEKS)) / math.sqrt(SHOCK_WEEKS)
+
+
+def _capacity_factor(rng: random.Random, shared: tuple[int, float], week: int) -> float:
+    """A team's capacity factor in a calendar week: lognormal with sigma 0.25, its log a share
+    ``shared[1]`` of the variance from the week's shock (history seed ``shared[0]``), the rest the
+    team's own (0 draws exactly what ``rng.lognormvariate(0, 0.25)`` would). Each week alone has
+    the same distribution whatever the share: it sets only how much teams and weeks move together."""
+    seed, rho = shared
+    own = rng.normalvariate(0.0, 1.0)
+    return math.exp(0.25 * (math.sqrt(rho) * _week_shock(seed, week) + math.sqrt(1.0 - rho) * own))
+
+
 def _team(rng: random.Random, index: int) -> _Team:
     kind = "sprint" if rng.random() < 0.5 else "release"
     return _Team(
@@ -121,13 +170,13 @@ def _team(rng: random.Random, index: int) -> _Team:
     )
 
 
-
 def _simulate_project(rng: random.Random, team: _Team, budget: int,
                       rec: _Recorder, tickets: list[dict], milestones: list[dict],
-                      done_index: dict, first_day: int, upstream: list[dict],
-                      freeze: tuple[float, int] | None = None) -> None:
-    """Run one team through successive milestones until its ticket budget is spent;
-    ``freeze`` (from day, days) plants a code freeze before each due date from that day on."""
+                      done_index: dict, first_day: int, upstream: list[dict], shared: tuple[int, float],
+                      programs: Programs | None, freeze: tuple[float, int] | None = None) -> None:
+    """Run one team through successive milestones until its ticket budget is spent. ``shared``
+    (seed, share) is the weeks' shared capacity shock; ``programs`` the programs the team may join
+    at planning; ``freeze`` (from day, days) plants a code freeze before each due date from that day on."""
     week_factor: dict[int, float] = {}
     backlog: list[dict] = []  # open tickets in no milestone: carried over or descoped
     day = first_day
@@ -164,8 +213,8 @@ def _simulate_project(rng: random.Random, team: _Team, budget: int,
             if hi > lo:
                 u = upstream[rng.randrange(lo, hi)]
                 # a dependency that never finishes is worked around after a few weeks
-                t["blocked_until"] = min(done_index.get(u["ticket_id"], np.inf), at + rng.uniform(20.0, 60.0))
-                t["depends_on"] = u["ticket_id"]
+                t["blocked_until"] = min(done_index.get(u["ticket_id"], np.inf), at + rng.uniform(*WORK_AROUND_DAYS))
+                t["depends_on"], t["linked_at"] = u["ticket_id"], at
         tickets.append(t)
         return t
 
@@ -210,6 +259,8 @@ def _simulate_project(rng: random.Random, team: _Team, budget: int,
             assign(t, mid, at + rng.uniform(0.0, 0.05))
             scope.append(t)
             committed += t["story_points"]
+        if programs is not None:
+            programs.join(rng, team.key, milestone, scope, done_index)
         replanned = False
         day_done_points = []
         d = start
@@ -217,7 +268,7 @@ def _simulate_project(rng: random.Random, team: _Team, budget: int,
         while d < due:
             week = d // 7
             if week not in week_factor:
-                week_factor[week] = rng.lognormvariate(0.0, 0.25)
+                week_factor[week] = _capacity_factor(rng, shared, week)
             working, holiday = _calendar(d)
             present = sum(1 for _ in range(team.members) if rng.random() > 0.05)
             capacity = (team.velocity * present * week_factor[week] * (0.1 if holiday else 1.0)) if working else 0.0
@@ -248,7 +299,8 @@ def _simulate_project(rng: random.Random, team: _Team, budget: int,
                 workable = []
                 for t in open_:
                     bu = t.get("blocked_until")
-                    blocked = "depends_on" in t and bu is not None and bu > d + 0.5
+                    # workable once what it waits on is done before the day's work starts (09:00)
+                    blocked = "depends_on" in t and bu is not None and bu > d + 0.37
                     if blocked:
                         if t["status"] != TicketStatus.BLOCKED:
                             rec.add(d + 0.4, "status", t["status"], TicketStatus.BLOCKED, ticket=t["ticket_id"])
@@ -359,15 +411,23 @@ def generate(config: SimulationConfig) -> Tables:
     done_index: dict[str, float] = {}
     links = []
     starts = [0]
+    shared = (config.seed, config.shared_shock)
+    programs = None if config.program_every_days is None else Programs(
+        config.seed, [t.key for t in teams], config.program_every_days, config.program_teams,
+        config.program_dependency_share)
     for team, budget in progress(zip(teams, budgets), "simulating teams", total=len(teams), unit="team"):
         before = len(tickets)
         upstream = sorted(tickets[starts[max(0, len(starts) - 1 - UPSTREAM_TEAMS)]:], key=lambda t: t["created_at"])
         _simulate_project(rng, team, int(budget), rec, tickets, milestones, done_index,
-                          first_day=rng.randint(0, 20), upstream=upstream,
+                          first_day=rng.randint(0, 20), upstream=upstream, shared=shared, programs=programs,
                           freeze=None if config.freeze_from_day is None else (config.freeze_from_day, config.freeze_days))
         starts.append(len(tickets))
         links += [{"from_ticket": t["ticket_id"], "to_ticket": t["depends_on"], "kind": "depends_on",
-                   "created_at": t["created_at"]} for t in tickets[before:] if "depends_on" in t]
+                   "created_at": t["linked_at"]} for t in tickets[before:] if "depends_on" in t]
+    if programs is not None:
+        epics, parents = programs.epics(rec.add)
+        tickets += epics
+        links += parents
     events = _events_frame(rec)
     end_day = float(events["at"].max())
     cut = end_day * (1 - config.open_share)

@@ -3,7 +3,10 @@
 Issues come as ``/rest/api/2/search`` pages with ``expand=changelog`` (or one issue per file):
 ``fields`` with status and its ``statusCategory``, fix versions, sprints (the GreenHopper string
 of Data Center, or Cloud's agile JSON), story points in a custom field, issue links seen from
-both ends; ``changelog.histories[].items[]`` with Jira's field names, ids and display strings.
+both ends, a parent (an epic) as Jira Cloud shows it: ``fields.parent`` of the child, and an
+``IssueParentAssociation`` item in the child's changelog dated when it was put under the parent
+(a ticket of two parents, which Jira cannot hold, shows the others as "Issue split" links);
+``changelog.histories[].items[]`` with Jira's field names, ids and display strings.
 Beside them, what the API lists of a project: its versions, its boards' sprints, the site's
 statuses. Each quirk of ``quirks.QUIRKS`` changes the rendering the way a real export differs.
 """
@@ -59,6 +62,11 @@ def account_id(name: str) -> str:
     return f"5b10a2844c20165700ede{zlib.crc32(name.encode()):08x}"
 
 
+def issue_id(key: str) -> str:
+    """The numeric id Jira gives an issue (stable: the same key, the same id)."""
+    return str(100000 + zlib.crc32(key.encode()) % 900000)
+
+
 def _time(ts: pd.Timestamp, offset: str) -> str:
     local = ts.tz_convert("Etc/GMT-2" if offset == "+0200" else "UTC")
     return local.strftime("%Y-%m-%dT%H:%M:%S.") + f"{local.microsecond // 1000:03d}{offset}"
@@ -88,8 +96,12 @@ class _Renderer:
         self.tickets = tickets.set_index("ticket_id", drop=False)
         self.links: dict[str, list[dict]] = {}
         self.link_changes: dict[str, list[tuple[pd.Timestamp, dict]]] = {}
+        self.parents: dict[str, str] = {}  # child -> the parent its fields.parent names
         for i, link in enumerate(links.itertuples(index=False)):
-            self._link(i, link)
+            if link.kind == "parent" and link.to_ticket not in self.parents:
+                self._parent(link)
+            else:
+                self._link(i, link)
 
     def ids(self) -> JiraIds:
         out = {mid: f"jira-version-{vid}" for mid, vid in self.version_ids.items()}
@@ -144,6 +156,26 @@ class _Renderer:
         return f"com.atlassian.greenhopper.service.sprint.Sprint@{zlib.crc32(mid.encode()):x}[{body},goal=]"
 
     # -- links ---------------------------------------------------------------------------------
+    def _parent(self, link) -> None:
+        child, parent = link.to_ticket, link.from_ticket
+        self.parents[child] = parent
+        if pd.isna(link.created_at) or child not in self.tickets.index:
+            return
+        at = max(link.created_at, self.tickets.loc[child, "created_at"])
+        self.link_changes.setdefault(child, []).append(
+            (at, {"field": "IssueParentAssociation", "fieldtype": "jira", "from": None, "fromString": None,
+                  "to": issue_id(parent), "toString": parent}))
+
+    def parent(self, key: str) -> dict:
+        """A parent as ``fields.parent`` shows it: its key, id and a few of its own fields."""
+        shown: dict = {"id": issue_id(key), "key": key}
+        if key in self.tickets.index:
+            t = self.tickets.loc[key]
+            shown["fields"] = {"summary": f"Work item {key}", "status": self.status(t.status)}
+            if isinstance(t.type, str):
+                shown["fields"]["issuetype"] = {"name": t.type, "subtask": False}
+        return shown
+
     def _link(self, i: int, link) -> None:
         kind = CUSTOM_LINK if "custom_link_types" in self.q and link.kind == "depends_on" else LINK_TYPES[link.kind]
         a, b = link.from_ticket, link.to_ticket
@@ -183,13 +215,14 @@ class _Renderer:
             fields[self.points_field] = float(values["story_points"])
         if values["due_at"] is not None:
             fields["duedate"] = values["due_at"][:10]
+        if h.key in self.parents:
+            fields["parent"] = self.parent(self.parents[h.key])
         sprints = [m for m in sorted(members, key=lambda m: int(self.sprint_ids.get(m, 0)))
                    if m in self.sprint_ids and self.exported(m)]
         if sprints:
             fields[self.sprint_field] = ([self.sprint(m) for m in sprints] if self.cloud
                                          else [self.sprint_text(m) for m in sprints])
-        issue = {"expand": "operations,changelog", "id": str(100000 + zlib.crc32(h.key.encode()) % 900000),
-                 "key": h.key, "fields": fields}
+        issue = {"expand": "operations,changelog", "id": issue_id(h.key), "key": h.key, "fields": fields}
         if with_changelog:
             histories = self.histories(h)
             total = len(histories) + (h.total_changes or 0) - (len(h.change_times()) if h.total_changes else 0)

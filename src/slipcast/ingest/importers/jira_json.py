@@ -31,6 +31,9 @@ from slipcast.ingest.importers.vocab import (
 )
 
 SPRINT_RE = re.compile(r"\[(.*)\]\s*$")
+# changelog fields that say an issue was put under a parent: Cloud's, and a company-managed
+# project's epic link
+PARENT_FIELDS = ("issueparentassociation", "epic link")
 SCALAR_FIELDS = {  # Jira changelog field -> (canonical field, use ids rather than display strings)
     "status": ("status", False),
     "assignee": ("assignee", True),
@@ -315,8 +318,9 @@ class _Builder:
             for sid in sorted(before - after):
                 out.append(dict(base, field="milestone", from_value=self._sprint_ref(sid, row), to_value=None))
             return out
-        if name == "link":
-            other = item.get("to") or item.get("from")
+        if name == "link" or name in PARENT_FIELDS:
+            # linked to another issue (its key in to, or from), or put under a parent (its key in toString)
+            other = item.get("toString") if name in PARENT_FIELDS else item.get("to") or item.get("from")
             if other:
                 pair = (key, other)
                 self.link_times[pair] = min(self.link_times.get(pair, at), at)

@@ -82,10 +82,23 @@ def end_of_day(ts: pd.Timestamp | None) -> pd.Timestamp | None:
 
 # what Jira says of a status itself (fields.status.statusCategory.key), in canonical terms
 JIRA_STATUS_CATEGORIES = {"new": "todo", "indeterminate": "in_progress", "done": "done"}
-# words of a link type's outward or inward description, in canonical link kinds (first match wins)
-LINK_WORDS = (("block", "blocks"), ("depend", "depends_on"), ("require", "depends_on"), ("duplicat", "duplicates"),
-              ("clone", "relates"), ("incorporat", "parent"), ("contain", "parent"), ("parent", "parent"),
-              ("sub-task", "parent"), ("subtask", "parent"), ("child", "parent"), ("relat", "relates"))
+# words of a link type's name or its outward or inward description, in canonical link kinds (first match
+# wins). Gantt apps' links (BigPicture's "Gantt: finish-start", "has to be done before" / "has to be done
+# after"; WBS Gantt's "Finish-to-Finish") say one task ends before another may start or end: the outward
+# issue, done first, blocks the inward one. A link that ties only starts (start-start, start-finish:
+# "has to be started together with", "earliest end is start of") does not hold back a completion, stays
+# relates, and comes first, so that no finish word of its name or descriptions catches it.
+GANTT_STARTS = ("start-start", "start-finish", "start-to-start", "start-to-finish", "start to start",
+                "start to finish", "start to end", "started together", "earliest end")
+GANTT_FINISHES = ("finish-start", "finish-finish", "finish-to-start", "finish-to-finish", "end to start",
+                  "end to end", "finished together", "done before")
+LINK_WORDS = (tuple((word, "relates") for word in GANTT_STARTS)
+              + (("block", "blocks"), ("depend", "depends_on"), ("require", "depends_on"), ("duplicat", "duplicates"))
+              + tuple((word, "blocks") for word in GANTT_FINISHES)
+              # only "done after" said: the outward issue is the one done later, so it depends on the other
+              + (("done after", "depends_on"),)
+              + (("clone", "relates"), ("incorporat", "parent"), ("contain", "parent"), ("parent", "parent"),
+                 ("sub-task", "parent"), ("subtask", "parent"), ("child", "parent"), ("relat", "relates")))
 
 
 # where Jira itself puts a status it was told nothing of: a new custom status is "In Progress"
