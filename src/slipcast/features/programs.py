@@ -193,7 +193,9 @@ def _shared_names(tl: Timelines, names: pd.Series, t: int, known: np.ndarray, da
     due = tl.due.get("due", tl.due.find(started, np.full(len(started), t, dtype=np.int64)), NAT)
     frame = pd.DataFrame({"id": ids, "name": names.reindex(ids).to_numpy(), "project": tl.milestone_project[started],
                           "due": due}).dropna(subset=["name"])
-    frame = frame[frame["due"] != NAT].sort_values(["name", "due"], kind="stable")
+    frame = frame[frame["due"] != NAT]
+    shared = frame.groupby("name")["project"].transform("nunique") >= 2  # most names are one project's own
+    frame = frame[shared].sort_values(["name", "due"], kind="stable")
     out = []
     for name, g in frame.groupby("name", sort=True):
         cluster = np.cumsum(np.r_[0, np.diff(g["due"].to_numpy()) > days * DAY_US])
