@@ -11,6 +11,7 @@ milestone is done by its deadline, and is done when its last milestone is (docs/
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -178,11 +179,18 @@ def outcome(members: Members, draws: Draws) -> Outcome:
                    critical_path=[i for i in reversed(best) if i >= 0], path_share=count / n)
 
 
+def slip(draws: Draws, edges: list[tuple[int, int]], lag: float, days: Mapping[int, float]) -> Draws:
+    """The same draws with milestones finishing later than drawn (``days``: position -> days
+    later; negative: sooner), what waits on them moving with them."""
+    own = draws.own.copy()
+    for milestone, later in days.items():
+        own[:, milestone] += later
+    finish, binder = propagate(own, edges, lag)
+    return Draws(own, finish, binder)
+
+
 def ripple(members: Members, draws: Draws, edges: list[tuple[int, int]], lag: float, milestone: int,
            days: float) -> float:
     """The program's chance if ``milestone`` finishes ``days`` later than drawn, with the same
     draws (what waits on it moves with it)."""
-    own = draws.own.copy()
-    own[:, milestone] += days
-    finish, _ = propagate(own, edges, lag)
-    return float(lands(members, finish).mean())
+    return float(lands(members, slip(draws, edges, lag, {milestone: days}).finish).mean())
