@@ -1,11 +1,13 @@
 """Test helpers: real-data paths, a Jira issue shaped like a real export, quick settings, the
-milestones open at a time, load under a refresh, and a new ledger on the test's PostgreSQL."""
+milestones open at a time, load under a refresh, a new ledger on the test's PostgreSQL, and a
+store served with programs: settings, unguarded models, a refresh awaited."""
 
 from __future__ import annotations
 
 import copy
 import os
 import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -153,3 +155,42 @@ def postgres_ledger() -> str:
     with psycopg.connect(server, autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name}")
     return server.replace("postgresql://", "postgresql+psycopg://").rsplit("/", 1)[0] + f"/{name}"
+
+
+def serving_programs(settings, root: Path, store, as_of: pd.Timestamp | None, declared=(), dependencies=(),
+                     **serving):
+    """Settings that serve ``store`` as of the fixed time ``as_of`` (as ``SLIPCAST_SERVING__AS_OF``
+    does; None: the app's clock), with a work folder (where the API's declarations go) and a ledger
+    of their own under ``root``, these programs and dependencies declared in the settings, and
+    ``serving`` besides."""
+    return settings.model_copy(update={
+        "work_dir": root / "work",
+        "serving": settings.serving.model_copy(update={
+            "store": str(store), "as_of": None if as_of is None else as_of.to_pydatetime(),
+            "ledger_url": f"sqlite:///{root / 'ledger.db'}", "reload_seconds": 0.2, **serving}),
+        "programs": settings.programs.model_copy(update={"declared": list(declared),
+                                                         "dependencies": list(dependencies)})})
+
+
+def unguarded(settings):
+    """The trained models with no horizon or project guarded, so that every forecast is the
+    model's own: a milestone's chance of being done then grows with the day asked, and a program's
+    chance moves with what a what-if changes (under the guard, the small history's base rate says
+    the same at every horizon)."""
+    from slipcast.scoring.model_store import ModelStore
+
+    store = ModelStore(settings)
+    store.refresh()
+    for target in store.targets:
+        store.get(target).metadata.update(guard={}, project_guard={})
+    return store
+
+
+def refreshed(app, change, seconds: float = 60) -> None:
+    """Run ``change()`` and wait until the live state has been rebuilt after it (by its watcher)."""
+    before = app.state.live.refreshes
+    change()
+    deadline = time.monotonic() + seconds
+    while app.state.live.refreshes == before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert app.state.live.refreshes > before, app.state.live.error

@@ -232,9 +232,11 @@ def _on_store(args, purpose: str, job, errors: tuple[type[Exception], ...] = (Va
 
 def _cmd_backfill(args) -> int:
     from slipcast.live.backfill import backfill
+    from slipcast.live.declarations import DeclarationsError
     from slipcast.live.ledger import LedgerError
 
-    return _on_store(args, "backfill", backfill, (LookupError, ValueError, FileNotFoundError, LedgerError))
+    return _on_store(args, "backfill", backfill,
+                     (LookupError, ValueError, FileNotFoundError, LedgerError, DeclarationsError))
 
 
 def _cmd_monitor(args) -> int:

@@ -64,6 +64,26 @@ def test_doctor_says_what_an_export_supports_and_why_a_forecast_would_be_thin(tm
     assert gen.returncode == 0
     fine = run("doctor", str(tmp_path / "sim"))
     assert "nothing stands in the way of training" in fine.stdout, fine.stdout
+    assert "programs at the data's end" in fine.stdout and "dependencies between milestones" in fine.stdout
+
+
+def test_doctor_counts_the_programs_and_dependencies_it_finds_with_cycles_and_external_edges(small_history, settings):
+    from slipcast.core.settings import DependencyDeclaration, ProgramDeclaration
+    from slipcast.tools.doctor import programs_found
+
+    ms = small_history.milestones.sort_values("milestone_id")
+    a, b = ms["milestone_id"].iloc[:2]
+    declared = settings.programs.model_copy(update={
+        "declared": [ProgramDeclaration(program_id="launch", milestones=[a, b])],
+        "dependencies": [DependencyDeclaration(blocker=a, dependent=b), DependencyDeclaration(blocker=b, dependent=a),
+                         DependencyDeclaration(blocker="ELSEWHERE-1", dependent=a)]})
+    programs, edges = programs_found(small_history, settings.model_copy(update={"programs": declared}))
+    assert "programs at the data's end" in programs and "(1 declared)" in programs
+    assert "launch (declared, 2 milestones)" in programs
+    links = programs_found(small_history, settings)[1]
+    found = int(links.split(": ", 1)[1].split(" ", 1)[0])
+    assert f": {found + 3} (3 declared, {found} links)" in edges
+    assert "1 on a blocker outside the store" in edges and f"1 cycle; cycle: {a}, {b}" in edges
 
 
 def _run_on_a_terminal(args: list[str]) -> str:

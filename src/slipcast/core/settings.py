@@ -11,13 +11,14 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
+from collections import Counter
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import AwareDatetime, BaseModel, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -209,7 +210,7 @@ def webhook_address_problem(url: str, allow_link_local: bool) -> str | None:
 
 
 class AlertSubscription(BaseModel):
-    """A webhook told when an open milestone's risk rises (``serving.alerts``)."""
+    """A webhook told when an open milestone's risk rises, or a program's chance drops (``serving.alerts``)."""
 
     url: str = Field(description="Where the JSON event is POSTed (http or https).")
     secret_env: str = Field(description="The environment variable holding the HMAC-SHA256 signing secret "
@@ -219,7 +220,11 @@ class AlertSubscription(BaseModel):
         None, gt=0, le=1, description="Alert when its probability moved by at least this much (0.15: 15 points) "
                                       "within `within_days`; None: not on moves.")
     within_days: float = Field(7, gt=0, description="The window a move is measured over.")
-    page_url: str | None = Field(None, description="Base of the link to the milestone in the event "
+    program_drop_points: float | None = Field(
+        None, gt=0, le=1, description="Alert on programs too: when a program's chance of landing fell by at least "
+                                      "this much (0.1: 10 points) within `within_days`, or (with `band_rise`) its "
+                                      "risk band rose; None: no program alerts.")
+    page_url: str | None = Field(None, description="Base of the link to the milestone (or program) in the event "
                                                    "(e.g. https://slipcast.example.com/page).")
     allow_link_local: bool = Field(
         False, description="Take a `url` or `page_url` on a link-local address (169.254.0.0/16, fe80::/10) or a cloud "
@@ -236,21 +241,42 @@ class AlertSubscription(BaseModel):
         return self
 
 
-class ProgramDeclaration(BaseModel):
-    """A program named in the settings: a set of milestones that lands when its last one does."""
+class ProgramSpec(BaseModel):
+    """What a program is: a set of milestones that lands when its last one does (named by its id
+    elsewhere: ``ProgramDeclaration``, or the API's path)."""
 
-    program_id: str = Field(min_length=1, max_length=200, description="The program's id in the API.")
-    name: str | None = Field(None, description="What people call it (the id where none is given).")
-    milestones: list[str] = Field(min_length=1, description="The milestone ids it needs.")
+    name: str | None = Field(None, max_length=500, description="What people call it (the id where none is given).")
+    milestones: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
+        min_length=1, description="The milestone ids it needs.")
     target_at: AwareDatetime | None = Field(
         None, description="When it must land: every milestone done by then; None: each by its own due date.")
+
+    @model_validator(mode="after")
+    def _each_once(self) -> ProgramSpec:
+        twice = sorted(m for m, n in Counter(self.milestones).items() if n > 1)
+        if twice:
+            raise ValueError(f"milestones named more than once: {twice}")
+        return self
+
+
+class ProgramDeclaration(ProgramSpec):
+    """A program named in the settings or through the API (``PUT /v1/programs/{id}``)."""
+
+    program_id: str = Field(min_length=1, max_length=200, description="The program's id in the API.")
 
 
 class DependencyDeclaration(BaseModel):
     """A dependency between two milestones the tracker's links do not show."""
 
-    blocker: str = Field(min_length=1, description="The milestone that must finish first.")
-    dependent: str = Field(min_length=1, description="The milestone that cannot finish before it.")
+    blocker: str = Field(min_length=1, max_length=200, description="The milestone that must finish first.")
+    dependent: str = Field(min_length=1, max_length=200, description="The milestone that cannot finish before it.")
+
+    @field_validator("dependent")
+    @classmethod
+    def _two_milestones(cls, dependent: str, info: ValidationInfo) -> str:
+        if dependent == info.data.get("blocker"):
+            raise ValueError(f"{dependent!r} cannot wait on itself: a dependency joins two milestones")
+        return dependent
 
 
 class ProgramSettings(BaseModel):
@@ -278,6 +304,13 @@ class ProgramSettings(BaseModel):
                                "finished dependency to measure it on.")
     max_correlation: float = Field(0.8, ge=0, lt=1, description="The most the copula's correlation of two "
                                                                 "milestones may be.")
+    history_draws: int = Field(
+        2000, ge=100, le=1_000_000, description="Monte Carlo draws of each day of a program's history (fewer than "
+                                                "`draws`: a history draws once per day).")
+    history_context_days: int = Field(
+        7, ge=1, le=28, description="A program's history reads the dependency graph, the correlations and the lag "
+                                    "as known at the start of each period of this many days (counted from the "
+                                    "epoch), not every day: each read costs about 0.2 s.")
 
 
 class ServingSettings(BaseModel):

@@ -170,14 +170,17 @@ def past_slip_rate(project: np.ndarray, as_of: np.ndarray, outcomes: pd.DataFram
 
 
 def milestone_features(tl: Timelines, snaps: Snapshots, settings: FeatureSettings, outcomes: pd.DataFrame | None = None,
-                       scope: Scope | None = None, due_moved_to: np.ndarray | None = None
-                       ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+                       scope: Scope | None = None, due_moved_to: np.ndarray | None = None,
+                       removed_now: np.ndarray | None = None) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Features of each snapshot, and of each open committed ticket, as columns.
 
     ``due_moved_to`` (µs per snapshot, NAT: as it is) asks "what if the due date were moved
     there at as_of": the features see that date, and one more replan by that shift, as the
-    what-if endpoint's due-date change does. Returns (milestone columns aligned with ``snaps``;
-    ticket columns with ``snap``, the snapshot's position, and ``row``, the scope row's).
+    what-if endpoint's due-date change does. ``removed_now`` (a count per snapshot) asks "what if
+    that many tickets left the milestone at as_of": ``scope`` is then the scope without them, and
+    the scope removed since start and over the last days counts them, as the what-if endpoint's
+    ``remove_tickets`` does. Returns (milestone columns aligned with ``snaps``; ticket columns
+    with ``snap``, the snapshot's position, and ``row``, the scope row's).
     """
     if scope is None:
         scope = scope_rows(snaps, tl)
@@ -217,7 +220,7 @@ def milestone_features(tl: Timelines, snaps: Snapshots, settings: FeatureSetting
     f["scope_count"] = count
     f["scope_points"] = scope_points
     f["unestimated_share"] = _ratio(total(np.isnan(points)), count)
-    f.update(_scope_changes(m, as_of, start, tl))
+    f.update(_scope_changes(m, as_of, start, tl, np.zeros(n) if removed_now is None else removed_now))
     f["done_share"] = _ratio(total(~is_open), count)
     f["done_points_share"] = _ratio(done_points, scope_points)
     f["remaining_count"] = remaining
@@ -256,19 +259,24 @@ def milestone_features(tl: Timelines, snaps: Snapshots, settings: FeatureSetting
     return features, _ticket_rows(scope, state, open_deps, features, tl)
 
 
-def _scope_changes(m: np.ndarray, as_of: np.ndarray, start: np.ndarray, tl: Timelines) -> dict[str, np.ndarray]:
-    """Tickets added to and removed from the milestone since start and over the last 7/14 days."""
+def _scope_changes(m: np.ndarray, as_of: np.ndarray, start: np.ndarray, tl: Timelines,
+                   removed_now: np.ndarray) -> dict[str, np.ndarray]:
+    """Tickets added to and removed from the milestone since start and over the last 7/14 days;
+    ``removed_now`` more removed at as_of (counted where a window starts before as_of, as a move
+    recorded then would be)."""
     def moved(times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         pos = tl.moves.find(m, times)
         return tl.moves.get("added", pos, 0.0), tl.moves.get("removed", pos, 0.0)
 
     added, removed = moved(as_of)
     added_start, removed_start = moved(start)
-    out = {"scope_added_since_start": added - added_start, "scope_removed_since_start": removed - removed_start}
+    out = {"scope_added_since_start": added - added_start,
+           "scope_removed_since_start": removed - removed_start + removed_now * (start < as_of)}
     for span in (7, 14):
-        added_then, removed_then = moved(later(shifted(as_of, -span * DAY_US), start))
+        since = later(shifted(as_of, -span * DAY_US), start)
+        added_then, removed_then = moved(since)
         out[f"scope_added_{span}d"] = added - added_then
-        out[f"scope_removed_{span}d"] = removed - removed_then
+        out[f"scope_removed_{span}d"] = removed - removed_then + removed_now * (since < as_of)
     return out
 
 

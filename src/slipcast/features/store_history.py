@@ -11,13 +11,15 @@ was known.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
+
 import numpy as np
 import pandas as pd
 
 from slipcast.core.settings import FeatureSettings
 from slipcast.features.milestone_features import milestone_features
 from slipcast.features.pipeline import milestone_outcomes, milestone_projects
-from slipcast.features.snapshots import Snapshots, labels, schedule, scope_rows
+from slipcast.features.snapshots import Scope, Snapshots, labels, schedule, scope_rows
 from slipcast.features.timeline import NAT, build_timelines, micros, open_at, take, timestamps
 from slipcast.ingest.tables import Tables
 
@@ -42,16 +44,25 @@ class History:
         opened = open_at(tl.milestone_start, tl.milestone_completed, _micros(as_of))
         return np.asarray(take(tl.milestones.array, np.flatnonzero(opened)))
 
-    def features(self, milestone_ids, as_ofs, due_moved_to=None
+    def features(self, milestone_ids, as_ofs, due_moved_to=None, removed: Sequence[Collection[str]] | None = None
                  ) -> tuple[pd.DataFrame, dict[str, np.ndarray], dict[str, np.ndarray]]:
         """For each (milestone, as_of): who it is (id, project, kind, name, start, the due date
         known then), its features, and its open tickets' features (``snap``: the pair's position).
         ``due_moved_to`` (times, one per pair): the features as if the due date were moved there
-        at as_of (``milestone_features``)."""
+        at as_of; ``removed`` (ticket ids, a collection per pair): as if those of its committed
+        tickets left the milestone at as_of (``milestone_features``)."""
         tl = self.tl
         snaps = self._snapshots(milestone_ids, as_ofs)
         moved = None if due_moved_to is None else micros(pd.Series(due_moved_to))
-        feats, tickets = milestone_features(tl, snaps, self.settings, self.outcomes, due_moved_to=moved)
+        scope, cut = scope_rows(snaps, tl), None
+        if removed is not None:
+            asked = np.flatnonzero(np.fromiter(map(len, removed), dtype=np.int64, count=len(snaps))[scope.snap] > 0)
+            leaving = np.zeros(len(scope), dtype=bool)
+            leaving[asked] = [t in removed[i] for i, t in zip(scope.snap[asked], take(tl.tickets.array, scope.ticket[asked]))]
+            cut = np.bincount(scope.snap[leaving], minlength=len(snaps)).astype(np.float64)
+            scope = Scope(scope.snap[~leaving], scope.ticket[~leaving], scope.member_until[~leaving])
+        feats, tickets = milestone_features(tl, snaps, self.settings, self.outcomes, scope=scope, due_moved_to=moved,
+                                            removed_now=cut)
         due = tl.due.get("due", tl.due.find(snaps.milestone, snaps.as_of), NAT)
         ids = np.asarray(milestone_ids, dtype=object)
         who = pd.DataFrame({
@@ -61,6 +72,11 @@ class History:
             "as_of": timestamps(snaps.as_of),
         })
         return who, feats, tickets
+
+    def committed(self, milestone_id: str, as_of: pd.Timestamp) -> list[str]:
+        """The tickets committed to the milestone at ``as_of`` (its scope then), in id order."""
+        scope = scope_rows(self._snapshots([milestone_id], [as_of]), self.tl)
+        return sorted(map(str, take(self.tl.tickets.array, scope.ticket)))
 
     def knows(self, milestone_ids) -> np.ndarray:
         """Which of these milestones the store's milestones table holds (one deleted on the tracker

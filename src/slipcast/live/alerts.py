@@ -1,9 +1,12 @@
-"""Alerts: webhooks told when an open milestone's risk rises (``serving.alerts``).
+"""Alerts: webhooks told when an open milestone's risk rises, or a program's chance drops
+(``serving.alerts``).
 
 After each refresh of the live state, every subscription compares each open milestone's
 forecast with what the ledger recorded before: its band rose since the last published forecast,
-or its probability moved by at least ``min_points`` from one recorded within ``within_days``.
-Each alert is claimed in the ledger first (one per subscription, milestone and as_of), so of the
+or its probability moved by at least ``min_points`` from one recorded within ``within_days``. A
+subscription with ``program_drop_points`` does the same for each program with a forecast: its
+band rose, or its chance fell by at least that much within ``within_days``.
+Each alert is claimed in the ledger first (one per subscription, milestone or program, and as_of), so of the
 workers that built the same state only one sends it. The event is JSON, signed with HMAC-SHA256
 over ``<timestamp>.<body>`` with the secret from the subscription's environment variable
 (headers ``X-Slipcast-Timestamp``, ``X-Slipcast-Signature: sha256=<hex>``, and
@@ -32,8 +35,8 @@ import httpx
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from slipcast.core.settings import AlertSubscription, Settings
-from slipcast.live.ledger import Ledger, LedgerError
-from slipcast.live.records import MilestoneState, milestone_path
+from slipcast.live.ledger import MILESTONES, PROGRAMS, Ledger, LedgerError, Subject
+from slipcast.live.records import MilestoneState, ProgramState, milestone_path, program_path
 
 log = logging.getLogger(__name__)
 ATTEMPTS = 4
@@ -53,29 +56,47 @@ def _rank(band: str | None, bands: dict[str, float]) -> int:
     return order.index(band) if band in order else -1
 
 
-def reasons(sub: AlertSubscription, now: MilestoneState, earlier: list[dict], bands: dict[str, float]
-            ) -> tuple[str, dict] | None:
-    """Why ``now`` deserves an alert under ``sub`` given the milestone's ``earlier`` live ledger
-    records (oldest first), and the record it is compared with; None if it does not."""
+def reasons(sub: AlertSubscription, now: MilestoneState | ProgramState, earlier: list[dict], bands: dict[str, float],
+            program: bool = False) -> tuple[str, dict] | None:
+    """Why ``now`` (a milestone's forecast, or a program's: ``program``) deserves an alert under
+    ``sub`` given its ``earlier`` live ledger records (oldest first), and the record it is
+    compared with; None if it does not. Its band rose since the latest record; or a milestone's
+    probability moved by at least ``min_points`` either way, or a program's chance fell by at least
+    ``program_drop_points`` (its probability rose), from one recorded within ``within_days``."""
     if now.probability is None or not earlier:
         return None
     last = earlier[-1]
     if sub.band_rise and _rank(now.risk_band, bands) > _rank(last["risk_band"], bands) >= 0:
         return f"risk band rose from {last['risk_band']} to {now.risk_band}", last
-    if sub.min_points is not None:
-        window = [r for r in earlier if r["probability"] is not None
-                  and r["as_of"] >= now.as_of - timedelta(days=sub.within_days)]
-        if window:
-            far = max(window, key=lambda r: abs(now.probability - r["probability"]))
-            move = now.probability - far["probability"]
-            if abs(move) >= sub.min_points - 1e-9:
-                return (f"probability {'rose' if move > 0 else 'fell'} {abs(move) * 100:.0f} points within "
-                        f"{sub.within_days:g} days"), far
+    points = sub.program_drop_points if program else sub.min_points
+    if points is None:
+        return None
+    window = [r for r in earlier if r["probability"] is not None
+              and r["as_of"] >= now.as_of - timedelta(days=sub.within_days)]
+    if not window:
+        return None
+    probability = now.probability
+    if program:  # a drop only: from the highest chance (lowest probability) in the window
+        far = min(window, key=lambda r: r["probability"])
+        move = probability - far["probability"]
+        if move >= points - 1e-9:
+            return f"chance fell {move * 100:.0f} points within {sub.within_days:g} days", far
+        return None
+    far = max(window, key=lambda r: abs(probability - r["probability"]))
+    move = probability - far["probability"]
+    if abs(move) >= points - 1e-9:
+        return (f"probability {'rose' if move > 0 else 'fell'} {abs(move) * 100:.0f} points within "
+                f"{sub.within_days:g} days"), far
     return None
 
 
+def _link(sub: AlertSubscription, path: str) -> str | None:
+    """The page an event links to: the subscription's ``page_url`` and the page's own path."""
+    return f"{sub.page_url.rstrip('/')}/{path}" if sub.page_url else None
+
+
 def event(now: MilestoneState, reason: str, before: dict, sub: AlertSubscription) -> dict:
-    """The JSON an alert carries."""
+    """The JSON an alert about a milestone carries."""
     return {"event": "milestone.risk_changed", "reason": reason, "milestone_id": now.milestone_id,
             "project": now.project, "name": now.name, "as_of": now.as_of.isoformat(),
             "before": {"as_of": before["as_of"].isoformat(), "probability": before["probability"],
@@ -83,7 +104,22 @@ def event(now: MilestoneState, reason: str, before: dict, sub: AlertSubscription
             "after": {"probability": now.probability, "risk_band": now.risk_band, "due_at":
                       now.due_at.isoformat() if now.due_at else None},
             "drivers": [d.model_dump() for d in now.drivers],
-            "link": f"{sub.page_url.rstrip('/')}/{milestone_path(now.milestone_id)}" if sub.page_url else None}
+            "link": _link(sub, milestone_path(now.milestone_id))}
+
+
+def program_event(now: ProgramState, reason: str, before: dict, sub: AlertSubscription) -> dict:
+    """The JSON an alert about a program carries."""
+    def when(value) -> str | None:
+        return None if value is None else value.isoformat()
+
+    return {"event": "program.risk_changed", "reason": reason, "program_id": now.program_id, "name": now.name,
+            "source": now.source, "as_of": now.as_of.isoformat(),
+            "before": {"as_of": before["as_of"].isoformat(), "chance": before["chance"],
+                       "probability": before["probability"], "risk_band": before["risk_band"]},
+            "after": {"chance": now.chance, "probability": now.probability, "risk_band": now.risk_band,
+                      "target_at": when(now.target_at), "done_50": when(now.done_50), "done_85": when(now.done_85)},
+            "critical_path": now.critical_path, "most_critical": now.most_critical,
+            "link": _link(sub, program_path(now.program_id))}
 
 
 def _retried(exc: BaseException) -> bool:
@@ -135,14 +171,19 @@ class _Delivery:
     alert_id: int
     payload: dict
     ledger: Ledger
+    about: Subject
+
+    def subject(self) -> str | None:
+        """The milestone or program the alert is about, as the log names it."""
+        return self.payload.get(self.about.key)
 
 
-def _outcome(ledger: Ledger, alert_id: int, status: str, attempts: int, response: str) -> None:
+def _outcome(job: _Delivery, status: str, attempts: int, response: str) -> None:
     """Log how a delivery ended in the ledger; a ledger that fails meanwhile is said in the log."""
     try:
-        ledger.delivered(alert_id, status, attempts, response)
+        job.ledger.delivered(job.alert_id, status, attempts, response, job.about)
     except LedgerError as exc:
-        log.warning("alert %d: its outcome (%s) not logged: %s", alert_id, status, exc)
+        log.warning("alert %d: its outcome (%s) not logged: %s", job.alert_id, status, exc)
 
 
 class Deliveries:
@@ -160,22 +201,25 @@ class Deliveries:
         self._thread: threading.Thread | None = None
         self.delivered = self.failed = self.dropped = 0
 
-    def submit(self, sub: AlertSubscription, alert_id: int, payload: dict, ledger: Ledger) -> bool:
-        """Queue one claimed alert for delivery; False where the queue is full and it was dropped."""
+    def submit(self, sub: AlertSubscription, alert_id: int, payload: dict, ledger: Ledger,
+               about: Subject = MILESTONES) -> bool:
+        """Queue one claimed alert (about a milestone, or a program: ``about``) for delivery;
+        False where the queue is full and it was dropped."""
+        job = _Delivery(sub, alert_id, payload, ledger, about)
         with self._lock:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._work, name="slipcast-alerts", daemon=True)
                 self._thread.start()
             try:
-                self._queue.put_nowait(_Delivery(sub, alert_id, payload, ledger))
+                self._queue.put_nowait(job)
             except queue.Full:
                 self.dropped += 1
             else:
                 self._unfinished += 1
                 return True
         reason = f"not sent: the delivery queue was full ({self._queue.maxsize} alerts waiting, serving.alert_queue)"
-        log.warning("alert %d for %s dropped: %s", alert_id, payload.get("milestone_id"), reason)
-        _outcome(ledger, alert_id, "dropped", 0, reason)
+        log.warning("alert %d for %s dropped: %s", alert_id, job.subject(), reason)
+        _outcome(job, "dropped", 0, reason)
         return False
 
     def _work(self) -> None:
@@ -191,9 +235,8 @@ class Deliveries:
                     self.delivered += 1
                 else:
                     self.failed += 1
-                    log.warning("alert %d for %s not delivered: %s", job.alert_id, job.payload.get("milestone_id"),
-                                response)
-                _outcome(job.ledger, job.alert_id, status, attempts, response)
+                    log.warning("alert %d for %s not delivered: %s", job.alert_id, job.subject(), response)
+                _outcome(job, status, attempts, response)
             except Exception as exc:  # the thread outlives any one delivery
                 self.failed += 1
                 log.warning("alert %d not delivered: %s", job.alert_id, type(exc).__name__)
@@ -218,23 +261,40 @@ class Deliveries:
 def send_alerts(states: list[MilestoneState], ledger: Ledger, settings: Settings, deliveries: Deliveries) -> int:
     """Check every subscription against every open milestone, claim what is due and queue it for
     delivery (``deliveries``: in the background); returns how many alerts this process claimed."""
-    subs = settings.serving.alerts
-    if not subs or not states:
+    return _claim(states, MILESTONES, settings.serving.alerts, ledger, settings, deliveries)
+
+
+def send_program_alerts(programs: list[ProgramState], ledger: Ledger, settings: Settings,
+                        deliveries: Deliveries) -> int:
+    """The same for programs with a forecast, under the subscriptions that ask for programs
+    (``program_drop_points`` set); returns how many alerts this process claimed."""
+    subs = [s for s in settings.serving.alerts if s.program_drop_points is not None]
+    return _claim([p for p in programs if p.chance is not None], PROGRAMS, subs, ledger, settings, deliveries)
+
+
+def _claim(subjects: list, about: Subject, subs: list[AlertSubscription], ledger: Ledger, settings: Settings,
+           deliveries: Deliveries) -> int:
+    """Claim and queue the alerts ``subs`` raise on ``subjects`` (milestones' or programs'
+    forecasts of one state: ``about``)."""
+    if not subs or not subjects:
         return 0
-    as_of = states[0].as_of
+    as_of = subjects[0].as_of
     lookback = max(max(s.within_days for s in subs), 30.0)
-    history = ledger.compared([m.milestone_id for m in states], as_of, timedelta(days=lookback),
-                              [timedelta(days=s.within_days) for s in subs])
+    ids = [getattr(x, about.key) for x in subjects]
+    history = ledger.compared(ids, as_of, timedelta(days=lookback), [timedelta(days=s.within_days) for s in subs],
+                              about)
+    program = about is PROGRAMS
     claimed = 0
     for sub in subs:
-        for now in states:
-            found = reasons(sub, now, history.get(now.milestone_id, []), settings.serving.risk_bands)
+        for subject_id, now in zip(ids, subjects):
+            found = reasons(sub, now, history.get(subject_id, []), settings.serving.risk_bands, program)
             if found is None:
                 continue
             reason, before = found
-            alert_id = ledger.claim_alert(subscription_key(sub), now.milestone_id, now.as_of, reason)
+            alert_id = ledger.claim_alert(subscription_key(sub), subject_id, now.as_of, reason, about)
             if alert_id is None:  # another worker claimed it
                 continue
-            deliveries.submit(sub, alert_id, event(now, reason, before, sub), ledger)
+            payload = (program_event if program else event)(now, reason, before, sub)
+            deliveries.submit(sub, alert_id, payload, ledger, about)
             claimed += 1
     return claimed

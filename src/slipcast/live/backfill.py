@@ -1,6 +1,8 @@
 """``slipcast backfill``: the forecast history every milestone of the store would have had, day
-by day from its start, scored by the current champion from what was known each day, recorded in
-the ledger as backfilled (never mixed up with the forecasts the service published)."""
+by day from its start, scored by the current champion from what was known each day, and every
+program's (the store's, the settings' and the API's declared ones, as found now) day by day from
+its first milestone's start, as its history endpoint shows it; recorded in the ledger as
+backfilled (never mixed up with the forecasts the service published)."""
 
 from __future__ import annotations
 
@@ -16,8 +18,10 @@ from slipcast.core.settings import Settings
 from slipcast.features.store_history import History
 from slipcast.features.timeline import NAT
 from slipcast.ingest.tables import read_tables
+from slipcast.live.declarations import read_declarations
 from slipcast.live.ledger import Ledger
-from slipcast.live.portfolio import daily
+from slipcast.live.portfolio import daily, program_days
+from slipcast.live.programs import program_history, programs_of
 from slipcast.scoring.forecast import forecasts_of, model_ref
 from slipcast.scoring.model_store import ModelStore
 
@@ -30,10 +34,14 @@ class BackfillReport:
     forecasts: int
     recorded: int  # new ledger rows (a second backfill of the same model adds none)
     model: str
+    programs: int = 0
+    program_forecasts: int = 0
+    programs_recorded: int = 0
 
     def format(self) -> str:
-        return (f"backfilled {self.forecasts} daily forecasts of {self.milestones} milestones with {self.model}; "
-                f"{self.recorded} new in the ledger")
+        return (f"backfilled {self.forecasts} daily forecasts of {self.milestones} milestones and "
+                f"{self.program_forecasts} of {self.programs} programs with {self.model}; "
+                f"{self.recorded + self.programs_recorded} new in the ledger")
 
 
 def backfill(settings: Settings, store: str | Path, now: datetime) -> BackfillReport:
@@ -66,4 +74,15 @@ def backfill(settings: Settings, store: str | Path, now: datetime) -> BackfillRe
         recorded += ledger.record(out, who["project"], [None if pd.isna(d) else d for d in who["due_at"]],
                                   backfilled=True)
     ref = model_ref(model)
-    return BackfillReport(len(set(ids)), len(ids), recorded, f"{ref.name} v{ref.version}")
+    report = BackfillReport(len(set(ids)), len(ids), recorded, f"{ref.name} v{ref.version}")
+    declared = read_declarations(settings)
+    for program in progress(programs_of(history, end.to_pydatetime(), settings, declared.programs), "programs",
+                            unit="program"):
+        days = program_days(history, program, end)
+        points = [p for p in program_history(history, program, days, model, settings, declared.dependencies)
+                  if p.chance is not None]  # a day none of its milestones was open says nothing
+        report.programs += 1
+        report.program_forecasts += len(points)
+        report.programs_recorded += ledger.record_programs([program.program_id] * len(points), points, ref,
+                                                           settings.programs.history_draws, backfilled=True)
+    return report

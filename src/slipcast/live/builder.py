@@ -28,6 +28,7 @@ from pathlib import Path
 from slipcast.core.settings import Settings
 from slipcast.features.store_history import History
 from slipcast.ingest.tables import read_tables
+from slipcast.live.declarations import Declarations
 from slipcast.live.portfolio import build_portfolio
 from slipcast.live.shared import dump, load
 from slipcast.scoring.model_store import LoadedModel
@@ -55,11 +56,13 @@ def history_into(path: Path, store: str, signature: str, settings: Settings) -> 
 
 
 def build_into(path: Path, history: Path, store: str, signature: str, as_of: datetime, version: str,
-               models: Mapping[str, LoadedModel | None], settings: Settings) -> None:
-    """The ``Portfolio`` of ``store`` as of ``as_of`` by ``models``, pickled to ``path`` without
-    its model and history (``Portfolio.__getstate__``); the history, where this process has not
-    coded it, read from ``history`` (``history_into``)."""
-    dump(build_portfolio(coded(store, signature, settings, history), as_of, models, settings, version), path)
+               models: Mapping[str, LoadedModel | None], settings: Settings, declared: Declarations) -> None:
+    """The ``Portfolio`` of ``store`` as of ``as_of`` by ``models`` (with the programs and
+    dependencies ``declared`` through the API), pickled to ``path`` without its model and history
+    (``Portfolio.__getstate__``); the history, where this process has not coded it, read from
+    ``history`` (``history_into``)."""
+    dump(build_portfolio(coded(store, signature, settings, history), as_of, models, settings, version,
+                         declared.programs, declared.dependencies), path)
 
 
 def _start_child(niceness: int, settings: Settings, parent: int) -> None:

@@ -7,7 +7,7 @@ days, asked by moving its due date there now, as the what-if endpoint does.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -17,12 +17,14 @@ from slipcast.scoring.forecast import guard
 from slipcast.scoring.model_store import LoadedModel
 
 
-def done_chances(history: History, milestones: Sequence[str], as_of: datetime, model: LoadedModel,
-                 days) -> np.ndarray:
+def done_chances(history: History, milestones: Sequence[str], as_of: datetime | Sequence[datetime],
+                 model: LoadedModel, days, removed: Sequence[Collection[str]] | None = None) -> np.ndarray:
     """For each milestone (rows) and day after ``as_of`` (columns; ``days`` one grid for all, or
-    a grid per milestone), the chance it is done by then: one minus the served probability of
-    slipping with its due date moved there at as_of (all milestones and days in one prediction;
-    where the moved date falls in a guarded horizon, the base rate, as the service would say). A
+    a grid per milestone; ``as_of`` one time for all, or one per milestone), the chance it is done
+    by then: one minus the served probability of slipping with its due date moved there at as_of
+    (all milestones and days in one prediction; where the moved date falls in a guarded horizon,
+    the base rate, as the service would say). ``removed``: per milestone, tickets taken out of its
+    scope at as_of first (``History.features``), as the what-if endpoint's ``remove_tickets``. A
     later day never gets a lower chance than an earlier one (the running maximum over each grid,
     which runs in time order)."""
     n = len(milestones)
@@ -30,7 +32,10 @@ def done_chances(history: History, milestones: Sequence[str], as_of: datetime, m
     if not n:
         return np.zeros(days.shape)
     k = days.shape[1]
-    dues = [as_of + timedelta(days=float(d)) for d in days.ravel()]
-    who, feats, _ = history.features(np.repeat(np.asarray(milestones, dtype=object), k), [as_of] * (n * k), dues)
+    times = [as_of] * n if isinstance(as_of, datetime) else list(as_of)
+    at = [t for t in times for _ in range(k)]
+    dues = [t + timedelta(days=float(d)) for t, d in zip(at, days.ravel())]
+    cut = None if removed is None else [r for r in removed for _ in range(k)]
+    who, feats, _ = history.features(np.repeat(np.asarray(milestones, dtype=object), k), at, dues, cut)
     p = guard(model, feats["span_elapsed"], who["project"]).served(model.predict(model.frame(feats)))
     return np.maximum.accumulate((1 - p).reshape(n, k), axis=1)

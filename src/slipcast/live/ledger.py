@@ -4,11 +4,13 @@ SQLAlchemy).
 
 A row is one milestone's forecast as of one time by one model version: its status, probability,
 basis and band, the due date known then, the model's name, version and run, and a hash of the
-feature row it came from. Rows are only ever added. The key (milestone, as_of, model name and
-version, backfilled) is unique and an insert that meets an existing key is dropped, so workers
-that build the same state (``live.portfolio``: as_of rounded to the refresh period) record it
-once between them (docs/architecture.md, "Forecast ledger"). Alerts are claimed here the same
-way, so one worker sends each, and their deliveries are logged beside them.
+feature row it came from. A program's joint forecast has a table of its own (``program_forecasts``:
+its chance, probability, band, 50 % and 85 % dates, open milestones and draws). Rows are only ever
+added. The key (milestone or program, as_of, model name and version, backfilled) is unique and an
+insert that meets an existing key is dropped, so workers that build the same state
+(``live.portfolio``: as_of rounded to the refresh period) record it once between them
+(docs/architecture.md, "Forecast ledger"). Alerts are claimed here the same way (``alerts``,
+``program_alerts``), so one worker sends each, and their deliveries are logged beside them.
 
 A SQLite ledger's folder is made where missing. Whatever else goes wrong with the database (a
 file that is not one, or cut short; a folder that cannot be made; a database open read-only) is
@@ -22,13 +24,15 @@ import hashlib
 import json
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from slipcast.scoring.records import Forecast
+from slipcast.live.records import ProgramHistoryPoint
+from slipcast.scoring.records import Forecast, ModelRef
 
 METADATA = sa.MetaData()
 FORECASTS = sa.Table(
@@ -53,19 +57,63 @@ FORECASTS = sa.Table(
 KEY = ["milestone_id", "as_of", "model_name", "model_version", "backfilled"]
 sa.Index("forecasts_by_milestone", FORECASTS.c.milestone_id, FORECASTS.c.as_of)
 sa.Index("forecasts_by_time", FORECASTS.c.as_of)  # an alert's windows (``Ledger.compared``): a range, not the table
-ALERTS = sa.Table(  # one row per alert: claimed once (the key), then its delivery's outcome
-    "alerts", METADATA,
+PROGRAM_FORECASTS = sa.Table(  # a program's joint forecast, as ``forecasts`` holds a milestone's
+    "program_forecasts", METADATA,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("subscription", sa.String(16), nullable=False),  # a hash of the webhook URL
-    sa.Column("milestone_id", sa.String(200), nullable=False),
+    sa.Column("program_id", sa.String(200), nullable=False),
     sa.Column("as_of", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("reason", sa.String(300), nullable=False),
-    sa.Column("status", sa.String(20), nullable=False),  # pending, delivered, failed
-    sa.Column("attempts", sa.Integer, nullable=False),
-    sa.Column("response", sa.String(300)),
-    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-    sa.UniqueConstraint("subscription", "milestone_id", "as_of", name="one_alert"),
+    sa.Column("probability", sa.Float),
+    sa.Column("chance", sa.Float),
+    sa.Column("risk_band", sa.String(50)),
+    sa.Column("done_50", sa.DateTime(timezone=True)),
+    sa.Column("done_85", sa.DateTime(timezone=True)),
+    sa.Column("open_milestones", sa.Integer, nullable=False),
+    sa.Column("draws", sa.Integer, nullable=False),
+    sa.Column("model_name", sa.String(200), nullable=False),
+    sa.Column("model_version", sa.String(50), nullable=False),
+    sa.Column("run_id", sa.String(64)),
+    sa.Column("backfilled", sa.Boolean, nullable=False),
+    sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("program_id", "as_of", "model_name", "model_version", "backfilled",
+                        name="one_program_forecast"),
 )
+sa.Index("program_forecasts_by_program", PROGRAM_FORECASTS.c.program_id, PROGRAM_FORECASTS.c.as_of)
+sa.Index("program_forecasts_by_time", PROGRAM_FORECASTS.c.as_of)
+
+
+def _alerts_table(name: str, subject: str, unique: str) -> sa.Table:
+    """One row per alert about a milestone or a program (the ``subject`` column): claimed once
+    (the key), then its delivery's outcome."""
+    return sa.Table(
+        name, METADATA,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("subscription", sa.String(16), nullable=False),  # a hash of the webhook URL
+        sa.Column(subject, sa.String(200), nullable=False),
+        sa.Column("as_of", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("reason", sa.String(300), nullable=False),
+        sa.Column("status", sa.String(20), nullable=False),  # pending, delivered, failed, dropped
+        sa.Column("attempts", sa.Integer, nullable=False),
+        sa.Column("response", sa.String(300)),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.UniqueConstraint("subscription", subject, "as_of", name=unique),
+    )
+
+
+ALERTS = _alerts_table("alerts", "milestone_id", "one_alert")
+PROGRAM_ALERTS = _alerts_table("program_alerts", "program_id", "one_program_alert")
+
+
+@dataclass(frozen=True)
+class Subject:
+    """What rows are about: their forecasts' table, their alerts' table, and the id column."""
+
+    forecasts: sa.Table
+    alerts: sa.Table
+    key: str
+
+
+MILESTONES = Subject(FORECASTS, ALERTS, "milestone_id")
+PROGRAMS = Subject(PROGRAM_FORECASTS, PROGRAM_ALERTS, "program_id")
 
 
 def feature_hash(features: dict) -> str:
@@ -96,8 +144,9 @@ def _make_tables(engine: sa.Engine) -> None:
         try:
             if not {t.name for t in METADATA.sorted_tables} <= set(sa.inspect(engine).get_table_names()):
                 METADATA.create_all(engine)
-            present = {i["name"] for i in sa.inspect(engine).get_indexes(FORECASTS.name)}
-            missing = [index for index in FORECASTS.indexes if index.name not in present]
+            inspector = sa.inspect(engine)
+            present = {i["name"] for table in METADATA.sorted_tables for i in inspector.get_indexes(table.name)}
+            missing = [index for table in METADATA.sorted_tables for index in table.indexes if index.name not in present]
             if missing:
                 with engine.begin() as conn:
                     for index in missing:
@@ -174,6 +223,22 @@ class Ledger:
         with self._using("record forecasts"), self.engine.begin() as conn:
             return len(conn.execute(statement, rows).all())
 
+    def record_programs(self, program_ids: Iterable[str], points: Iterable[ProgramHistoryPoint], model: ModelRef,
+                        draws: int, backfilled: bool = False) -> int:
+        """Add programs' forecasts (each a point of its history, by ``model`` with ``draws``
+        draws); returns how many rows the ledger grew by (one recorded already is skipped)."""
+        now = datetime.now(UTC)
+        rows = [{"program_id": program_id, "as_of": _utc(p.as_of), "probability": p.probability, "chance": p.chance,
+                 "risk_band": p.risk_band, "done_50": _utc(p.done_50), "done_85": _utc(p.done_85),
+                 "open_milestones": p.open_milestones, "draws": draws, "model_name": model.name,
+                 "model_version": model.version, "run_id": model.run_id, "backfilled": backfilled, "recorded_at": now}
+                for program_id, p in zip(program_ids, points)]
+        if not rows:
+            return 0
+        statement = self._insert(PROGRAM_FORECASTS, ["program_id", *KEY[1:]]).returning(PROGRAM_FORECASTS.c.id)
+        with self._using("record program forecasts"), self.engine.begin() as conn:
+            return len(conn.execute(statement, rows).all())
+
     def _insert(self, table: sa.Table, key: list[str]) -> sa.Insert:
         """An insert into ``table`` that skips a row whose ``key`` is already there."""
         dialect = self.engine.dialect.name
@@ -183,79 +248,85 @@ class Ledger:
             return postgresql.insert(table).on_conflict_do_nothing(index_elements=key)
         raise ValueError(f"the ledger runs on SQLite or PostgreSQL, not {dialect}")
 
-    def claim_alert(self, subscription: str, milestone_id: str, as_of: datetime, reason: str) -> int | None:
-        """The id of a new alert for this subscription, milestone and as_of; None where one was
-        claimed already (by another worker that built the same state)."""
-        row = {"subscription": subscription, "milestone_id": milestone_id, "as_of": _utc(as_of), "reason": reason,
+    def claim_alert(self, subscription: str, subject_id: str, as_of: datetime, reason: str,
+                    about: Subject = MILESTONES) -> int | None:
+        """The id of a new alert for this subscription, milestone (or program: ``about``) and
+        as_of; None where one was claimed already (by another worker that built the same state)."""
+        row = {"subscription": subscription, about.key: subject_id, "as_of": _utc(as_of), "reason": reason,
                "status": "pending", "attempts": 0, "updated_at": datetime.now(UTC)}
         with self._using("claim an alert"), self.engine.begin() as conn:
-            inserted = conn.execute(self._insert(ALERTS, ["subscription", "milestone_id", "as_of"])
-                                    .values(row).returning(ALERTS.c.id)).scalar_one_or_none()
+            inserted = conn.execute(self._insert(about.alerts, ["subscription", about.key, "as_of"])
+                                    .values(row).returning(about.alerts.c.id)).scalar_one_or_none()
         return inserted
 
-    def delivered(self, alert_id: int, status: str, attempts: int, response: str) -> None:
+    def delivered(self, alert_id: int, status: str, attempts: int, response: str, about: Subject = MILESTONES) -> None:
         """Log how an alert's delivery ended."""
+        table = about.alerts
         with self._using("log an alert's delivery"), self.engine.begin() as conn:
-            conn.execute(ALERTS.update().where(ALERTS.c.id == alert_id).values(
+            conn.execute(table.update().where(table.c.id == alert_id).values(
                 status=status, attempts=attempts, response=response[:300], updated_at=datetime.now(UTC)))
 
-    def alerts(self) -> list[dict]:
-        """Every alert and its delivery, oldest first."""
+    def alerts(self, about: Subject = MILESTONES) -> list[dict]:
+        """Every alert about milestones (or programs) and its delivery, oldest first."""
         with self._using("read alerts"), self.engine.connect() as conn:
             return [{**row._asdict(), "as_of": _utc(row.as_of)}
-                    for row in conn.execute(sa.select(ALERTS).order_by(ALERTS.c.id))]
+                    for row in conn.execute(sa.select(about.alerts).order_by(about.alerts.c.id))]
 
-    def compared(self, milestones: Iterable[str], before: datetime, lookback: timedelta, windows: Iterable[timedelta]
-                 ) -> dict[str, list[dict]]:
-        """Per milestone, the live records an alert compares a new forecast with
-        (``alerts.reasons``), oldest first: its latest before ``before`` (within ``lookback``), and
-        in each of ``windows`` before it, the oldest of its lowest and of its highest probability,
-        between which the largest move lies. A few rows per milestone, however often the service
-        refreshed, chosen by the database in one pass over the widest window; a milestone of
-        ``milestones`` without a record there is looked up apart, by its index."""
-        c = FORECASTS.c
+    def compared(self, subjects: Iterable[str], before: datetime, lookback: timedelta, windows: Iterable[timedelta],
+                 about: Subject = MILESTONES) -> dict[str, list[dict]]:
+        """Per milestone (or program: ``about``), the live records an alert compares a new
+        forecast with (``alerts.reasons``), oldest first: its latest before ``before`` (within
+        ``lookback``), and in each of ``windows`` before it, the oldest of its lowest and of its
+        highest probability, between which the largest move lies. A few rows per milestone,
+        however often the service refreshed, chosen by the database in one pass over the widest
+        window; a milestone of ``subjects`` without a record there is looked up apart, by its index."""
+        table = about.forecasts
+        c, key = table.c, table.c[about.key]
         widths = sorted(set(windows), reverse=True)
 
         def ranked(since: timedelta, *where, extremes: bool = True) -> sa.Select:
-            """The ids of each milestone's first rows by as_of (latest) and by probability (lowest,
+            """The ids of each one's first rows by as_of (latest) and by probability (lowest,
             highest; the oldest of equals), among its live rows from ``before - since``."""
             order: dict[str, list] = {"latest": [c.as_of.desc(), c.id.desc()]}
             if extremes:
                 order |= {"low": [sa.nulls_last(c.probability.asc()), c.as_of, c.id],
                           "high": [sa.nulls_last(c.probability.desc()), c.as_of, c.id]}
-            ranks = (sa.select(c.id, *(sa.func.row_number().over(partition_by=c.milestone_id, order_by=o).label(k)
+            ranks = (sa.select(c.id, *(sa.func.row_number().over(partition_by=key, order_by=o).label(k)
                                        for k, o in order.items()))
                      .where(c.backfilled.is_(False), c.as_of < _utc(before), c.as_of >= _utc(before - since), *where)
                      .subquery())
             return sa.select(ranks.c.id).where(sa.or_(*(ranks.c[k] == 1 for k in order)))
 
         picks = [ranked(width) for width in widths]
-        out = self._rows_of(sa.union(*picks)) if picks else {}
-        missing = [m for m in milestones if m not in out]
+        out = self._rows_of(sa.union(*picks), about) if picks else {}
+        missing = [m for m in subjects if m not in out]
         if missing and (not widths or lookback > widths[0]):
-            out |= self._rows_of(ranked(lookback, c.milestone_id.in_(missing), extremes=False))
+            out |= self._rows_of(ranked(lookback, key.in_(missing), extremes=False), about)
         return out
 
-    def _rows_of(self, ids: sa.Select | sa.CompoundSelect) -> dict[str, list[dict]]:
-        """The rows ``ids`` names, per milestone, oldest first."""
+    def _rows_of(self, ids: sa.Select | sa.CompoundSelect, about: Subject) -> dict[str, list[dict]]:
+        """The rows ``ids`` names, per milestone (or program), oldest first."""
+        table = about.forecasts
         out: dict[str, list[dict]] = {}
         with self._using("read forecasts"), self.engine.connect() as conn:
-            for row in conn.execute(sa.select(FORECASTS).where(FORECASTS.c.id.in_(ids)).order_by(
-                    FORECASTS.c.as_of, FORECASTS.c.id)):
-                out.setdefault(row.milestone_id, []).append(self._row(row))
+            for row in conn.execute(sa.select(table).where(table.c.id.in_(ids)).order_by(table.c.as_of, table.c.id)):
+                out.setdefault(getattr(row, about.key), []).append(self._row(row))
         return out
 
     @staticmethod
     def _row(row) -> dict:
-        return {**row._asdict(), "as_of": _utc(row.as_of), "due_at": _utc(row.due_at),
-                "recorded_at": _utc(row.recorded_at)}
+        """A row as a dict, its times in UTC."""
+        return {k: _utc(v) if isinstance(v, datetime) else v for k, v in row._asdict().items()}
 
-    def forecasts(self, milestone_id: str | None = None, backfilled: bool | None = None) -> list[dict]:
-        """Recorded forecasts (of one milestone; live or backfilled only), oldest first."""
-        query = sa.select(FORECASTS).order_by(FORECASTS.c.as_of, FORECASTS.c.id)
-        if milestone_id is not None:
-            query = query.where(FORECASTS.c.milestone_id == milestone_id)
+    def forecasts(self, subject_id: str | None = None, backfilled: bool | None = None,
+                  about: Subject = MILESTONES) -> list[dict]:
+        """Recorded forecasts of milestones (or programs: ``about``; of one; live or backfilled
+        only), oldest first."""
+        table = about.forecasts
+        query = sa.select(table).order_by(table.c.as_of, table.c.id)
+        if subject_id is not None:
+            query = query.where(table.c[about.key] == subject_id)
         if backfilled is not None:
-            query = query.where(FORECASTS.c.backfilled == backfilled)
+            query = query.where(table.c.backfilled == backfilled)
         with self._using("read forecasts"), self.engine.connect() as conn:
             return [self._row(row) for row in conn.execute(query)]

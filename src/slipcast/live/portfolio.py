@@ -2,27 +2,31 @@
 
 A ``Portfolio`` holds every milestone of the store open at its as_of, forecast (with its open
 tickets) in one vectorised call per model, with the dates by which the model expects it done
-("when"), the week's change and per-project counts. ``build_portfolio`` makes one from the
-store's coded history (``features.store_history.History``); ``live.state`` keeps the current one
-(docs/architecture.md, "Live state").
+("when"), the week's change and per-project counts, and every program with an open milestone,
+forecast jointly (``live.programs``), with what it was forecast from, so that its daily history
+and a what-if are forecast on request as it was. ``build_portfolio`` makes one from the store's
+coded history (``features.store_history.History``); ``live.state`` keeps the current one
+(docs/architecture.md, "Live state", "Programs in the API").
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
 
-from slipcast.core.settings import ProgramDeclaration, Settings
+from slipcast.core.settings import DependencyDeclaration, ProgramDeclaration, Settings
 from slipcast.core.vocabulary import Basis, ForecastStatus
+from slipcast.features.programs import Program
 from slipcast.features.store_history import History
+from slipcast.features.timeline import NAT
 from slipcast.live.completion import done_chances
-from slipcast.live.programs import forecast_programs, program_context, programs_of
-from slipcast.live.records import HistoryPoint, MilestoneState, ProgramState, ProjectState
+from slipcast.live.programs import ProgramChange, forecast_programs, program_context, program_history, programs_of
+from slipcast.live.records import HistoryPoint, MilestoneState, ProgramHistoryPoint, ProgramState, ProjectState
 from slipcast.scoring.forecast import forecasts_of, ticket_forecasts_of
 from slipcast.scoring.model_store import LoadedModel
 from slipcast.scoring.records import Forecast, TicketForecast
@@ -48,8 +52,13 @@ class Portfolio:
     model: LoadedModel
     published: list[Forecast] = field(default_factory=list)  # as the ledger records them, in milestones' order
     programs: list[ProgramState] = field(default_factory=list)  # programs with an open milestone, riskiest first
+    # what they were forecast from: each one's milestones (in their order) and target, and the API's declared
+    # dependencies (the settings' are in the settings)
+    members: dict[str, Program] = field(default_factory=dict)
+    dependencies: list[DependencyDeclaration] = field(default_factory=list)
     positions: dict[str, int] = field(default_factory=dict)
     encoded: dict[str, bytes] = field(default_factory=dict)  # milestone id -> its detail as JSON, once asked
+    histories: dict[str, bytes] = field(default_factory=dict)  # program id -> its history as JSON, once asked
 
     def __post_init__(self):
         self.positions = {m.milestone_id: i for i, m in enumerate(self.milestones)}
@@ -57,10 +66,20 @@ class Portfolio:
     def __getstate__(self) -> dict:
         """As another worker reads it (``live.shared``): without the model, which each process
         has loaded itself, the history, shared once per version of the store, and bodies encoded here."""
-        return {**self.__dict__, "model": None, "history": None, "encoded": {}}
+        return {**self.__dict__, "model": None, "history": None, "encoded": {}, "histories": {}}
 
     def program(self, program_id: str) -> ProgramState | None:
         return next((p for p in self.programs if p.program_id == program_id), None)
+
+    def program_history(self, program_id: str, settings: Settings) -> list[ProgramHistoryPoint]:
+        """One forecast of the program per day from its first milestone's start to this state's
+        as_of (the latest ``MAX_HISTORY_DAYS``), each from what was known that day, by the model
+        serving now (``live.programs.program_history``)."""
+        program = self.members.get(program_id)
+        if program is None:
+            return []
+        days = program_days(self.history, program, pd.Timestamp(self.as_of))
+        return program_history(self.history, program, days, self.model, settings, self.dependencies)
 
     def get(self, milestone_id: str) -> MilestoneState | None:
         i = self.positions.get(milestone_id)
@@ -80,10 +99,37 @@ class Portfolio:
                              basis=f.basis, due_at=_when(due)) for f, due in zip(out, who["due_at"])]
 
 
+    def what_if(self, program_id: str, change: ProgramChange, settings: Settings,
+                target_at: datetime | None = None) -> ProgramState:
+        """The program forecast again at this state's as_of with ``change`` (and a new target),
+        on the same draws as its forecast here, so the difference is the change's."""
+        program = self.members[program_id]
+        if target_at is not None:
+            program = replace(program, target_at=target_at)
+        context = program_context(self.history, self.as_of, settings, self.dependencies)
+        return forecast_programs(context, [program], self.model, settings, change=change)[0]
+
+
 def daily(start: pd.Timestamp, end: pd.Timestamp) -> pd.DatetimeIndex:
     """The as_of times of a milestone's daily history: its start, then every day after, up to
     ``end`` (the latest ``MAX_HISTORY_DAYS`` of them). ``slipcast backfill`` records the same days."""
     return pd.date_range(start, end, freq="D")[-MAX_HISTORY_DAYS:]
+
+
+def program_days(history: History, program: Program, end: pd.Timestamp) -> pd.DatetimeIndex:
+    """The as_of times of a program's daily history: from its first milestone's start, every day
+    (``daily``) up to ``end``, or to its last milestone's completion where every one of them was
+    completed by then; none where none of them started by then."""
+    code = history.tl.milestones.get_indexer(pd.Index(program.milestones, dtype=object))
+    code = code[(code >= 0) & history.knows(list(program.milestones))]
+    start, completed = history.tl.milestone_start[code], history.tl.milestone_completed[code]
+    start = start[start != NAT]
+    first = pd.Timestamp(int(start.min()), unit="us", tz="UTC") if len(start) else None
+    if first is None or first > end:
+        return pd.DatetimeIndex([], tz="UTC")
+    if len(completed) and (completed != NAT).all():
+        end = min(end, pd.Timestamp(int(completed.max()), unit="us", tz="UTC"))
+    return daily(first, end)
 
 
 def _when(value) -> datetime | None:
@@ -99,11 +145,12 @@ def _forecast_open(history: History, ids: np.ndarray, as_of: datetime, model: Lo
 
 
 def build_portfolio(history: History, as_of: datetime, models: Mapping[str, LoadedModel | None], settings: Settings,
-                    version: str, declared: Sequence[ProgramDeclaration] = ()) -> Portfolio:
+                    version: str, declared: Sequence[ProgramDeclaration] = (),
+                    dependencies: Sequence[DependencyDeclaration] = ()) -> Portfolio:
     """Forecast every milestone of ``history`` open at ``as_of`` (and the same ones with what was
     known ``CHANGE_DAYS`` earlier, for ``change_7d``), and their open tickets, by ``models``
     (target -> the model serving it), and every program with an open milestone (the store's, the
-    settings' and ``declared``)."""
+    settings' and ``declared``, with the settings' and ``dependencies`` declared beside the links)."""
     model = models.get("milestone")
     if model is None:
         raise LookupError("no milestone model loaded yet")
@@ -134,21 +181,29 @@ def build_portfolio(history: History, as_of: datetime, models: Mapping[str, Load
             when_50=when_50, when_85=when_85,
             message=f.message, drivers=f.drivers, factors=f.factors, reason=f.reason, model=f.model))
     order = sorted(range(len(states)), key=lambda i: (-_risk(states[i]), states[i].milestone_id))
+    programs = open_programs(history, as_of, settings, declared)
     return Portfolio(version=version, as_of=as_of, milestones=[states[i] for i in order],
-                     published=[now[i] for i in order], programs=open_programs(history, as_of, model, settings, declared),
+                     published=[now[i] for i in order],
+                     programs=forecast_open(history, as_of, programs, model, settings, dependencies),
+                     members={p.program_id: p for p in programs}, dependencies=list(dependencies),
                      features={f.milestone_id: f.features for f in now}, tickets=risks,
                      projects=project_states(states, history.outcomes, pd.Timestamp(as_of), settings),
                      history=history, model=model)
 
 
-def open_programs(history: History, as_of: datetime, model: LoadedModel, settings: Settings,
-                  declared: Sequence[ProgramDeclaration] = ()) -> list[ProgramState]:
-    """The joint forecasts of the programs with an open milestone at ``as_of``, riskiest first."""
+def open_programs(history: History, as_of: datetime, settings: Settings,
+                  declared: Sequence[ProgramDeclaration] = ()) -> list[Program]:
+    """The programs with a milestone open at ``as_of`` (the store's, the settings' and ``declared``)."""
     ids = set(history.open_at(pd.Timestamp(as_of)))
-    programs = [p for p in programs_of(history, as_of, settings, declared) if ids & set(p.milestones)]
+    return [p for p in programs_of(history, as_of, settings, declared) if ids & set(p.milestones)]
+
+
+def forecast_open(history: History, as_of: datetime, programs: Sequence[Program], model: LoadedModel,
+                  settings: Settings, dependencies: Sequence[DependencyDeclaration] = ()) -> list[ProgramState]:
+    """The joint forecasts of ``programs`` at ``as_of``, riskiest first."""
     if not programs:
         return []
-    states = forecast_programs(program_context(history, as_of, settings), programs, model, settings)
+    states = forecast_programs(program_context(history, as_of, settings, dependencies), programs, model, settings)
     return sorted(states, key=lambda p: (-(p.probability if p.probability is not None else -1.0), p.program_id))
 
 

@@ -1,29 +1,31 @@
-"""Programs' joint forecasts as of one time, from a store's history and the served model.
+"""Programs' joint forecasts from a store's history and the served model: as of one time, as of
+every day of a program's history, and with a change (a what-if).
 
 ``program_context`` reads what every program shares at as_of (the dependency graph, how
 milestones slip together, the lag after a blocker); ``forecast_programs`` forecasts programs in
-one prediction for all their open milestones and one Monte Carlo each (``scoring.joint``;
-docs/architecture.md, "Programs").
+one prediction for all their open milestones and one Monte Carlo each (``scoring.joint``), and
+``forecast_at`` does so for programs each at its own time: ``program_history`` forecasts one
+program on many days in one prediction (docs/architecture.md, "Programs in the API").
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
 
-from slipcast.core.settings import ProgramDeclaration, Settings
+from slipcast.core.settings import DependencyDeclaration, ProgramDeclaration, Settings
 from slipcast.features.lateness import CoSlip, co_slip
 from slipcast.features.programs import Graph, Program, dependency_graph, dependency_lag_days, programs_at
 from slipcast.features.store_history import History
 from slipcast.features.timeline import NAT, micros
 from slipcast.live.completion import done_chances
-from slipcast.live.records import ProgramEdge, ProgramMilestone, ProgramState
+from slipcast.live.records import ProgramEdge, ProgramHistoryPoint, ProgramMilestone, ProgramState
 from slipcast.scoring.forecast import band, model_ref
-from slipcast.scoring.joint import Members, outcome, ripple, simulate
+from slipcast.scoring.joint import Members, outcome, ripple, simulate, slip
 from slipcast.scoring.model_store import LoadedModel
 
 # the days after as_of a milestone's chance of being done is asked at (its deadline is added)
@@ -34,7 +36,8 @@ RIPPLES = 10  # the most critical milestones whose ripple is drawn
 
 @dataclass
 class ProgramContext:
-    """What every program's forecast at ``as_of`` shares."""
+    """What every program's forecast at ``as_of`` shares: the dependency graph, the correlations
+    and the lag, as known at ``as_of`` (or, in a program's history, at the start of its period)."""
 
     history: History
     as_of: datetime
@@ -43,12 +46,25 @@ class ProgramContext:
     lag_days: float
 
 
-def program_context(history: History, as_of: datetime, settings: Settings) -> ProgramContext:
-    """The dependency graph at ``as_of`` (links and the settings' declarations), the correlations
-    and the lag, each from what was known then."""
+@dataclass(frozen=True)
+class ProgramChange:
+    """A what-if on a program: milestones finishing ``slips`` days later than drawn (what waits on
+    them moving with them), milestones that must be done by other ``deadlines``, and tickets
+    ``removed`` from milestones' scope at as_of (their chances asked again without them). A new
+    target is the program's own (``Program.target_at``)."""
+
+    slips: Mapping[str, float] = field(default_factory=dict)
+    deadlines: Mapping[str, datetime] = field(default_factory=dict)
+    removed: Mapping[str, Collection[str]] = field(default_factory=dict)
+
+
+def program_context(history: History, as_of: datetime, settings: Settings,
+                    dependencies: Sequence[DependencyDeclaration] = ()) -> ProgramContext:
+    """The dependency graph at ``as_of`` (links, the settings' declarations and ``dependencies``,
+    the API's), the correlations and the lag, each from what was known then."""
     t = int(micros([pd.Timestamp(as_of)])[0])
     cfg = settings.programs
-    return ProgramContext(history, as_of, dependency_graph(history.tl, t, cfg.dependencies),
+    return ProgramContext(history, as_of, dependency_graph(history.tl, t, [*cfg.dependencies, *dependencies]),
                           co_slip(history.tl, history.outcomes, t, cfg.max_correlation, seed=cfg.seed),
                           dependency_lag_days(history.tl, t, cfg.default_lag_days))
 
@@ -69,70 +85,113 @@ def _time(as_of: datetime, days: float, horizon: float) -> datetime | None:
 
 
 def forecast_programs(ctx: ProgramContext, programs: Sequence[Program], model: LoadedModel, settings: Settings,
-                      draws: int | None = None, ripples: int = RIPPLES) -> list[ProgramState]:
-    """Each program's joint forecast at the context's as_of: its open milestones' chances of
-    being done by each day in one prediction for all programs, then one Monte Carlo each."""
-    history, as_of, cfg = ctx.history, ctx.as_of, settings.programs
+                      draws: int | None = None, ripples: int = RIPPLES, change: ProgramChange | None = None
+                      ) -> list[ProgramState]:
+    """Each program's joint forecast at the context's as_of (``forecast_at``)."""
+    return forecast_at([(ctx, p) for p in programs], model, settings, draws, ripples, change)
+
+
+def program_history(history: History, program: Program, days: Sequence[datetime], model: LoadedModel,
+                    settings: Settings, dependencies: Sequence[DependencyDeclaration] = ()
+                    ) -> list[ProgramHistoryPoint]:
+    """``program`` (its milestones and target as they stand now) forecast on each of ``days``,
+    each day from what was known then: its milestones open that day, their chances in one
+    prediction for all days, the graph, correlations and lag as known at the start of the day's
+    period of ``programs.history_context_days`` (counted from the epoch), and
+    ``programs.history_draws`` draws a day. ``slipcast backfill`` records the same points."""
+    cfg = settings.programs
+    period = pd.Timedelta(days=cfg.history_context_days).value
+    contexts: dict[int, ProgramContext] = {}
+    asked = []
+    for day in days:
+        at = pd.Timestamp(day)
+        start = at.value // period * period
+        if start not in contexts:
+            contexts[start] = program_context(history, pd.Timestamp(start, tz="UTC").to_pydatetime(), settings,
+                                              dependencies)
+        asked.append((replace(contexts[start], as_of=at.to_pydatetime()), program))
+    return [state.point() for state in forecast_at(asked, model, settings, cfg.history_draws, ripples=0)]
+
+
+def forecast_at(asked: Sequence[tuple[ProgramContext, Program]], model: LoadedModel, settings: Settings,
+                draws: int | None = None, ripples: int = RIPPLES, change: ProgramChange | None = None
+                ) -> list[ProgramState]:
+    """Each program's joint forecast at its context's as_of: the open milestones' chances of
+    being done by each day in one prediction for all of them, then one Monte Carlo each, with
+    ``change`` applied where given (to every program asked)."""
+    if not asked:
+        return []
+    cfg, change = settings.programs, change or ProgramChange()
     draws = draws or cfg.draws
+    history = asked[0][0].history
     tl = history.tl
-    t = int(micros([pd.Timestamp(as_of)])[0])
-    every = sorted({m for p in programs for m in p.milestones})
+    # every (program asked, milestone) pair, and its state at that program's time
+    job = np.asarray([j for j, (_, p) in enumerate(asked) for _ in p.milestones], dtype=np.int64)
+    every = [m for _, p in asked for m in p.milestones]
+    times = [ctx.as_of for ctx, _ in asked]
+    t = micros([pd.Timestamp(a) for a in times])[job] if len(job) else np.zeros(0, dtype=np.int64)
     code = tl.milestones.get_indexer(pd.Index(every, dtype=object))
     known = (code >= 0) & history.knows(every)
     start = np.where(known, tl.milestone_start[np.maximum(code, 0)], NAT)
     completed = np.where(known, tl.milestone_completed[np.maximum(code, 0)], NAT)
     state = np.select([~known, start > t, (completed != NAT) & (completed <= t)], ["unknown", "not_started", "done"],
                       "open")
-    ids = [m for m, s in zip(every, state) if s == "open"]
-    who, feats, _ = history.features(ids, [as_of] * len(ids))
-    empty = dict(zip(ids, np.asarray(feats["scope_count"]) == 0)) if ids else {}
-    info = {m: {"state": s} for m, s in zip(every, state)}
-    for row in who.itertuples(index=False):
-        info[row.milestone_id].update(project=row.project, due_at=row.due_at, name=row.name,
-                                      state="empty" if empty[row.milestone_id] else "open")
-    names = history.names
+    info: list[dict[str, dict]] = [{} for _ in asked]
+    for j, m, s in zip(job, every, state):
+        info[j][m] = {"state": s}
+    opened = np.flatnonzero(state == "open")
+    cut = [change.removed.get(every[i], ()) for i in opened] if change.removed else None
+    who, feats, _ = history.features([every[i] for i in opened], [times[job[i]] for i in opened], None, cut)
+    empty = np.asarray(feats["scope_count"]) == 0 if len(opened) else np.zeros(0, dtype=bool)
+    for i, row, nothing in zip(opened, who.itertuples(index=False), empty):
+        info[job[i]][every[i]].update(project=row.project, due_at=row.due_at, name=row.name,
+                                      state="empty" if nothing else "open")
     horizon = float(cfg.horizon_days)
     grid = PROGRAM_DAYS[PROGRAM_DAYS <= horizon]
 
     # one row per (program, open milestone): its grid with its deadline in it
-    rows, deadlines = [], []
-    for p in programs:
-        target = None if p.target_at is None else _days(p.target_at, as_of)
+    rows, row_times, deadlines, first, spans = [], [], [], 0, []
+    for (ctx, p), mine in zip(asked, info):
+        target = None if p.target_at is None else _days(p.target_at, ctx.as_of)
         for m in p.milestones:
-            if info[m]["state"] == "open":
-                due = info[m]["due_at"]
-                deadline = target if target is not None else (_days(due, as_of) if pd.notna(due) else horizon)
+            if mine[m]["state"] == "open":
+                due = mine[m]["due_at"]
+                moved = change.deadlines.get(m)
+                deadline = (_days(moved, ctx.as_of) if moved is not None else target if target is not None
+                            else _days(due, ctx.as_of) if pd.notna(due) else horizon)
                 rows.append(m)
+                row_times.append(ctx.as_of)
                 deadlines.append(deadline)
+        spans.append(slice(first, len(rows)))
+        first = len(rows)
     deadline_arr = np.asarray(deadlines, dtype=np.float64)
-    asked = np.sort(np.column_stack([np.tile(grid, (len(rows), 1)), np.maximum(deadline_arr, grid[0] / 2)]), axis=1)
-    chances = done_chances(history, rows, as_of, model, asked) if rows else np.zeros((0, len(grid) + 1))
+    asked_days = np.sort(np.column_stack([np.tile(grid, (len(rows), 1)), np.maximum(deadline_arr, grid[0] / 2)]),
+                         axis=1)
+    removed = [change.removed.get(m, ()) for m in rows] if change.removed else None
+    chances = done_chances(history, rows, row_times, model, asked_days, removed) if rows \
+        else np.zeros((0, len(grid) + 1))
     at_deadline = np.where(deadline_arr > 0, chances[np.arange(len(rows)), [
-        int(np.searchsorted(asked[i], max(deadline_arr[i], grid[0] / 2))) for i in range(len(rows))]], 0.0)
-
-    out, first = [], 0
-    for p in programs:
-        n = sum(info[m]["state"] == "open" for m in p.milestones)
-        sl = slice(first, first + n)
-        first += n
-        out.append(_forecast(ctx, p, info, names, rows[sl], asked[sl], chances[sl], deadline_arr[sl],
-                             at_deadline[sl], model, settings, draws, ripples, horizon))
-    return out
+        int(np.searchsorted(asked_days[i], max(deadline_arr[i], grid[0] / 2))) for i in range(len(rows))]], 0.0)
+    return [_forecast(ctx, p, mine, history.names, rows[sl], asked_days[sl], chances[sl], deadline_arr[sl],
+                      at_deadline[sl], model, settings, draws, ripples, horizon, change.slips)
+            for (ctx, p), mine, sl in zip(asked, info, spans)]
 
 
 def _forecast(ctx: ProgramContext, p: Program, info: dict, names: pd.Series, ids: list[str], asked: np.ndarray,
               chances: np.ndarray, deadline: np.ndarray, at_deadline: np.ndarray, model: LoadedModel,
-              settings: Settings, draws: int, ripples: int, horizon: float) -> ProgramState:
+              settings: Settings, draws: int, ripples: int, horizon: float, slips: Mapping[str, float]
+              ) -> ProgramState:
     as_of, cfg = ctx.as_of, settings.programs
     position = {m: i for i, m in enumerate(ids)}
-    edges = [e for e in ctx.graph.edges if e.dependent in p.milestones or e.blocker in p.milestones]
+    inside = set(p.milestones)
+    edges = [e for e in ctx.graph.edges if e.dependent in inside or e.blocker in inside]
     carried = [(position[e.blocker], position[e.dependent]) for e in edges
                if ctx.graph.propagated(e) and e.blocker in position and e.dependent in position]
     assumptions = []
     if any(e.external for e in edges):
         assumptions.append("a blocker outside the store is assumed done on time: it moves nothing")
     for c in ctx.graph.cycles:
-        if set(c) & set(p.milestones):
+        if set(c) & inside:
             assumptions.append(f"{', '.join(c)} wait on one another (a cycle): their dependencies are reported, "
                                "not carried")
     for m in p.milestones:
@@ -152,6 +211,9 @@ def _forecast(ctx: ProgramContext, p: Program, info: dict, names: pd.Series, ids
                          1.0, horizon)
         members = Members(ids, asked, chances, window, deadline, team)
         drawn = simulate(members, carried, ctx.lag_days, ctx.correlation.team, ctx.correlation.period, draws, cfg.seed)
+        later = {position[m]: float(d) for m, d in slips.items() if m in position}
+        if later:  # the same draws, those milestones later: the change alone moves the answer
+            drawn = slip(members, drawn, carried, ctx.lag_days, later)
         result = outcome(members, drawn)
         chance = round(result.chance, 4)
         probability = round(1 - result.chance, 4)
@@ -177,15 +239,18 @@ def _forecast(ctx: ProgramContext, p: Program, info: dict, names: pd.Series, ids
             done_by_deadline=when[m][2] if open_ else None, when_50=when[m][0] if open_ else None,
             when_85=when[m][1] if open_ else None, criticality=crit.get(m), ripple=rip.get(m)))
     milestones.sort(key=lambda x: (-(x.criticality or 0.0), x.milestone_id))
+    top = milestones[0] if milestones and milestones[0].criticality is not None else None
     return ProgramState(
         program_id=p.program_id, name=p.name, source=p.source, as_of=as_of, target_at=p.target_at,
         open_milestones=len(ids), chance=chance, probability=probability, risk_band=risk_band,
-        independent_chance=independent, done_50=done_50, done_85=done_85, critical_path=path,
-        critical_path_share=path_share, milestones=milestones,
+        independent_chance=independent, done_50=done_50, done_85=done_85,
+        most_critical=None if top is None else top.milestone_id,
+        most_critical_share=None if top is None else top.criticality,
+        critical_path=path, critical_path_share=path_share, milestones=milestones,
         edges=[ProgramEdge(blocker=e.blocker, dependent=e.dependent, tickets=list(e.tickets),
                            open_blockers=e.open_blockers, source=e.source, external=e.external,
                            in_cycle=ctx.graph.in_cycle(e), propagated=ctx.graph.propagated(e)) for e in edges],
-        cycles=[list(c) for c in ctx.graph.cycles if set(c) & set(p.milestones)],
+        cycles=[list(c) for c in ctx.graph.cycles if set(c) & inside],
         correlation={"team": round(ctx.correlation.team, 4), "period": round(ctx.correlation.period, 4)},
         lag_days=round(ctx.lag_days, 3), draws=draws, assumptions=assumptions,
         model=model_ref(model))

@@ -1,5 +1,6 @@
 """The live state's records: an open milestone's forecast as of a refresh, a day of its history,
-a project's counts. The API answers with them; the ledger and alerts read them."""
+a project's counts; a program's joint forecast, in brief and whole, and a day of its history. The
+API answers with them; the ledger and alerts read them."""
 
 from __future__ import annotations
 
@@ -112,8 +113,8 @@ class ProgramEdge(Record):
     propagated: bool = Field(description="A slip of the blocker moves the dependent in the Monte Carlo.")
 
 
-class ProgramState(Record):
-    """A program's joint forecast as of one time."""
+class ProgramSummary(Record):
+    """A program's joint forecast as of one time, in brief (``GET /v1/programs``)."""
 
     program_id: str
     name: str
@@ -130,10 +131,24 @@ class ProgramState(Record):
     done_50: When | None = Field(description="When the last milestone is done in half the draws (null: past the "
                                              "horizon).")
     done_85: When | None
+    most_critical: str | None = Field(None, description="The milestone that sets the program's date in the most "
+                                                        "draws (null: none open).")
+    most_critical_share: float | None = Field(None, description="Its criticality: the share of those draws.")
+
+    def point(self) -> ProgramHistoryPoint:
+        """This forecast as a day of the program's history (and a row of the ledger)."""
+        return ProgramHistoryPoint(as_of=self.as_of, chance=self.chance, probability=self.probability,
+                                   risk_band=self.risk_band, done_50=self.done_50, done_85=self.done_85,
+                                   open_milestones=self.open_milestones)
+
+
+class ProgramState(ProgramSummary):
+    """A program's joint forecast as of one time."""
+
     critical_path: list[str] = Field(description="The chain that sets the program's date most often, first "
                                                  "blocker first.")
     critical_path_share: float | None
-    milestones: list[ProgramMilestone]
+    milestones: list[ProgramMilestone] = Field(description="Most critical first.")
     edges: list[ProgramEdge]
     cycles: list[list[str]]
     correlation: dict[str, float] = Field(description="The copula's fitted correlations: team, period.")
@@ -144,8 +159,12 @@ class ProgramState(Record):
 
 
 class ProgramHistoryPoint(Record):
+    """A day of a program's history: its forecast from what was known that day."""
+
     as_of: When
-    chance: float | None
+    chance: float | None = Field(description="Null where none of its milestones was open that day.")
     probability: float | None
     risk_band: str | None
+    done_50: When | None = None
     done_85: When | None
+    open_milestones: int = Field(0, description="Its milestones open that day, the ones drawn.")

@@ -8,7 +8,9 @@ rebuilds that in a background thread when the store or a champion changes, and a
 refresh and never sees half of one (docs/architecture.md, "Live state"). Each state is built once
 for all the service's workers (``live.shared``), from the store's history, itself coded once
 per version of the store and shared apart, in a child process of low priority where
-``serving.build_niceness`` is set (``live.builder``). Each new state's forecasts go to the
+``serving.build_niceness`` is set (``live.builder``). The programs and dependencies declared
+through the API (``live.declarations``) are read at each refresh and watched like the store: a
+declaration triggers a refresh. Each new state's forecasts, of milestones and programs, go to the
 ledger (``live.ledger``), and the alerts they raise to their webhooks (``serving.alerts``),
 delivered in the background. A ledger that cannot be opened or written is reported
 (``ledger_status``, the log) and skipped, and tried again at the next refresh: forecasts are
@@ -30,12 +32,14 @@ from slipcast.core.contracts import TARGETS
 from slipcast.core.settings import Settings
 from slipcast.features.store_history import History
 from slipcast.ingest.tables import store_signature
-from slipcast.live.alerts import Deliveries, send_alerts
+from slipcast.live.alerts import Deliveries, send_alerts, send_program_alerts
 from slipcast.live.builder import Builder, build_into, history_into
+from slipcast.live.declarations import DeclarationsError, read_declarations
 from slipcast.live.ledger import Ledger, LedgerError
 from slipcast.live.metrics import Metrics
 from slipcast.live.portfolio import Portfolio
 from slipcast.live.shared import built_once, shared_path
+from slipcast.scoring.forecast import model_ref
 from slipcast.scoring.model_store import LoadedModel, ModelStore, public_message
 
 log = logging.getLogger(__name__)
@@ -99,11 +103,13 @@ class LiveState:
             if models["milestone"] is None:
                 raise LookupError("no milestone model loaded yet")
             versions = _versions(models)
+            declared = read_declarations(self.settings)
             as_of = floored(self.clock(), self.settings.serving.refresh_seconds)
-            version = hashlib.sha256(f"{signature}|{versions}|{as_of.isoformat()}".encode()).hexdigest()[:16]
+            version = hashlib.sha256(f"{signature}|{versions}|{as_of.isoformat()}|{declared.fingerprint()}"
+                                     .encode()).hexdigest()[:16]
             history, saved = self._history_of(store, signature)
             state, built = built_once(self.shared / "states", self._key(version, models), lambda path: self._run(
-                build_into, path, saved, store, signature, as_of, version, models, self.settings))
+                build_into, path, saved, store, signature, as_of, version, models, self.settings, declared))
             # neither in the file: this process's own model (the same, by the key), the history shared apart
             state.model, state.history = models["milestone"], history
             self.built += built
@@ -151,7 +157,11 @@ class LiveState:
         try:
             self.recorded += ledger.record(state.published, [m.project for m in state.milestones],
                                            [m.due_at for m in state.milestones])
+            forecast = [p for p in state.programs if p.chance is not None]
+            self.recorded += ledger.record_programs([p.program_id for p in forecast], [p.point() for p in forecast],
+                                                    model_ref(state.model), self.settings.programs.draws)
             self.alerted += send_alerts(state.milestones, ledger, self.settings, self.alerts)
+            self.alerted += send_program_alerts(state.programs, ledger, self.settings, self.alerts)
         except LedgerError as exc:
             self._ledger_failed(exc)
             return
@@ -195,10 +205,11 @@ class LiveState:
         else:
             self.builder.run(function, *args)
 
-    def _inputs(self) -> tuple[str, tuple]:
-        """What a refresh depends on besides the time: the store's signature and the models serving."""
+    def _inputs(self) -> tuple[str, tuple, str]:
+        """What a refresh depends on besides the time: the store's signature, the models serving and
+        the API's declarations (``live.declarations``: a declaration triggers a refresh)."""
         assert self.store is not None
-        return store_signature(self.store), _versions(self.models)
+        return store_signature(self.store), _versions(self.models), read_declarations(self.settings).fingerprint()
 
     def start(self) -> None:
         """Refresh now, then whenever the store or a model changes (checked every
@@ -209,14 +220,18 @@ class LiveState:
             self.builder.start()
         self._open_ledger()
         self.refresh()
-        self._seen, self._last = self._inputs(), self.clock()
+        try:
+            self._seen = self._inputs()
+        except (OSError, DeclarationsError):  # a refresh says why, and the next look tries again
+            self._seen = ()
+        self._last = self.clock()
         self._watching.start(max(self.settings.serving.reload_seconds, 0.2), self._check)
 
     def _check(self) -> None:
         """One look: refresh if the inputs changed, nothing serves yet, or the period has passed."""
         try:
             now = self._inputs()
-        except OSError as exc:  # the store is being replaced: look again next time
+        except (OSError, DeclarationsError) as exc:  # the store is being replaced: look again next time
             self.error = str(exc)
             return
         due = (self.clock() - self._last).total_seconds() >= self.settings.serving.refresh_seconds

@@ -10,6 +10,7 @@ milestone is done by its deadline, and is done when its last milestone is (docs/
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -198,16 +199,32 @@ def descendants(n: int, edges: list[tuple[int, int]], start: int) -> list[int]:
     return [i for i in topological(n, edges) if i in seen]
 
 
+def slip(members: Members, draws: Draws, edges: list[tuple[int, int]], lag: float,
+         days: Mapping[int, float]) -> Draws:
+    """The same draws with milestones' own work finishing later than drawn (``days``: position
+    -> days later; negative: sooner), what waits on them moving with them."""
+    own = draws.own.copy()
+    for milestone, later in days.items():
+        own[milestone] += later
+    finish, binder = propagate(own, edges, lag)
+    return Draws(own, finish, binder, finish > members.deadline[:, None])
+
+
 def ripple(members: Members, draws: Draws, edges: list[tuple[int, int]], lag: float, milestone: int,
            days: float) -> float:
-    """The program's chance if ``milestone`` finishes ``days`` later than drawn, with the same
-    draws: only it and what waits on it are drawn again."""
+    """The program's chance if ``milestone``'s own work finishes ``days`` later than drawn, with
+    the same draws (as ``slip``): only it and what waits on it are carried again."""
     moved = descendants(len(members), edges, milestone)
     blockers = _blockers(edges)
-    new = {milestone: draws.finish[milestone] + days}
-    for d in moved[1:]:  # blockers first: each takes its blockers' new days where they moved
-        latest = np.max([new[b] if b in new else draws.finish[b] for b in blockers[d]], axis=0) + lag
-        new[d] = np.maximum(draws.finish[d], latest)
+    new: dict[int, np.ndarray] = {}
+    for d in moved:  # blockers first: each takes its blockers' new days where they moved
+        own = draws.own[d] + days if d == milestone else draws.own[d]
+        bs = blockers.get(d)
+        if bs is None:
+            new[d] = own
+            continue
+        latest = np.max([new[b] if b in new else draws.finish[b] for b in bs], axis=0) + lag
+        new[d] = np.maximum(own, latest)
     late = draws.late.sum(axis=0) - draws.late[np.asarray(moved)].sum(axis=0)  # the others' late milestones
     for d, finish in new.items():
         late += finish > members.deadline[d]

@@ -18,7 +18,7 @@ from slipcast.scoring.runtime import tune_collector
 from slipcast.serving import errors
 from slipcast.serving.dependencies import Clock, JsonBody, utc_now
 from slipcast.serving.middleware import BodyLimit
-from slipcast.serving.routers import forecasts, milestones, model, operations, pages, projects
+from slipcast.serving.routers import dependencies, forecasts, milestones, model, operations, pages, programs, projects
 
 
 def create_app(settings: Settings | None = None, store: ModelStore | None = None,
@@ -42,18 +42,18 @@ def create_app(settings: Settings | None = None, store: ModelStore | None = None
 
     app = FastAPI(title="Slipcast", version=__version__, lifespan=lifespan,
                   description="Calibrated probabilities that milestones slip past their due dates, "
-                              "with the drivers behind them.")
+                              "with the drivers behind them, and the chances that programs across teams land.")
     app.state.settings, app.state.store, app.state.metrics, app.state.clock = settings, store, metrics, clock
     app.state.live = live
     app.state.api_keys = [k.encode() for k in settings.serving.api_keys]
     if settings.serving.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.serving.cors_origins,
-                           allow_methods=["GET", "POST"], allow_headers=["*"])
+                           allow_methods=["GET", "POST", "PUT", "DELETE"], allow_headers=["*"])
     app.add_middleware(BodyLimit, limit=settings.serving.max_body_bytes)
     app.add_middleware(Measured, metrics=metrics)  # outermost: refusals count too
     errors.install(app)
     for router in (operations.router, model.router, forecasts.router, milestones.router, projects.router,
-                   pages.router):
+                   programs.router, dependencies.router, pages.router):
         app.include_router(router)
     app.openapi = _openapi(app, [forecasts.TABLES, forecasts.ONE])  # type: ignore[method-assign]
     return app

@@ -7,8 +7,16 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, WithJsonSchema, model_validator
 
 from slipcast.core.contracts import MAX_STORY_POINTS, YEARS
+from slipcast.core.settings import DependencyDeclaration, ProgramSpec
 from slipcast.core.vocabulary import EventField, LinkKind, MilestoneKind, TicketStatus
-from slipcast.live.records import HistoryPoint, MilestoneState, ProjectState
+from slipcast.live.records import (
+    HistoryPoint,
+    MilestoneState,
+    ProgramHistoryPoint,
+    ProgramState,
+    ProgramSummary,
+    ProjectState,
+)
 from slipcast.scoring.records import Forecast, ModelRef, TicketForecast, When
 
 Id = Annotated[str, Field(min_length=1, max_length=200)]
@@ -271,3 +279,90 @@ class ProjectList(BaseModel):
     items: list[ProjectState]
     as_of: When
     state: str
+
+
+class ProgramPage(BaseModel):
+    items: list[ProgramSummary]
+    total: int = Field(description="Programs matching the filters, all pages.")
+    offset: int
+    limit: int
+    as_of: When
+    state: str = Field(description="The version of the state answered from (also the ETag's base).")
+
+
+class ProgramHistory(BaseModel):
+    program_id: str
+    model: ModelRef = Field(description="The model every point is scored with (the one serving now).")
+    draws: int = Field(description="Monte Carlo draws of each day (`programs.history_draws`): fewer than the live "
+                                   "forecast's, so a day's chance may differ from what the live forecast said that "
+                                   "day by about a point (the draws' noise).")
+    points: list[ProgramHistoryPoint] = Field(
+        description="One point per day from the program's first milestone's start (the latest 400 days) to the "
+                    "state's as_of: the program as it stands now (its milestones and target), each day forecast "
+                    "from what was known that day: its milestones open then, their chances by the model serving "
+                    "now, and the dependency graph, correlations and lag as known at the start of the day's "
+                    "period of `programs.history_context_days`.")
+
+
+class MilestoneSlip(Strict):
+    milestone_id: Id = Field(description="An open milestone of the program.")
+    days: float = Field(ge=-365, le=365, description="Days it finishes later than drawn (negative: sooner); what "
+                                                     "waits on it moves with it.")
+
+
+class MilestoneDeadline(Strict):
+    milestone_id: Id = Field(description="An open milestone of the program.")
+    deadline_at: When = Field(description="When it must now be done for the program to land (after as_of).")
+
+
+class ScopeCut(Strict):
+    milestone_id: Id = Field(description="An open milestone of the program.")
+    remove_tickets: list[Id] = Field(
+        min_length=1, description="Tickets committed to it at as_of, taken out of it then (as the milestone what-if's "
+                                  "`remove_tickets`): its chances of being done are asked again without them.")
+
+
+class ProgramWhatIfRequest(Strict):
+    """Changes to a program, applied at the state's as_of; each list names a milestone at most once."""
+
+    slip: list[MilestoneSlip] = Field(default_factory=list)
+    target_at: When | None = Field(None, description="A new target for the program: every open milestone done by "
+                                                     "then (after as_of).")
+    deadlines: list[MilestoneDeadline] = Field(default_factory=list, description="New deadlines of milestones "
+                                                                                   "(beside the target).")
+    cut_scope: list[ScopeCut] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _something(self):
+        if not (self.slip or self.target_at or self.deadlines or self.cut_scope):
+            raise ValueError("nothing to change: give slip, target_at, deadlines or cut_scope")
+        return self
+
+
+class ProgramWhatIfResponse(BaseModel):
+    before: ProgramState = Field(description="The program as the live state forecasts it.")
+    after: ProgramState = Field(description="The same with the changes, on the same draws: the difference is the "
+                                            "changes', not the draws' noise.")
+    delta: float | None = Field(description="after - before chance, null if either is unavailable.")
+
+
+class ProgramIn(Strict, ProgramSpec):
+    """A program declared through the API (its id is the path's)."""
+
+
+class DependencyIn(Strict, DependencyDeclaration):
+    pass
+
+
+class DependenciesIn(Strict):
+    dependencies: list[DependencyIn] = Field(description="Every dependency the API declares (replacing the ones it "
+                                                         "declared before).")
+
+
+class DeclaredDependency(DependencyDeclaration):
+    source: Literal["settings", "api"] = Field(description="Declared in the settings (`programs.dependencies`) or "
+                                                           "through `PUT /v1/dependencies`.")
+
+
+class DependencyList(BaseModel):
+    items: list[DeclaredDependency]

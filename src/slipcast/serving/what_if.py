@@ -1,11 +1,15 @@
-"""What-if: the same milestone with a change applied at as_of, as events a tracker would record."""
+"""What-if: the same milestone with a change applied at as_of, as events a tracker would record;
+and a program's what-if checked against its forecast and turned into a ``live.programs.ProgramChange``."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 from slipcast.core.errors import FieldError
-from slipcast.serving.schemas import Change, EventIn, ForecastRequest, TicketIn
+from slipcast.live.programs import ProgramChange
+from slipcast.live.records import ProgramState
+from slipcast.serving.schemas import Change, EventIn, ForecastRequest, ProgramWhatIfRequest, TicketIn
 
 WHAT_IF_PERSON = "what-if-person-{}"
 
@@ -52,3 +56,42 @@ def apply_change(req: ForecastRequest, change: Change, as_of: datetime) -> Forec
                                       from_value=t.assignee, to_value=person))
             t.assignee = person
     return req.model_copy(update={"milestone": milestone, "tickets": tickets, "events": events, "as_of": as_of})
+
+
+def program_change(req: ProgramWhatIfRequest, program: ProgramState, committed: Callable[[str], list[str]]
+                   ) -> ProgramChange:
+    """The change a program what-if asks for, each part checked against the program's forecast:
+    a milestone named is one of its open ones, once per list; a new date is after as_of; the
+    tickets cut are committed to their milestone then (``committed``). A refusal names the value's
+    place in the body."""
+    open_ = {m.milestone_id for m in program.milestones if m.state == "open"}
+    as_of = program.as_of
+
+    def open_ones(name: str, items: list) -> None:
+        seen: set[str] = set()
+        for i, item in enumerate(items):
+            if item.milestone_id not in open_:
+                raise FieldError(("body", name, i, "milestone_id"), f"{item.milestone_id!r} is not an open milestone "
+                                 f"of program {program.program_id!r} as of {as_of.isoformat()} (open: {sorted(open_)})")
+            if item.milestone_id in seen:
+                raise FieldError(("body", name, i, "milestone_id"), f"{item.milestone_id!r} is named twice")
+            seen.add(item.milestone_id)
+
+    def after_as_of(where: tuple, when: datetime) -> None:
+        if when <= as_of:
+            raise FieldError(where, f"{when.isoformat()} is not after the state's as_of {as_of.isoformat()}")
+
+    for name in ("slip", "deadlines", "cut_scope"):
+        open_ones(name, getattr(req, name))
+    if req.target_at is not None:
+        after_as_of(("body", "target_at"), req.target_at)
+    for i, moved in enumerate(req.deadlines):
+        after_as_of(("body", "deadlines", i, "deadline_at"), moved.deadline_at)
+    for i, cut in enumerate(req.cut_scope):
+        unknown = sorted(set(cut.remove_tickets) - set(committed(cut.milestone_id)))
+        if unknown:
+            raise FieldError(("body", "cut_scope", i, "remove_tickets"),
+                             f"not committed to {cut.milestone_id!r} at {as_of.isoformat()}: {unknown}")
+    return ProgramChange(slips={s.milestone_id: s.days for s in req.slip},
+                         deadlines={d.milestone_id: d.deadline_at for d in req.deadlines},
+                         removed={c.milestone_id: frozenset(c.remove_tickets) for c in req.cut_scope})

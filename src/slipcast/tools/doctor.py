@@ -1,20 +1,28 @@
 """``slipcast doctor DIR``: what a tracker's canonical tables can and cannot support, before
 any training: the data each feature family needs, milestones with due dates, labels per target,
-statuses and link types and how the import placed them (from its ``summary.json``), and why a
-forecast would be thin."""
+statuses and link types and how the import placed them (from its ``summary.json``), the programs
+and the dependencies between milestones found at the data's end, and why a forecast would be
+thin."""
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from slipcast.core.contracts import TARGETS
 from slipcast.core.settings import Settings
 from slipcast.features.pipeline import build_training_sets, feature_columns
+from slipcast.features.programs import dependency_graph
+from slipcast.features.store_history import History
 from slipcast.ingest.importers.report import FINAL_STATE_ONLY, export_history
-from slipcast.ingest.tables import read_tables
+from slipcast.ingest.tables import Tables, read_tables
+from slipcast.live.programs import programs_of
+
+SHOWN = 10  # programs and cycles named at most
 
 
 def _share(mask) -> str:
@@ -39,6 +47,7 @@ def diagnose(data_dir: Path, settings: Settings) -> tuple[list[str], list[str]]:
               f"  links: {len(lk)} ({', '.join(f'{n} {k}' for k, n in lk['kind'].value_counts().items()) or 'none'}); "
               f"status changes: {int((ev['field'] == 'status').sum())}; milestone moves: "
               f"{int((ev['field'] == 'milestone').sum())}"]
+    lines += programs_found(tables, settings)
     summary_path = data_dir / "summary.json"
     if summary_path.exists():
         mappings = json.loads(summary_path.read_text()).get("mappings", {})
@@ -78,3 +87,25 @@ def diagnose(data_dir: Path, settings: Settings) -> tuple[list[str], list[str]]:
     if not len(ev):
         thin.append("no events: the history of each ticket is unknown")
     return lines, thin
+
+
+def _counted(counts: Counter) -> str:
+    return ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "none"
+
+
+def programs_found(tables: Tables, settings: Settings) -> list[str]:
+    """Lines on the programs (by source, with the settings' declarations) and the dependencies
+    between milestones (by source; cycles; blockers outside the store) at the data's end."""
+    history = History(tables, settings.features)
+    end = pd.Timestamp(history.tl.data_end, unit="us", tz="UTC")
+    programs = programs_of(history, end.to_pydatetime(), settings)
+    graph = dependency_graph(history.tl, history.tl.data_end, settings.programs.dependencies)
+    lines = [f"  programs at the data's end ({end.date()}): {len(programs)} ({_counted(Counter(p.source for p in programs))})"
+             + "".join(f"; {p.program_id} ({p.source}, {len(p.milestones)} milestones)" for p in programs[:SHOWN])
+             + ("; ..." if len(programs) > SHOWN else "")]
+    external = [e for e in graph.edges if e.external]
+    lines.append(f"  dependencies between milestones: {len(graph.edges)} ({_counted(Counter(e.source for e in graph.edges))}); "
+                 f"{len(external)} on a blocker outside the store (assumed done on time); {len(graph.cycles)} "
+                 f"{'cycle' if len(graph.cycles) == 1 else 'cycles'}"
+                 + "".join(f"; cycle: {', '.join(c)}" for c in graph.cycles[:SHOWN]))
+    return lines

@@ -3,15 +3,13 @@ the list with filters, sorting and paging, one milestone with its tickets, its d
 
 A milestone is addressed by its id, percent-decoded, whatever it holds: '/' (GitHub's
 ``gh-owner/repo-ms-3``), '%', spaces, any script. A final path segment written ``history`` asks
-for the history; an id that itself ends in ``/history`` is asked for with that slash encoded
-(``%2F``), as the page and alerts write every id (``live.records.milestone_path``;
+for the history (``reads.ends_in``); an id that itself ends in ``/history`` is asked for with
+that slash encoded (``%2F``), as the page and alerts write every id (``live.records.milestone_path``;
 docs/architecture.md, "Live state")."""
 
 from __future__ import annotations
 
-import hashlib
-import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 
@@ -19,44 +17,14 @@ from slipcast.core.vocabulary import MilestoneKind
 from slipcast.live.portfolio import Portfolio
 from slipcast.scoring.forecast import model_ref
 from slipcast.serving.dependencies import PortfolioDep, SettingsDep, authorized
+from slipcast.serving.reads import NOT_MODIFIED, cached, ends_in, not_modified
 from slipcast.serving.schemas import MilestoneDetail, MilestoneHistory, MilestonePage
 
 router = APIRouter(prefix="/v1/milestones", tags=["milestones"], dependencies=[Depends(authorized)])
-NOT_MODIFIED: dict[int | str, dict[str, Any]] = {304: {"description": "unchanged since the ETag given in If-None-Match"}}
 SORTS = {"probability": lambda m: -1.0 if m.probability is None else m.probability,
          "due_at": lambda m: m.due_at.timestamp() if m.due_at is not None else float("inf"),
          "change_7d": lambda m: m.change_7d if m.change_7d is not None else 0.0,
          "milestone_id": lambda m: m.milestone_id}
-
-
-ENTITY_TAG = re.compile(r'(?:W/)?("[^"]*")')  # a tag, weak or strong, in a list of them
-
-
-def etag_matches(if_none_match: str | None, tag: str) -> bool:
-    """Whether an ``If-None-Match`` header names ``tag``, as HTTP compares for it (RFC 9110): ``*``
-    matches any current answer; otherwise any tag of the list that equals ``tag`` once a weak
-    ``W/`` prefix is set aside on either side (the weak comparison)."""
-    if if_none_match is None:
-        return False
-    if if_none_match.strip() == "*":
-        return True
-    return tag.removeprefix("W/") in ENTITY_TAG.findall(if_none_match)
-
-
-def cached(request: Request, response: Response, state: Portfolio, also: str = "") -> bool:
-    """Set the ETag (the state's version, the request's path as sent, its query, and ``also``:
-    anything else the answer depends on) and ``Cache-Control: no-cache`` (revalidate every time:
-    the answer changes at each refresh); True where the client's copy is current."""
-    path = request.scope.get("raw_path") or request.url.path.encode()  # as sent: %2F is not /
-    key = f"{state.version}|{path.decode('latin-1')}|{request.url.query}|{also}"
-    tag = '"' + hashlib.sha256(key.encode()).hexdigest()[:24] + '"'
-    response.headers["ETag"] = tag
-    response.headers["Cache-Control"] = "no-cache"
-    return etag_matches(request.headers.get("if-none-match"), tag)
-
-
-def not_modified(response: Response) -> Response:
-    return Response(status_code=304, headers={k: response.headers[k] for k in ("ETag", "Cache-Control")})
 
 
 @router.get("", response_model=MilestonePage, responses=NOT_MODIFIED)
@@ -85,13 +53,6 @@ def _one(state: Portfolio, milestone_id: str):
     return found
 
 
-def asks_history(request: Request) -> bool:
-    """Whether a path ending in ``/history`` asks for the history: its last segment is written
-    ``history`` as sent, not the end of an id whose slash was encoded (``...%2Fhistory``)."""
-    raw = request.scope.get("raw_path")
-    return raw is None or raw.rstrip(b"/").rsplit(b"/", 1)[-1] == b"history"
-
-
 def _detail(milestone_id: str, request: Request, response: Response, state: Portfolio) -> Response:
     """One open milestone's answer, its body encoded once per state, then only looked up."""
     found = _one(state, milestone_id)
@@ -106,14 +67,14 @@ def _detail(milestone_id: str, request: Request, response: Response, state: Port
 
 
 # the history's route first: a path ending in /history is the history's, unless that /history is
-# the id's own (``asks_history``); the id is the rest, slashes and all
+# the id's own (``ends_in``); the id is the rest, slashes and all
 @router.get("/{milestone_id:path}/history", response_model=MilestoneHistory, responses=NOT_MODIFIED)
 def milestone_history(milestone_id: str, request: Request, response: Response, state: PortfolioDep,
                       settings: SettingsDep):
     """One point per day from the milestone's start to now: the probability, band and due date,
     each from what was known that day, scored by the model serving now. The id is percent-decoded
     and may hold '/'; one that ends in '/history' itself is sent with that slash as %2F."""
-    if not asks_history(request):  # ".../x%2Fhistory": the milestone whose id ends in /history
+    if not ends_in(request, "history"):  # ".../x%2Fhistory": the milestone whose id ends in /history
         return _detail(f"{milestone_id}/history", request, response, state)
     _one(state, milestone_id)
     if cached(request, response, state):

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from slipcast.core.contracts import live_figures
 from slipcast.serving.dependencies import PortfolioDep, SettingsDep, authorized
-from slipcast.serving.routers.milestones import NOT_MODIFIED, cached, not_modified
+from slipcast.serving.reads import NOT_MODIFIED, cached, not_modified
 from slipcast.serving.schemas import ProjectList
 
 router = APIRouter(prefix="/v1/projects", tags=["projects"], dependencies=[Depends(authorized)])
