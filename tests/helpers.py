@@ -1,6 +1,6 @@
 """Test helpers: real-data paths, a Jira issue shaped like a real export, quick settings, the
-milestones open at a time, load under a refresh, a new ledger on the test's PostgreSQL, and a
-store served with programs: settings, unguarded models, a refresh awaited."""
+milestones open at a time, a program's state made by hand, load under a refresh, a new ledger on the
+test's PostgreSQL, and a store served with programs: settings, unguarded models, a refresh awaited."""
 
 from __future__ import annotations
 
@@ -16,7 +16,9 @@ import pandas as pd
 import pytest
 
 from slipcast.core.settings import get_settings
+from slipcast.core.vocabulary import ProgramSource
 from slipcast.ingest.tables import Tables
+from slipcast.live.records import ProgramEdge, ProgramMilestone, ProgramState
 
 SHARED_DATA = get_settings().resolve(get_settings().evaluation.shared_data_dir)
 
@@ -110,6 +112,27 @@ def without_milestone(tables: Tables, gone: str) -> Tables:
     """The tables with one milestone (and its events) taken out, as a tracker that deleted it."""
     return Tables(tables.milestones[tables.milestones["milestone_id"] != gone], tables.tickets,
                   tables.events[tables.events["milestone_id"] != gone], tables.links)
+
+
+def program_edge(blocker: str, dependent: str, **fields) -> ProgramEdge:
+    """A dependency found in the links, carrying a slip, unless ``fields`` say otherwise."""
+    return ProgramEdge(**{"blocker": blocker, "dependent": dependent, "tickets": [("T-2", "T-1")], "open_blockers": 1,
+                          "source": "links", "external": False, "in_cycle": False, "propagated": True, **fields})
+
+
+def program_state(criticality: dict[str, float], edges: list[ProgramEdge], path: list[str], **fields) -> ProgramState:
+    """A program of open milestones (most critical first, as the live state orders them; one team
+    each) as of 2026-03-02, with ``fields`` over its defaults."""
+    as_of = pd.Timestamp("2026-03-02", tz="UTC").to_pydatetime()
+    milestones = [ProgramMilestone(milestone_id=m, project=f"P{i}", name=None, state="open", due_at=as_of,
+                                   criticality=c)
+                  for i, (m, c) in enumerate(sorted(criticality.items(), key=lambda kv: -kv[1]))]
+    return ProgramState(**{
+        "program_id": "prog", "name": "Prog", "source": ProgramSource.DECLARED, "as_of": as_of, "target_at": None,
+        "open_milestones": len(milestones), "chance": 0.5, "probability": 0.5, "risk_band": "medium",
+        "independent_chance": 0.6, "done_50": None, "done_85": None, "critical_path": path,
+        "critical_path_share": 0.7, "milestones": milestones, "edges": edges, "cycles": [], "correlation": {},
+        "lag_days": 1.0, "draws": 1000, "assumptions": [], "model": None, **fields})
 
 
 def refreshed_under_load(client, app, change) -> list[int]:

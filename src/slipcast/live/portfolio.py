@@ -58,7 +58,7 @@ class Portfolio:
     dependencies: list[DependencyDeclaration] = field(default_factory=list)
     positions: dict[str, int] = field(default_factory=dict)
     encoded: dict[str, bytes] = field(default_factory=dict)  # milestone id -> its detail as JSON, once asked
-    histories: dict[str, bytes] = field(default_factory=dict)  # program id -> its history as JSON, once asked
+    histories: dict[str, list[ProgramHistoryPoint]] = field(default_factory=dict)  # program id -> its days, once asked
 
     def __post_init__(self):
         self.positions = {m.milestone_id: i for i, m in enumerate(self.milestones)}
@@ -74,12 +74,15 @@ class Portfolio:
     def program_history(self, program_id: str, settings: Settings) -> list[ProgramHistoryPoint]:
         """One forecast of the program per day from its first milestone's start to this state's
         as_of (the latest ``MAX_HISTORY_DAYS``), each from what was known that day, by the model
-        serving now (``live.programs.program_history``)."""
+        serving now (``live.programs.program_history``); computed once per state."""
         program = self.members.get(program_id)
         if program is None:
             return []
-        days = program_days(self.history, program, pd.Timestamp(self.as_of))
-        return program_history(self.history, program, days, self.model, settings, self.dependencies)
+        if program_id not in self.histories:
+            days = program_days(self.history, program, pd.Timestamp(self.as_of))
+            self.histories[program_id] = program_history(self.history, program, days, self.model, settings,
+                                                         self.dependencies)
+        return self.histories[program_id]
 
     def get(self, milestone_id: str) -> MilestoneState | None:
         i = self.positions.get(milestone_id)

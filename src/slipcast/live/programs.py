@@ -22,7 +22,7 @@ from slipcast.features.lateness import CoSlip, co_slip
 from slipcast.features.programs import Graph, Program, dependency_graph, dependency_lag_days, programs_at
 from slipcast.features.store_history import History
 from slipcast.features.timeline import NAT, micros
-from slipcast.live.completion import done_chances
+from slipcast.live.completion import completion_curves, shaped
 from slipcast.live.records import ProgramEdge, ProgramHistoryPoint, ProgramMilestone, ProgramState
 from slipcast.scoring.forecast import band, model_ref
 from slipcast.scoring.joint import Members, outcome, ripple, simulate, slip
@@ -168,10 +168,11 @@ def forecast_at(asked: Sequence[tuple[ProgramContext, Program]], model: LoadedMo
     asked_days = np.sort(np.column_stack([np.tile(grid, (len(rows), 1)), np.maximum(deadline_arr, grid[0] / 2)]),
                          axis=1)
     removed = [change.removed.get(m, ()) for m in rows] if change.removed else None
-    chances = done_chances(history, rows, row_times, model, asked_days, removed) if rows \
-        else np.zeros((0, len(grid) + 1))
-    at_deadline = np.where(deadline_arr > 0, chances[np.arange(len(rows)), [
-        int(np.searchsorted(asked_days[i], max(deadline_arr[i], grid[0] / 2))) for i in range(len(rows))]], 0.0)
+    served, own = completion_curves(history, rows, row_times, model, asked_days, removed)
+    column = np.asarray([int(np.searchsorted(asked_days[i], max(deadline_arr[i], grid[0] / 2)))
+                         for i in range(len(rows))], dtype=np.intp)
+    chances = shaped(served, own, column)
+    at_deadline = np.where(deadline_arr > 0, served[np.arange(len(rows)), column], 0.0)
     return [_forecast(ctx, p, mine, history.names, rows[sl], asked_days[sl], chances[sl], deadline_arr[sl],
                       at_deadline[sl], model, settings, draws, ripples, horizon, change.slips)
             for (ctx, p), mine, sl in zip(asked, info, spans)]

@@ -1,16 +1,27 @@
-"""Inline SVG for the dashboard page: a probability bar and a milestone's daily history, drawn
-on the server (no JavaScript, nothing to build)."""
+"""Inline SVG for the dashboard page: a probability bar and a daily history (a milestone's or a
+program's), drawn on the server (no JavaScript, nothing to build)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from html import escape
+from typing import Protocol
 
 from markupsafe import Markup
 
-from slipcast.serving.schemas import HistoryPoint
-
 BAND_COLOURS = ("#2e7d32", "#f9a825", "#c62828", "#6a1b9a")  # low, medium, high, any further band
+
+
+class Daily(Protocol):
+    """A day of a history: a milestone's (``live.records.HistoryPoint``) or a program's
+    (``live.records.ProgramHistoryPoint``)."""
+
+    @property
+    def as_of(self) -> datetime: ...
+
+    @property
+    def probability(self) -> float | None: ...
 
 
 def band_colour(band: str | None, bands: dict[str, float]) -> str:
@@ -28,9 +39,9 @@ def bar(probability: float | None, band: str | None, bands: dict[str, float], wi
                   f'<rect width="{filled}" height="12" fill="{band_colour(band, bands)}"/></svg>')
 
 
-def history_chart(points: list[HistoryPoint], bands: dict[str, float], width: int = 640, height: int = 220) -> Markup:
-    """The milestone's probability day by day (a line; gaps where there was no forecast), the
-    band boundaries as dashed lines, and the due date known each day as ticks along the top."""
+def history_chart(points: Sequence[Daily], bands: dict[str, float], width: int = 640, height: int = 220) -> Markup:
+    """The probability of slipping day by day (a line; gaps where there was no forecast) and the
+    band boundaries as dashed lines."""
     pad_left, pad, inner_w, inner_h = 40, 20, width - 100, height - 50
     days = [p.as_of for p in points]
     if not days:

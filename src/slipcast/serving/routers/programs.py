@@ -92,11 +92,8 @@ def program_history(program_id: ProgramId, request: Request, response: Response,
     _one(state, program_id)
     if cached(request, response, state):
         return not_modified(response)
-    body = state.histories.get(program_id)
-    if body is None:  # the same answer until the next refresh
-        body = ProgramHistory(program_id=program_id, model=model_ref(state.model), draws=settings.programs.history_draws,
-                              points=state.program_history(program_id, settings)).model_dump_json().encode()
-        state.histories[program_id] = body
+    body = ProgramHistory(program_id=program_id, model=model_ref(state.model), draws=settings.programs.history_draws,
+                          points=state.program_history(program_id, settings)).model_dump_json().encode()
     return Response(body, media_type="application/json", headers=dict(response.headers))
 
 
