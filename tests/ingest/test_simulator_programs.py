@@ -133,10 +133,10 @@ def test_a_shared_shock_makes_different_teams_milestones_slip_together():
 
 def test_a_weeks_shock_is_every_teams_and_a_share_of_none_is_the_old_noise():
     one, other = random.Random(1), random.Random(2)
-    assert _capacity_factor(one, (7, 1.0), 30) == _capacity_factor(other, (7, 1.0), 30)
-    assert _capacity_factor(one, (7, 1.0), 30) != _capacity_factor(other, (7, 1.0), 31)
+    assert _capacity_factor(one, (7, 1.0, 0.25), 30) == _capacity_factor(other, (7, 1.0, 0.25), 30)
+    assert _capacity_factor(one, (7, 1.0, 0.25), 30) != _capacity_factor(other, (7, 1.0, 0.25), 31)
     old, new = random.Random(3), random.Random(3)
-    assert [old.lognormvariate(0.0, 0.25) for _ in range(50)] == [_capacity_factor(new, (7, 0.0), w) for w in range(50)]
+    assert [old.lognormvariate(0.0, 0.25) for _ in range(50)] == [_capacity_factor(new, (7, 0.0, 0.25), w) for w in range(50)]
 
 
 def test_same_seed_same_programs_other_seed_other_programs():

@@ -302,6 +302,11 @@ class ProgramSettings(BaseModel):
     default_lag_days: float = Field(
         1.0, ge=0, description="Days a dependent needs after its blocker finishes, where the history shows no "
                                "finished dependency to measure it on.")
+    lag_quantile: float = Field(
+        0.1, ge=0, le=1, description="The quantile of the history's lags (a dependent ticket done after the ticket it "
+                                     "waited on) a dependent milestone is held to after its blocker: a milestone is "
+                                     "held by one blocker ticket, whose dependent is often done late for other reasons, "
+                                     "so the median overstates the wait (docs/results.md, \"Programs across teams\").")
     max_correlation: float = Field(0.8, ge=0, lt=1, description="The most the copula's correlation of two "
                                                                 "milestones may be.")
     history_draws: int = Field(

@@ -141,10 +141,10 @@ def cycles_of(edges: list[Dependency]) -> list[tuple[str, ...]]:
     return sorted(tuple(sorted(nodes[label == c])) for c in np.flatnonzero(sizes > 1))
 
 
-def dependency_lag_days(tl: Timelines, t: int, default: float) -> float:
+def dependency_lag_days(tl: Timelines, t: int, default: float, quantile: float = 0.5) -> float:
     """How long a dependent ticket takes to finish once what it waited on is done, in days: the
-    median over dependencies both of whose tickets were done by ``t`` (the dependent after its
-    blocker); ``default`` where the history has none."""
+    ``quantile`` over dependencies both of whose tickets were done by ``t`` (the dependent after
+    its blocker); ``default`` where the history has none."""
     deps = tl.dependencies
     status = tl.ticket_values["status"]
     done_code = tl.value_code(TicketStatus.DONE)
@@ -156,7 +156,7 @@ def dependency_lag_days(tl: Timelines, t: int, default: float) -> float:
 
     a, b = done_at(deps["ticket"]), done_at(deps["dependency"])
     waited = (a != NAT) & (b != NAT) & (a >= b) & (deps["since"] <= b)
-    return float(np.median((a[waited] - b[waited]) / DAY_US)) if waited.any() else default
+    return float(np.quantile((a[waited] - b[waited]) / DAY_US, quantile)) if waited.any() else default
 
 
 def programs_at(tl: Timelines, names: pd.Series, t: int, settings: ProgramSettings,

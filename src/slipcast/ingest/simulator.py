@@ -63,6 +63,8 @@ class SimulationConfig:
     program_every_days: int | None = 90
     program_teams: tuple[int, int] = (2, 4)  # fewest and most teams a program picks
     program_dependency_share: float = 0.3  # share of a later team's program tickets that wait on an earlier team's
+    optimism: tuple[float, float] = (0.6, 1.3)  # a team commits this share of its expected capacity (drawn per team)
+    capacity_sigma: float = 0.25  # sigma of a team's weekly log capacity (the week's shock and its own)
 
     def __post_init__(self):
         if not 0.0 <= self.shared_shock <= 1.0:
@@ -142,23 +144,23 @@ def _week_shock(seed: int, week: int) -> float:
     return sum(_week_news(seed, week - lag) for lag in range(SHOCK_WEEKS)) / math.sqrt(SHOCK_WEEKS)
 
 
-def _capacity_factor(rng: random.Random, shared: tuple[int, float], week: int) -> float:
-    """A team's capacity factor in a calendar week: lognormal with sigma 0.25, its log a share
-    ``shared[1]`` of the variance from the week's shock (history seed ``shared[0]``), the rest the
-    team's own (0 draws exactly what ``rng.lognormvariate(0, 0.25)`` would). Each week alone has
-    the same distribution whatever the share: it sets only how much teams and weeks move together."""
-    seed, rho = shared
+def _capacity_factor(rng: random.Random, shared: tuple[int, float, float], week: int) -> float:
+    """A team's capacity factor in a calendar week: lognormal with sigma ``shared[2]``, its log a
+    share ``shared[1]`` of the variance from the week's shock (history seed ``shared[0]``), the rest
+    the team's own (0 draws exactly what ``rng.lognormvariate(0, sigma)`` would). Each week alone
+    has the same distribution whatever the share: it sets only how much teams and weeks move together."""
+    seed, rho, sigma = shared
     own = rng.normalvariate(0.0, 1.0)
-    return math.exp(0.25 * (math.sqrt(rho) * _week_shock(seed, week) + math.sqrt(1.0 - rho) * own))
+    return math.exp(sigma * (math.sqrt(rho) * _week_shock(seed, week) + math.sqrt(1.0 - rho) * own))
 
 
-def _team(rng: random.Random, index: int) -> _Team:
+def _team(rng: random.Random, index: int, optimism: tuple[float, float]) -> _Team:
     kind = "sprint" if rng.random() < 0.5 else "release"
     return _Team(
         key=f"P{index:03d}",
         members=rng.randint(3, 8),
         velocity=rng.lognormvariate(np.log(0.55), 0.25),
-        optimism=rng.uniform(0.6, 1.3),
+        optimism=rng.uniform(*optimism),
         estimate_noise=rng.uniform(0.25, 0.7),
         unplanned_per_week=rng.uniform(0.0, 3.0),
         replan_p=rng.uniform(0.05, 0.6),
@@ -172,7 +174,7 @@ def _team(rng: random.Random, index: int) -> _Team:
 
 def _simulate_project(rng: random.Random, team: _Team, budget: int,
                       rec: _Recorder, tickets: list[dict], milestones: list[dict],
-                      done_index: dict, first_day: int, upstream: list[dict], shared: tuple[int, float],
+                      done_index: dict, first_day: int, upstream: list[dict], shared: tuple[int, float, float],
                       programs: Programs | None, freeze: tuple[float, int] | None = None) -> None:
     """Run one team through successive milestones until its ticket budget is spent. ``shared``
     (seed, share) is the weeks' shared capacity shock; ``programs`` the programs the team may join
@@ -401,7 +403,7 @@ def _to_time(days):
 def generate(config: SimulationConfig) -> Tables:
     """Simulate a history and return it as canonical tables, cut at an export time."""
     rng = random.Random(config.seed)
-    teams = [_team(rng, i) for i in range(config.projects)]
+    teams = [_team(rng, i, config.optimism) for i in range(config.projects)]
     # budgets follow capacity, so every team covers about the same stretch of calendar
     weights = np.array([t.members * t.velocity * rng.uniform(0.8, 1.2) for t in teams])
     budgets = np.maximum(20, np.round(weights / weights.sum() * config.tickets)).astype(int)
@@ -411,7 +413,7 @@ def generate(config: SimulationConfig) -> Tables:
     done_index: dict[str, float] = {}
     links = []
     starts = [0]
-    shared = (config.seed, config.shared_shock)
+    shared = (config.seed, config.shared_shock, config.capacity_sigma)
     programs = None if config.program_every_days is None else Programs(
         config.seed, [t.key for t in teams], config.program_every_days, config.program_teams,
         config.program_dependency_share)

@@ -32,6 +32,7 @@ from slipcast.scoring.model_store import LoadedModel
 PROGRAM_DAYS = np.array([1, 2, 3, 4, 5, 7, 10, 14, 17, 21, 24, 28, 35, 42, 49, 56, 70, 84, 105, 126, 154, 182,
                          273, 365], dtype=np.float64)
 RIPPLES = 10  # the most critical milestones whose ripple is drawn
+SOONEST = 1e-3  # days: a deadline already passed is asked about as of now (the draws never come sooner)
 
 
 @dataclass
@@ -66,7 +67,7 @@ def program_context(history: History, as_of: datetime, settings: Settings,
     cfg = settings.programs
     return ProgramContext(history, as_of, dependency_graph(history.tl, t, [*cfg.dependencies, *dependencies]),
                           co_slip(history.tl, history.outcomes, t, cfg.max_correlation, seed=cfg.seed),
-                          dependency_lag_days(history.tl, t, cfg.default_lag_days))
+                          dependency_lag_days(history.tl, t, cfg.default_lag_days, cfg.lag_quantile))
 
 
 def programs_of(history: History, as_of: datetime, settings: Settings,
@@ -165,11 +166,11 @@ def forecast_at(asked: Sequence[tuple[ProgramContext, Program]], model: LoadedMo
         spans.append(slice(first, len(rows)))
         first = len(rows)
     deadline_arr = np.asarray(deadlines, dtype=np.float64)
-    asked_days = np.sort(np.column_stack([np.tile(grid, (len(rows), 1)), np.maximum(deadline_arr, grid[0] / 2)]),
+    asked_days = np.sort(np.column_stack([np.tile(grid, (len(rows), 1)), np.maximum(deadline_arr, SOONEST)]),
                          axis=1)
     removed = [change.removed.get(m, ()) for m in rows] if change.removed else None
     served, own = completion_curves(history, rows, row_times, model, asked_days, removed)
-    column = np.asarray([int(np.searchsorted(asked_days[i], max(deadline_arr[i], grid[0] / 2)))
+    column = np.asarray([int(np.searchsorted(asked_days[i], max(deadline_arr[i], SOONEST)))
                          for i in range(len(rows))], dtype=np.intp)
     chances = shaped(served, own, column)
     at_deadline = np.where(deadline_arr > 0, served[np.arange(len(rows)), column], 0.0)
