@@ -111,6 +111,8 @@ def test_the_page_lists_the_open_milestones_riskiest_first_and_opens_one_with_it
     assert chart.size["width"] > 300
     drivers = browser.find_elements(By.CSS_SELECTOR, "#drivers tbody tr")
     assert len(drivers) == len(listed[0]["drivers"])
+    said = [li.text for li in browser.find_elements(By.CSS_SELECTOR, "#factors li")]
+    assert said == [f["sentence"] for f in listed[0]["factors"] if abs(f["effect"]) * 100 >= 0.5]
     browser.find_element(By.LINK_TEXT, "← all open milestones").click()
     assert browser.find_elements(By.CSS_SELECTOR, "#portfolio tr.milestone")
 
