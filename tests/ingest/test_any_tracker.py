@@ -59,7 +59,10 @@ def test_the_matrix_covers_every_pair_of_quirks():
 
 @pytest.fixture(scope="module")
 def history():
-    return generate(SimulationConfig(projects=3, tickets=400, seed=11))
+    # a small history whose teams vary on their own and hold no programs: every quirk combination below
+    # still trains a model that beats the base rate on it (epics and their parent links round-trip in
+    # test_exports.py)
+    return generate(SimulationConfig(projects=3, tickets=400, seed=11, shared_shock=0.0, program_every_days=None))
 
 
 @pytest.mark.slow
