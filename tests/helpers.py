@@ -184,15 +184,16 @@ def serving_programs(settings, root: Path, store, as_of: pd.Timestamp | None, de
                      **serving):
     """Settings that serve ``store`` as of the fixed time ``as_of`` (as ``SLIPCAST_SERVING__AS_OF``
     does; None: the app's clock), with a work folder (where the API's declarations go) and a ledger
-    of their own under ``root``, these programs and dependencies declared in the settings, and
-    ``serving`` besides."""
+    of their own under ``root``, these programs and dependencies declared in the settings (and
+    none found in the history: its epics and shared names are left out), and ``serving`` besides."""
     return settings.model_copy(update={
         "work_dir": root / "work",
         "serving": settings.serving.model_copy(update={
             "store": str(store), "as_of": None if as_of is None else as_of.to_pydatetime(),
             "ledger_url": f"sqlite:///{root / 'ledger.db'}", "reload_seconds": 0.2, **serving}),
         "programs": settings.programs.model_copy(update={"declared": list(declared),
-                                                         "dependencies": list(dependencies)})})
+                                                         "dependencies": list(dependencies),
+                                                         "from_epics": False, "from_shared_names": False})})
 
 
 def unguarded(settings):

@@ -138,7 +138,10 @@ def test_a_model_saying_the_opposite_breaks_the_calibration_thresholds(published
     bad = monitor(_inverted(published, "inverted.db"), published["store"], published["end"], published["training"])
     assert bad.overall["brier_skill"] < 0 < good.overall["brier_skill"]
     assert bad.overall["ece"] > published["settings"].monitoring.max_ece
-    assert any("ECE" in b for b in bad.breaches) and any("Brier skill" in b for b in bad.breaches)
+    assert any("ECE" in b for b in bad.breaches)
+    # a Brier skill below the threshold breaks it only where its whole 95 % interval does (beyond noise)
+    below = bad.overall["intervals"]["brier_skill"][1] < published["settings"].monitoring.min_brier_skill
+    assert any("Brier skill" in b for b in bad.breaches) == below
     assert not any("ECE" in b or "Brier skill" in b for b in good.breaches)
 
 

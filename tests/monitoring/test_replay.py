@@ -8,11 +8,15 @@ import pytest
 from slipcast.ingest.simulator import EPOCH, SimulationConfig, generate
 from slipcast.monitoring.replay import replay, write_replay
 
+# histories whose teams vary on their own and hold no programs, where the planted freeze alone moves
+# the teams together (a shock every team meets would blur the change the loop must catch)
+PLAIN = {"shared_shock": 0.0, "program_every_days": None}
+
 pytestmark = pytest.mark.slow  # each replays months of weekly refits
 
 
 def test_the_loop_retrains_when_its_forecasts_stop_coming_true_and_stays_better_calibrated(settings, tmp_path):
-    tables = generate(SimulationConfig(projects=4, tickets=4000, seed=3))
+    tables = generate(SimulationConfig(projects=4, tickets=4000, seed=3, **PLAIN))
     start = pd.Timestamp(EPOCH) + pd.Timedelta(days=1400)
     loop = replay(settings, tables, start, every_days=14)
     frozen = replay(settings, tables, start, every_days=14, retrain=False)
@@ -35,10 +39,10 @@ def test_a_planted_change_of_behaviour_is_caught_retrained_for_and_recovered_fro
     same history without the freeze must never retrain."""
     day = lambda d: pd.Timestamp(EPOCH) + pd.Timedelta(days=d)  # noqa: E731
     start, shift, until = day(1000), day(1150), day(1500)
-    steady = replay(settings, generate(SimulationConfig(projects=12, tickets=8000, seed=3)), start, until=until)
+    steady = replay(settings, generate(SimulationConfig(projects=12, tickets=8000, seed=3, **PLAIN)), start, until=until)
     assert not steady.retrains and not steady.drifts  # no threshold broken, not even by chance
     assert steady.forecasts["model_version"].eq(1).all()
-    shifted = generate(SimulationConfig(projects=12, tickets=8000, seed=3, freeze_from_day=1150))
+    shifted = generate(SimulationConfig(projects=12, tickets=8000, seed=3, freeze_from_day=1150, **PLAIN))
     loop, frozen = replay(settings, shifted, start, until=until), replay(settings, shifted, start, until=until, retrain=False)
     assert loop.retrains, "the planted change was never caught"
     caught = loop.retrains[0][0]
@@ -49,7 +53,7 @@ def test_a_planted_change_of_behaviour_is_caught_retrained_for_and_recovered_fro
     after = loop.ece_between(caught), frozen.ece_between(caught)
     print(f"planted freeze: caught {(caught - shift).days // 7} weeks after; ECE from then {after[0]:.3f} "
           f"with the loop, {after[1]:.3f} frozen")
-    assert after[1] > settings.monitoring.max_ece and after[0] < after[1] - 0.02
+    assert after[0] <= settings.monitoring.max_ece and after[0] < after[1] - 0.02
 
 
 def test_on_a_larger_portfolio_the_planted_change_shows_as_feature_drift_within_weeks(settings):
@@ -59,10 +63,10 @@ def test_on_a_larger_portfolio_the_planted_change_shows_as_feature_drift_within_
     chance: a dozen teams' twenty-odd open milestones move some feature that far by luck.)"""
     day = lambda d: pd.Timestamp(EPOCH) + pd.Timedelta(days=d)  # noqa: E731
     start, shift, until = day(1000), day(1150), day(1400)
-    steady = replay(settings, generate(SimulationConfig(projects=24, tickets=16000, seed=3)), start, until=until,
+    steady = replay(settings, generate(SimulationConfig(projects=24, tickets=16000, seed=3, **PLAIN)), start, until=until,
                     retrain=False)
     assert not steady.drifts
-    shifted = replay(settings, generate(SimulationConfig(projects=24, tickets=16000, seed=3, freeze_from_day=1150)),
+    shifted = replay(settings, generate(SimulationConfig(projects=24, tickets=16000, seed=3, freeze_from_day=1150, **PLAIN)),
                      start, until=until, retrain=False)
     assert shifted.drifts and all(t > shift for t, _ in shifted.drifts)
     first, why = shifted.drifts[0]
