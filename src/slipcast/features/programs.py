@@ -58,10 +58,17 @@ class Graph:
         return (not edge.external and not self.in_cycle(edge)
                 and (edge.source == "declared" or edge.open_blockers > 0))
 
-    def among(self, milestones: Iterable[str]) -> list[Dependency]:
-        """The edges whose dependent is one of ``milestones`` (a program's)."""
-        wanted = set(milestones)
-        return [e for e in self.edges if e.dependent in wanted]
+    def touching(self, milestones: Iterable[str]) -> list[Dependency]:
+        """The edges with either end among ``milestones``, in the graph's order."""
+        if not hasattr(self, "_by_milestone"):  # indexed once, on the first ask
+            index: dict[str, list[int]] = {}
+            for i, e in enumerate(self.edges):
+                index.setdefault(e.blocker, []).append(i)
+                if e.dependent != e.blocker:
+                    index.setdefault(e.dependent, []).append(i)
+            self._by_milestone = index
+        found = sorted({i for m in milestones for i in self._by_milestone.get(m, ())})
+        return [self.edges[i] for i in found]
 
 
 @dataclass(frozen=True)

@@ -186,7 +186,7 @@ def _forecast(ctx: ProgramContext, p: Program, info: dict, names: pd.Series, ids
     as_of, cfg = ctx.as_of, settings.programs
     position = {m: i for i, m in enumerate(ids)}
     inside = set(p.milestones)
-    edges = [e for e in ctx.graph.edges if e.dependent in inside or e.blocker in inside]
+    edges = ctx.graph.touching(inside)
     carried = [(position[e.blocker], position[e.dependent]) for e in edges
                if ctx.graph.propagated(e) and e.blocker in position and e.dependent in position]
     assumptions = []

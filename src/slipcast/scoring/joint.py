@@ -177,8 +177,15 @@ def outcome(members: Members, draws: Draws) -> Outcome:
         if not active.any():
             break
         current = np.where(active, nxt, current)
-    paths, counts = np.unique(np.stack(chains, axis=1), axis=0, return_counts=True)
-    best = paths[int(np.argmax(counts))]
+    stacked = np.stack(chains, axis=1)
+    # each draw's chain as one number (a polynomial in its positions, wrapping round 2**64), so the
+    # most frequent chain is found by sorting numbers, not rows
+    key = np.zeros(n, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for column in stacked.T:
+            key = key * np.uint64(m + 2) + (column + 1).astype(np.uint64)
+    _, first, counts = np.unique(key, return_index=True, return_counts=True)
+    best = stacked[first[int(np.argmax(counts))]]
     done = finish.max(axis=0)
     return Outcome(chance=float(1 - draws.late.any(axis=0).mean()), done_50=float(np.quantile(done, 0.5)),
                    done_85=float(np.quantile(done, 0.85)), criticality=on_path.mean(axis=1),
