@@ -99,6 +99,10 @@ class TrainingSettings(BaseModel):
         description="Share of labelled history (by time) before the first fold's cutoff."
     )
     max_iter: int = Field(description="Boosting iterations of the gradient-boosting candidate.")
+    monotone: bool = Field(
+        True, description="Hold gradient boosting monotone in the features whose direction the domain fixes "
+                          "(more done never raises risk, more work left never lowers it, more time left never "
+                          "raises it; docs/features.md, \"Monotone features\").")
     min_train_rows: int = Field(description="Fewest labelled rows a fold may train on.")
     min_train_positives: int = Field(description="Fewest slipped and on-time rows a fold needs.")
     min_improvement: float = Field(

@@ -80,7 +80,24 @@ TWINS: tuple[tuple[str, ...], ...] = (
     ("done_share", "done_points_share"), ("remaining_count", "remaining_points"), ("scope_count", "scope_points"),
     ("scope_added_7d", "scope_added_14d"), ("scope_removed_7d", "scope_removed_14d"),
     ("required_per_week", "required_vs_observed"))
+# where the domain is unambiguous, the sign of a feature's effect on a milestone's chance of
+# slipping with every other feature held: more done never raises risk, more work left (or pace
+# needed) never lowers it, more time left never raises it (docs/features.md, "Monotone features")
+MONOTONE: dict[str, int] = {
+    "done_share": -1, "done_points_share": -1, "remaining_count": 1, "remaining_points": 1,
+    "required_per_week": 1, "required_vs_observed": 1, "days_left": -1, "monte_carlo_on_time": -1}
 CATEGORICAL = ["kind"]
+
+
+def monotone_directions(features: list[str]) -> dict[str, int]:
+    """The fixed directions (``MONOTONE``) of a model of ``features``: a milestone's model is held to
+    them; a ticket's is free, since a ticket still open in a mostly done milestone is a straggler,
+    not a safe one (docs/features.md, "Monotone features")."""
+    if set(features) & (set(TICKET_FEATURES) - set(MILESTONE_FEATURES)):
+        return {}
+    return {f: MONOTONE[f] for f in features if f in MONOTONE}
+
+
 # counts that grow as the history does, whatever the team does: their move is not drift
 GROWS_WITH_HISTORY = ("past_milestones_known", "history_weeks")
 # a team's own figures at as_of (they depend on the project and the time alone): every milestone of

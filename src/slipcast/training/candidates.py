@@ -8,7 +8,8 @@ saved model loads anywhere scikit-learn is installed, without this package.
 - ``throughput_rule``: does remaining work need more throughput than the team has shown?
 - ``monte_carlo``: the practitioners' Monte Carlo on-time probability, calibrated.
 - ``logistic``, ``gradient_boosting``: every feature, then calibrated (sigmoid or isotonic)
-  on rows later than those they were fitted on (``training.calibration``).
+  on rows later than those they were fitted on (``training.calibration``); gradient boosting
+  held monotone in the features whose direction the domain fixes (``training.monotone``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from sklearn.preprocessing import (
 )
 
 from slipcast.core.settings import TrainingSettings
+from slipcast.features.milestone_features import monotone_directions
 
 BASELINES = ("base_rate", "project_rate", "throughput_rule", "monte_carlo")
 MODELS = ("logistic", "gradient_boosting")
@@ -52,7 +54,14 @@ def _logistic(numeric: list[str], categorical: list[str]) -> Pipeline:
     return Pipeline([("prep", prep), ("model", LogisticRegression(C=0.5, max_iter=2000))])
 
 
-def _boosting(numeric: list[str], categorical: list[str], max_iter: int, seed: int) -> Pipeline:
+def monotone_constraints(numeric: list[str], categorical: list[str]) -> list[int]:
+    """Per column of the boosting candidate's input (categorical first): the sign its effect is
+    held to (``monotone_directions``), 0 where it is free."""
+    directions = monotone_directions(numeric)
+    return [0] * len(categorical) + [directions.get(c, 0) for c in numeric]
+
+
+def _boosting(numeric: list[str], categorical: list[str], max_iter: int, seed: int, monotone: bool) -> Pipeline:
     prep = ColumnTransformer([
         ("cat", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=np.nan,
                                encoded_missing_value=np.nan), categorical),
@@ -61,7 +70,8 @@ def _boosting(numeric: list[str], categorical: list[str], max_iter: int, seed: i
     model = HistGradientBoostingClassifier(
         max_iter=max_iter, learning_rate=0.08, max_leaf_nodes=15, min_samples_leaf=40,
         l2_regularization=1.0, categorical_features=list(range(len(categorical))),
-        early_stopping=False, random_state=seed)
+        early_stopping=False, random_state=seed,
+        monotonic_cst=monotone_constraints(numeric, categorical) if monotone else None)
     return Pipeline([("prep", prep), ("model", model)])
 
 
@@ -78,5 +88,5 @@ def make_candidate(name: str, numeric: list[str], categorical: list[str], settin
     if name == "logistic":
         return _logistic(numeric, categorical)
     if name == "gradient_boosting":
-        return _boosting(numeric, categorical, settings.max_iter, settings.seed)
+        return _boosting(numeric, categorical, settings.max_iter, settings.seed, settings.monotone)
     raise ValueError(f"unknown candidate {name!r}; known: {list(ALL)}")

@@ -14,6 +14,7 @@ from sklearn.calibration import calibration_curve  # noqa: E402
 from sklearn.inspection import permutation_importance  # noqa: E402
 from sklearn.metrics import roc_curve  # noqa: E402
 
+from slipcast.features.milestone_features import monotone_directions  # noqa: E402
 from slipcast.training.backtest import REFERENCE, Backtest  # noqa: E402
 from slipcast.training.calibration import RECENCY_MARGIN, UNCALIBRATED
 
@@ -74,6 +75,24 @@ def permutation_table(bt: Backtest, chosen: str, seed: int, max_rows: int = 3000
     return (pd.DataFrame({"feature": bt.features, "importance": result.importances_mean,
                           "std": result.importances_std})
             .sort_values("importance", ascending=False).reset_index(drop=True))
+
+
+def against_domain(model, rows: pd.DataFrame, features: list[str], moved: float = 0.005) -> dict[str, float]:
+    """Per feature whose direction the domain fixes (``monotone_directions``): the share of ``rows`` where
+    raising it by half its spread (a share kept within 0 to 1) moves ``model``'s probability
+    against that direction by more than ``moved``. For a logistic model it is the sign check of
+    its coefficient; a model held monotone has 0 (docs/features.md, "Monotone features")."""
+    base = model.predict_proba(rows[features])[:, 1]
+    shares = {}
+    directions = monotone_directions(features)
+    for name in (f for f in directions if rows[f].notna().any()):
+        nudged = rows[features].copy()
+        nudged[name] = nudged[name] + 0.5 * np.nanstd(nudged[name].to_numpy(float))
+        if name.endswith("_share"):
+            nudged[name] = nudged[name].clip(0, 1)
+        change = (model.predict_proba(nudged)[:, 1] - base) * directions[name]
+        shares[name] = float(np.mean(change < -moved))
+    return shares
 
 
 def _plot_importance(table: pd.DataFrame, path: Path, target: str) -> None:
@@ -178,6 +197,15 @@ def write_report(bt: Backtest, chosen: str, decision: dict, out_dir: Path, seed:
         lines += [f"| {p} | {h} | {g['rows']} | {g['brier_skill']:+.3f} | [{g['interval'][0]:+.3f}, "
                   f"{g['interval'][1]:+.3f}] | {'base rate' if g['guarded'] else 'model'} |"
                   for p, cells in project_guard.items() for h, g in cells.items()]
+    against = against_domain(bt.results[chosen].last_model, bt.frame.iloc[bt.folds[-1].test], bt.features)
+    if against:
+        lines += ["", "## Directions the domain fixes (chosen model, last fold's test rows)", "",
+                  "Share of rows where raising the feature by half its spread moves the chance of slipping the "
+                  "other way than the domain says (more done never raises it, more work left never lowers it, more "
+                  "time left never raises it), by more than half a point:", "",
+                  "| feature | direction | rows against it |", "|---|---|---|"]
+        lines += [f"| {f} | {'raises' if monotone_directions(bt.features)[f] > 0 else 'lowers'} risk | {share:.1%} |"
+                  for f, share in against.items()]
     lines += ["", "## Leak audit", ""]
     if bt.leaks:
         lines += [f"- **FLAGGED** `{x['feature']}` alone reaches AUC {x['auc']:.3f}: check it cannot see the outcome"
