@@ -45,11 +45,13 @@ class EventField(StrEnum):
 
 class ForecastStatus(StrEnum):
     """Whether a forecast has a probability: ``ok``; ``insufficient_history`` (nothing committed,
-    or too little finished work); ``past_due``."""
+    or too little finished work); ``past_due``; ``withheld`` (at its horizon what would be served
+    was not calibrated or below the base rate, tested forward: docs/architecture.md, "The skill guard")."""
 
     OK = "ok"
     INSUFFICIENT_HISTORY = "insufficient_history"
     PAST_DUE = "past_due"
+    WITHHELD = "withheld"
 
 
 class Basis(StrEnum):

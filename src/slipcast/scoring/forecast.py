@@ -100,7 +100,8 @@ def forecastable(feats: dict[str, np.ndarray], settings: Settings) -> np.ndarray
 def forecasts_of(ids: list[str], projects: list[str], as_ofs: list[datetime], feats: dict[str, np.ndarray],
                  explain: np.ndarray, loaded: LoadedModel, settings: Settings) -> list[Forecast]:
     """The forecast of each milestone from its features (columns aligned with ``ids``), with
-    drivers for the rows ``explain``: past due, insufficient history, guarded or the model's."""
+    drivers for the rows ``explain``: past due, insufficient history, withheld (``withheld`` in the
+    model's metadata), guarded or the model's."""
     n = len(ids)
     if not n:
         return []
@@ -109,7 +110,9 @@ def forecasts_of(ids: list[str], projects: list[str], as_ofs: list[datetime], fe
     answered = forecastable(feats, settings)
     inputs = loaded.inputs(feats)
     g = guard(loaded, feats["span_elapsed"], projects)
-    explain = np.asarray([i for i in explain.tolist() if answered[i] and not g.guarded[i]], dtype=np.intp)
+    held = [loaded.metadata.get("withheld", {}).get(h or "") for h in g.horizons]
+    explain = np.asarray([i for i in explain.tolist() if answered[i] and not g.guarded[i] and held[i] is None],
+                         dtype=np.intp)
     if len(explain):  # the explanation's variations ride along in the same prediction, for the model's own only
         variations = plan(loaded, inputs, explain)
         p = loaded.predict(loaded.frame({name: np.concatenate([inputs[name], variations.columns[name]])
@@ -141,6 +144,10 @@ def forecasts_of(ids: list[str], projects: list[str], as_ofs: list[datetime], fe
                        f"{min_weeks} are needed (send its recently resolved tickets)")
             out.append(Forecast(status=ForecastStatus.INSUFFICIENT_HISTORY, probability=None, risk_band=None,
                                 message="; ".join([f"insufficient history: {why_not}", *caveat]), **common))
+            continue
+        if held[i] is not None:
+            out.append(Forecast(status=ForecastStatus.WITHHELD, probability=None, basis=Basis.WITHHELD,
+                                risk_band=None, message="; ".join([held[i]["reason"], *caveat]), **common))
             continue
         notes = list(caveat)
         if days_left[i] > 7 * settings.features.monte_carlo_max_weeks:

@@ -76,10 +76,11 @@ class Forecast(Record):
     as_of: When
     status: ForecastStatus
     probability: float | None = Field(
-        description="Probability the milestone slips; null when insufficient history or past due.")
+        description="Probability the milestone slips; null when insufficient history, past due or withheld.")
     basis: Basis | None = Field(
         default=None, description="What the probability comes from: the model, or the base rate where the "
-                                  "model does not beat it at this horizon in its backtest (message says why).")
+                                  "model does not beat it at this horizon in its backtest (message says why); "
+                                  "withheld where neither was calibrated and skilful there, tested forward.")
     risk_band: str | None
     message: str | None = None
     drivers: list[Driver] = Field(default_factory=list)

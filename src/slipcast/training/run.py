@@ -142,8 +142,8 @@ def train_target(client, settings: Settings, target: Target, frame, fingerprint:
         mlflow.log_metrics({f"backtest_{m}": chosen_scores[m] for m in METRICS if not np.isnan(chosen_scores[m])})
         mlflow.set_tag("leaks_flagged", ",".join(x["feature"] for x in bt.leaks) or "none")
         mlflow.set_tag("features_unavailable", ",".join(bt.unavailable) or "none")
-        # ticket forecasts that are neither calibrated nor skilful at a horizon are withheld there
-        held = withheld(bt.served_scores(chosen, settings.training)) if target == "ticket" else {}
+        # forecasts that are not both calibrated and skilful at a horizon, tested forward, are withheld there
+        held = withheld(bt.served_scores(chosen, settings.training))
         mlflow.set_tag("withheld_horizons", ",".join(held) or "none")
 
         stage("decide")
