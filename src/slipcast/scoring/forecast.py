@@ -145,9 +145,10 @@ def forecasts_of(ids: list[str], projects: list[str], as_ofs: list[datetime], fe
             out.append(Forecast(status=ForecastStatus.INSUFFICIENT_HISTORY, probability=None, risk_band=None,
                                 message="; ".join([f"insufficient history: {why_not}", *caveat]), **common))
             continue
-        if held[i] is not None:
+        withheld = held[i]
+        if withheld is not None:
             out.append(Forecast(status=ForecastStatus.WITHHELD, probability=None, basis=Basis.WITHHELD,
-                                risk_band=None, message="; ".join([held[i]["reason"], *caveat]), **common))
+                                risk_band=None, message="; ".join([withheld["reason"], *caveat]), **common))
             continue
         notes = list(caveat)
         if days_left[i] > 7 * settings.features.monte_carlo_max_weeks:
