@@ -416,7 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--programs-every-days", type=_at_least(0), default=90,
                    help="a program across 2-4 teams (an epic over their milestones, later teams' tickets "
                         "waiting on earlier teams') starts every this many days (default 90; 0: no programs)")
-    p.add_argument("--format", default="canonical", choices=["canonical", "jira-json", "jira-csv", "github"],
+    p.add_argument("--format", default="canonical", choices=["canonical", "jira-json", "jira-csv", "github", "azure-devops"],
                    help="write canonical tables, or render the history as a tracker's export")
     p.add_argument("--quirks", help="comma-separated quirks of the rendered export (src/slipcast/ingest/exports/quirks.py)")
     p.add_argument("--force", action="store_true",
