@@ -86,7 +86,8 @@ class _Renderer:
             parent = self.teams[m.project]
             if "nested_iterations" in quirks and pd.notna(m.start_at):  # sprints under a node per year
                 year = f"{m.start_at.year}"
-                parent = next((c for c in parent["children"] if c["name"] == year), None) or self._node(parent, year)
+                held = [c for c in parent["children"] if c["name"] == year]
+                parent = held[0] if held else self._node(parent, year)
             node = self._node(parent, m.name)
             node["attributes"] = {"startDate": _day(m.start_at), "finishDate": _day(m.due_at)}
             self.nodes[mid] = node
@@ -143,7 +144,7 @@ class _Renderer:
         values, members = dict(h.initial), set(h.members)
         times = sorted({c.at for c in h.changes if c.field in ("status", "assignee", "priority", "story_points",
                                                                   "due_at", "milestone")})
-        revisions = [{"id": self.ids[h.key], "rev": 1,
+        revisions: list[dict] = [{"id": self.ids[h.key], "rev": 1,
                       "fields": self._fields(h, values, frozenset(members), 1, h.created, _display)}]
         for rev, at in enumerate(times, start=2):
             for c in (c for c in h.changes if c.at == at):

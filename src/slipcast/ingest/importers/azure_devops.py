@@ -423,7 +423,8 @@ def _team_dates(iterations: _Iterations, teams: list[dict]) -> None:
     by_name = {n["name"]: n for n in iterations.nodes.values()}
     for team in teams:
         node = by_name.get(str(team.get("path", "")).rsplit("\\", 1)[-1])
-        dates = team.get("attributes") if isinstance(team.get("attributes"), dict) else {}
+        dates = team.get("attributes")
+        dates = dates if isinstance(dates, dict) else {}
         if node is None or node["start"] or node["finish"]:
             continue
         try:
