@@ -19,7 +19,7 @@ def _cmd_import(args) -> int:
 
     settings = get_settings()
     options = {}
-    if args.format == "jira-csv":
+    if args.format in ("jira-csv", "azure-devops-csv"):
         options = {"tz": args.tz, "date_format": args.date_format}
     if args.format == "github":
         options = {"project": args.project}
@@ -377,8 +377,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("format", choices=list(FORMATS), help="the export's format")
     p.add_argument("src", help="export file or folder")
     p.add_argument("--out", required=True, help="folder for the canonical Parquet tables")
-    p.add_argument("--tz", default=None, help="jira-csv: time zone of the export's naive times")
-    p.add_argument("--date-format", default=None, help="jira-csv: strptime format of its dates")
+    p.add_argument("--tz", default=None, help="jira-csv, azure-devops-csv: time zone of the export's naive times")
+    p.add_argument("--date-format", default=None, help="jira-csv, azure-devops-csv: strptime format of its dates")
     p.add_argument("--project", default=None, help="github: project key (default: the repository)")
     p.add_argument("--force", action="store_true",
                    help="write into a folder that holds other files too, replacing only the table files")
@@ -430,7 +430,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--programs-every-days", type=_at_least(0), default=90,
                    help="a program across 2-4 teams (an epic over their milestones, later teams' tickets "
                         "waiting on earlier teams') starts every this many days (default 90; 0: no programs)")
-    p.add_argument("--format", default="canonical", choices=["canonical", "jira-json", "jira-csv", "github", "azure-devops"],
+    p.add_argument("--format", default="canonical",
+                   choices=["canonical", "jira-json", "jira-csv", "github", "azure-devops", "azure-devops-csv"],
                    help="write canonical tables, or render the history as a tracker's export")
     p.add_argument("--quirks", help="comma-separated quirks of the rendered export (src/slipcast/ingest/exports/quirks.py)")
     p.add_argument("--force", action="store_true",

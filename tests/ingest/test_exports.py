@@ -308,3 +308,40 @@ def test_each_azure_devops_quirk_gives_back_what_the_project_holds(quirk, histor
     assert report.summary()["modelled"] == {"releases": "Target Dates"}
     if quirk == "removed_items":  # no work: left out, counted
         assert report.ignored["tickets"] == 3 and report.accepted["tickets"] == len(history.tickets)
+
+
+@pytest.mark.parametrize("quirk", [None] + sorted(APPLIES["azure-devops-csv"]))
+def test_an_azure_devops_csv_gives_back_each_work_item_as_it_is_now_and_says_it_holds_no_history(
+        quirk, history, tmp_path, settings):
+    """The query's CSV holds what the work items are now: the same tickets as the JSON import, to
+    the second, their sprints by path (undated), Target Date releases and parents; no history,
+    and the import says so."""
+    quirks = frozenset({quirk} - {None})
+    render(history, "azure-devops", tmp_path / "json", quirks)
+    run_import("azure-devops", tmp_path / "json", tmp_path / "from-json", settings)
+    render(history, "azure-devops-csv", tmp_path / "csv", quirks)
+    report = run_import("azure-devops-csv", tmp_path / "csv", tmp_path / "from-csv", settings)
+    report.check_reconciled()
+    assert not report.rejections, report.rejections[:5]
+    assert not report.history["point_in_time"] and any("carries no history" in w for w in report.warnings)
+    full, csv = read_tables(tmp_path / "from-json"), read_tables(tmp_path / "from-csv")
+    cols = ["ticket_id", "project", "type", "priority", "story_points", "assignee", "status"]
+    if quirk == "custom_statuses":  # no state category in a CSV: the custom names are placed by default, and said
+        assert set(report.mappings["status"].values()) == {"in_progress"}
+        assert all(any(f"'{name}'" in w and "imports.status_categories" in w for w in report.warnings)
+                   for name in report.mappings["status"])
+        cols.remove("status")  # and none is done, so none resolved
+    pd.testing.assert_frame_equal(_frame(csv.tickets[cols], "ticket_id"), _frame(full.tickets[cols], "ticket_id"))
+    for column in ("created_at",) + (("resolved_at",) if "status" in cols else ()):
+        assert csv.tickets.set_index("ticket_id")[column].equals(
+            full.tickets.set_index("ticket_id")[column].dt.floor("s").loc[csv.tickets["ticket_id"]])
+    named = full.milestones.set_index("milestone_id")
+    where = {t: (named.loc[m, "kind"], named.loc[m, "name"] if named.loc[m, "kind"] == "sprint" else m)
+             for t, m in zip(full.tickets["ticket_id"], full.tickets["milestone_id"]) if isinstance(m, str)}
+    named = csv.milestones.set_index("milestone_id")
+    assert {t: (named.loc[m, "kind"], named.loc[m, "name"] if named.loc[m, "kind"] == "sprint" else m)
+            for t, m in zip(csv.tickets["ticket_id"], csv.tickets["milestone_id"]) if isinstance(m, str)} == where
+    parents = full.links[full.links["kind"] == "parent"]
+    assert set(zip(csv.links["from_ticket"], csv.links["to_ticket"])) <= set(zip(parents["from_ticket"],
+                                                                                 parents["to_ticket"]))
+    assert len(csv.links) == parents["to_ticket"].nunique()  # one parent each: the CSV's Parent column

@@ -22,6 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from slipcast.ingest.exports.history import TicketHistory, ticket_histories
+from slipcast.ingest.importers.azure_devops import target_release
 from slipcast.ingest.tables import Tables
 
 PROJECT = "Slipcast"
@@ -56,11 +57,6 @@ def _time(ts) -> str | None:
 
 def _day(ts) -> str | None:
     return None if ts is None or pd.isna(ts) else ts.strftime("%Y-%m-%dT00:00:00Z")
-
-
-def target_milestone(project: str, due: pd.Timestamp) -> str:
-    """The id an import gives the release that items of ``project`` due on ``due``'s date make."""
-    return f"ado-target-{project}-{due:%Y-%m-%d}"
 
 
 class _Renderer:
@@ -103,7 +99,7 @@ class _Renderer:
 
     def imported_ids(self) -> AdoIds:
         out = {mid: f"ado-iteration-{node['id']}" for mid, node in self.nodes.items()}
-        out.update({mid: target_milestone(m.project, m.due_at) for mid, m in self.milestones.items()
+        out.update({mid: target_release(m.project, m.due_at) for mid, m in self.milestones.items()
                     if m.kind == "release" and pd.notna(m.due_at)})
         return AdoIds({k: str(i) for k, i in self.ids.items()}, out)
 
@@ -237,4 +233,43 @@ def render_azure_devops(tables: Tables, folder: Path, quirks: frozenset[str]) ->
         (folder / "workitems" / f"{item['id']}.json").write_text(json.dumps(item))
     (folder / "states.json").write_text(json.dumps(r.state_lists()))
     (folder / "iterations.json").write_text(json.dumps(r.root))
+    return r.imported_ids()
+
+
+CSV_TIME = "%m/%d/%Y %I:%M:%S %p"  # an en-US user's export
+
+
+def render_azure_devops_csv(tables: Tables, folder: Path, quirks: frozenset[str]) -> AdoIds:
+    """Write ``tables`` into ``folder`` as ``workitems.csv``, an Azure Boards query's "Export to CSV":
+    each work item as it is now, its parent in the Parent column."""
+    import csv
+
+    r = _Renderer(tables, quirks)
+    r.link()
+    items = [r.item(h) for h in r.histories.values()]
+    if "removed_items" in quirks:
+        items += r.removed(REMOVED_ITEMS)
+    points = "Effort" if "effort_points" in quirks else "Story Points"
+    parents: dict[int, int] = {}
+    for link in r.link_frame.itertuples(index=False):
+        if link.kind == "parent" and link.from_ticket in r.ids and link.to_ticket in r.ids:
+            parents.setdefault(r.ids[link.to_ticket], r.ids[link.from_ticket])
+
+    def when(value, fmt=CSV_TIME):
+        return "" if value is None else pd.Timestamp(value).strftime(fmt)
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / "workitems.csv").open("w", newline="", encoding="utf-8") as f:
+        out = csv.writer(f)
+        out.writerow(["ID", "Work Item Type", "Title", "State", "Iteration Path", "Area Path", points, "Assigned To",
+                      "Priority", "Target Date", "Created Date", "Closed Date", "Parent"])
+        for item in items:
+            fields = item["fields"]
+            assigned = fields.get("System.AssignedTo")
+            out.writerow([item["id"], fields["System.WorkItemType"], fields["System.Title"], fields["System.State"],
+                          fields["System.IterationPath"], fields["System.AreaPath"],
+                          fields.get(r.points, ""), _display(assigned["uniqueName"]) if assigned else "",
+                          fields.get(FIELD["priority"], ""), when(fields.get(FIELD["target"]), "%m/%d/%Y"),
+                          when(fields["System.CreatedDate"]), when(fields.get(FIELD["closed"])),
+                          parents.get(item["id"], "")])
     return r.imported_ids()

@@ -40,6 +40,8 @@ APPLIES: dict[str, frozenset[str]] = {
     "github": frozenset({"no_fix_versions", "reverse_changelog", "non_utf8", "duplicated_issues"}),
     "azure-devops": frozenset({"custom_statuses", "no_story_points", "no_priorities", "effort_points",
                                "moved_iterations", "removed_items", "nested_iterations"}),
+    "azure-devops-csv": frozenset({"custom_statuses", "no_story_points", "no_priorities", "effort_points",
+                                   "removed_items", "nested_iterations"}),
 }
 
 TRUNCATED_HISTORIES = 4  # histories a truncated changelog keeps (Jira keeps 100 or 40; the simulator's are short)

@@ -59,7 +59,12 @@ IDENTITY = re.compile(r".*<([^<>]+)>\s*$")  # "Display Name <unique name>", as r
 ITEM_URL = re.compile(r"/workItems/(\d+)$", re.IGNORECASE)
 
 
-def _identity(value) -> str | None:
+def target_release(project: str, day: pd.Timestamp) -> str:
+    """The id of the release the items of ``project`` with Target Date ``day`` make."""
+    return f"ado-target-{project}-{day:%Y-%m-%d}"
+
+
+def identity(value) -> str | None:
     """A user's unique name: from an identity object, or the ``Name <unique>`` text of a revision."""
     if value is None or value == "":
         return None
@@ -143,7 +148,7 @@ class _Builder:
             values["status"] = self.status(state)
         except FieldError as exc:
             raise exc.within(FIELDS["state"]) from None
-        values["assignee"] = _identity(fields.get(FIELDS["assignee"]))
+        values["assignee"] = identity(fields.get(FIELDS["assignee"]))
         priority = fields.get(FIELDS["priority"])
         values["priority"] = None if priority in (None, "") else str(priority)
         values["story_points"] = None
@@ -165,7 +170,7 @@ class _Builder:
                 members.add(self._iteration(fields[FIELDS["iteration"]], "sprint", project, name))
         target = self._day(fields, "target")
         if target is not None:
-            mid = f"ado-target-{project}-{target:%Y-%m-%d}"
+            mid = target_release(project, target)
             self.milestones.setdefault(mid, {"milestone_id": mid, "project": project, "name": f"Target {target:%Y-%m-%d}",
                                              "kind": "release", "due_at": end_of_day(target)})
             self.by_target = True
@@ -341,12 +346,15 @@ class _Builder:
 
 
 def _team(fields: dict) -> str:
+    return team_of(fields.get(FIELDS["area"]), fields.get(FIELDS["project"]))
+
+
+def team_of(area, project=None) -> str:
     """A work item's team: its area path's first level below the project, else the project."""
-    area = str(fields.get(FIELDS["area"]) or "")
-    parts = [p for p in area.split("\\") if p]
+    parts = [p for p in str(area or "").split("\\") if p]
     if len(parts) > 1:
         return parts[1]
-    return parts[0] if parts else str(fields.get(FIELDS["project"]) or "azure-devops")
+    return parts[0] if parts else str(project or "azure-devops")
 
 
 def _iso(ts) -> str | None:
