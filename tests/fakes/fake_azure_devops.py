@@ -7,7 +7,7 @@ _apis/wit/reporting/workitemrevisions``: ``page`` revisions an answer, only the 
 for, a ``continuationToken`` and ``isLastBatch``), the iteration tree (``classificationnodes``),
 a team's iterations (``{team}/_apis/work/teamsettings/iterations``) and each work-item type's
 states. Basic auth with an empty user name. Faults on demand: 429 with ``Retry-After`` on the next
-requests to a path. Edits and deletions (``edit``, ``delete``) go into the feed as real ones do.
+requests to a path; a revisions feed that never ends (``loop``). Edits and deletions (``edit``, ``delete``) go into the feed as real ones do.
 It counts what it serves.
 """
 
@@ -44,6 +44,7 @@ class FakeAzureDevOps(LoopbackSite):
         self.cap = 20000  # the most ids a WIQL answer holds
         self.faults: Counter = Counter()  # path suffix -> how many 429s still to answer
         self.retry_after = "0"
+        self.loop = False  # the revisions feed answers the same continuationToken forever, never isLastBatch
         self.hits: Counter = Counter()
         self.times: dict[str, list[float]] = {}
         super().__init__(self._handler())
@@ -113,9 +114,9 @@ class FakeAzureDevOps(LoopbackSite):
                     values = [{"id": r["id"], "rev": r["rev"],
                                "fields": {k: v for k, v in r["fields"].items() if fields is None or k in fields}}
                               for r in page]
-                    end = start + len(page)
+                    end = 1 if fake.loop else start + len(page)
                     return self._answer(200, {"values": values, "continuationToken": str(end),
-                                              "isLastBatch": end >= len(fake.log),
+                                              "isLastBatch": not fake.loop and end >= len(fake.log),
                                               "nextLink": f"{fake.org_url}/{fake.project}/_apis/wit/reporting/"
                                                           f"workitemrevisions?continuationToken={end}"})
                 if path == root + "wit/classificationnodes/Iterations":

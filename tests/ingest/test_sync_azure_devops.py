@@ -180,3 +180,46 @@ def test_a_sync_killed_at_any_point_leaves_the_old_store_or_the_new_and_the_next
     assert seen <= {old, new}  # never half of one and half of the other
     assert fingerprint(read_tables(store)) == new
     assert landed["fetch"] >= 6 and landed["after fetch"] >= 4, landed
+
+
+def test_a_revisions_feed_that_never_ends_stops_the_sync_and_keeps_the_store(export, tmp_path, settings):
+    with FakeAzureDevOps.from_export(export, BASIC) as site:
+        sync_azure_devops(site.org_url, PROJECT, tmp_path / "store", settings)
+        before = fingerprint(read_tables(tmp_path / "store"))
+        site.loop = True
+        with pytest.raises(ConnectorError, match="does not advance"):
+            sync_azure_devops(site.org_url, PROJECT, tmp_path / "store", settings, full=True)
+    assert fingerprint(read_tables(tmp_path / "store")) == before
+
+
+def test_an_iteration_tree_of_releases_and_a_teams_iterations_make_the_milestones(tmp_path, settings):
+    """A dated iteration holding dated ones is a release, its children sprints, an item in a sprint
+    a member of both; an iteration the tree leaves undated is dated by the team's settings; doctor
+    is told the releases came from the iteration tree."""
+    def node(node_id, name, start=None, finish=None, children=()):
+        return {"id": node_id, "name": name, "structureType": "iteration", "children": list(children),
+                **({"attributes": {"startDate": start, "finishDate": finish}} if start else {})}
+
+    tree = node(1, "Proj", children=[node(2, "Team", children=[
+        node(3, "Release 1", "2026-01-05T00:00:00Z", "2026-03-27T00:00:00Z", [
+            node(4, "Sprint 1", "2026-01-05T00:00:00Z", "2026-01-16T00:00:00Z"), node(5, "Sprint 2")])])])
+    team = {"value": [{"id": "g5", "name": "Sprint 2", "path": "Proj\\Team\\Release 1\\Sprint 2",
+                       "attributes": {"startDate": "2026-01-19T00:00:00Z", "finishDate": "2026-01-30T00:00:00Z"}}]}
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "iterations.json").write_text(json.dumps(tree))
+    (tmp_path / "src" / "team-iterations.json").write_text(json.dumps(team))
+    for item_id, iteration in ((1, 4), (2, 5)):
+        fields = {"System.AreaPath": "Proj\\Team", "System.IterationId": iteration, "System.State": "Active",
+                  "System.WorkItemType": "User Story", "System.CreatedDate": "2026-01-06T10:00:00Z",
+                  "System.ChangedDate": "2026-01-06T10:00:00Z"}
+        (tmp_path / "src" / f"{item_id}.json").write_text(json.dumps({"id": item_id, "fields": fields}))
+    report = import_azure_devops(tmp_path / "src", tmp_path / "out", settings)
+    assert report.modelled == {"releases": "the iteration tree"} and not report.rejections
+    tables = read_tables(tmp_path / "out")
+    kinds = dict(zip(tables.milestones["name"], tables.milestones["kind"]))
+    assert kinds == {"Release 1": "release", "Sprint 1": "sprint", "Sprint 2": "sprint"}
+    assert tables.milestones.set_index("name").loc["Sprint 2", "start_at"].isoformat() == "2026-01-19T00:00:00+00:00"
+    joined = tables.events[tables.events["field"] == "milestone"].groupby("ticket_id")["to_value"].apply(set)
+    assert joined["1"] == {"ado-iteration-3", "ado-iteration-4"} and joined["2"] == {"ado-iteration-3",
+                                                                                      "ado-iteration-5"}
+    assert set(tables.tickets["milestone_id"]) == {"ado-iteration-4", "ado-iteration-5"}  # the sprint first
