@@ -7,8 +7,8 @@ _apis/wit/reporting/workitemrevisions``: ``page`` revisions an answer, only the 
 for, a ``continuationToken`` and ``isLastBatch``), the iteration tree (``classificationnodes``),
 a team's iterations (``{team}/_apis/work/teamsettings/iterations``) and each work-item type's
 states. Basic auth with an empty user name. Faults on demand: 429 with ``Retry-After`` on the next
-requests to a path; a revisions feed that never ends (``loop``). Edits and deletions (``edit``, ``delete``) go into the feed as real ones do.
-It counts what it serves.
+requests to a path; a revisions feed that never ends (``loop``). Edits and deletions (``edit``,
+``delete``) go into the feed as real ones do. It counts what it serves.
 """
 
 from __future__ import annotations
