@@ -42,8 +42,6 @@ class ImportSettings(BaseModel):
     )
     jira_sprint_fields: list[str] = Field(description="Jira custom fields that hold sprints.")
     azure_devops_points_fields: list[str] = Field(
-        ["Microsoft.VSTS.Scheduling.StoryPoints", "Microsoft.VSTS.Scheduling.Effort",
-         "Microsoft.VSTS.Scheduling.Size"],
         description="Azure DevOps fields that may hold an estimate (Agile's Story Points, Scrum's Effort, CMMI's "
                     "Size), first non-null wins.")
     fallback_encoding: str = Field(
