@@ -72,6 +72,10 @@ def main() -> int:
     print(f"sync (Jira Cloud, loopback fake): {y['issues']} issues in {y['seconds']} s ({y['requests']} requests, "
           f"{y['changelog_pages']} changelog pages, {y['mb']} MB); after 5 edits: {y['incremental']['issues']} issues, "
           f"{y['incremental']['requests']} requests, {y['incremental']['seconds']} s")
+    a = y["azure_devops"]
+    print(f"sync (Azure DevOps, loopback fake): {a['items']} work items, {a['revisions']} revisions in {a['seconds']} s "
+          f"({a['requests']} requests, {a['mb']} MB); after 5 edits: {a['incremental']['items']} work items, "
+          f"{a['incremental']['requests']} requests, {a['incremental']['seconds']} s")
     pr = results["programs"]
     print(f"programs: {pr['milestones']} milestones, {pr['edges']} edges, {pr['draws']:,} draws in {pr['seconds']} s "
           f"= {pr['ratio_to_plain']}x the plain forecasts of the same milestones ({pr['plain_forecasts_s']} s)")

@@ -6,6 +6,7 @@ table; run one alone with ``python -m benchmarks.stages STAGE [ARGS]``.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -324,24 +326,16 @@ def stage_serve() -> dict:
 
 
 def stage_sync(issues: int) -> dict:
-    """A full Jira Cloud sync of ``issues`` simulated issues from the loopback fake site
-    (tests/fake_jira.py: changelogs cut to their newest histories, as Cloud embeds them), then an
-    incremental one after five issues change: its requests and time."""
-    import base64
-    import os
-
-    from tests.fake_jira import FakeJira
-
+    """Full syncs of ``issues`` simulated issues from loopback fakes (tests/fakes/): Jira Cloud
+    (changelogs cut to their newest histories, as Cloud embeds them) and Azure DevOps (WIQL,
+    workitemsbatch, the reporting revisions feed), then an incremental one of each after five
+    issues change: their requests and time."""
     from slipcast.ingest.connectors.jira import sync_jira
-    from slipcast.ingest.exports import render
     from slipcast.ingest.simulator import SimulationConfig, generate
+    from tests.fakes.fake_jira import FakeJira
 
-    export = WORK / "sync-site"
-    shutil.rmtree(export, ignore_errors=True)
-    shutil.rmtree(WORK / "sync-store", ignore_errors=True)
-    shutil.rmtree(WORK / "sync-store.sync", ignore_errors=True)
-    render(generate(SimulationConfig(projects=max(3, issues // 300), tickets=issues, seed=2)), "jira-json", export,
-           {"one_file_per_issue"})
+    tables = generate(SimulationConfig(projects=max(3, issues // 300), tickets=issues, seed=2))
+    export = _sync_site(tables, "jira-json", "sync-site", WORK / "sync-store", {"one_file_per_issue"})
     os.environ.update(JIRA_EMAIL="bench@example.com", JIRA_API_TOKEN="bench")
     auth = "Basic " + base64.b64encode(b"bench@example.com:bench").decode()
     with FakeJira.from_export(export, auth) as site:
@@ -356,8 +350,41 @@ def stage_sync(issues: int) -> dict:
         again_s = time.perf_counter() - started
     return {"issues": full.issues, "seconds": round(full_s, 2), "requests": full.requests,
             "changelog_pages": full.changelog_pages, "mb": round(full.bytes / 1e6, 1),
-            "incremental": {"issues": again.issues, "requests": again.requests, "seconds": round(again_s, 2)}}
+            "incremental": {"issues": again.issues, "requests": again.requests, "seconds": round(again_s, 2)},
+            "azure_devops": _sync_azure_devops(tables)}
 
+
+def _sync_site(tables, fmt: str, name: str, store: Path, quirks=()) -> Path:
+    """A fresh rendering of ``tables`` as ``fmt`` for a fake site, and no ``store`` synced from it yet."""
+    from slipcast.ingest.exports import render
+
+    export = WORK / name
+    for folder in (export, store, store.parent / f"{store.name}.sync"):
+        shutil.rmtree(folder, ignore_errors=True)
+    render(tables, fmt, export, quirks)
+    return export
+
+
+def _sync_azure_devops(tables) -> dict:
+    """A full Azure DevOps sync of ``tables`` from the loopback fake, then one after five edits."""
+    from slipcast.ingest.connectors.azure_devops import sync_azure_devops
+    from tests.fakes.fake_azure_devops import FakeAzureDevOps
+
+    store = WORK / "ado-sync-store"
+    export = _sync_site(tables, "azure-devops", "ado-sync-site", store)
+    os.environ["AZURE_DEVOPS_PAT"] = "bench"
+    with FakeAzureDevOps.from_export(export, "Basic " + base64.b64encode(b":bench").decode()) as site:
+        started = time.perf_counter()
+        full = sync_azure_devops(site.org_url, site.project, store, get_settings())
+        full_s = time.perf_counter() - started
+        for item_id in sorted(site.items)[:5]:
+            site.edit(item_id, {"Microsoft.VSTS.Common.Priority": 1})
+        started = time.perf_counter()
+        again = sync_azure_devops(site.org_url, site.project, store, get_settings())
+        again_s = time.perf_counter() - started
+    return {"items": full.items, "revisions": full.revisions, "seconds": round(full_s, 2), "requests": full.requests,
+            "mb": round(full.bytes / 1e6, 1),
+            "incremental": {"items": again.items, "requests": again.requests, "seconds": round(again_s, 2)}}
 
 
 def _hey(url: str, seconds: int, concurrency: int = 32) -> dict:

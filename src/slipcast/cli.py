@@ -19,7 +19,7 @@ def _cmd_import(args) -> int:
 
     settings = get_settings()
     options = {}
-    if args.format == "jira-csv":
+    if args.format in ("jira-csv", "azure-devops-csv"):
         options = {"tz": args.tz, "date_format": args.date_format}
     if args.format == "github":
         options = {"project": args.project}
@@ -32,13 +32,17 @@ def _cmd_import(args) -> int:
 
 
 def _cmd_sync(args) -> int:
+    from slipcast.ingest.connectors.azure_devops import AzureDevOpsSync, sync_azure_devops
     from slipcast.ingest.connectors.github import GitHubSync, sync_github
     from slipcast.ingest.connectors.http import ConnectorError
     from slipcast.ingest.connectors.jira import SyncReport, sync_jira
 
-    report: GitHubSync | SyncReport
+    report: GitHubSync | SyncReport | AzureDevOpsSync
     try:
-        if args.tracker == "github":
+        if args.tracker == "azure-devops":
+            report = sync_azure_devops(args.org, args.project, Path(args.store), get_settings(), team=args.team,
+                                       full=args.full, sweep=args.sweep)
+        elif args.tracker == "github":
             report = sync_github(args.repo, Path(args.store), get_settings(), api_url=args.api_url, pulls=args.pulls,
                                  full=args.full)
         else:
@@ -373,8 +377,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("format", choices=list(FORMATS), help="the export's format")
     p.add_argument("src", help="export file or folder")
     p.add_argument("--out", required=True, help="folder for the canonical Parquet tables")
-    p.add_argument("--tz", default=None, help="jira-csv: time zone of the export's naive times")
-    p.add_argument("--date-format", default=None, help="jira-csv: strptime format of its dates")
+    p.add_argument("--tz", default=None, help="jira-csv, azure-devops-csv: time zone of the export's naive times")
+    p.add_argument("--date-format", default=None, help="jira-csv, azure-devops-csv: strptime format of its dates")
     p.add_argument("--project", default=None, help="github: project key (default: the repository)")
     p.add_argument("--force", action="store_true",
                    help="write into a folder that holds other files too, replacing only the table files")
@@ -400,6 +404,16 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--full", action="store_true", help="fetch everything again, not only what changed")
     g.add_argument("--quiet", action="store_true", help="no progress bars (they show only on a terminal)")
     g.set_defaults(func=_cmd_sync)
+    a = trackers.add_parser("azure-devops", help="an Azure DevOps Boards project (AZURE_DEVOPS_PAT)")
+    a.add_argument("--org", required=True, help="the organization's URL, e.g. https://dev.azure.com/acme")
+    a.add_argument("--project", required=True, help="the project's name")
+    a.add_argument("--team", help="a team whose iteration settings date the sprints")
+    a.add_argument("--store", required=True, help="folder of canonical tables to keep up to date")
+    a.add_argument("--full", action="store_true", help="fetch everything again, not only what changed")
+    a.add_argument("--sweep", action="store_true",
+                   help="also list every id now (deleted work items leave the store); done daily anyway")
+    a.add_argument("--quiet", action="store_true", help="no progress bars (they show only on a terminal)")
+    a.set_defaults(func=_cmd_sync)
 
     p = sub.add_parser("generate", help="simulate a realistic tracker history")
     p.add_argument("--out", required=True, help="folder for the canonical tables")
@@ -416,7 +430,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--programs-every-days", type=_at_least(0), default=90,
                    help="a program across 2-4 teams (an epic over their milestones, later teams' tickets "
                         "waiting on earlier teams') starts every this many days (default 90; 0: no programs)")
-    p.add_argument("--format", default="canonical", choices=["canonical", "jira-json", "jira-csv", "github"],
+    p.add_argument("--format", default="canonical",
+                   choices=["canonical", "jira-json", "jira-csv", "github", "azure-devops", "azure-devops-csv"],
                    help="write canonical tables, or render the history as a tracker's export")
     p.add_argument("--quirks", help="comma-separated quirks of the rendered export (src/slipcast/ingest/exports/quirks.py)")
     p.add_argument("--force", action="store_true",

@@ -97,3 +97,20 @@ def test_a_model_trained_on_final_states_says_so_in_mlflow_and_every_answer(dump
         items = c.get("/v1/milestones", params={"limit": 500}).json()["items"]
         assert c.get("/v1/model").json()["model"]["version"]
     assert items and all("not point in time" in (m["message"] or "") for m in items)
+
+
+def test_an_azure_boards_csv_is_named_as_without_history_and_doctor_says_where_releases_came_from(tmp_path):
+    """The query's CSV holds no revisions: the import says so, and so does `doctor`, which also says
+    the releases were read from Target Dates; the synced JSON of the same project has a history."""
+    for fmt in ("azure-devops-csv", "azure-devops"):
+        done = _slipcast("generate", "--projects", "3", "--tickets", "300", "--format", fmt, "--out",
+                         str(tmp_path / fmt))
+        assert done.returncode == 0, done.stderr
+        done = _slipcast("import", fmt, str(tmp_path / fmt), "--out", str(tmp_path / f"{fmt}-tables"))
+        assert done.returncode == 0, done.stderr
+        doctor = _slipcast("doctor", str(tmp_path / f"{fmt}-tables"))
+        assert doctor.returncode == 0, doctor.stderr
+        assert "releases: read from Target Dates" in doctor.stdout, doctor.stdout
+        assert ("not point in time" in doctor.stdout) == (fmt == "azure-devops-csv"), doctor.stdout
+        if fmt == "azure-devops-csv":
+            assert "carries no history" in done.stdout

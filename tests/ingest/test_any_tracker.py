@@ -22,7 +22,7 @@ from slipcast.ingest.simulator import SimulationConfig, generate
 from slipcast.ingest.tables import read_tables
 from slipcast.serving.app import create_app
 from slipcast.tools.requests import request_for
-from slipcast.training.run import train
+from slipcast.training.run import FinalStateOnly, train
 from slipcast.training.splits import InsufficientHistory
 from tests.helpers import configured
 
@@ -45,8 +45,10 @@ def pairwise(names, seed: int = 0) -> list[frozenset[str]]:
     return rows
 
 
-# per format, the quirks that together leave no milestone with dates (a Jira CSV never carries any)
+# per format, the quirks that together leave no milestone with dates (a Jira CSV never carries any; Azure DevOps
+# iterations and Target Dates always do)
 UNDATED = {"jira-json": frozenset({"no_sprints", "no_fix_versions"}), "github": frozenset({"no_fix_versions"})}
+NO_HISTORY = {"azure-devops-csv"}  # an export of final states only: training refuses it
 MATRIX = [(fmt, rows) for fmt in sorted(APPLIES) for rows in pairwise(APPLIES[fmt])]
 
 
@@ -76,9 +78,15 @@ def test_an_export_goes_through_import_features_train_and_serve(fmt, quirks, his
     sets = build_training_sets(tables, s.features)
     fp = training_set_fingerprint(tables, s.features)
     for target, frame in sets.items():
-        write_training_set(frame, tmp_path / "features", target, fp)
+        write_training_set(frame, tmp_path / "features", target, fp, final_state=not report.history["point_in_time"])
     candidates = ["base_rate", "logistic", "gradient_boosting"]
-    if fmt == "jira-csv" or UNDATED[fmt] <= quirks:
+    if fmt in NO_HISTORY:
+        # its tickets import, as they are now; a model trained on final states would learn from the future
+        assert len(tables.tickets) == len(history.tickets)
+        with pytest.raises(FinalStateOnly, match="no history"):
+            train(s, features_dir=tmp_path / "features", candidates=candidates)
+        return
+    if fmt == "jira-csv" or (fmt in UNDATED and UNDATED[fmt] <= quirks):
         # what such an export can do (docs/guide.md, "Your own data"): its tickets import, but a CSV
         # carries no version or sprint dates and a team with neither (on GitHub: no milestones) has
         # no milestones, so no milestone is dated and training says so, in words

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from slipcast.ingest.exports import QUIRKS, render
 from slipcast.ingest.exports.history import steps, ticket_histories
 from slipcast.ingest.exports.jira_json import CUSTOM_STATUSES
-from slipcast.ingest.exports.quirks import TRUNCATED_HISTORIES
+from slipcast.ingest.exports.quirks import APPLIES, TRUNCATED_HISTORIES
 from slipcast.ingest.importers import run_import
 from slipcast.ingest.importers.vocab import JIRA_STATUS_CATEGORIES, end_of_day
 from slipcast.ingest.simulator import SimulationConfig, generate
@@ -218,3 +218,130 @@ def test_a_custom_status_no_issue_holds_and_no_list_names_is_read_as_in_progress
     assert all(mapped[name] == category for name, category in placed.items())
     assert not any(f"'{name}'" in w for name in placed for w in report.warnings)
     assert mapped["Patch Available"] == "in_progress" and mapped["Shipped"] == "done"  # read from their category
+
+
+# -- Azure DevOps ---------------------------------------------------------------------------------
+def expected_azure_devops(tables, quirks, ids):
+    """What an Azure DevOps import of ``tables`` rendered with ``quirks`` must give back: work item
+    ids for keys, priorities as numbers, iterations dated by the day (ended at their finish date),
+    releases as Target Dates, a blocks link as the dependency it is, no resolution or type history."""
+    from slipcast.ingest.exports.azure_devops import PRIORITIES
+
+    ms = tables.milestones.set_index("milestone_id")
+
+    def translate(field, value):
+        if value is None:
+            return None
+        if field == "milestone":
+            return ids.milestones.get(value)
+        if field == "status" and "custom_statuses" in quirks and value == "blocked":
+            return "in_progress"
+        if field == "story_points":
+            return None if "no_story_points" in quirks else repr(float(value))
+        if field == "priority":
+            return None if "no_priorities" in quirks else str(PRIORITIES[value])
+        if field == "due_at":
+            return end_of_day(pd.Timestamp(value[:10], tz="UTC")).isoformat()
+        return value
+
+    histories = ticket_histories(tables)
+    series, last = {}, max(max([h.created] + [c.at for c in h.changes if c.field not in ("resolution", "type")])
+                           for h in histories.values())
+    for key, h in histories.items():
+        for (kind, name), points in steps(h, translate).items():
+            if (kind == "member" and name is None) or name in ("resolution", "type"):
+                continue
+            series[(ids.tickets[key], kind, name)] = [(_ms(at), v) for at, v in points]
+    rows = []
+    for mid, m in ms.iterrows():
+        joins = [pts[0][0] for k, pts in series.items() if k[1] == "member" and k[2] == ids.milestones.get(mid)
+                 and pts[0][1]]
+        if not joins:
+            continue
+        due = end_of_day(m.due_at.normalize())
+        start = m.start_at.normalize() if m.kind == "sprint" else min(joins)
+        name = m["name"] if m.kind == "sprint" else f"Target {m.due_at:%Y-%m-%d}"
+        rows.append({"milestone_id": ids.milestones[mid], "project": m.project, "name": name, "kind": m.kind,
+                     "start_at": start, "due_at": due, "completed_at": due if due < _ms(last) else None})
+    finals = {k: h.final() for k, h in histories.items()}
+    t = tables.tickets
+    tickets = t.assign(
+        ticket_id=t["ticket_id"].map(ids.tickets),
+        created_at=t["created_at"].dt.floor("ms"),
+        resolved_at=t["resolved_at"].dt.floor("ms").where(t["status"] == "done"),
+        status=t["status"].map(lambda s: translate("status", s)),
+        story_points=t["story_points"] if "no_story_points" not in quirks else float("nan"),
+        priority=t["priority"].map(lambda p: translate("priority", p) if isinstance(p, str) else None),
+        milestone_id=[next((ids.milestones[m] for m in sorted(finals[k][1]) if m in ids.milestones), None)
+                      for k in t["ticket_id"]],
+    )
+    links = set()
+    for a, b, kind, _ in tables.links.itertuples(index=False):
+        a, b = ids.tickets[a], ids.tickets[b]
+        links.add((b, a, "depends_on", None) if kind == "blocks" else (a, b, kind, None))
+    columns = ["milestone_id", "project", "name", "kind", "start_at", "due_at", "completed_at"]
+    return pd.DataFrame(rows, columns=columns), tickets, series, links
+
+
+def assert_azure_devops_round_trip(tables, quirks, tmp_path, settings):
+    ids = render(tables, "azure-devops", tmp_path / "export", quirks)
+    report = run_import("azure-devops", tmp_path / "export", tmp_path / "tables", settings)
+    report.check_reconciled()
+    assert not report.rejections, report.rejections[:5]
+    got = imported_view(read_tables(tmp_path / "tables"))
+    want = expected_azure_devops(tables, quirks, ids)
+    cols = ["milestone_id", "project", "name", "kind", "start_at", "due_at", "completed_at"]
+    pd.testing.assert_frame_equal(_frame(got[0][cols], "milestone_id"), _frame(want[0][cols], "milestone_id"),
+                                  check_dtype=False)
+    tcols = ["ticket_id", "project", "type", "priority", "created_at", "resolved_at", "story_points", "assignee",
+             "status", "milestone_id"]
+    pd.testing.assert_frame_equal(_frame(got[1][tcols], "ticket_id"), _frame(want[1][tcols], "ticket_id"),
+                                  check_dtype=False)
+    assert got[2] == want[2]
+    assert got[3] == want[3]
+    return report
+
+
+@pytest.mark.parametrize("quirk", [None] + sorted(APPLIES["azure-devops"]))
+def test_each_azure_devops_quirk_gives_back_what_the_project_holds(quirk, history, tmp_path, settings):
+    report = assert_azure_devops_round_trip(history, frozenset({quirk} - {None}), tmp_path, settings)
+    assert report.summary()["modelled"] == {"releases": "Target Dates"}
+    if quirk == "removed_items":  # no work: left out, counted
+        assert report.ignored["tickets"] == 3 and report.accepted["tickets"] == len(history.tickets)
+
+
+@pytest.mark.parametrize("quirk", [None] + sorted(APPLIES["azure-devops-csv"]))
+def test_an_azure_devops_csv_gives_back_each_work_item_as_it_is_now_and_says_it_holds_no_history(
+        quirk, history, tmp_path, settings):
+    """The query's CSV holds what the work items are now: the same tickets as the JSON import, to
+    the second, their sprints by path (undated), Target Date releases and parents; no history,
+    and the import says so."""
+    quirks = frozenset({quirk} - {None})
+    render(history, "azure-devops", tmp_path / "json", quirks)
+    run_import("azure-devops", tmp_path / "json", tmp_path / "from-json", settings)
+    render(history, "azure-devops-csv", tmp_path / "csv", quirks)
+    report = run_import("azure-devops-csv", tmp_path / "csv", tmp_path / "from-csv", settings)
+    report.check_reconciled()
+    assert not report.rejections, report.rejections[:5]
+    assert not report.history["point_in_time"] and any("carries no history" in w for w in report.warnings)
+    full, csv = read_tables(tmp_path / "from-json"), read_tables(tmp_path / "from-csv")
+    cols = ["ticket_id", "project", "type", "priority", "story_points", "assignee", "status"]
+    if quirk == "custom_statuses":  # no state category in a CSV: the custom names are placed by default, and said
+        assert set(report.mappings["status"].values()) == {"in_progress"}
+        assert all(any(f"'{name}'" in w and "imports.status_categories" in w for w in report.warnings)
+                   for name in report.mappings["status"])
+        cols.remove("status")  # and none is done, so none resolved
+    pd.testing.assert_frame_equal(_frame(csv.tickets[cols], "ticket_id"), _frame(full.tickets[cols], "ticket_id"))
+    for column in ("created_at",) + (("resolved_at",) if "status" in cols else ()):
+        assert csv.tickets.set_index("ticket_id")[column].equals(
+            full.tickets.set_index("ticket_id")[column].dt.floor("s").loc[csv.tickets["ticket_id"]])
+    named = full.milestones.set_index("milestone_id")
+    where = {t: (named.loc[m, "kind"], named.loc[m, "name"] if named.loc[m, "kind"] == "sprint" else m)
+             for t, m in zip(full.tickets["ticket_id"], full.tickets["milestone_id"]) if isinstance(m, str)}
+    named = csv.milestones.set_index("milestone_id")
+    assert {t: (named.loc[m, "kind"], named.loc[m, "name"] if named.loc[m, "kind"] == "sprint" else m)
+            for t, m in zip(csv.tickets["ticket_id"], csv.tickets["milestone_id"]) if isinstance(m, str)} == where
+    parents = full.links[full.links["kind"] == "parent"]
+    assert set(zip(csv.links["from_ticket"], csv.links["to_ticket"])) <= set(zip(parents["from_ticket"],
+                                                                                 parents["to_ticket"]))
+    assert len(csv.links) == parents["to_ticket"].nunique()  # one parent each: the CSV's Parent column

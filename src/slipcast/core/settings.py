@@ -41,6 +41,9 @@ class ImportSettings(BaseModel):
         description="Jira custom fields that may hold story points, first non-null wins."
     )
     jira_sprint_fields: list[str] = Field(description="Jira custom fields that hold sprints.")
+    azure_devops_points_fields: list[str] = Field(
+        description="Azure DevOps fields that may hold an estimate (Agile's Story Points, Scrum's Effort, CMMI's "
+                    "Size), first non-null wins.")
     fallback_encoding: str = Field(
         description="Encoding tried when a file is not UTF-8; the import reports every such file."
     )

@@ -50,7 +50,10 @@ def diagnose(data_dir: Path, settings: Settings) -> tuple[list[str], list[str]]:
     lines += programs_found(tables, settings)
     summary_path = data_dir / "summary.json"
     if summary_path.exists():
-        mappings = json.loads(summary_path.read_text()).get("mappings", {})
+        summary = json.loads(summary_path.read_text())
+        mappings = summary.get("mappings", {})
+        for what, how in (summary.get("modelled") or {}).items():
+            lines.append(f"  {what}: read from {how}")
         for what, used in mappings.items():
             if used:
                 placed = ", ".join(f"{name!r} -> {cat}" for name, cat in sorted(used.items()))

@@ -1,5 +1,6 @@
 """An HTTP client for tracker APIs: credentials from the environment, sent to one origin only;
-retries that honour the server's rate limits; a sync's bounds (deadline, page budget, a deadline
+retries that honour the server's rate limits (and a pause before the next request where an answer
+asks for one with ``Retry-After``); a sync's bounds (deadline, page budget, a deadline
 per answer); and counts of what was moved.
 
 Retries (tenacity) cover 429 and 502-504 (waiting what ``Retry-After`` or ``X-RateLimit-Reset``
@@ -44,6 +45,12 @@ class _Retry(Exception):
     def __init__(self, response: httpx.Response):
         super().__init__(f"{response.status_code} from {response.request.url}")
         self.response = response
+
+
+def basic(user: str, token: str) -> dict[str, str]:
+    """The ``Authorization`` header of HTTP Basic auth: Jira Cloud's ``email:token``, Azure DevOps's
+    personal access token with an empty user name (``:token``)."""
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{token}".encode()).decode()}
 
 
 def segment(value: object) -> str:
@@ -188,6 +195,7 @@ class Client:
     _origin: str = field(init=False, repr=False)
     _deadline: float = field(init=False, repr=False)
     _secrets: list[str] = field(init=False, repr=False)
+    _resume_at: float = field(init=False, repr=False, default=0.0)
 
     def __post_init__(self):
         self._http = httpx.Client(base_url=self.base_url.rstrip("/"), headers=self.headers,
@@ -203,8 +211,8 @@ class Client:
         """GET a path under ``base_url``, or a full URL of the same origin (a ``Link``)."""
         return self._send(self._http.build_request("GET", path, params=params, headers=headers))
 
-    def post(self, path: str, body: dict) -> httpx.Response:
-        return self._send(self._http.build_request("POST", path, json=body))
+    def post(self, path: str, body: dict, params: dict | None = None) -> httpx.Response:
+        return self._send(self._http.build_request("POST", path, params=params, json=body))
 
     def _send(self, request: httpx.Request) -> httpx.Response:
         """One request, retried as the module says, answered with a body read within its deadline."""
@@ -217,6 +225,7 @@ class Client:
                wait=_server_wait, stop=stop_after_attempt(self.attempts), reraise=True)
         def once() -> httpx.Response:
             self._check_bounds(shown)
+            time.sleep(max(self._resume_at - time.monotonic(), 0.0))
             self.requests += 1
             response = self._http.send(request, stream=True)
             try:
@@ -227,6 +236,9 @@ class Client:
             self.bytes += len(response.content)
             if response.status_code in RETRIED_STATUS or _rate_limited(response):
                 raise _Retry(response)
+            asked = _retry_after(response.headers.get("Retry-After", ""), time.time())
+            if asked:  # answered, but asked to slow down (Azure DevOps delays a heavy user so)
+                self._resume_at = time.monotonic() + min(asked, MAX_WAIT_SECONDS)
             return response
 
         try:

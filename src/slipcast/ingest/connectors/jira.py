@@ -12,7 +12,6 @@ only after a complete fetch: a sync killed at any point leaves the previous stor
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import re
@@ -23,7 +22,7 @@ from pathlib import Path
 
 from slipcast.core.progress import progress
 from slipcast.core.settings import Settings
-from slipcast.ingest.connectors.http import Client, ConnectorError, parsed, segment
+from slipcast.ingest.connectors.http import Client, ConnectorError, basic, parsed, segment
 from slipcast.ingest.connectors.store import (
     file_stem,
     inside,
@@ -88,8 +87,7 @@ def credentials(flavour: str) -> tuple[dict[str, str], str]:
     email, token = os.environ.get("JIRA_EMAIL"), os.environ.get("JIRA_API_TOKEN")
     if not (email and token):
         raise ConnectorError("set JIRA_EMAIL and JIRA_API_TOKEN (a Jira Cloud API token) in the environment")
-    basic = base64.b64encode(f"{email}:{token}".encode()).decode()
-    return {"Authorization": f"Basic {basic}"}, "JIRA_EMAIL/JIRA_API_TOKEN"
+    return basic(email, token), "JIRA_EMAIL/JIRA_API_TOKEN"
 
 
 def _jql(base: str | None, since: datetime | None) -> str:

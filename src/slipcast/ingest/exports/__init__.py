@@ -15,13 +15,14 @@ FORMATS = tuple(APPLIES)
 
 
 def render(tables: Tables, fmt: str, folder: Path, quirks=()):
-    """Write ``tables`` into ``folder`` as a ``fmt`` export (jira-json, jira-csv or github) with
+    """Write ``tables`` into ``folder`` as a ``fmt`` export (jira-json, jira-csv, github, azure-devops or azure-devops-csv) with
     ``quirks``; returns the ids the rendering gave (what an import of it gives back)."""
-    from slipcast.ingest.exports import github, jira_csv, jira_json
+    from slipcast.ingest.exports import azure_devops, github, jira_csv, jira_json
 
     chosen = check_quirks(quirks, fmt) & APPLIES[fmt]
     writer = {"jira-json": jira_json.render_jira_json, "jira-csv": jira_csv.render_jira_csv,
-              "github": github.render_github}[fmt]
+              "github": github.render_github, "azure-devops": azure_devops.render_azure_devops,
+              "azure-devops-csv": azure_devops.render_azure_devops_csv}[fmt]
     return writer(tables, Path(folder), chosen)
 
 

@@ -26,6 +26,10 @@ QUIRKS: dict[str, str] = {
     "local_offsets": "timestamps written in a +02:00 offset instead of UTC",
     "custom_link_types": "a link type the site named itself (Prerequisite: requires / is required by)",
     "issues_only": "only issues: no list of the project's versions, sprints or statuses beside them",
+    "effort_points": "Azure DevOps Scrum: estimates in Effort, not Story Points",
+    "moved_iterations": "iterations renamed after use: older revisions name them by their old path (same id)",
+    "removed_items": "work items moved to the Removed state (no work: left out, counted)",
+    "nested_iterations": "sprints nested under undated iteration nodes (a node per year)",
 }
 
 # What each format can show at all; other quirks do not apply to it.
@@ -34,6 +38,10 @@ APPLIES: dict[str, frozenset[str]] = {
     "jira-csv": frozenset({"no_story_points", "no_priorities", "no_sprints", "no_fix_versions", "non_utf8",
                            "no_resolution_dates", "custom_link_types"}),
     "github": frozenset({"no_fix_versions", "reverse_changelog", "non_utf8", "duplicated_issues"}),
+    "azure-devops": frozenset({"custom_statuses", "no_story_points", "no_priorities", "effort_points",
+                               "moved_iterations", "removed_items", "nested_iterations"}),
+    "azure-devops-csv": frozenset({"custom_statuses", "no_story_points", "no_priorities", "effort_points",
+                                   "removed_items", "nested_iterations"}),
 }
 
 TRUNCATED_HISTORIES = 4  # histories a truncated changelog keeps (Jira keeps 100 or 40; the simulator's are short)

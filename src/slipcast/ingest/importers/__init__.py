@@ -12,6 +12,8 @@ FORMATS = {  # format -> its importer, "module:function"
     "jira-json": "slipcast.ingest.importers.jira_json:import_jira_json",
     "jira-csv": "slipcast.ingest.importers.jira_csv:import_jira_csv",
     "github": "slipcast.ingest.importers.github:import_github",
+    "azure-devops": "slipcast.ingest.importers.azure_devops:import_azure_devops",
+    "azure-devops-csv": "slipcast.ingest.importers.azure_devops_csv:import_azure_devops_csv",
     "canonical": "slipcast.ingest.importers.canonical:import_canonical",
 }
 

@@ -9,8 +9,6 @@ milestones, assignee and priority; done at its resolution date.
 
 from __future__ import annotations
 
-import csv
-import io
 from collections import defaultdict
 from pathlib import Path
 
@@ -20,28 +18,13 @@ from slipcast.core.errors import FieldError
 from slipcast.core.progress import progress
 from slipcast.core.settings import Settings
 from slipcast.ingest.importers.report import ImportReport, finish
-from slipcast.ingest.importers.sources import list_files, read_text
+from slipcast.ingest.importers.sources import csv_rows, list_files, read_text
 from slipcast.ingest.importers.vocab import LinkKinds, Vocabulary, parse_points, parse_time
 
 DATE_FORMATS = ("%d/%b/%y %I:%M %p", "%d/%b/%Y %I:%M %p", "%d/%b/%y %H:%M", "%Y-%m-%d %H:%M",
                 "%d.%m.%Y %H:%M", "%m/%d/%Y %H:%M", "%d/%b/%y", "%Y-%m-%d")
 POINT_COLUMNS = ("Custom field (Story Points)", "Story Points", "Custom field (Story point estimate)")
 LINK_PREFIXES = ("Outward issue link (", "Inward issue link (")
-
-
-MAX_CELL = 1 << 26  # a description may be long: 64 MiB per cell, past csv's 128 KiB default
-
-
-def _rows(text: str) -> tuple[list[str] | None, list[list[str]]]:
-    """Header and rows of a CSV file; a FieldError naming the line csv cannot read."""
-    csv.field_size_limit(max(csv.field_size_limit(), MAX_CELL))
-    reader = csv.reader(io.StringIO(text))
-    try:
-        header = next(reader, None)
-        rows = list(reader)
-    except csv.Error as exc:
-        raise FieldError(f"line {reader.line_num}", f"unreadable CSV: {exc}") from None
-    return ([h.strip() for h in header] if header else None), rows
 
 
 def import_jira_csv(src, out, settings: Settings, tz: str | None = None, date_format: str | None = None,
@@ -64,7 +47,7 @@ def import_jira_csv(src, out, settings: Settings, tz: str | None = None, date_fo
         if text is None:
             continue
         try:
-            header, rows = _rows(text)
+            header, rows = csv_rows(text)
         except FieldError as exc:
             report.saw("files")
             report.reject("files", str(path), exc.field, "-", exc.message)

@@ -31,6 +31,8 @@ class ImportReport:
     tables: dict[str, int] = field(default_factory=dict)
     mappings: dict[str, dict[str, str]] = field(default_factory=dict)  # tracker names -> canonical, by vocabulary
     history: dict = field(default_factory=dict)  # ``recorded_history`` of the tables written
+    modelled: dict[str, str] = field(default_factory=dict)  # what a tracker models more than one way (its
+    # releases, say) -> which way this import read it, for ``slipcast doctor``
 
     def saw(self, kind: str, n: int = 1) -> None:
         self.read[kind] += n
@@ -79,6 +81,7 @@ class ImportReport:
             "mappings": self.mappings,
             "warnings": self.warnings,
             "history": self.history,
+            "modelled": self.modelled,
         }
 
     def format(self) -> str:

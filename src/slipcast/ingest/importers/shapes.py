@@ -135,6 +135,43 @@ class GitHubEvent(_Shape):
     assignee: GitHubUser | None = None
 
 
+# -- Azure DevOps REST (work items with their revisions, iterations, states) -------------------
+class AdoRelation(_Shape):
+    rel: str
+    url: str | None = None
+
+
+class AdoRevision(_Shape):
+    rev: int | None = None
+    fields: dict[str, Any]
+
+
+class AdoWorkItem(_Shape):
+    id: int
+    rev: int | None = None
+    fields: dict[str, Any]
+    relations: list[AdoRelation] | None = None
+    revisions: list[dict[str, Any]] | None = None  # each checked as an AdoRevision, so that one bad
+    # revision is rejected alone
+
+
+class AdoIterationDates(_Shape):
+    startDate: str | None = None
+    finishDate: str | None = None
+
+
+class AdoIteration(_Shape):
+    id: int
+    name: str
+    attributes: AdoIterationDates | None = None
+    children: list[AdoIteration] | None = None
+
+
+class AdoState(_Shape):
+    name: str
+    category: str
+
+
 S = TypeVar("S", bound=BaseModel)
 
 

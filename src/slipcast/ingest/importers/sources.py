@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from pathlib import Path
 
+from slipcast.core.errors import FieldError
 from slipcast.ingest.importers.report import ImportError_, ImportReport
+
+MAX_CELL = 1 << 26  # a description may be long: 64 MiB per cell, past csv's 128 KiB default
 
 
 def list_files(src: Path, suffixes: tuple[str, ...]) -> list[Path]:
@@ -61,3 +66,15 @@ def read_json(path: Path, report: ImportReport, fallback_encoding: str):
         report.saw("files")
         report.reject("files", str(path), "-", "-", "JSON nested too deeply to be a tracker export")
         return None
+
+
+def csv_rows(text: str) -> tuple[list[str] | None, list[list[str]]]:
+    """Header and rows of a CSV file; a FieldError naming the line csv cannot read."""
+    csv.field_size_limit(max(csv.field_size_limit(), MAX_CELL))
+    reader = csv.reader(io.StringIO(text))
+    try:
+        header = next(reader, None)
+        rows = list(reader)
+    except csv.Error as exc:
+        raise FieldError(f"line {reader.line_num}", f"unreadable CSV: {exc}") from None
+    return ([h.strip() for h in header] if header else None), rows

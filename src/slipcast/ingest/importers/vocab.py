@@ -82,6 +82,22 @@ def end_of_day(ts: pd.Timestamp | None) -> pd.Timestamp | None:
 
 # what Jira says of a status itself (fields.status.statusCategory.key), in canonical terms
 JIRA_STATUS_CATEGORIES = {"new": "todo", "indeterminate": "in_progress", "done": "done"}
+# what Azure DevOps says of a state itself (its work-item type's state category), in canonical terms;
+# a Removed item is no work at all: the import leaves it out, counted (docs/architecture.md, "Any tracker")
+ADO_STATE_CATEGORIES = {"Proposed": "todo", "InProgress": "in_progress", "Resolved": "done", "Completed": "done"}
+ADO_REMOVED = "Removed"
+# Azure DevOps relation types (``relations[].rel``) in canonical link kinds, and whether the other item
+# is the link's first end, seen from the item holding the relation: a Dependency-Forward names its
+# successor (which depends on it), a Hierarchy-Reverse its parent, a Duplicate-Forward its duplicate;
+# a Related link has no direction (its ends are ordered by id)
+ADO_RELATIONS: dict[str, tuple[str, bool | None]] = {
+    "System.LinkTypes.Dependency-Forward": ("depends_on", True),
+    "System.LinkTypes.Dependency-Reverse": ("depends_on", False),
+    "System.LinkTypes.Hierarchy-Forward": ("parent", False),
+    "System.LinkTypes.Hierarchy-Reverse": ("parent", True),
+    "System.LinkTypes.Duplicate-Forward": ("duplicates", True),
+    "System.LinkTypes.Duplicate-Reverse": ("duplicates", False),
+    "System.LinkTypes.Related": ("relates", None)}
 # words of a link type's name or its outward or inward description, in canonical link kinds (first match
 # wins). Gantt apps' links (BigPicture's "Gantt: finish-start", "has to be done before" / "has to be done
 # after"; WBS Gantt's "Finish-to-Finish") say one task ends before another may start or end: the outward
