@@ -93,12 +93,12 @@ def _day(value: datetime | None) -> date | None:
 
 def published(m: MilestoneState, page_url: str | None) -> Published:
     """What the block of milestone ``m`` says: a number only where the model serves it."""
-    numbered = m.status == ForecastStatus.OK and m.basis == Basis.MODEL and m.probability is not None
+    served = m.probability if m.status == ForecastStatus.OK and m.basis == Basis.MODEL else None
     state = str(m.basis if m.status == ForecastStatus.OK else m.status)
     link = f"{page_url.rstrip('/')}/{milestone_path(m.milestone_id)}" if page_url else None
     as_of = pd.Timestamp(m.as_of).tz_convert("UTC").floor("min").to_pydatetime()
-    return Published(state=state, probability=round(m.probability * 100) / 100 if numbered else None,
-                     risk_band=m.risk_band if numbered else None, when_50=_day(m.when_50), when_85=_day(m.when_85),
+    return Published(state=state, probability=None if served is None else round(served * 100) / 100,
+                     risk_band=None if served is None else m.risk_band, when_50=_day(m.when_50), when_85=_day(m.when_85),
                      as_of=as_of, link=link)
 
 
@@ -193,8 +193,8 @@ class PublishReport:
 
     def format(self) -> str:
         would = "would write" if self.dry_run else "wrote"
-        lines = [f"{'dry run: ' if self.dry_run else ''}published {self.open} open milestones to {self.tracker} "
-                 f"{self.site}: {would} {len(self.written)} descriptions"
+        lines = [f"{'dry run, ' if self.dry_run else ''}{self.tracker} {self.site}: {self.open} open milestones; "
+                 f"{would} {len(self.written)} descriptions"
                  + (f" and {len(self.properties)} project properties" if self.tracker == "jira" else "")
                  + f"; {self.unchanged} unchanged (band the same, moved less than {self.min_points * 100:g} points)"]
         lines += [f"  skipped {n}: {reason}" for reason, n in sorted(self.skipped.items())]

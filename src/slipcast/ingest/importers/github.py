@@ -31,7 +31,7 @@ from slipcast.ingest.importers.vocab import end_of_day, parse_time
 HANDLED = {"milestoned", "demilestoned", "closed", "reopened", "assigned", "unassigned"}
 
 
-def milestone_id(project: str, number: object) -> str:
+def milestone_id(project: str | None, number: object) -> str:
     """The milestone id of a repository's (``project``'s) milestone ``number``."""
     return f"gh-{project}-ms-{number}"
 
