@@ -47,7 +47,7 @@ OPEN, CLOSE = "[slipcast]", "[/slipcast]"
 _BLOCK = re.compile(r"^\[slipcast\]\r?$.*?^\[/slipcast\]\r?$", re.MULTILINE | re.DOTALL)
 AS_OF_FORMAT = "%Y-%m-%d %H:%M UTC"
 # what a block says where it gives no number, per state (a basis, or a status without a probability)
-NO_NUMBER = {
+NO_NUMBER: dict[str, tuple[str, str]] = {
     Basis.BASE_RATE: ("base rate only", "the model has shown no skill this far from the due date (the skill guard), "
                                         "so Slipcast gives no number of its own"),
     Basis.WITHHELD: ("withheld", "no forecast is honest here yet"),
@@ -107,7 +107,7 @@ def render(p: Published) -> str:
     if p.probability is not None:
         risk = f"Slip risk: {round(p.probability * 100)} % (band {p.risk_band}, from the model)"
     else:
-        label, sentence = NO_NUMBER.get(p.state, (p.state, ""))  # type: ignore[call-overload]
+        label, sentence = NO_NUMBER.get(p.state, (p.state, ""))
         risk = f"Slip risk: no number ({label}) - {sentence}"
     done = [d.isoformat() if d else "-" for d in (p.when_50, p.when_85)]
     lines = [OPEN, risk, f"Done by: {done[0]} (50 % sure), {done[1]} (85 % sure)",
@@ -126,19 +126,20 @@ def read_block(text: str) -> Published | None:
     lines = [line.rstrip("\r") for line in found.group(0).splitlines()[1:-1]]
     if len(lines) not in (3, 4):
         return None
-    risk, none, done, as_of = _RISK.fullmatch(lines[0]), _NONE.fullmatch(lines[0]), _DONE.fullmatch(lines[1]), \
-        _AS_OF.fullmatch(lines[2])
+    risk, none, done, as_of = (_RISK.fullmatch(lines[0]), _NONE.fullmatch(lines[0]), _DONE.fullmatch(lines[1]),
+                               _AS_OF.fullmatch(lines[2]))
+    state = str(Basis.MODEL) if risk else _LABELS.get(none.group(1)) if none else None
     page = _PAGE.fullmatch(lines[3]) if len(lines) == 4 else None
-    if not (risk or (none and none.group(1) in _LABELS)) or not done or not as_of or (len(lines) == 4 and not page):
+    if state is None or done is None or as_of is None or (len(lines) == 4 and page is None):
         return None
     try:
         days = [None if d == "-" else date.fromisoformat(d) for d in done.groups()]
         at = datetime.strptime(as_of.group(1), "%Y-%m-%d %H:%M").replace(tzinfo=UTC)
     except ValueError:
         return None
-    return Published(state=str(Basis.MODEL) if risk else _LABELS[none.group(1)],  # type: ignore[union-attr]
-                     probability=int(risk.group(1)) / 100 if risk else None, risk_band=risk.group(2) if risk else None,
-                     when_50=days[0], when_85=days[1], as_of=at, link=page.group(1) if page else None)
+    return Published(state=state, probability=int(risk.group(1)) / 100 if risk else None,
+                     risk_band=risk.group(2) if risk else None, when_50=days[0], when_85=days[1], as_of=at,
+                     link=page.group(1) if page else None)
 
 
 def with_block(text: str, block: str) -> str:
