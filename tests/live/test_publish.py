@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 
 from slipcast import cli
 from slipcast.core.settings import PublishSettings
@@ -65,6 +66,19 @@ def test_a_block_is_written_again_only_when_its_numbers_moved_enough():
     withheld = Published("base_rate", None, None, None, None, A_FORECAST.as_of, None)
     assert moved(A_FORECAST, withheld, 0.05) and moved(None, A_FORECAST, 0.05)
     assert moved(withheld, withheld, 0.05) is None
+
+
+def test_a_ledger_made_before_publications_gets_their_table_and_records_them(tmp_path):
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    with Ledger(url).engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE publications"))
+    ledger = Ledger(url)
+    ledger.record_publication("github", "https://api.github.com:443", "milestone 3 of acme/app",
+                              "description: no block yet; 34 % medium", "gh-acme/app-ms-3", A_FORECAST.numbers())
+    [row] = ledger.publications()
+    assert (row["target"], row["probability"], row["risk_band"], row["state"]) == \
+        ("milestone 3 of acme/app", 0.34, "medium", "model")
+    assert row["when_50"] == datetime(2026, 12, 20, tzinfo=UTC) and row["as_of"] == A_FORECAST.as_of
 
 
 # -- against the fakes ---------------------------------------------------------------------
@@ -223,7 +237,7 @@ def test_the_token_is_in_nothing_written(sites, tmp_path, env, capsys, monkeypat
         refused, _, said = _run(["publish", "jira", "--url", site.url, "--store", str(store)], capsys, s, monkeypatch)
         held = json.dumps([site.versions, {str(k): v for k, v in site.properties.items()}, site.writes])
     assert refused == 2 and "Administer Projects" in said
-    assert site.writes and "wrote" in out
+    assert site.writes and "wrote" in out and (tmp_path / "l.db").is_file()
     basic = BASIC.removeprefix("Basic ")
     for secret in (TOKEN, basic):
         assert secret not in held and secret not in out + err + said
