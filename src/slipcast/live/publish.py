@@ -50,7 +50,8 @@ AS_OF_FORMAT = "%Y-%m-%d %H:%M UTC"
 NO_NUMBER: dict[str, tuple[str, str]] = {
     Basis.BASE_RATE: ("base rate only", "the model has shown no skill this far from the due date (the skill guard), "
                                         "so Slipcast gives no number of its own"),
-    Basis.WITHHELD: ("withheld", "no forecast is honest here yet"),
+    ForecastStatus.WITHHELD: ("withheld", "at this horizon no forecast proved calibrated when tested forward, so "
+                                          "none is given"),  # a status, and a basis, of the same word
     ForecastStatus.PAST_DUE: ("past due", "the due date has passed and it is not done"),
     ForecastStatus.INSUFFICIENT_HISTORY: ("insufficient history", "nothing committed yet, or too little finished work "
                                                                   "to forecast from"),
