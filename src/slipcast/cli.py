@@ -1,5 +1,5 @@
-"""The ``slipcast`` command: import, sync, generate, features, train, serve, backfill, monitor, retrain,
-replay, doctor, eval-real."""
+"""The ``slipcast`` command: import, sync, generate, features, train, serve, backfill, publish, monitor,
+retrain, replay, doctor, eval-real."""
 
 from __future__ import annotations
 
@@ -243,6 +243,35 @@ def _cmd_backfill(args) -> int:
                      (LookupError, ValueError, FileNotFoundError, LedgerError, DeclarationsError))
 
 
+def _cmd_publish(args) -> int:
+    from pydantic import ValidationError
+
+    from slipcast.core.settings import PublishSettings
+    from slipcast.ingest.connectors.http import ConnectorError
+    from slipcast.live.declarations import DeclarationsError
+    from slipcast.live.ledger import LedgerError
+    from slipcast.live.publish import publish_store
+
+    settings = get_settings()
+    store = _store(args, settings, "publish")
+    if store is None:
+        return 2
+    configured = settings.serving.publish  # its threshold, page and property key, unless the command says
+    given = {"tracker": args.tracker, "url": args.api_url if args.tracker == "github" else args.url,
+             "repo": getattr(args, "repo", None), "flavour": getattr(args, "flavour", "cloud")}
+    kept = configured.model_dump(include={"min_points", "page_url", "property_key"}) if configured else {}
+    chosen = {k: v for k, v in (("min_points", args.min_points), ("page_url", args.page_url)) if v is not None}
+    try:
+        options = PublishSettings(**{**kept, **given, **chosen})
+        report = publish_store(settings, store, _now(settings), options, dry_run=args.dry_run)
+    except (ValidationError, ConnectorError, LookupError, LedgerError, DeclarationsError, ValueError,
+            FileNotFoundError) as exc:
+        print(f"slipcast publish: error: {exc}", file=sys.stderr)
+        return 2
+    print(report.format())
+    return 0
+
+
 def _cmd_monitor(args) -> int:
     from slipcast.features.pipeline import read_training_set
     from slipcast.live.ledger import LedgerError
@@ -468,6 +497,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store", help=STORE_HELP)
     p.set_defaults(func=_cmd_backfill)
 
+    p = sub.add_parser("publish", help="write each open milestone's forecast into its Jira fix version's or GitHub "
+                                       "milestone's description (only Slipcast's block, only when it moved)")
+    trackers = p.add_subparsers(dest="tracker", required=True)
+    j = trackers.add_parser("jira", help="Jira Cloud (JIRA_EMAIL, JIRA_API_TOKEN) or Data Center (JIRA_PAT): needs "
+                                         "Administer Projects")
+    j.add_argument("--url", required=True, help="the site's base URL, e.g. https://acme.atlassian.net")
+    j.add_argument("--flavour", choices=["cloud", "datacenter"], default="cloud", help="which Jira (default cloud)")
+    g = trackers.add_parser("github", help="a GitHub repository (GITHUB_TOKEN with Issues: read and write)")
+    g.add_argument("--repo", required=True, help="OWNER/NAME")
+    g.add_argument("--api-url", default="https://api.github.com", help="GitHub Enterprise: https://HOST/api/v3")
+    for tracker in (j, g):
+        tracker.add_argument("--store", help=STORE_HELP)
+        tracker.add_argument("--dry-run", action="store_true", help="print the diff of each description that would "
+                                                                    "change; write nothing")
+        tracker.add_argument("--min-points", type=_share, help="rewrite a block when its probability moved by at least "
+                                                               "this much, 0 to 1 (default serving.publish's, or 0.05)")
+        tracker.add_argument("--page-url", help="base of the link to each milestone's page "
+                                                "(default serving.publish.page_url)")
+        tracker.add_argument("--quiet", action="store_true", help="no progress bars (they show only on a terminal)")
+        tracker.set_defaults(func=_cmd_publish)
+
     p = sub.add_parser("monitor", help="published forecasts against their outcomes, and drift; exits 1 when a "
                                        "threshold breaks")
     p.add_argument("--store", help=STORE_HELP)
@@ -496,7 +546,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="folder of the public datasets (default: settings evaluation.shared_data_dir)")
     p.set_defaults(func=_cmd_eval_real)
     for name, command in sub.choices.items():
-        if name != "sync":  # its trackers' parsers take it
+        if name not in ("sync", "publish"):  # their trackers' parsers take it
             command.add_argument("--quiet", action="store_true", help="no progress bars (they show only on a terminal)")
     return parser
 

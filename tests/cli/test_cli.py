@@ -10,7 +10,7 @@ from slipcast.ingest.simulator import SimulationConfig, generate
 from slipcast.ingest.tables import fingerprint, read_tables
 
 SUBCOMMANDS = ["import", "generate", "features", "train", "serve", "backfill", "monitor", "retrain", "replay", "doctor",
-               "eval-real", "sync"]
+               "eval-real", "sync", "publish"]
 
 
 @pytest.mark.parametrize("command", SUBCOMMANDS)

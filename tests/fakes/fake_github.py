@@ -1,5 +1,8 @@
 """A fake GitHub REST API on loopback: milestones, issues (``since``) and per-issue events,
-paged by ``Link`` headers, ETags on milestones, and a spent rate limit on demand.
+paged by ``Link`` headers, ETags on milestones, and a spent rate limit on demand. Writes, as
+publishing makes them: ``GET``/``PATCH /repos/{owner}/{repo}/milestones/{number}`` (the
+description), each kept in ``writes``; ``limited`` answers the next requests 429 (``Retry-After:
+0``), ``forbid`` every write 403, as GitHub does to a token without Issues write access.
 
 Hostile modes: ``next_link`` (the issues listing's next page is this URL: another origin, or
 ``"self"`` for the page itself, a cycle), ``moved`` (every request answered 301 with a JSON body,
@@ -37,7 +40,13 @@ class FakeGitHub(LoopbackSite):
         self.moved: str | None = None  # where a 301 points (the repository's new URL)
         self.reshape: Callable[[list], object] | None = None
         self.echo = False
+        self.limited = 0  # requests still to answer 429
+        self.writes: list[dict] = []  # each write answered: method, path, body
+        self.forbid = False
         super().__init__(self._handler())
+
+    def milestone(self, number: int) -> dict | None:
+        return next((m for m in self.milestones if m.get("number") == number), None)
 
     def _handler(self):
         fake = self
@@ -53,6 +62,12 @@ class FakeGitHub(LoopbackSite):
                 return self._answer(200, chunk, headers)
 
             def do_GET(self):
+                self._route("GET")
+
+            def do_PATCH(self):
+                self._route("PATCH")
+
+            def _route(self, method: str):
                 url = urlparse(self.path)
                 query = {k: v[0] for k, v in parse_qs(url.query).items()}
                 base = f"/repos/{fake.repo}"
@@ -66,10 +81,25 @@ class FakeGitHub(LoopbackSite):
                                         {"Location": fake.moved})
                 if self.headers.get("Authorization") != f"Bearer {fake.token}":
                     return self._answer(401, {"message": "Bad credentials"})
+                if fake.limited > 0:
+                    fake.limited -= 1
+                    return self._answer(429, {"message": "too many requests"}, {"Retry-After": "0"})
                 if fake.spent > 0:
                     fake.spent -= 1
                     return self._answer(403, {"message": "API rate limit exceeded"},
                                         {"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(int(time.time()))})
+                match = re.fullmatch(rf"{base}/milestones/(\d+)", url.path)
+                if match:
+                    milestone = fake.milestone(int(match.group(1)))
+                    if milestone is None:
+                        return self._answer(404, {"message": "Not Found"})
+                    if method == "PATCH":
+                        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                        if fake.forbid:
+                            return self._answer(403, {"message": "Resource not accessible by personal access token"})
+                        fake.writes.append({"method": method, "path": url.path, "body": body})
+                        milestone.update(body)
+                    return self._answer(200, milestone)
                 if url.path == f"{base}/milestones":
                     etag = '"' + hashlib.sha256(json.dumps(fake.milestones).encode()).hexdigest()[:16] + '"'
                     if self.headers.get("If-None-Match") == etag:

@@ -3,7 +3,10 @@
 Cloud: ``POST /rest/api/3/search/jql`` paged by ``nextPageToken`` with changelogs cut to their
 newest histories (as Cloud embeds them) and ``/rest/api/3/issue/{key}/changelog`` for the rest.
 Data Center: ``GET /rest/api/2/search`` paged by ``startAt``/``total``. Both: project versions,
-statuses, agile boards and sprints, ``updated >= "yyyy-MM-dd HH:mm"`` in the JQL. Faults on
+statuses, agile boards and sprints, ``updated >= "yyyy-MM-dd HH:mm"`` in the JQL. Writes, as
+publishing makes them: ``GET``/``PUT /rest/api/{2,3}/version/{id}`` (the description) and
+``GET``/``PUT /rest/api/{2,3}/project/{key}/properties/{key}``, each write kept in ``writes``;
+``forbid`` answers every write 403, as a site does to a credential without Administer Projects. Faults on
 demand: 429 with ``Retry-After`` (or ``X-RateLimit-Reset``) on the next requests to a path. It counts what it serves,
 and when.
 
@@ -60,7 +63,14 @@ class FakeJira(LoopbackSite):
         self.reshape: Callable[[dict], object] | None = None
         self.trickle: float | None = None  # seconds between the bytes of /status answers
         self.echo = False
+        self.properties: dict[tuple[str, str], dict] = {}  # (project key, property key) -> value
+        self.writes: list[dict] = []  # each write answered: method, path, body
+        self.forbid = False
         super().__init__(self._handler())
+
+    def version(self, version_id: str) -> dict | None:
+        """A version of any project, by its id."""
+        return next((v for vs in self.versions.values() for v in vs if str(v.get("id")) == version_id), None)
 
     @classmethod
     def from_export(cls, export: Path, auth: str) -> FakeJira:
@@ -106,6 +116,22 @@ class FakeJira(LoopbackSite):
                             at = datetime.now(UTC) + timedelta(seconds=fake.reset_in)
                             headers = {"X-RateLimit-Reset": at.isoformat()}
                         return self._answer(429, {"errorMessages": ["rate limited"]}, headers)
+                match = re.fullmatch(r"/rest/api/[23]/version/([^/]+)", url.path)
+                if match:
+                    version = fake.version(match.group(1))
+                    if version is None:
+                        return self._answer(404, {"errorMessages": [f"no version {match.group(1)}"]})
+                    if method == "PUT":
+                        return self._write(version)
+                    return self._answer(200, version)
+                match = re.fullmatch(r"/rest/api/[23]/project/([^/]+)/properties/([^/]+)", url.path)
+                if match:
+                    key = (match.group(1), match.group(2))
+                    if method == "PUT":
+                        return self._write(fake.properties.setdefault(key, {}), whole=True)
+                    if key not in fake.properties:
+                        return self._answer(404, {"errorMessages": [f"no property {key[1]}"]})
+                    return self._answer(200, {"key": key[1], "value": fake.properties[key]})
                 if method == "POST" and url.path == "/rest/api/3/search/jql":
                     body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                     chosen = fake._selected(body["jql"])
@@ -162,8 +188,22 @@ class FakeJira(LoopbackSite):
                                               "values": values})
                 return self._answer(404, {"errorMessages": [f"no route {url.path}"]})
 
+            def _write(self, record: dict, whole: bool = False):
+                """A PUT's JSON body into ``record`` (replacing it ``whole``), kept in ``writes``."""
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if fake.forbid:
+                    return self._answer(403, {"errorMessages": ["You do not have permission to edit this."]})
+                fake.writes.append({"method": "PUT", "path": urlparse(self.path).path, "body": body})
+                if whole:
+                    record.clear()
+                record.update(body)
+                return self._answer(200, record)
+
             def do_GET(self):
                 self._route("GET")
+
+            def do_PUT(self):
+                self._route("PUT")
 
             def do_POST(self):
                 self._route("POST")

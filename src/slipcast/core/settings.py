@@ -325,6 +325,38 @@ class ProgramSettings(BaseModel):
                                     "epoch), not every day: each read costs about 0.2 s.")
 
 
+class PublishSettings(BaseModel):
+    """Forecasts written back into the tracker (``slipcast publish``; ``serving.publish`` runs it
+    after each refresh): each open milestone's forecast in a block of its fix version's or
+    milestone's description (docs/architecture.md, "Publishing into the tracker")."""
+
+    tracker: Literal["jira", "github"] = Field(description="Which tracker the store was synced from.")
+    url: str = Field(description="Jira: the site's base URL (https://acme.atlassian.net); GitHub: the API's "
+                                 "(https://api.github.com, or https://HOST/api/v3 for GitHub Enterprise).")
+    repo: str | None = Field(None, description="GitHub: OWNER/NAME, as `slipcast sync github --repo` takes it.")
+    flavour: Literal["cloud", "datacenter"] = Field("cloud", description="Jira: Cloud (JIRA_EMAIL, JIRA_API_TOKEN) "
+                                                                          "or Data Center (JIRA_PAT).")
+    min_points: float = Field(
+        0.05, gt=0, le=1, description="A block is rewritten only when its risk band changed, or its probability "
+                                      "moved by at least this much (0.05: 5 points), or a number came or went.")
+    page_url: str | None = Field(None, description="Base of the link to the milestone's page in the block "
+                                                   "(e.g. https://slipcast.example.com/page); None: no link.")
+    property_key: str = Field(
+        "slipcast.forecasts", pattern=r"^[A-Za-z0-9._-]{1,255}$",
+        description="Jira: the project entity property that holds the published numbers of the project's versions "
+                    "for other tools to read.")
+
+    @model_validator(mode="after")
+    def _complete(self) -> PublishSettings:
+        if self.tracker == "github" and (self.repo is None or self.repo.count("/") != 1):
+            raise ValueError("publishing to GitHub needs repo: OWNER/NAME")
+        for name in ("url", "page_url"):
+            value = getattr(self, name)
+            if value is not None and urlsplit(value).scheme not in ("http", "https"):
+                raise ValueError(f"{name}: {value!r} is not an http or https URL")
+        return self
+
+
 class ServingSettings(BaseModel):
     """The forecast service."""
 
@@ -371,6 +403,9 @@ class ServingSettings(BaseModel):
     alert_queue: int = Field(
         1000, ge=1, description="Alerts waiting for delivery at most: they are delivered in the background, one at "
                                 "a time; an alert claimed while the queue is full is dropped, counted and logged.")
+    publish: PublishSettings | None = Field(
+        None, description="Publish the forecasts into the tracker after each refresh (opt-in; a failed publish "
+                          "is logged and recorded, never fails the refresh); None: off.")
 
 
 class Settings(BaseSettings):

@@ -11,6 +11,8 @@ insert that meets an existing key is dropped, so workers that build the same sta
 (``live.portfolio``: as_of rounded to the refresh period) record it once between them
 (docs/architecture.md, "Forecast ledger"). Alerts are claimed here the same way (``alerts``,
 ``program_alerts``), so one worker sends each, and their deliveries are logged beside them.
+Every write ``slipcast publish`` made into a tracker is logged in ``publications`` (never the
+credential: the site is its origin only).
 
 A SQLite ledger's folder is made where missing. Whatever else goes wrong with the database (a
 file that is not one, or cut short; a folder that cannot be made; a database open read-only) is
@@ -79,6 +81,26 @@ PROGRAM_FORECASTS = sa.Table(  # a program's joint forecast, as ``forecasts`` ho
 )
 sa.Index("program_forecasts_by_program", PROGRAM_FORECASTS.c.program_id, PROGRAM_FORECASTS.c.as_of)
 sa.Index("program_forecasts_by_time", PROGRAM_FORECASTS.c.as_of)
+
+
+PUBLICATIONS = sa.Table(  # every write into a tracker (``live.publish``), and every publish that failed
+    "publications", METADATA,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("tracker", sa.String(20), nullable=False),
+    sa.Column("site", sa.String(300), nullable=False),  # scheme://host:port only: never a user or a token
+    sa.Column("target", sa.String(300), nullable=False),  # "version 10001", "milestone 3 of o/r", "project P property k"
+    sa.Column("milestone_id", sa.String(200)),  # null for a project property, or a failed run
+    sa.Column("what", sa.String(300), nullable=False),  # what changed: "description: 41 % -> 48 %, band medium", ...
+    sa.Column("state", sa.String(30)),
+    sa.Column("probability", sa.Float),
+    sa.Column("risk_band", sa.String(50)),
+    sa.Column("when_50", sa.DateTime(timezone=True)),
+    sa.Column("when_85", sa.DateTime(timezone=True)),
+    sa.Column("as_of", sa.DateTime(timezone=True)),
+    sa.Column("error", sa.String(500)),  # a failed publish: why
+    sa.Column("written_at", sa.DateTime(timezone=True), nullable=False),
+)
+sa.Index("publications_by_target", PUBLICATIONS.c.tracker, PUBLICATIONS.c.target, PUBLICATIONS.c.written_at)
 
 
 def _alerts_table(name: str, subject: str, unique: str) -> sa.Table:
@@ -238,6 +260,23 @@ class Ledger:
         statement = self._insert(PROGRAM_FORECASTS, ["program_id", *KEY[1:]]).returning(PROGRAM_FORECASTS.c.id)
         with self._using("record program forecasts"), self.engine.begin() as conn:
             return len(conn.execute(statement, rows).all())
+
+    def record_publication(self, tracker: str, site: str, target: str, what: str, milestone_id: str | None = None,
+                           numbers: dict | None = None, error: str | None = None) -> None:
+        """Log one write into a tracker (``target``, ``what`` changed, the ``numbers`` written:
+        state, probability, risk_band, when_50, when_85, as_of), or a publish that failed."""
+        numbers = numbers or {}
+        row = {"tracker": tracker, "site": site[:300], "target": target[:300], "milestone_id": milestone_id,
+               "what": what[:300], "error": None if error is None else error[:500], "written_at": datetime.now(UTC),
+               **{k: numbers.get(k) for k in ("state", "probability", "risk_band")},
+               **{k: _utc(numbers.get(k)) for k in ("when_50", "when_85", "as_of")}}
+        with self._using("record a publication"), self.engine.begin() as conn:
+            conn.execute(PUBLICATIONS.insert().values(row))
+
+    def publications(self) -> list[dict]:
+        """Every write into a tracker and every failed publish, oldest first."""
+        with self._using("read publications"), self.engine.connect() as conn:
+            return [self._row(row) for row in conn.execute(sa.select(PUBLICATIONS).order_by(PUBLICATIONS.c.id))]
 
     def _insert(self, table: sa.Table, key: list[str]) -> sa.Insert:
         """An insert into ``table`` that skips a row whose ``key`` is already there."""

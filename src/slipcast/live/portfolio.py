@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -111,6 +111,12 @@ class Portfolio:
             program = replace(program, target_at=target_at)
         context = program_context(self.history, self.as_of, settings, self.dependencies)
         return forecast_programs(context, [program], self.model, settings, change=change)[0]
+
+
+def floored(t: datetime, seconds: float) -> datetime:
+    """``t`` rounded down to a multiple of ``seconds`` since the epoch: every worker refreshing
+    within one period forecasts as of the same time, so they build the same state."""
+    return datetime.fromtimestamp(t.timestamp() // seconds * seconds, tz=UTC)
 
 
 def daily(start: pd.Timestamp, end: pd.Timestamp) -> pd.DatetimeIndex:

@@ -12,7 +12,9 @@ per version of the store and shared apart, in a child process of low priority wh
 through the API (``live.declarations``) are read at each refresh and watched like the store: a
 declaration triggers a refresh. Each new state's forecasts, of milestones and programs, go to the
 ledger (``live.ledger``), and the alerts they raise to their webhooks (``serving.alerts``),
-delivered in the background. A ledger that cannot be opened or written is reported
+delivered in the background, and with ``serving.publish`` into the tracker's descriptions
+(``live.publish``), in the background too: a failed publish is logged and recorded, never fails
+the refresh. A ledger that cannot be opened or written is reported
 (``ledger_status``, the log) and skipped, and tried again at the next refresh: forecasts are
 served all the same (docs/architecture.md, "Forecast ledger").
 """
@@ -37,18 +39,13 @@ from slipcast.live.builder import Builder, build_into, history_into
 from slipcast.live.declarations import DeclarationsError, read_declarations
 from slipcast.live.ledger import Ledger, LedgerError
 from slipcast.live.metrics import Metrics
-from slipcast.live.portfolio import Portfolio
+from slipcast.live.portfolio import Portfolio, floored
+from slipcast.live.publish import Publisher
 from slipcast.live.shared import built_once, shared_path
 from slipcast.scoring.forecast import model_ref
 from slipcast.scoring.model_store import LoadedModel, ModelStore, public_message
 
 log = logging.getLogger(__name__)
-
-
-def floored(t: datetime, seconds: float) -> datetime:
-    """``t`` rounded down to a multiple of ``seconds`` since the epoch: every worker refreshing
-    within one period forecasts as of the same time, so they build the same state."""
-    return datetime.fromtimestamp(t.timestamp() // seconds * seconds, tz=UTC)
 
 
 def _versions(models: Mapping[str, LoadedModel | None] | ModelStore) -> tuple:
@@ -71,6 +68,8 @@ class LiveState:
         self.ledger: Ledger | None = None  # opened at start, and again after it failed (``_open_ledger``)
         self.ledger_error: str | None = None
         self.alerts = Deliveries(settings.serving.alert_queue)
+        options = settings.serving.publish  # opt-in: each new state into the tracker, in the background
+        self.publisher = Publisher(settings, options) if options is not None else None
         self.shared = settings.resolve(settings.work_dir) / "live"  # states and histories built once for every worker
         # what every shared file is also named by: Slipcast's release and the settings, fixed for this state
         self._made_by = f"{__version__}|{settings.model_dump_json(warnings=False)}"
@@ -118,6 +117,8 @@ class LiveState:
                 self.metrics.live_states.labels("built" if built else "read").inc()
                 self.metrics.publish(state.milestones)
             self._record(state)
+            if self.publisher is not None:
+                self.publisher.submit(state, self.ledger)
         except Exception as exc:  # keep serving the last good state whatever went wrong
             error = f"{type(exc).__name__}: {exc}"
             if error != self.error:  # once per new error, not once per try

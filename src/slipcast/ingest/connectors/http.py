@@ -71,6 +71,12 @@ def _origin(url: httpx.URL) -> str:
     return f"{url.scheme}://{url.host}:{url.port or DEFAULT_PORTS.get(url.scheme, 0)}"
 
 
+def origin(url: str) -> str:
+    """A URL's origin as reports and the ledger name a tracker: scheme://host:port, no user,
+    password or path."""
+    return _origin(httpx.URL(url))
+
+
 def _shown(request: httpx.Request) -> str:
     """A request as errors name it: its method and path, without the query, cut short."""
     path = request.url.raw_path.split(b"?")[0].decode("ascii", "replace")
@@ -207,14 +213,21 @@ class Client:
     def close(self) -> None:
         self._http.close()
 
-    def get(self, path: str, params: dict | None = None, headers: dict | None = None) -> httpx.Response:
-        """GET a path under ``base_url``, or a full URL of the same origin (a ``Link``)."""
-        return self._send(self._http.build_request("GET", path, params=params, headers=headers))
+    def get(self, path: str, params: dict | None = None, headers: dict | None = None,
+            missing: bool = False) -> httpx.Response:
+        """GET a path under ``base_url``, or a full URL of the same origin (a ``Link``); with
+        ``missing``, a 404 is an answer (something not there yet), not an error."""
+        return self._send(self._http.build_request("GET", path, params=params, headers=headers), missing=missing)
 
     def post(self, path: str, body: dict, params: dict | None = None) -> httpx.Response:
         return self._send(self._http.build_request("POST", path, params=params, json=body))
 
-    def _send(self, request: httpx.Request) -> httpx.Response:
+    def write(self, method: str, path: str, body: dict, needs: str, params: dict | None = None) -> httpx.Response:
+        """A write (``PUT``, ``PATCH``) of ``body`` to a path under ``base_url``, retried as a read
+        is; a 403 is an error naming the permission it ``needs``."""
+        return self._send(self._http.build_request(method, path, json=body, params=params), needs)
+
+    def _send(self, request: httpx.Request, needs: str | None = None, missing: bool = False) -> httpx.Response:
         """One request, retried as the module says, answered with a body read within its deadline."""
         if _origin(request.url) != self._origin:
             raise ConnectorError(f"refused a link to another origin ({_origin(request.url)}): the credential in "
@@ -247,7 +260,8 @@ class Client:
             raise ConnectorError(f"{shown}: still {exc.response.status_code} after {self.attempts} tries") from None
         except httpx.TransportError as exc:
             raise ConnectorError(f"{shown}: {type(exc).__name__} after {self.attempts} tries") from None
-        self._check_status(response, shown)
+        if not (missing and response.status_code == 404):
+            self._check_status(response, shown, needs)
         return response
 
     def _check_bounds(self, shown: str) -> None:
@@ -268,9 +282,13 @@ class Client:
         return _Deadline(stream, self._deadline, f"{shown}: the sync's deadline of "
                                                  f"{self.bounds.deadline_seconds:g} s passed (sync.deadline_seconds)")
 
-    def _check_status(self, response: httpx.Response, shown: str) -> None:
-        """Raise for an answer that is not data: a refused credential, a redirect, an error."""
+    def _check_status(self, response: httpx.Response, shown: str, needs: str | None = None) -> None:
+        """Raise for an answer that is not data: a refused credential (a refused write: the
+        permission it ``needs``), a redirect, an error."""
         status = response.status_code
+        if status == 403 and needs:
+            raise ConnectorError(f"{shown}: 403 - the tracker refused this write: the credential in {self.credential} "
+                                 f"needs {needs} (docs/deployment.md, \"Publishing forecasts into the tracker\")")
         if status in (401, 403):
             raise ConnectorError(f"{shown}: {status} - the tracker refused the credential in {self.credential} "
                                  "(check it and its scopes: docs/architecture.md, \"Connectors\")")

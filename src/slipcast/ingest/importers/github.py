@@ -31,6 +31,11 @@ from slipcast.ingest.importers.vocab import end_of_day, parse_time
 HANDLED = {"milestoned", "demilestoned", "closed", "reopened", "assigned", "unassigned"}
 
 
+def milestone_id(project: str | None, number: object) -> str:
+    """The milestone id of a repository's (``project``'s) milestone ``number``."""
+    return f"gh-{project}-ms-{number}"
+
+
 def _load(src: Path, report: ImportReport, encoding: str) -> dict:
     if src.is_file():
         payload = read_json(src, report, encoding)
@@ -78,7 +83,7 @@ def import_github(src, out, settings: Settings, project: str | None = None, forc
             report.reject("milestones", ms_file, f"#{i}", exc.field, exc.message)
             continue
         number = shape.number
-        mid = f"gh-{project}-ms-{number}"
+        mid = milestone_id(project, number)
         try:
             row = {"milestone_id": mid, "project": project, "name": shape.title or mid, "kind": "release",
                    "start_at": parse_time(shape.created_at),
@@ -97,7 +102,7 @@ def import_github(src, out, settings: Settings, project: str | None = None, forc
         if ref is None:
             return None
         if ref.number is not None:
-            return f"gh-{project}-ms-{ref.number}"
+            return milestone_id(project, ref.number)
         return by_title.get(ref.title) if ref.title is not None else None
 
     events_by_issue: dict[int, list[tuple[pd.Timestamp, GitHubEvent]]] = {}

@@ -30,6 +30,7 @@ from slipcast.ingest.importers.vocab import (
     parse_time,
 )
 
+VERSION_PREFIX = "jira-version-"  # a fix version's milestone id: this and the version's id
 SPRINT_RE = re.compile(r"\[(.*)\]\s*$")
 # changelog fields that say an issue was put under a parent: Cloud's, and a company-managed
 # project's epic link
@@ -98,7 +99,7 @@ class _Builder:
 
     # -- milestones -------------------------------------------------------------------------
     def version(self, v: dict, project: str) -> str:
-        mid = f"jira-version-{v['id']}"
+        mid = f"{VERSION_PREFIX}{v['id']}"
         due = end_of_day(parse_time(v.get("releaseDate")))
         row = self.milestones.setdefault(
             mid, {"milestone_id": mid, "project": project, "name": v.get("name") or mid, "kind": "release"}
@@ -111,7 +112,7 @@ class _Builder:
 
     def version_ref(self, vid: str, name: str | None, project: str) -> str:
         """A version known only from the changelog (removed since): no dates known."""
-        mid = f"jira-version-{vid}"
+        mid = f"{VERSION_PREFIX}{vid}"
         self.milestones.setdefault(
             mid, {"milestone_id": mid, "project": project, "name": name or mid, "kind": "release"}
         )
@@ -151,7 +152,7 @@ class _Builder:
         (``/rest/api/2/project/{key}/versions``, ``/rest/agile/1.0/board/{id}/sprint``): a version
         or sprint that no issue holds any more is otherwise known by name only."""
         for v in versions:
-            mid = f"jira-version-{v.get('id')}"
+            mid = f"{VERSION_PREFIX}{v.get('id')}"
             if mid in self.milestones:
                 self.version(v, self.milestones[mid]["project"])
         for sprint in sprints:
