@@ -14,8 +14,8 @@ interface (MCP)".
 # no ``from __future__ import annotations``: the SDK reads each tool's signature for its schema,
 # and an annotation left as text would be evaluated where the tool's closure cannot be seen
 
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Annotated, TypeVar
 
@@ -134,12 +134,12 @@ def live_state(settings: Settings, store: ModelStore, clock: Clock = utc_now, me
     return LiveState(settings, store, clock if fixed is None else (lambda: fixed), metrics)
 
 
-@contextmanager
-def _refusals() -> Iterator[None]:
-    """What the API answers with a 4xx or 503, raised as a tool error with the API's message: a
-    ``FieldError`` and pydantic's errors as ``loc: message`` (the 422's ``loc`` and ``msg``)."""
+def answered(function: Callable[[], T]) -> T:
+    """``function()``, where what the API answers with a 4xx or 503 is raised as a tool error with
+    the API's message: a ``FieldError`` and pydantic's errors as ``loc: message`` (the 422's ``loc``
+    and ``msg``), an ``HTTPException`` (a 404, a 503) as its detail."""
     try:
-        yield
+        return function()
     except FieldError as exc:
         raise ToolError(f"{'.'.join(map(str, exc.loc))}: {exc.message}") from None
     except ValidationError as exc:
@@ -170,10 +170,6 @@ def assistant(live: LiveState, store: ModelStore, settings: Settings) -> MCPServ
             base = (str(request.base_url) if isinstance(request, Request)
                     else f"http://{settings.serving.host}:{settings.serving.port}/")
         return base.rstrip("/") + "/" + path
-
-    def answered(function: Callable[[], T]) -> T:
-        with _refusals():
-            return function()
 
     @server.tool(title="Milestones at risk")
     def at_risk(ctx: Context,
