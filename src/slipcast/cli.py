@@ -1,5 +1,5 @@
-"""The ``slipcast`` command: import, sync, generate, features, train, serve, backfill, publish, monitor,
-retrain, replay, doctor, eval-real."""
+"""The ``slipcast`` command: import, sync, generate, features, train, serve, mcp, backfill, publish,
+monitor, retrain, replay, doctor, eval-real."""
 
 from __future__ import annotations
 
@@ -172,6 +172,22 @@ def _cmd_serve(args) -> int:
     import uvicorn
 
     uvicorn.run("slipcast.serving.app:create_app", factory=True, host=host, port=port, log_level="info")
+    return 0
+
+
+def _cmd_mcp(args) -> int:
+    if args.store:
+        os.environ["SLIPCAST_SERVING__STORE"] = _given_store(args.store)
+        get_settings.cache_clear()
+    settings = get_settings()
+    if not settings.serving.store:
+        print("slipcast mcp: error: no store to answer from (--store DIR, or serving.store)", file=sys.stderr)
+        return 2
+    from slipcast.scoring.runtime import limit_model_threads
+    from slipcast.serving.assistant import run_stdio
+
+    limit_model_threads(settings)
+    run_stdio(settings)
     return 0
 
 
@@ -492,6 +508,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=_at_least(1), help="worker processes (default: settings serving.workers)")
     p.add_argument("--store", help=STORE_HELP + "; its open milestones are served (GET /v1/milestones)")
     p.set_defaults(func=_cmd_serve)
+
+    p = sub.add_parser("mcp", help="the assistant's tools (MCP) over standard input and output, for a desktop "
+                                   "assistant; the service serves them at /mcp")
+    p.add_argument("--store", help=STORE_HELP + "; its live state is what the tools answer from")
+    p.set_defaults(func=_cmd_mcp)
 
     p = sub.add_parser("backfill", help="record each milestone's daily forecast history, scored by the champion")
     p.add_argument("--store", help=STORE_HELP)

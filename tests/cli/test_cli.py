@@ -9,8 +9,8 @@ from slipcast.cli import build_parser
 from slipcast.ingest.simulator import SimulationConfig, generate
 from slipcast.ingest.tables import fingerprint, read_tables
 
-SUBCOMMANDS = ["import", "generate", "features", "train", "serve", "backfill", "monitor", "retrain", "replay", "doctor",
-               "eval-real", "sync", "publish"]
+SUBCOMMANDS = ["import", "generate", "features", "train", "serve", "mcp", "backfill", "monitor", "retrain", "replay",
+               "doctor", "eval-real", "sync", "publish"]
 
 
 @pytest.mark.parametrize("command", SUBCOMMANDS)

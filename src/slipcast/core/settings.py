@@ -372,6 +372,10 @@ class ServingSettings(BaseModel):
                     "during parsing cost as much as the parsing.")
     api_keys: list[str] = Field(default_factory=list, description="Empty: auth off.")
     cors_origins: list[str] = Field(default_factory=list)
+    page_url: str | None = Field(
+        None, description="Base of the links to the page in the assistant's answers (`/mcp`, `slipcast mcp`), e.g. "
+                          "https://slipcast.example.com/; None: the address a request came to (HTTP), or "
+                          "http://host:port/ of these settings (stdio).")
     max_body_bytes: int = Field(description="Requests larger than this get 413.")
     max_batch: int = Field(description="Most milestones in one batch request.")
     max_batch_rows: int = Field(

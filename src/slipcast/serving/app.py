@@ -8,14 +8,15 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from pydantic.json_schema import models_json_schema
+from starlette.routing import Route
 
 from slipcast import __version__
 from slipcast.core.settings import Settings, get_settings
 from slipcast.live.metrics import Measured, Metrics
-from slipcast.live.state import LiveState
 from slipcast.scoring.model_store import ModelStore
 from slipcast.scoring.runtime import tune_collector
 from slipcast.serving import errors
+from slipcast.serving.assistant import Endpoint, assistant, live_state
 from slipcast.serving.dependencies import Clock, JsonBody, utc_now
 from slipcast.serving.middleware import BodyLimit
 from slipcast.serving.routers import dependencies, forecasts, milestones, model, operations, pages, programs, projects
@@ -28,15 +29,17 @@ def create_app(settings: Settings | None = None, store: ModelStore | None = None
     settings = settings or get_settings()
     store = store or ModelStore(settings)
     metrics = Metrics()
-    fixed = settings.serving.as_of
-    live = LiveState(settings, store, clock if fixed is None else (lambda: fixed), metrics)
+    live = live_state(settings, store, clock, metrics)
+    keys = [k.encode() for k in settings.serving.api_keys]
+    mcp = Endpoint(assistant(live, store, settings), keys)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         store.start()
         live.start()
         tune_collector(settings)
-        yield
+        async with mcp.running():
+            yield
         live.stop()
         store.stop()
 
@@ -45,7 +48,7 @@ def create_app(settings: Settings | None = None, store: ModelStore | None = None
                               "with the drivers behind them, and the chances that programs across teams land.")
     app.state.settings, app.state.store, app.state.metrics, app.state.clock = settings, store, metrics, clock
     app.state.live = live
-    app.state.api_keys = [k.encode() for k in settings.serving.api_keys]
+    app.state.api_keys = keys
     if settings.serving.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.serving.cors_origins,
                            allow_methods=["GET", "POST", "PUT", "DELETE"], allow_headers=["*"])
@@ -55,6 +58,7 @@ def create_app(settings: Settings | None = None, store: ModelStore | None = None
     for router in (operations.router, model.router, forecasts.router, milestones.router, projects.router,
                    programs.router, dependencies.router, pages.router):
         app.include_router(router)
+    app.router.routes.append(Route("/mcp", mcp, include_in_schema=False))  # the assistant: MCP over streamable HTTP
     app.openapi = _openapi(app, [forecasts.TABLES, forecasts.ONE])  # type: ignore[method-assign]
     return app
 

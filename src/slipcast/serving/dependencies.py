@@ -26,6 +26,7 @@ from slipcast.scoring.model_store import LoadedModel, ModelStore
 Clock = Callable[[], datetime]
 M = TypeVar("M", bound=BaseModel)
 API_KEY = APIKeyHeader(name="X-API-Key", auto_error=False)
+REFUSED = "missing or invalid X-API-Key"
 
 
 def utc_now() -> datetime:
@@ -46,10 +47,14 @@ async def portfolio(request: Request) -> Portfolio:
     state: LiveState = request.app.state.live
     current = state.get()
     if current is None:
-        why = ("no store configured (serving.store, or `slipcast serve --store DIR`)" if state.store is None
-               else state.error or "the live state is being built")
-        raise HTTPException(503, f"no live state: {why}")
+        raise HTTPException(503, f"no live state: {why_none(state)}")
     return current
+
+
+def why_none(state: LiveState) -> str:
+    """Why ``state`` holds no portfolio yet: no store, the error of its last build, or building."""
+    return ("no store configured (serving.store, or `slipcast serve --store DIR`)" if state.store is None
+            else state.error or "the live state is being built")
 
 
 async def metrics(request: Request) -> Metrics:
@@ -63,13 +68,18 @@ async def now(request: Request) -> datetime:
 
 async def authorized(request: Request, key: str | None = Depends(API_KEY)) -> None:
     """Requires a configured API key in ``X-API-Key`` when ``serving.api_keys`` is set."""
-    keys = request.app.state.api_keys
+    if not key_accepted(request.app.state.api_keys, key):
+        raise HTTPException(401, REFUSED, headers={"WWW-Authenticate": "API-Key"})
+
+
+def key_accepted(keys: list[bytes], given: str | None) -> bool:
+    """Whether ``given`` is one of the configured ``keys`` (any key where none is configured). The
+    REST routes and the assistant's endpoint (``serving.assistant``) ask the same."""
     if not keys:
-        return
-    given = (key or "").encode()
+        return True
+    given_ = (given or "").encode()
     # compare against every key so timing reveals neither match nor position
-    if not any([hmac.compare_digest(given, k) for k in keys]):
-        raise HTTPException(401, "missing or invalid X-API-Key", headers={"WWW-Authenticate": "API-Key"})
+    return any([hmac.compare_digest(given_, k) for k in keys])
 
 
 def champion_of(store: ModelStore, target: str) -> LoadedModel:

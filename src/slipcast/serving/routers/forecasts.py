@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response
@@ -9,6 +10,7 @@ from fastapi import APIRouter, Depends, Response
 from slipcast.core.errors import FieldError
 from slipcast.core.settings import Settings
 from slipcast.live.metrics import Metrics
+from slipcast.scoring.model_store import LoadedModel
 from slipcast.scoring.records import Forecast
 from slipcast.serving.dependencies import (
     JsonBody,
@@ -88,7 +90,13 @@ def forecast_columns(req: Annotated[TablesRequest, Depends(TABLES)], store: Stor
 @router.post("/what-if", response_model=WhatIfResponse)
 def what_if(req: WhatIfRequest, store: StoreDep, settings: SettingsDep, now: NowDep) -> WhatIfResponse:
     """The milestone as it is and with a change applied now, side by side."""
-    loaded = champion_of(store, "milestone")
+    return compared(req, champion_of(store, "milestone"), settings, now)
+
+
+def compared(req: WhatIfRequest, loaded: LoadedModel, settings: Settings, now: datetime) -> WhatIfResponse:
+    """The milestone ``req`` sends, forecast as it is and with its change applied at its as_of
+    (``now`` where it gives none): the what-if route's answer, and the assistant's ``what_if`` on a
+    milestone of the store (``serving.assistant``)."""
     as_of = req.forecast.as_of or now
     base = req.forecast.model_copy(update={"as_of": as_of})
     changed = apply_change(base, req.change, as_of)

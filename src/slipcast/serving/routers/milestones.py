@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 
 from slipcast.core.vocabulary import MilestoneKind
 from slipcast.live.portfolio import Portfolio
+from slipcast.live.records import MilestoneState
 from slipcast.scoring.forecast import model_ref
 from slipcast.serving.dependencies import PortfolioDep, SettingsDep, authorized
 from slipcast.serving.reads import NOT_MODIFIED, cached, ends_in, not_modified
@@ -39,14 +40,24 @@ def list_milestones(request: Request, response: Response, state: PortfolioDep,
     over 7 days, top drivers and basis; riskiest first unless ``sort`` says otherwise."""
     if cached(request, response, state):
         return not_modified(response)
-    items = [m for m in state.milestones if (not project or m.project in project) and (kind is None or m.kind == kind)
-             and (band is None or m.risk_band == band)]
-    items.sort(key=SORTS[sort.lstrip("-")], reverse=sort.startswith("-"))
+    items = selected(state, project, kind, band, sort)
     return MilestonePage(items=items[offset:offset + limit], total=len(items), offset=offset, limit=limit,
                          as_of=state.as_of, state=state.version)
 
 
-def _one(state: Portfolio, milestone_id: str):
+def selected(state: Portfolio, project: list[str] | None = None, kind: MilestoneKind | None = None,
+             band: str | None = None, sort: str = "-probability") -> list[MilestoneState]:
+    """The open milestones of ``state`` in these projects, of this kind and band, in the order
+    ``sort`` names (a key of ``SORTS``, ``-`` first for descending): what the list answers, and
+    the assistant's ``at_risk`` (``serving.assistant``)."""
+    items = [m for m in state.milestones if (not project or m.project in project) and (kind is None or m.kind == kind)
+             and (band is None or m.risk_band == band)]
+    items.sort(key=SORTS[sort.lstrip("-")], reverse=sort.startswith("-"))
+    return items
+
+
+def open_milestone(state: Portfolio, milestone_id: str) -> MilestoneState:
+    """The open milestone of that id, or 404."""
     found = state.get(milestone_id)
     if found is None:
         raise HTTPException(404, f"no open milestone {milestone_id!r} in the store as of {state.as_of.isoformat()}")
@@ -55,7 +66,7 @@ def _one(state: Portfolio, milestone_id: str):
 
 def _detail(milestone_id: str, request: Request, response: Response, state: Portfolio) -> Response:
     """One open milestone's answer, its body encoded once per state, then only looked up."""
-    found = _one(state, milestone_id)
+    found = open_milestone(state, milestone_id)
     if cached(request, response, state):
         return not_modified(response)
     body = state.encoded.get(milestone_id)
@@ -76,7 +87,7 @@ def milestone_history(milestone_id: str, request: Request, response: Response, s
     and may hold '/'; one that ends in '/history' itself is sent with that slash as %2F."""
     if not ends_in(request, "history"):  # ".../x%2Fhistory": the milestone whose id ends in /history
         return _detail(f"{milestone_id}/history", request, response, state)
-    _one(state, milestone_id)
+    open_milestone(state, milestone_id)
     if cached(request, response, state):
         return not_modified(response)
     return MilestoneHistory(milestone_id=milestone_id, model=model_ref(state.model),

@@ -16,7 +16,7 @@ from slipcast.core.contracts import live_figures
 from slipcast.live.records import milestone_path, program_path
 from slipcast.scoring.forecast import model_ref
 from slipcast.serving.charts import bar, history_chart
-from slipcast.serving.dependencies import SettingsDep, authorized
+from slipcast.serving.dependencies import SettingsDep, authorized, why_none
 from slipcast.serving.formats import day, percent
 from slipcast.serving.program_graph import edge_styles, program_graph
 
@@ -35,8 +35,7 @@ def portfolio_page(request: Request, settings: SettingsDep):
     context = {"state": state, "bands": bands,
                "bar": lambda p, b: bar(p, b, settings.serving.risk_bands)}
     if state is None:
-        context["why"] = ("no store configured (serving.store, or `slipcast serve --store DIR`)" if live.store is None
-                          else live.error or "the live state is being built")
+        context["why"] = why_none(live)
     else:
         context["model"] = model_ref(state.model)
         context["monitor"] = live_figures(settings.resolve(settings.monitoring.report_dir))

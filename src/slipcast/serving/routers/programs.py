@@ -62,7 +62,8 @@ def list_programs(request: Request, response: Response, state: PortfolioDep,
                        as_of=state.as_of, state=state.version)
 
 
-def _one(state: Portfolio, program_id: str) -> ProgramState:
+def open_program(state: Portfolio, program_id: str) -> ProgramState:
+    """The program of that id with an open milestone, or 404."""
     found = state.program(program_id)
     if found is None:
         raise HTTPException(404, f"no program {program_id!r} with an open milestone as of {state.as_of.isoformat()}")
@@ -72,7 +73,7 @@ def _one(state: Portfolio, program_id: str) -> ProgramState:
 def _detail(program_id: str, request: Request, response: Response, state: Portfolio) -> Response:
     """One program's answer, encoded here (the history's route answers it too, for an id ending in
     ``/history``)."""
-    found = _one(state, program_id)
+    found = open_program(state, program_id)
     if cached(request, response, state):
         return not_modified(response)
     return Response(found.model_dump_json(), media_type="application/json", headers=dict(response.headers))
@@ -89,7 +90,7 @@ def program_history(program_id: ProgramId, request: Request, response: Response,
     that ends in '/history' itself is sent with that slash as %2F. Computed once per state."""
     if not ends_in(request, "history"):  # ".../x%2Fhistory": the program whose id ends in /history
         return _detail(f"{program_id}/history", request, response, state)
-    _one(state, program_id)
+    open_program(state, program_id)
     if cached(request, response, state):
         return not_modified(response)
     body = ProgramHistory(program_id=program_id, model=model_ref(state.model), draws=settings.programs.history_draws,
@@ -107,9 +108,16 @@ def program_what_if(program_id: ProgramId, req: ProgramWhatIfRequest, request: R
     if not ends_in(request, "what-if"):  # ".../x%2Fwhat-if": the program itself, which takes no POST
         raise HTTPException(405, "a program takes GET, PUT and DELETE; POST its /what-if",
                             headers={"Allow": "GET, PUT, DELETE"})
-    before = _one(state, program_id)
+    return changed(state, open_program(state, program_id), req, settings)
+
+
+def changed(state: Portfolio, before: ProgramState, req: ProgramWhatIfRequest, settings: Settings
+            ) -> ProgramWhatIfResponse:
+    """The program ``before`` (as ``state`` forecasts it) and with the changes ``req`` asks for,
+    on the same draws; a ``FieldError`` names a change the program refuses. The what-if route's
+    answer, and the assistant's ``program_what_if`` (``serving.assistant``)."""
     change = program_change(req, before, lambda m: state.history.committed(m, state.as_of))
-    after = state.what_if(program_id, change, settings, req.target_at)
+    after = state.what_if(before.program_id, change, settings, req.target_at)
     delta = None if before.chance is None or after.chance is None else round(after.chance - before.chance, 4)
     return ProgramWhatIfResponse(before=before, after=after, delta=delta)
 
