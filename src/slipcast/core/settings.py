@@ -340,7 +340,7 @@ class PublishSettings(BaseModel):
         0.05, gt=0, le=1, description="A block is rewritten only when its risk band changed, or its probability "
                                       "moved by at least this much (0.05: 5 points), or a number came or went.")
     page_url: str | None = Field(None, description="Base of the link to the milestone's page in the block "
-                                                   "(e.g. https://slipcast.example.com/page); None: no link.")
+                                                   "(e.g. https://slipcast.example.com/page); None: serving.page_url, else no link.")
     property_key: str = Field(
         "slipcast.forecasts", pattern=r"^[A-Za-z0-9._-]{1,255}$",
         description="Jira: the project entity property that holds the published numbers of the project's versions "
@@ -410,6 +410,13 @@ class ServingSettings(BaseModel):
     publish: PublishSettings | None = Field(
         None, description="Publish the forecasts into the tracker after each refresh (opt-in; a failed publish "
                           "is logged and recorded, never fails the refresh); None: off.")
+
+    @model_validator(mode="after")
+    def _one_page(self) -> ServingSettings:
+        """The page's base given once (``page_url``) also links what is published into the tracker."""
+        if self.publish is not None and self.publish.page_url is None and self.page_url is not None:
+            self.publish = self.publish.model_copy(update={"page_url": self.page_url})
+        return self
 
 
 class Settings(BaseSettings):
