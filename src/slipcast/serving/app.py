@@ -11,6 +11,7 @@ from pydantic.json_schema import models_json_schema
 
 from slipcast import __version__
 from slipcast.core.settings import Settings, get_settings
+from slipcast.live.autosync import AutoSync
 from slipcast.live.metrics import Measured, Metrics
 from slipcast.live.state import LiveState
 from slipcast.scoring.model_store import ModelStore
@@ -30,13 +31,16 @@ def create_app(settings: Settings | None = None, store: ModelStore | None = None
     metrics = Metrics()
     fixed = settings.serving.as_of
     live = LiveState(settings, store, clock if fixed is None else (lambda: fixed), metrics)
+    autosync = AutoSync(settings, live)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         store.start()
         live.start()
+        autosync.start()
         tune_collector(settings)
         yield
+        autosync.stop()
         live.stop()
         store.stop()
 
@@ -44,7 +48,7 @@ def create_app(settings: Settings | None = None, store: ModelStore | None = None
                   description="Calibrated probabilities that milestones slip past their due dates, "
                               "with the drivers behind them, and the chances that programs across teams land.")
     app.state.settings, app.state.store, app.state.metrics, app.state.clock = settings, store, metrics, clock
-    app.state.live = live
+    app.state.live, app.state.autosync = live, autosync
     app.state.api_keys = [k.encode() for k in settings.serving.api_keys]
     if settings.serving.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.serving.cors_origins,
