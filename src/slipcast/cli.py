@@ -32,22 +32,15 @@ def _cmd_import(args) -> int:
 
 
 def _cmd_sync(args) -> int:
-    from slipcast.ingest.connectors.azure_devops import AzureDevOpsSync, sync_azure_devops
-    from slipcast.ingest.connectors.github import GitHubSync, sync_github
+    from slipcast.core.settings import TrackerSettings
     from slipcast.ingest.connectors.http import ConnectorError
-    from slipcast.ingest.connectors.jira import SyncReport, sync_jira
+    from slipcast.ingest.connectors.trackers import sync_tracker
 
-    report: GitHubSync | SyncReport | AzureDevOpsSync
+    tracker = TrackerSettings(tracker=args.tracker, url=args.url or args.api_url, repo=args.repo, jql=args.jql,
+                              flavour=args.flavour, pulls=args.pulls, org=args.org, project=args.project,
+                              team=args.team)
     try:
-        if args.tracker == "azure-devops":
-            report = sync_azure_devops(args.org, args.project, Path(args.store), get_settings(), team=args.team,
-                                       full=args.full, sweep=args.sweep)
-        elif args.tracker == "github":
-            report = sync_github(args.repo, Path(args.store), get_settings(), api_url=args.api_url, pulls=args.pulls,
-                                 full=args.full)
-        else:
-            report = sync_jira(args.url, Path(args.store), get_settings(), jql=args.jql, flavour=args.flavour,
-                               full=args.full, sweep=args.sweep)
+        report = sync_tracker(tracker, Path(args.store), get_settings(), full=args.full, sweep=args.sweep)
     except ConnectorError as exc:
         print(f"slipcast sync: error: {exc}", file=sys.stderr)
         return 2
@@ -146,19 +139,27 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_serve(args) -> int:
-    if args.store:  # through the environment, so every worker process reads it
-        os.environ["SLIPCAST_SERVING__STORE"] = _given_store(args.store)
-        get_settings.cache_clear()
+    # through the environment, so every worker process reads them
+    given = {"STORE": args.store and _given_store(args.store), "SYNC__TRACKER": args.sync,
+             "SYNC__URL": args.sync_url, "SYNC__REPO": args.sync_repo, "SYNC__JQL": args.sync_jql,
+             "SYNC__FLAVOUR": args.sync_flavour, "SYNC__PULLS": args.sync_pulls and "true", "SYNC__ORG": args.sync_org,
+             "SYNC__PROJECT": args.sync_project, "SYNC__TEAM": args.sync_team,
+             "SYNC__INTERVAL_SECONDS": args.sync_interval and str(args.sync_interval),
+             "SYNC__RETRAIN_HOUR": args.retrain_hour}
+    os.environ.update({f"SLIPCAST_SERVING__{name}": value for name, value in given.items() if value})
+    get_settings.cache_clear()
     settings = get_settings()
+    from slipcast.scoring.runtime import limit_model_threads
+
+    limit_model_threads(settings)  # before scikit-learn loads (the check below imports it)
+    from slipcast.live.autosync import sync_problem
+
     host, port = args.host or settings.serving.host, args.port or settings.serving.port
     workers = args.workers or settings.serving.workers
-    problem = _bindable(host, port)
+    problem = sync_problem(settings) or _bindable(host, port)
     if problem:
         print(f"slipcast serve: error: {problem}", file=sys.stderr)
         return 2
-    from slipcast.scoring.runtime import limit_model_threads
-
-    limit_model_threads(settings)
     if workers > 1:
         # gunicorn's master with uvicorn workers: each worker loads and refreshes the champion
         # itself (uvicorn's own --workers loses TCP_NODELAY: docs/deployment.md); metrics are pooled
@@ -413,6 +414,8 @@ def _port(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand (each has --help)."""
+    from slipcast.core.vocabulary import Tracker
+    from slipcast.ingest.connectors.jira import FLAVOURS
     from slipcast.ingest.importers import FORMATS
 
     parser = argparse.ArgumentParser(prog="slipcast", description=__doc__)
@@ -440,7 +443,7 @@ def build_parser() -> argparse.ArgumentParser:
     j.add_argument("--sweep", action="store_true",
                    help="also list every key now (deleted issues leave the store); done daily anyway")
     j.add_argument("--quiet", action="store_true", help="no progress bars (they show only on a terminal)")
-    j.set_defaults(func=_cmd_sync)
+    j.set_defaults(func=_cmd_sync, repo=None, api_url=None, pulls=False, org=None, project=None, team=None)
     g = trackers.add_parser("github", help="a GitHub repository (GITHUB_TOKEN)")
     g.add_argument("--repo", required=True, help="OWNER/NAME")
     g.add_argument("--store", required=True, help="folder of canonical tables to keep up to date")
@@ -448,7 +451,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--pulls", action="store_true", help="take pull requests as tickets too")
     g.add_argument("--full", action="store_true", help="fetch everything again, not only what changed")
     g.add_argument("--quiet", action="store_true", help="no progress bars (they show only on a terminal)")
-    g.set_defaults(func=_cmd_sync)
+    g.set_defaults(func=_cmd_sync, url=None, jql=None, flavour="cloud", sweep=False, org=None, project=None,
+                   team=None)
     a = trackers.add_parser("azure-devops", help="an Azure DevOps Boards project (AZURE_DEVOPS_PAT)")
     a.add_argument("--org", required=True, help="the organization's URL, e.g. https://dev.azure.com/acme")
     a.add_argument("--project", required=True, help="the project's name")
@@ -458,7 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--sweep", action="store_true",
                    help="also list every id now (deleted work items leave the store); done daily anyway")
     a.add_argument("--quiet", action="store_true", help="no progress bars (they show only on a terminal)")
-    a.set_defaults(func=_cmd_sync)
+    a.set_defaults(func=_cmd_sync, url=None, api_url=None, repo=None, jql=None, flavour="cloud", pulls=False)
 
     p = sub.add_parser("generate", help="simulate a realistic tracker history")
     p.add_argument("--out", required=True, help="folder for the canonical tables")
@@ -507,6 +511,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=_port, help="port, 1 to 65535 (default: settings serving.port)")
     p.add_argument("--workers", type=_at_least(1), help="worker processes (default: settings serving.workers)")
     p.add_argument("--store", help=STORE_HELP + "; its open milestones are served (GET /v1/milestones)")
+    p.add_argument("--sync", choices=[t.value for t in Tracker],
+                   help="keep the store current from this tracker: sync, monitor, and retrain --if-needed daily, "
+                        "in the background (default: settings serving.sync)")
+    p.add_argument("--sync-url", help="jira: the site's base URL; github: the API's (Enterprise)")
+    p.add_argument("--sync-repo", help="github: OWNER/NAME")
+    p.add_argument("--sync-jql", help="jira: which issues")
+    p.add_argument("--sync-flavour", choices=FLAVOURS, help="jira: which Jira (default cloud)")
+    p.add_argument("--sync-pulls", action="store_true", help="github: take pull requests as tickets too")
+    p.add_argument("--sync-org", help="azure-devops: the organization's URL")
+    p.add_argument("--sync-project", help="azure-devops: the project's name")
+    p.add_argument("--sync-team", help="azure-devops: a team whose iteration settings date the sprints")
+    p.add_argument("--sync-interval", type=_positive, help="seconds between syncs (default 900)")
+    p.add_argument("--retrain-hour", choices=[str(h) for h in range(24)], metavar="HOUR",
+                   help="UTC hour from which retrain --if-needed runs once a day (default 3)")
     p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser("mcp", help="the assistant's tools (MCP) over standard input and output, for a desktop "

@@ -13,8 +13,8 @@ and when.
 Hostile modes (a site that is broken, or attacks): issues with any key (traversal keys are put in
 ``issues``), any board ids (``boards``), ``loop`` (one of ``LOOPS``: a paged listing that never
 ends), ``reshape`` (each search page's body replaced by what it returns), ``trickle`` (the
-statuses answered one byte every so many seconds) and ``echo`` (every request answered 500 with
-its own headers, credential included).
+statuses answered one byte every so many seconds), ``echo`` (every request answered 500 with
+its own headers, credential included) and ``down`` (every request answered 500, until set back).
 """
 
 from __future__ import annotations
@@ -66,6 +66,7 @@ class FakeJira(LoopbackSite):
         self.properties: dict[tuple[str, str], dict] = {}  # (project key, property key) -> value
         self.writes: list[dict] = []  # each write answered: method, path, body
         self.forbid = False
+        self.down = False
         super().__init__(self._handler())
 
     def version(self, version_id: str) -> dict | None:
@@ -101,6 +102,8 @@ class FakeJira(LoopbackSite):
                 fake.times.setdefault(url.path, []).append(time.time())
                 if fake.echo:
                     return self._echo()
+                if fake.down:
+                    return self._answer(500, {"errorMessages": ["down for maintenance"]})
                 if self.headers.get("Authorization") != fake.auth:
                     return self._answer(401, {"errorMessages": ["not authenticated"]})
                 for prefix in list(fake.drops):

@@ -25,6 +25,8 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from slipcast.core.vocabulary import Tracker
+
 PROFILES_DIR = Path(__file__).parent / "profiles"  # shipped inside the package, wheel or checkout
 
 
@@ -162,6 +164,39 @@ class SyncSettings(BaseModel):
                                "it trickles in.")
     idle_seconds: float = Field(
         30, gt=0, description="Most time a connection may stay silent (connect, or between two reads).")
+
+
+class TrackerSettings(BaseModel):
+    """Which tracker a sync reads, and where: what ``slipcast sync <tracker> ...`` is given on its
+    command line, and ``serving.sync`` in the settings (``ingest.connectors.trackers``)."""
+
+    tracker: Tracker = Field(description="The tracker synced from: jira, github or azure-devops.")
+    url: str | None = Field(
+        None, description="jira: the site's base URL (https://acme.atlassian.net); github: the API's base URL "
+                          "(GitHub Enterprise: https://HOST/api/v3; default https://api.github.com).")
+    repo: str | None = Field(None, description="github: the repository, OWNER/NAME.")
+    jql: str | None = Field(None, description="jira: which issues (default: every issue the credential can see).")
+    flavour: Literal["cloud", "datacenter"] = Field("cloud", description="jira: Cloud or Data Center.")
+    pulls: bool = Field(False, description="github: take pull requests as tickets too.")
+    org: str | None = Field(None, description="azure-devops: the organization's URL (https://dev.azure.com/acme).")
+    project: str | None = Field(None, description="azure-devops: the project's name.")
+    team: str | None = Field(None, description="azure-devops: a team whose iteration settings date the sprints.")
+
+
+class AutoSyncSettings(TrackerSettings):
+    """The service keeping its store current (``slipcast serve --sync``): every ``interval_seconds``
+    one worker, claimed through the ledger, syncs the store incrementally and runs the monitor, and
+    once a day ``retrain --if-needed`` (docs/architecture.md, "A service that keeps itself current")."""
+
+    enabled: bool = Field(True, description="Sync in the service; false keeps the block but syncs nothing.")
+    interval_seconds: float = Field(900, gt=0, description="Seconds between two syncs (each a slot of this length "
+                                                           "that one worker claims).")
+    retrain_hour: int | None = Field(
+        3, ge=0, le=23, description="The UTC hour from which `retrain --if-needed` runs once a day (at the first "
+                                    "tick at or after it); null: never.")
+    run_timeout_seconds: float = Field(
+        21600, gt=0, description="A monitor or retrain still running after this long is stopped; a run still marked "
+                                 "running after this long (its worker killed) no longer holds its slot.")
 
 
 class EvaluationSettings(BaseModel):
@@ -410,6 +445,9 @@ class ServingSettings(BaseModel):
     publish: PublishSettings | None = Field(
         None, description="Publish the forecasts into the tracker after each refresh (opt-in; a failed publish "
                           "is logged and recorded, never fails the refresh); None: off.")
+    sync: AutoSyncSettings | None = Field(
+        None, description="The tracker the service syncs its store from on a schedule (`slipcast serve --sync`; "
+                          "needs a store folder and the ledger); None: the store is kept current from outside.")
 
     @model_validator(mode="after")
     def _one_page(self) -> ServingSettings:

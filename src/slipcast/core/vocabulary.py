@@ -7,6 +7,15 @@ from __future__ import annotations
 from enum import StrEnum
 
 
+class Tracker(StrEnum):
+    """A live tracker Slipcast syncs from (``slipcast sync <tracker>``, ``serving.sync.tracker``);
+    each has one entry in ``ingest.connectors.trackers.TRACKERS``."""
+
+    JIRA = "jira"
+    GITHUB = "github"
+    AZURE_DEVOPS = "azure-devops"
+
+
 class MilestoneKind(StrEnum):
     RELEASE = "release"
     SPRINT = "sprint"

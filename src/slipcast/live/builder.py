@@ -24,6 +24,7 @@ from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime
 from multiprocessing import get_context
 from pathlib import Path
+from typing import TypeVar
 
 from slipcast.core.settings import Settings
 from slipcast.features.store_history import History
@@ -34,6 +35,7 @@ from slipcast.live.shared import dump, load
 from slipcast.scoring.model_store import LoadedModel
 from slipcast.scoring.runtime import limit_model_threads, tune_collector
 
+T = TypeVar("T")
 _coded: dict[str, tuple[str, History]] = {}  # store and feature settings -> the store's signature and history coded
 
 
@@ -103,13 +105,13 @@ class Builder:
         """The child's process id, once it runs; None before ``start``."""
         return None if self._started is None else self._started.result()
 
-    def run(self, function: Callable[..., None], *args) -> None:
-        """``function(*args)`` (``history_into``, ``build_into``) in the child; raises what it
-        raised there."""
+    def run(self, function: Callable[..., T], *args) -> T:
+        """``function(*args)`` (``history_into``, ``build_into``, a sync) in the child, its result
+        returned; raises what it raised there."""
         self.start()
         assert self._pool is not None
         try:
-            self._pool.submit(function, *args).result()
+            return self._pool.submit(function, *args).result()
         except BrokenProcessPool:  # the child died (out of memory, say): a new one for the next build
             self.close()
             raise

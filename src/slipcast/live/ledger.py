@@ -10,7 +10,8 @@ added. The key (milestone or program, as_of, model name and version, backfilled)
 insert that meets an existing key is dropped, so workers that build the same state
 (``live.portfolio``: as_of rounded to the refresh period) record it once between them
 (docs/architecture.md, "Forecast ledger"). Alerts are claimed here the same way (``alerts``,
-``program_alerts``), so one worker sends each, and their deliveries are logged beside them.
+``program_alerts``), so one worker sends each, and their deliveries are logged beside them; and
+the service's background runs (``runs``: a sync, the monitor, a retrain), so one worker runs each.
 Every write ``slipcast publish`` made into a tracker is logged in ``publications`` (never the
 credential: the site is its origin only).
 
@@ -123,6 +124,21 @@ def _alerts_table(name: str, subject: str, unique: str) -> sa.Table:
 
 ALERTS = _alerts_table("alerts", "milestone_id", "one_alert")
 PROGRAM_ALERTS = _alerts_table("program_alerts", "program_id", "one_program_alert")
+RUNS = sa.Table(  # the service's background runs (``live.autosync``): one row per job and slot, claimed by one worker
+    "runs", METADATA,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("job", sa.String(50), nullable=False),  # sync, monitor, retrain
+    sa.Column("slot", sa.DateTime(timezone=True), nullable=False),  # the start of the period the run is for
+    sa.Column("worker", sa.String(200), nullable=False),  # host:pid of the worker that claimed it
+    sa.Column("status", sa.String(20), nullable=False),  # running, ok, failed, skipped
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("finished_at", sa.DateTime(timezone=True)),
+    sa.Column("summary", sa.Text),  # JSON: what the run did, in numbers
+    sa.Column("error", sa.String(1000)),
+    sa.UniqueConstraint("job", "slot", name="one_run"),
+)
+sa.Index("runs_by_job", RUNS.c.job, RUNS.c.started_at)
+RUN_STATES = ("running", "ok", "failed", "skipped")
 
 
 @dataclass(frozen=True)
@@ -369,3 +385,62 @@ class Ledger:
             query = query.where(table.c.backfilled == backfilled)
         with self._using("read forecasts"), self.engine.connect() as conn:
             return [self._row(row) for row in conn.execute(query)]
+
+    def claim_run(self, job: str, slot: datetime, worker: str, stale: timedelta) -> int | None:
+        """The id of the run of ``job`` for ``slot``, claimed now by ``worker``; None where another
+        worker holds it (running, or done) or another run of the job is still going (a run holds
+        its slot and the job for ``stale`` at most: after that its worker is taken for dead). A
+        failed run's slot is claimed again."""
+        now = datetime.now(UTC)
+        c = RUNS.c
+        going = sa.select(c.id).where(c.job == job, c.status == "running", c.started_at >= now - stale)
+        row = {"job": job, "slot": _utc(slot), "worker": worker[:200], "status": "running", "started_at": now}
+        with self._using("claim a run"), self.engine.begin() as conn:
+            if conn.execute(going.limit(1)).first() is not None:
+                return None
+            claimed = conn.execute(self._insert(RUNS, ["job", "slot"]).values(row).returning(c.id)).scalar_one_or_none()
+            if claimed is None:  # the slot's run failed, or was cut short: claim it again
+                claimed = conn.execute(
+                    RUNS.update().where(c.job == job, c.slot == _utc(slot), sa.or_(
+                        c.status == "failed", sa.and_(c.status == "running", c.started_at < now - stale)))
+                    .values(worker=row["worker"], status="running", started_at=now, finished_at=None, error=None)
+                    .returning(c.id)).scalar_one_or_none()
+        if claimed is None:
+            return None
+        with self._using("claim a run"), self.engine.begin() as conn:  # two workers claiming two slots at once
+            if conn.execute(going.where(c.id != claimed).limit(1)).first() is None:
+                return claimed
+            conn.execute(RUNS.update().where(c.id == claimed).values(
+                status="skipped", finished_at=datetime.now(UTC), error="another run of the job was still going"))
+        return None
+
+    def finish_run(self, run_id: int, status: str, summary: dict | None = None, error: str | None = None) -> None:
+        """Log how a run ended: ``status`` (ok, failed), what it did and, where it failed, why."""
+        if status not in RUN_STATES:
+            raise ValueError(f"a run's status is one of {RUN_STATES}, not {status!r}")
+        with self._using("log a run"), self.engine.begin() as conn:
+            conn.execute(RUNS.update().where(RUNS.c.id == run_id).values(
+                status=status, finished_at=datetime.now(UTC), error=None if error is None else error[:1000],
+                summary=None if summary is None else json.dumps(summary, default=str)))
+
+    def runs(self, job: str | None = None, limit: int | None = None) -> list[dict]:
+        """The service's runs (of one job), latest first, each with its summary read back."""
+        query = sa.select(RUNS).order_by(RUNS.c.started_at.desc(), RUNS.c.id.desc()).limit(limit)
+        if job is not None:
+            query = query.where(RUNS.c.job == job)
+        with self._using("read runs"), self.engine.connect() as conn:
+            return [{**self._row(row), "summary": json.loads(row.summary) if row.summary else None}
+                    for row in conn.execute(query)]
+
+    def last_runs(self, jobs: Iterable[str], status: str | None = None) -> dict[str, dict]:
+        """Per job, its latest run that is not skipped (with ``status``, the latest with it)."""
+        out = {}
+        for job in jobs:
+            query = sa.select(RUNS).where(RUNS.c.job == job, RUNS.c.status == status if status
+                                          else RUNS.c.status != "skipped")
+            query = query.order_by(RUNS.c.started_at.desc(), RUNS.c.id.desc()).limit(1)
+            with self._using("read runs"), self.engine.connect() as conn:
+                row = conn.execute(query).first()
+            if row is not None:
+                out[job] = {**self._row(row), "summary": json.loads(row.summary) if row.summary else None}
+        return out

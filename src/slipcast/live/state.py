@@ -27,6 +27,7 @@ import logging
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 from slipcast import __version__
 from slipcast.core.background import Every
@@ -46,6 +47,7 @@ from slipcast.scoring.forecast import model_ref
 from slipcast.scoring.model_store import LoadedModel, ModelStore, public_message
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def _versions(models: Mapping[str, LoadedModel | None] | ModelStore) -> tuple:
@@ -107,7 +109,7 @@ class LiveState:
             version = hashlib.sha256(f"{signature}|{versions}|{as_of.isoformat()}|{declared.fingerprint()}"
                                      .encode()).hexdigest()[:16]
             history, saved = self._history_of(store, signature)
-            state, built = built_once(self.shared / "states", self._key(version, models), lambda path: self._run(
+            state, built = built_once(self.shared / "states", self._key(version, models), lambda path: self.run(
                 build_into, path, saved, store, signature, as_of, version, models, self.settings, declared))
             # neither in the file: this process's own model (the same, by the key), the history shared apart
             state.model, state.history = models["milestone"], history
@@ -195,16 +197,16 @@ class LiveState:
             folder = self.shared / "histories"
             key = hashlib.sha256(f"{store}|{signature}|{self._made_by}".encode()).hexdigest()[:32]
             history, _ = built_once(folder, key,
-                                    lambda path: self._run(history_into, path, store, signature, self.settings))
+                                    lambda path: self.run(history_into, path, store, signature, self.settings))
             self._history = (signature, history, shared_path(folder, key))
         return self._history[1], self._history[2]
 
-    def _run(self, function: Callable[..., None], *args) -> None:
-        """``function(*args)``: in the child process where there is one, else here."""
+    def run(self, function: Callable[..., T], *args) -> T:
+        """``function(*args)``: in the child process of low priority where there is one, else here
+        (the states' builds, and the service's syncs: ``live.autosync``)."""
         if self.builder is None:
-            function(*args)
-        else:
-            self.builder.run(function, *args)
+            return function(*args)
+        return self.builder.run(function, *args)
 
     def _inputs(self) -> tuple[str, tuple, str]:
         """What a refresh depends on besides the time: the store's signature, the models serving and
@@ -227,6 +229,10 @@ class LiveState:
             self._seen = ()
         self._last = self.clock()
         self._watching.start(max(self.settings.serving.reload_seconds, 0.2), self._check)
+
+    def wake(self) -> None:
+        """Look at the inputs now, not at the end of the period (a sync just replaced the store)."""
+        self._watching.wake()
 
     def _check(self) -> None:
         """One look: refresh if the inputs changed, nothing serves yet, or the period has passed."""

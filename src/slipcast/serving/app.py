@@ -12,6 +12,7 @@ from starlette.routing import Route
 
 from slipcast import __version__
 from slipcast.core.settings import Settings, get_settings
+from slipcast.live.autosync import AutoSync
 from slipcast.live.metrics import Measured, Metrics
 from slipcast.scoring.model_store import ModelStore
 from slipcast.scoring.runtime import tune_collector
@@ -30,6 +31,7 @@ def create_app(settings: Settings | None = None, store: ModelStore | None = None
     store = store or ModelStore(settings)
     metrics = Metrics()
     live = live_state(settings, store, clock, metrics)
+    autosync = AutoSync(settings, live)
     keys = [k.encode() for k in settings.serving.api_keys]
     mcp = Endpoint(assistant(live, store, settings), keys)
 
@@ -37,9 +39,11 @@ def create_app(settings: Settings | None = None, store: ModelStore | None = None
     async def lifespan(app: FastAPI):
         store.start()
         live.start()
+        autosync.start()
         tune_collector(settings)
         async with mcp.running():
             yield
+        autosync.stop()
         live.stop()
         store.stop()
 
@@ -47,7 +51,7 @@ def create_app(settings: Settings | None = None, store: ModelStore | None = None
                   description="Calibrated probabilities that milestones slip past their due dates, "
                               "with the drivers behind them, and the chances that programs across teams land.")
     app.state.settings, app.state.store, app.state.metrics, app.state.clock = settings, store, metrics, clock
-    app.state.live = live
+    app.state.live, app.state.autosync = live, autosync
     app.state.api_keys = keys
     if settings.serving.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.serving.cors_origins,

@@ -39,10 +39,10 @@ def wait_until_up(url: str, proc: subprocess.Popen, timeout: float, log: Callabl
 
 @contextmanager
 def running_service(port: int, env: dict[str, str] | None = None, timeout: float = 120.0,
-                    workers: int = 1) -> Iterator[str]:
-    """Run ``slipcast serve`` (with ``workers`` processes) on 127.0.0.1:``port`` until the
-    block ends; yields its base URL once /readyz answers 200. ``env`` adds to (or, with None
-    values, removes from) the environment."""
+                    workers: int = 1, args: tuple[str, ...] = ()) -> Iterator[str]:
+    """Run ``slipcast serve`` (with ``workers`` processes, and ``args``: ``--sync jira`` ...) on
+    127.0.0.1:``port`` until the block ends; yields its base URL once /readyz answers 200. ``env``
+    adds to (or, with None values, removes from) the environment."""
     environ = dict(os.environ)
     for key, value in (env or {}).items():
         if value is None:
@@ -50,7 +50,7 @@ def running_service(port: int, env: dict[str, str] | None = None, timeout: float
         else:
             environ[key] = value
     proc = subprocess.Popen([sys.executable, "-m", "slipcast.cli", "serve", "--host", "127.0.0.1",
-                             "--port", str(port), "--workers", str(workers)],
+                             "--port", str(port), "--workers", str(workers), *args],
                             env=environ, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
     try:

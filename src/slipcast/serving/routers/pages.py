@@ -32,7 +32,7 @@ def portfolio_page(request: Request, settings: SettingsDep):
     live = request.app.state.live
     state = live.get()
     bands = sorted(settings.serving.risk_bands, key=settings.serving.risk_bands.__getitem__)
-    context = {"state": state, "bands": bands,
+    context = {"state": state, "bands": bands, "sync": request.app.state.autosync.status(),
                "bar": lambda p, b: bar(p, b, settings.serving.risk_bands)}
     if state is None:
         context["why"] = why_none(live)
