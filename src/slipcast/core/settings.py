@@ -375,7 +375,8 @@ class PublishSettings(BaseModel):
         0.05, gt=0, le=1, description="A block is rewritten only when its risk band changed, or its probability "
                                       "moved by at least this much (0.05: 5 points), or a number came or went.")
     page_url: str | None = Field(None, description="Base of the link to the milestone's page in the block "
-                                                   "(e.g. https://slipcast.example.com/page); None: serving.page_url, else no link.")
+                                                   "(e.g. https://slipcast.example.com/page); None: "
+                                                   "serving.page_url, else no link.")
     property_key: str = Field(
         "slipcast.forecasts", pattern=r"^[A-Za-z0-9._-]{1,255}$",
         description="Jira: the project entity property that holds the published numbers of the project's versions "
