@@ -23,6 +23,14 @@ def render(tables: Tables, fmt: str, folder: Path, quirks=()):
     writer = {"jira-json": jira_json.render_jira_json, "jira-csv": jira_csv.render_jira_csv,
               "github": github.render_github, "azure-devops": azure_devops.render_azure_devops,
               "azure-devops-csv": azure_devops.render_azure_devops_csv}[fmt]
+    """Write ``tables`` into ``folder`` as a ``fmt`` export (jira-json, jira-csv, github, linear or linear-csv) with
+    ``quirks``; returns the ids the rendering gave (what an import of it gives back)."""
+    from slipcast.ingest.exports import github, jira_csv, jira_json, linear
+
+    chosen = check_quirks(quirks, fmt) & APPLIES[fmt]
+    writer = {"jira-json": jira_json.render_jira_json, "jira-csv": jira_csv.render_jira_csv,
+              "github": github.render_github, "linear": linear.render_linear,
+              "linear-csv": linear.render_linear_csv}[fmt]
     return writer(tables, Path(folder), chosen)
 
 
