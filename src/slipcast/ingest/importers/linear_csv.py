@@ -26,7 +26,7 @@ import pandas as pd
 from slipcast.core.errors import FieldError
 from slipcast.core.progress import progress
 from slipcast.core.settings import Settings
-from slipcast.ingest.importers.jira_csv import _rows
+from slipcast.ingest.importers.jira_csv import csv_rows
 from slipcast.ingest.importers.report import ImportReport, finish
 from slipcast.ingest.importers.sources import list_files, read_text
 from slipcast.ingest.importers.vocab import LINEAR_PRIORITIES, Vocabulary, end_of_day, parse_points, parse_time
@@ -64,7 +64,7 @@ def import_linear_csv(src, out, settings: Settings, force: bool = False) -> Impo
         if text is None:
             continue
         try:
-            header, rows = _rows(text)
+            header, rows = csv_rows(text)
         except FieldError as exc:
             report.saw("files")
             report.reject("files", str(path), exc.field, "-", exc.message)
