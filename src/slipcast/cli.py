@@ -525,14 +525,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sync", choices=[t.value for t in Tracker],
                    help="keep the store current from this tracker: sync, monitor, and retrain --if-needed daily, "
                         "in the background (default: settings serving.sync)")
-    p.add_argument("--sync-url", help="jira: the site's base URL; github: the API's (Enterprise)")
+    p.add_argument("--sync-url", help="jira: the site's base URL; github: the API's (Enterprise); linear: the API's "
+                                      "origin")
     p.add_argument("--sync-repo", help="github: OWNER/NAME")
     p.add_argument("--sync-jql", help="jira: which issues")
     p.add_argument("--sync-flavour", choices=FLAVOURS, help="jira: which Jira (default cloud)")
     p.add_argument("--sync-pulls", action="store_true", help="github: take pull requests as tickets too")
     p.add_argument("--sync-org", help="azure-devops: the organization's URL")
     p.add_argument("--sync-project", help="azure-devops: the project's name")
-    p.add_argument("--sync-team", help="azure-devops: a team whose iteration settings date the sprints")
+    p.add_argument("--sync-team", help="azure-devops: a team whose iteration settings date the sprints; linear: one "
+                                       "team's issues, by its key")
     p.add_argument("--sync-interval", type=_positive, help="seconds between syncs (default 900)")
     p.add_argument("--retrain-hour", choices=[str(h) for h in range(24)], metavar="HOUR",
                    help="UTC hour from which retrain --if-needed runs once a day (default 3)")
