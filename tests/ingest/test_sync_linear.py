@@ -226,3 +226,16 @@ def test_a_sync_killed_at_any_point_leaves_the_old_store_or_the_new_and_the_next
     assert seen <= {old, new}  # never half of one and half of the other
     assert fingerprint(read_tables(store)) == new
     assert landed["fetch"] >= 8 and landed["after fetch"] >= 5, landed  # the kills landed mid-sync
+
+
+def test_the_table_of_trackers_runs_a_linear_sync(export, tmp_path, settings):
+    """What `slipcast sync linear` and the service (serving.sync) call: one team, and a summary of the run."""
+    from slipcast.core.settings import TrackerSettings
+    from slipcast.ingest.connectors.trackers import summary, sync_tracker
+
+    with FakeLinear.from_export(export, KEY) as site:
+        tracker = TrackerSettings(tracker="linear", url=site.url, team="P002")
+        report = sync_tracker(tracker, tmp_path / "store", settings)
+    done = summary(tracker, report)
+    assert done["records"] == report.issues == len(read_tables(tmp_path / "store").tickets) > 0
+    assert done["requests"] == report.requests and done["rejected"] == 0
