@@ -76,6 +76,10 @@ def main() -> int:
     print(f"sync (Azure DevOps, loopback fake): {a['items']} work items, {a['revisions']} revisions in {a['seconds']} s "
           f"({a['requests']} requests, {a['mb']} MB); after 5 edits: {a['incremental']['items']} work items, "
           f"{a['incremental']['requests']} requests, {a['incremental']['seconds']} s")
+    n = y["linear"]
+    print(f"sync (Linear GraphQL, loopback fake): {n['issues']} issues in {n['seconds']} s ({n['issues_per_s']} "
+          f"issues/s, {n['requests']} requests, {n['mb']} MB); after 5 edits: {n['incremental']['issues']} issues, "
+          f"{n['incremental']['requests']} requests, {n['incremental']['seconds']} s")
     pr = results["programs"]
     print(f"programs: {pr['milestones']} milestones, {pr['edges']} edges, {pr['draws']:,} draws in {pr['seconds']} s "
           f"= {pr['ratio_to_plain']}x the plain forecasts of the same milestones ({pr['plain_forecasts_s']} s)")

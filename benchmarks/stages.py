@@ -328,8 +328,8 @@ def stage_serve() -> dict:
 def stage_sync(issues: int) -> dict:
     """Full syncs of ``issues`` simulated issues from loopback fakes (tests/fakes/): Jira Cloud
     (changelogs cut to their newest histories, as Cloud embeds them) and Azure DevOps (WIQL,
-    workitemsbatch, the reporting revisions feed), then an incremental one of each after five
-    issues change: their requests and time."""
+    workitemsbatch, the reporting revisions feed) and Linear (GraphQL paged by cursor), then an
+    incremental one of each after five issues change: their requests and time."""
     from slipcast.ingest.connectors.jira import sync_jira
     from slipcast.ingest.simulator import SimulationConfig, generate
     from tests.fakes.fake_jira import FakeJira
@@ -351,7 +351,7 @@ def stage_sync(issues: int) -> dict:
     return {"issues": full.issues, "seconds": round(full_s, 2), "requests": full.requests,
             "changelog_pages": full.changelog_pages, "mb": round(full.bytes / 1e6, 1),
             "incremental": {"issues": again.issues, "requests": again.requests, "seconds": round(again_s, 2)},
-            "azure_devops": _sync_azure_devops(tables)}
+            "azure_devops": _sync_azure_devops(tables), "linear": _sync_linear(tables)}
 
 
 def _sync_site(tables, fmt: str, name: str, store: Path, quirks=()) -> Path:
@@ -385,6 +385,28 @@ def _sync_azure_devops(tables) -> dict:
     return {"items": full.items, "revisions": full.revisions, "seconds": round(full_s, 2), "requests": full.requests,
             "mb": round(full.bytes / 1e6, 1),
             "incremental": {"items": again.items, "requests": again.requests, "seconds": round(again_s, 2)}}
+
+
+def _sync_linear(tables) -> dict:
+    """A full Linear sync of ``tables`` from the loopback fake, then one after five edits."""
+    from slipcast.ingest.connectors.linear import sync_linear
+    from tests.fakes.fake_linear import FakeLinear
+
+    store = WORK / "linear-sync-store"
+    export = _sync_site(tables, "linear", "linear-sync-site", store)
+    os.environ["LINEAR_API_KEY"] = "bench"
+    with FakeLinear.from_export(export, "bench") as site:
+        started = time.perf_counter()
+        full = sync_linear(store, get_settings(), api_url=site.url)
+        full_s = time.perf_counter() - started
+        for key in sorted(site.issues)[:5]:
+            site.edit(key, pd.Timestamp.now(tz="UTC") + pd.Timedelta(minutes=1), priority=1)
+        started = time.perf_counter()
+        again = sync_linear(store, get_settings(), api_url=site.url)
+        again_s = time.perf_counter() - started
+    return {"issues": full.issues, "seconds": round(full_s, 2), "issues_per_s": round(full.issues / full_s),
+            "requests": full.requests, "mb": round(full.bytes / 1e6, 1),
+            "incremental": {"issues": again.issues, "requests": again.requests, "seconds": round(again_s, 2)}}
 
 
 def _hey(url: str, seconds: int, concurrency: int = 32) -> dict:

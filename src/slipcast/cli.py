@@ -463,6 +463,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also list every id now (deleted work items leave the store); done daily anyway")
     a.add_argument("--quiet", action="store_true", help="no progress bars (they show only on a terminal)")
     a.set_defaults(func=_cmd_sync, url=None, api_url=None, repo=None, jql=None, flavour="cloud", pulls=False)
+    n = trackers.add_parser("linear", help="a Linear workspace (LINEAR_API_KEY)")
+    n.add_argument("--store", required=True, help="folder of canonical tables to keep up to date")
+    n.add_argument("--team", help="one team's issues, by its key (default: every issue the key can see)")
+    n.add_argument("--api-url", default="https://api.linear.app", help="the API's origin (its /graphql endpoint)")
+    n.add_argument("--full", action="store_true", help="fetch everything again, not only what changed")
+    n.add_argument("--sweep", action="store_true",
+                   help="also list every identifier now (deleted issues leave the store); done daily anyway")
+    n.add_argument("--quiet", action="store_true", help="no progress bars (they show only on a terminal)")
+    n.set_defaults(func=_cmd_sync, url=None, repo=None, jql=None, flavour="cloud", pulls=False, org=None,
+                   project=None)
 
     p = sub.add_parser("generate", help="simulate a realistic tracker history")
     p.add_argument("--out", required=True, help="folder for the canonical tables")
@@ -480,7 +490,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a program across 2-4 teams (an epic over their milestones, later teams' tickets "
                         "waiting on earlier teams') starts every this many days (default 90; 0: no programs)")
     p.add_argument("--format", default="canonical",
-                   choices=["canonical", "jira-json", "jira-csv", "github", "azure-devops", "azure-devops-csv"],
+                   choices=["canonical", "jira-json", "jira-csv", "github", "azure-devops", "azure-devops-csv",
+                            "linear", "linear-csv"],
                    help="write canonical tables, or render the history as a tracker's export")
     p.add_argument("--quirks", help="comma-separated quirks of the rendered export (src/slipcast/ingest/exports/quirks.py)")
     p.add_argument("--force", action="store_true",
@@ -514,14 +525,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sync", choices=[t.value for t in Tracker],
                    help="keep the store current from this tracker: sync, monitor, and retrain --if-needed daily, "
                         "in the background (default: settings serving.sync)")
-    p.add_argument("--sync-url", help="jira: the site's base URL; github: the API's (Enterprise)")
+    p.add_argument("--sync-url", help="jira: the site's base URL; github: the API's (Enterprise); linear: the API's "
+                                      "origin")
     p.add_argument("--sync-repo", help="github: OWNER/NAME")
     p.add_argument("--sync-jql", help="jira: which issues")
     p.add_argument("--sync-flavour", choices=FLAVOURS, help="jira: which Jira (default cloud)")
     p.add_argument("--sync-pulls", action="store_true", help="github: take pull requests as tickets too")
     p.add_argument("--sync-org", help="azure-devops: the organization's URL")
     p.add_argument("--sync-project", help="azure-devops: the project's name")
-    p.add_argument("--sync-team", help="azure-devops: a team whose iteration settings date the sprints")
+    p.add_argument("--sync-team", help="azure-devops: a team whose iteration settings date the sprints; linear: one "
+                                       "team's issues, by its key")
     p.add_argument("--sync-interval", type=_positive, help="seconds between syncs (default 900)")
     p.add_argument("--retrain-hour", choices=[str(h) for h in range(24)], metavar="HOUR",
                    help="UTC hour from which retrain --if-needed runs once a day (default 3)")

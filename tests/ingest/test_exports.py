@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, assume, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from slipcast.ingest.exports import QUIRKS, render
+from slipcast.ingest.exports import render
 from slipcast.ingest.exports.history import steps, ticket_histories
 from slipcast.ingest.exports.jira_json import CUSTOM_STATUSES
 from slipcast.ingest.exports.quirks import APPLIES, TRUNCATED_HISTORIES
@@ -187,14 +187,14 @@ def test_epics_come_back_as_parents_from_jira_json_and_csv_and_github_holds_no_l
     assert len(ids["github"].tickets) == len(history.tickets)  # the epics are issues there
 
 
-@pytest.mark.parametrize("quirk", sorted(QUIRKS))
+@pytest.mark.parametrize("quirk", sorted(APPLIES["jira-json"]))
 def test_each_quirk_gives_back_what_the_export_holds(quirk, history, tmp_path, settings):
     assert_round_trip(history, frozenset({quirk}), tmp_path, settings)
 
 
 @pytest.mark.slow  # real data or many exports end to end: make test runs it
 @hsettings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(quirks=st.frozensets(st.sampled_from(sorted(QUIRKS)), min_size=2, max_size=8))
+@given(quirks=st.frozensets(st.sampled_from(sorted(APPLIES["jira-json"])), min_size=2, max_size=8))
 def test_any_combination_of_quirks_gives_back_what_the_export_holds(quirks, history, tmp_path_factory, settings):
     assume(not {"custom_statuses", "issues_only"} <= quirks)  # tested below: the default placement loses the category
     assert_round_trip(history, quirks, tmp_path_factory.mktemp("combo"), settings)
@@ -345,3 +345,173 @@ def test_an_azure_devops_csv_gives_back_each_work_item_as_it_is_now_and_says_it_
     assert set(zip(csv.links["from_ticket"], csv.links["to_ticket"])) <= set(zip(parents["from_ticket"],
                                                                                  parents["to_ticket"]))
     assert len(csv.links) == parents["to_ticket"].nunique()  # one parent each: the CSV's Parent column
+
+
+# -- Linear -----------------------------------------------------------------------------------------
+LINEAR_QUIRKS = sorted(APPLIES["linear"])
+
+
+def expected_linear(quirks, ids):
+    """What a Linear import of the history ``render`` drew (``ids.tables``: moved_across_cycles
+    moves tickets on) must give back: Linear writes milliseconds and dates for a project's start
+    and target, records no resolution but a canceled state's name, has no "depends on" (it is
+    "blocks" seen from the other end) and one parent an issue."""
+    tables = ids.tables
+    ms = tables.milestones.set_index("milestone_id")
+
+    def translate(field, value):
+        if value is None:
+            return None
+        if field == "milestone":
+            return ids.milestones[value]
+        if field == "status" and "custom_statuses" in quirks and value == "blocked":
+            return "in_progress"  # a custom "blocked" state is only a started one
+        if field == "story_points":
+            return None if "no_story_points" in quirks else repr(float(value))
+        if field == "resolution":
+            return None  # Linear has none: only a canceled state's name comes back as one
+        if field == "due_at":
+            return end_of_day(pd.Timestamp(value[:10], tz="UTC")).isoformat()
+        return value
+
+    histories = ticket_histories(tables)
+    series = {}
+    for key, h in histories.items():
+        for (kind, name), points in steps(h, translate).items():
+            series[(key, kind, name)] = [(_ms(at), v) for at, v in points]
+        if key in ids.canceled:
+            done = [c.at for c in h.changes if c.field == "status" and c.new == "done"]
+            series[(key, "field", "resolution")] = ([(_ms(h.created), None), (_ms(done[-1]), "Canceled")] if done
+                                                    else [(_ms(h.created), "Canceled")])
+    held = {name for (_, kind, name) in series if kind == "member"}
+    rows = []
+    releases = sorted(m for m in ms.index if ms.loc[m, "kind"] != "sprint")
+    last_cycle = {}
+    for m in ms[ms["kind"] == "sprint"].sort_values("start_at").index:
+        last_cycle[ms.loc[m, "project"]] = m
+    for mid, m in ms.iterrows():
+        if ids.milestones[mid] not in held:
+            continue
+        if m.kind == "sprint":
+            done = None if "open_cycle" in quirks and mid in last_cycle.values() else _ms(m.completed_at)
+            row = {"start_at": _ms(m.start_at), "due_at": _ms(m.due_at), "completed_at": done}
+        else:
+            undated = "undated_project" in quirks and mid in releases[::2]
+            row = {"start_at": m.start_at.normalize(),
+                   "due_at": None if undated else end_of_day(m.due_at.normalize()),
+                   "completed_at": _ms(m.completed_at)}
+        rows.append({"milestone_id": ids.milestones[mid], "project": m.project, "name": m["name"],
+                     "kind": m.kind, **row})
+    finals = {k: h.final() for k, h in histories.items()}
+    done = tables.tickets["status"] == "done"
+    tickets = tables.tickets.assign(
+        created_at=tables.tickets["created_at"].dt.floor("ms"),
+        resolved_at=tables.tickets["resolved_at"].dt.floor("ms").where(done),
+        status=tables.tickets["status"].map(lambda s: translate("status", s)),
+        story_points=tables.tickets["story_points"] if "no_story_points" not in quirks else float("nan"),
+        milestone_id=[next((ids.milestones[m] for m in sorted(finals[k][1])), None)
+                      for k in tables.tickets["ticket_id"]],
+    )
+    created = tables.tickets.set_index("ticket_id")["created_at"]
+    links = set()
+    parents = tables.links[tables.links["kind"] == "parent"].sort_values(["from_ticket", "to_ticket"])
+    first_parent = set(map(tuple, parents.drop_duplicates("to_ticket")[["from_ticket", "to_ticket"]].values))
+    for a, b, k, c in tables.links.itertuples(index=False):
+        at = None if pd.isna(c) else _ms(c)
+        if k == "depends_on":
+            links.add((b, a, "blocks", at))
+        elif k == "parent":
+            if (a, b) in first_parent:
+                links.add((a, b, k, None if at is None else _ms(max(c, created[b]))))
+        else:
+            links.add((a, b, k, at))
+    columns = ["milestone_id", "project", "name", "kind", "start_at", "due_at", "completed_at"]
+    return pd.DataFrame(rows, columns=columns), tickets, series, links
+
+
+def assert_linear_round_trip(tables, quirks, tmp_path, settings):
+    ids = render(tables, "linear", tmp_path / "export", quirks)
+    report = run_import("linear", tmp_path / "export", tmp_path / "tables", settings)
+    report.check_reconciled()
+    assert not report.rejections, report.rejections[:5]
+    got = imported_view(read_tables(tmp_path / "tables"))
+    want = expected_linear(quirks, ids)
+    cols = ["milestone_id", "project", "name", "kind", "start_at", "due_at", "completed_at"]
+    pd.testing.assert_frame_equal(_frame(got[0][cols], "milestone_id"), _frame(want[0][cols], "milestone_id"),
+                                  check_dtype=False)
+    tcols = ["ticket_id", "project", "type", "priority", "created_at", "resolved_at", "story_points", "assignee",
+             "status", "milestone_id"]
+    pd.testing.assert_frame_equal(_frame(got[1][tcols], "ticket_id"), _frame(want[1][tcols], "ticket_id"),
+                                  check_dtype=False)
+    assert got[2] == want[2]
+    assert got[3] == want[3]
+    return ids, report, read_tables(tmp_path / "tables")
+
+
+@pytest.mark.parametrize("quirk", ["plain"] + LINEAR_QUIRKS)
+def test_each_linear_quirk_gives_back_what_the_workspace_holds(quirk, history, tmp_path, settings):
+    quirks = frozenset() if quirk == "plain" else frozenset({quirk})
+    ids, report, got = assert_linear_round_trip(history, quirks, tmp_path, settings)
+    ms = got.milestones.set_index("milestone_id")
+    if quirk == "removed_items":  # canceled issues come back done, their state's name as their resolution
+        canceled = got.events[(got.events["field"] == "resolution") & (got.events["to_value"] == "Canceled")]
+        assert set(canceled["ticket_id"]) == set(ids.canceled) and len(ids.canceled) > 10
+        assert report.summary()["mappings"]["status"]["Canceled"] == "done"
+    if quirk == "open_cycle":
+        sprints = history.milestones[history.milestones["kind"] == "sprint"]
+        assert ms[ms["kind"] == "sprint"]["completed_at"].isna().sum() == sprints["project"].nunique() > 0
+    if quirk == "undated_project":
+        assert ms[ms["kind"] == "release"]["due_at"].isna().any()
+        assert any("no target date" in w for w in report.warnings)
+    if quirk == "moved_across_cycles":  # a move is one history entry from the old cycle to the new
+        moves = got.events[(got.events["field"] == "milestone") & got.events["from_value"].notna()
+                           & got.events["to_value"].notna()]
+        assert len(ids.tables.events) > len(history.events) and len(moves) >= len(ids.tables.events) - len(history.events)
+    if quirk == "custom_statuses":
+        assert report.summary()["mappings"]["status"]["Waiting for Vendor"] == "in_progress"
+    if quirk == "no_story_points":
+        assert got.tickets["story_points"].isna().all()
+
+
+@pytest.mark.slow  # every quirk's rendering and the whole comparison
+def test_every_linear_quirk_at_once_gives_back_what_the_workspace_holds(history, tmp_path, settings):
+    assert_linear_round_trip(history, frozenset(LINEAR_QUIRKS), tmp_path, settings)
+
+
+@pytest.mark.parametrize("quirk", ["plain"] + sorted(APPLIES["linear-csv"]))
+def test_a_linear_csv_gives_back_every_issue_as_it_is_now_and_says_it_holds_no_history(quirk, history, tmp_path,
+                                                                                      settings):
+    """Linear's CSV holds each issue's final state, its cycle's dates, and the dates it was started and
+    completed or canceled: those come back, and the import says the export holds no other history."""
+    quirks = frozenset() if quirk == "plain" else frozenset({quirk})
+    ids = render(history, "linear-csv", tmp_path / "export", quirks)
+    report = run_import("linear-csv", tmp_path / "export", tmp_path / "tables", settings)
+    report.check_reconciled()
+    assert not report.rejections, report.rejections[:5]
+    assert "carries no history" in report.warnings[0]
+    got = read_tables(tmp_path / "tables")
+    tickets = got.tickets.set_index("ticket_id").sort_index()
+    want = history.tickets.set_index("ticket_id").sort_index()
+    status = want["status"].where(~((want["status"] == "blocked") & ("custom_statuses" in quirks)), "in_progress")
+    assert (tickets["status"] == status).all()
+    assert tickets["created_at"].equals(want["created_at"].dt.floor("ms"))
+    done = want["status"] == "done"
+    assert tickets["resolved_at"][done].equals(want["resolved_at"].dt.floor("ms")[done])
+    for column in ("type", "priority", "assignee"):
+        assert tickets[column].fillna("-").equals(want[column].fillna("-")), column
+    points = want["story_points"] if "no_story_points" not in quirks else want["story_points"] * float("nan")
+    assert tickets["story_points"].fillna(-1).equals(points.fillna(-1))
+    cycles = got.milestones[got.milestones["kind"] == "sprint"]
+    sprints = history.milestones[history.milestones["kind"] == "sprint"]
+    assert len(cycles) and cycles["due_at"].notna().all()
+    assert set(cycles["due_at"]) <= set(sprints["due_at"].dt.floor("ms"))
+    releases = {m: i for m, i in ids.milestones.items() if i.startswith("linear-project-")}
+    held = tickets["milestone_id"].dropna()
+    assert set(held[held.str.startswith("linear-project-")]) <= set(releases.values())
+    parents = history.links[history.links["kind"] == "parent"].drop_duplicates("to_ticket")
+    want_links = ({(a, b, "parent") for a, b in zip(parents["from_ticket"], parents["to_ticket"])}
+                  | {(b, a, "blocks") for a, b, k in history.links[["from_ticket", "to_ticket", "kind"]].values
+                     if k == "depends_on"})
+    assert set(map(tuple, got.links[["from_ticket", "to_ticket", "kind"]].values)) == want_links
+    canceled = got.events[got.events["field"] == "resolution"]
+    assert set(canceled["ticket_id"]) == set(ids.canceled)

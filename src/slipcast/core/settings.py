@@ -170,17 +170,19 @@ class TrackerSettings(BaseModel):
     """Which tracker a sync reads, and where: what ``slipcast sync <tracker> ...`` is given on its
     command line, and ``serving.sync`` in the settings (``ingest.connectors.trackers``)."""
 
-    tracker: Tracker = Field(description="The tracker synced from: jira, github or azure-devops.")
+    tracker: Tracker = Field(description="The tracker synced from: jira, github, azure-devops or linear.")
     url: str | None = Field(
         None, description="jira: the site's base URL (https://acme.atlassian.net); github: the API's base URL "
-                          "(GitHub Enterprise: https://HOST/api/v3; default https://api.github.com).")
+                          "(GitHub Enterprise: https://HOST/api/v3; default https://api.github.com); linear: the "
+                          "API's origin (default https://api.linear.app).")
     repo: str | None = Field(None, description="github: the repository, OWNER/NAME.")
     jql: str | None = Field(None, description="jira: which issues (default: every issue the credential can see).")
     flavour: Literal["cloud", "datacenter"] = Field("cloud", description="jira: Cloud or Data Center.")
     pulls: bool = Field(False, description="github: take pull requests as tickets too.")
     org: str | None = Field(None, description="azure-devops: the organization's URL (https://dev.azure.com/acme).")
     project: str | None = Field(None, description="azure-devops: the project's name.")
-    team: str | None = Field(None, description="azure-devops: a team whose iteration settings date the sprints.")
+    team: str | None = Field(None, description="azure-devops: a team whose iteration settings date the sprints; "
+                                               "linear: one team's issues, by its key.")
 
 
 class AutoSyncSettings(TrackerSettings):

@@ -14,6 +14,7 @@ class Tracker(StrEnum):
     JIRA = "jira"
     GITHUB = "github"
     AZURE_DEVOPS = "azure-devops"
+    LINEAR = "linear"
 
 
 class MilestoneKind(StrEnum):

@@ -3,8 +3,10 @@ retries that honour the server's rate limits (and a pause before the next reques
 asks for one with ``Retry-After``); a sync's bounds (deadline, page budget, a deadline
 per answer); and counts of what was moved.
 
-Retries (tenacity) cover 429 and 502-504 (waiting what ``Retry-After`` or ``X-RateLimit-Reset``
-says, else exponential backoff with jitter) and dropped connections; 401 and 403 stop at once
+Retries (tenacity) cover dropped connections, 429, 502-504 and a spent rate limit told otherwise
+(GitHub's 403, Linear's 400 ``RATELIMITED``), waiting what ``Retry-After``, ``X-RateLimit-Reset`` or
+Linear's budget headers say, else exponential backoff with jitter; an answer whose budget headers
+say a budget is spent holds the next request until it refills; 401 and 403 stop at once
 with an error naming the credential, never its value; any other error answer is reduced to its
 status and a short scrubbed message; a redirect is an error, never followed nor read as data
 (docs/architecture.md, "Connectors" and "What a tracker can make Slipcast do").
@@ -33,6 +35,7 @@ MAX_WAIT_SECONDS = 60.0
 MESSAGE_CHARS = 120  # the most of a tracker's own error message an error repeats
 DEFAULT_PORTS = {"http": 80, "https": 443}
 CONDITIONAL = ("if-none-match", "if-modified-since")  # a request that asked for a 304
+EPOCH_MS = 1e11  # a reset time at or past this is in epoch milliseconds (Linear's)
 _CREDENTIAL_TEXT = re.compile(r"(?i)\b(proxy-authorization|authorization|cookie)\b\s*[:=]\s*[^;,\n]*"
                               r"|\b(basic|bearer|token)\s+[\w.~+/=-]+")
 
@@ -84,9 +87,24 @@ def _shown(request: httpx.Request) -> str:
 
 
 def _rate_limited(response: httpx.Response) -> bool:
-    """GitHub answers a spent rate limit (primary or secondary) with 403 and says so in headers."""
-    return response.status_code == 403 and (response.headers.get("x-ratelimit-remaining") == "0"
-                                             or "retry-after" in response.headers)
+    """GitHub answers a spent rate limit (primary or secondary) with 403 and says so in headers;
+    Linear answers 400 with a GraphQL error whose ``extensions.code`` is ``RATELIMITED``."""
+    if response.status_code == 403:
+        return response.headers.get("x-ratelimit-remaining") == "0" or "retry-after" in response.headers
+    if response.status_code == 400:
+        return "RATELIMITED" in _graphql_codes(response)
+    return False
+
+
+def _graphql_codes(response: httpx.Response) -> list[str]:
+    """The ``extensions.code`` of each GraphQL error an answer holds (none for any other answer)."""
+    try:
+        payload = response.json()
+    except ValueError:
+        return []
+    errors = payload.get("errors") if isinstance(payload, dict) else None
+    return [str(e["extensions"].get("code")) for e in errors if isinstance(e, dict)
+            and isinstance(e.get("extensions"), dict)] if isinstance(errors, list) else []
 
 
 def _server_wait(state: RetryCallState) -> float:
@@ -99,9 +117,27 @@ def _server_wait(state: RetryCallState) -> float:
         if wait is None:
             reset = _reset_at(headers.get("X-RateLimit-Reset", ""))
             wait = None if reset is None else max(reset - now, 0.0)
+        if wait is None:
+            wait = budget_wait(headers, now, spent_only=False)
         if wait is not None:
             return min(wait, MAX_WAIT_SECONDS)
     return wait_exponential_jitter(initial=0.5, max=MAX_WAIT_SECONDS)(state)
+
+
+def budget_wait(headers: httpx.Headers, now: float, spent_only: bool = True) -> float | None:
+    """Seconds until the budgets Linear names refill (``X-RateLimit-Requests-Remaining`` and
+    ``-Reset``; ``X-RateLimit-Complexity-Remaining`` and ``-Reset``, a budget spent when less is left
+    than the answer's ``X-Complexity`` cost): the latest reset of a spent budget, or with
+    ``spent_only`` False and none said spent, of any budget named; None when none is."""
+    named = []
+    for budget, cost in (("Requests", "1"), ("Complexity", headers.get("X-Complexity", "1"))):
+        reset = _reset_at(headers.get(f"X-RateLimit-{budget}-Reset", ""))
+        left, need = (headers.get(f"X-RateLimit-{budget}-Remaining", ""), cost)
+        if reset is not None:
+            spent = left.lstrip("-").isdigit() and need.isdigit() and int(left) < max(int(need), 1)
+            named.append((spent, reset))
+    chosen = [r for spent, r in named if spent] or ([] if spent_only else [r for _, r in named])
+    return max(max(chosen) - now, 0.0) if chosen else None
 
 
 def _retry_after(value: str, now: float) -> float | None:
@@ -120,10 +156,11 @@ def _retry_after(value: str, now: float) -> float | None:
 
 
 def _reset_at(value: str) -> float | None:
-    """When a rate limit resets, as epoch seconds: GitHub sends epoch seconds, Jira Cloud an ISO
-    8601 time to the minute (``2026-12-01T10:45Z``); anything else is ignored."""
+    """When a rate limit resets, as epoch seconds: GitHub sends epoch seconds, Linear epoch
+    milliseconds (a number past ``EPOCH_MS``, which epoch seconds reach only in the year 5138),
+    Jira Cloud an ISO 8601 time to the minute (``2026-12-01T10:45Z``); anything else is ignored."""
     if value.isdigit():
-        return float(value)
+        return float(value) / 1000 if float(value) >= EPOCH_MS else float(value)
     try:
         return datetime.fromisoformat(value).timestamp()
     except ValueError:
@@ -132,7 +169,7 @@ def _reset_at(value: str) -> float | None:
 
 def _secrets(headers: dict[str, str]) -> list[str]:
     """Every form of the credential in ``headers`` an echoing server could give back: the
-    header's value, its token and, for Basic, the decoded ``email:token`` and the token."""
+    header's value (Linear's API key is sent bare), its token and, for Basic, the decoded ``email:token`` and the token."""
     value = next((v for k, v in headers.items() if k.lower() == "authorization"), "")
     scheme, _, token = value.partition(" ")
     found = [value, token]
@@ -147,7 +184,7 @@ def _secrets(headers: dict[str, str]) -> list[str]:
 
 def _message(response: httpx.Response, secrets: list[str]) -> str:
     """A short, scrubbed message from an error answer: the first message its JSON gives (Jira's
-    ``errorMessages``, GitHub's ``message``), never the body itself; the credential in any form
+    ``errorMessages``, GitHub's ``message``, GraphQL's ``errors``), never the body itself; the credential in any form
     ``_secrets`` knows, and anything that looks like a credential header, taken out."""
     try:
         payload = response.json()
@@ -159,6 +196,9 @@ def _message(response: httpx.Response, secrets: list[str]) -> str:
         messages = payload.get("errorMessages")
         if not isinstance(said, str) and isinstance(messages, list) and messages:
             said = messages[0]
+        errors = payload.get("errors")  # GraphQL's
+        if not isinstance(said, str) and isinstance(errors, list) and errors and isinstance(errors[0], dict):
+            said = errors[0].get("message")
     if not isinstance(said, str):
         return ""
     for secret in secrets:
@@ -201,7 +241,8 @@ class Client:
     _origin: str = field(init=False, repr=False)
     _deadline: float = field(init=False, repr=False)
     _secrets: list[str] = field(init=False, repr=False)
-    _resume_at: float = field(init=False, repr=False, default=0.0)
+    _resume_at: float = field(init=False, repr=False, default=0.0)  # time.monotonic() the next request may go
+    waited: float = 0.0  # seconds spent holding requests (asked to slow down, or a spent budget)
 
     def __post_init__(self):
         self._http = httpx.Client(base_url=self.base_url.rstrip("/"), headers=self.headers,
@@ -227,6 +268,10 @@ class Client:
         is; a 403 is an error naming the permission it ``needs``."""
         return self._send(self._http.build_request(method, path, json=body, params=params), needs)
 
+    def said(self, response: httpx.Response) -> str:
+        """What an answer's JSON says of an error, short and with the credential taken out."""
+        return _message(response, self._secrets)
+
     def _send(self, request: httpx.Request, needs: str | None = None, missing: bool = False) -> httpx.Response:
         """One request, retried as the module says, answered with a body read within its deadline."""
         if _origin(request.url) != self._origin:
@@ -238,7 +283,7 @@ class Client:
                wait=_server_wait, stop=stop_after_attempt(self.attempts), reraise=True)
         def once() -> httpx.Response:
             self._check_bounds(shown)
-            time.sleep(max(self._resume_at - time.monotonic(), 0.0))
+            self._hold()
             self.requests += 1
             response = self._http.send(request, stream=True)
             try:
@@ -249,9 +294,11 @@ class Client:
             self.bytes += len(response.content)
             if response.status_code in RETRIED_STATUS or _rate_limited(response):
                 raise _Retry(response)
-            asked = _retry_after(response.headers.get("Retry-After", ""), time.time())
-            if asked:  # answered, but asked to slow down (Azure DevOps delays a heavy user so)
-                self._resume_at = time.monotonic() + min(asked, MAX_WAIT_SECONDS)
+            asked = _retry_after(response.headers.get("Retry-After", ""), time.time())  # Azure DevOps delays a
+            spent = budget_wait(response.headers, time.time())  # heavy user so; Linear's budgets say they are spent
+            wait = max(asked or 0.0, spent or 0.0)
+            if wait:  # answered, but asked to slow down
+                self._resume_at = time.monotonic() + min(wait, MAX_WAIT_SECONDS)
             return response
 
         try:
@@ -263,6 +310,13 @@ class Client:
         if not (missing and response.status_code == 404):
             self._check_status(response, shown, needs)
         return response
+
+    def _hold(self) -> None:
+        """Wait as long as the last answer asked: its ``Retry-After``, or until the budgets it said were spent refill."""
+        wait = self._resume_at - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+            self.waited += wait
 
     def _check_bounds(self, shown: str) -> None:
         """Refuse a request past the sync's deadline or beyond its page budget."""

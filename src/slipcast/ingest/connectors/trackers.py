@@ -14,8 +14,10 @@ from slipcast.core.vocabulary import Tracker
 from slipcast.ingest.connectors.azure_devops import AzureDevOpsSync, sync_azure_devops
 from slipcast.ingest.connectors.github import API, GitHubSync, sync_github
 from slipcast.ingest.connectors.jira import SyncReport, sync_jira
+from slipcast.ingest.connectors.linear import API as LINEAR_API
+from slipcast.ingest.connectors.linear import LinearSync, sync_linear
 
-Report = SyncReport | GitHubSync | AzureDevOpsSync
+Report = SyncReport | GitHubSync | AzureDevOpsSync | LinearSync
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,8 @@ TRACKERS: dict[Tracker, Connector] = {
         t.repo or "", store, settings, api_url=t.url or API, pulls=t.pulls, full=full)),
     Tracker.AZURE_DEVOPS: Connector(("org", "project"), lambda t, store, settings, full, sweep: sync_azure_devops(
         t.org or "", t.project or "", store, settings, team=t.team, full=full, sweep=sweep), records="items"),
+    Tracker.LINEAR: Connector((), lambda t, store, settings, full, sweep: sync_linear(
+        store, settings, team=t.team, api_url=t.url or LINEAR_API, full=full, sweep=sweep)),
 }
 
 

@@ -28,13 +28,18 @@ QUIRKS: dict[str, str] = {
     "issues_only": "only issues: no list of the project's versions, sprints or statuses beside them",
     "effort_points": "Azure DevOps Scrum: estimates in Effort, not Story Points",
     "moved_iterations": "iterations renamed after use: older revisions name them by their old path (same id)",
-    "removed_items": "work items moved to the Removed state (no work: left out, counted)",
+    "removed_items": "items removed: Azure DevOps work items moved to the Removed state (no work: left out, "
+                     "counted); Linear issues canceled instead of done (its canceled state, canceledAt)",
     "nested_iterations": "sprints nested under undated iteration nodes (a node per year)",
+    "moved_across_cycles": "unfinished issues of every fourth cycle moved on to the next cycle when it ended",
+    "open_cycle": "each team's last cycle has no completion (completedAt null)",
+    "undated_project": "every other project has no target date",
 }
 
 # What each format can show at all; other quirks do not apply to it.
 APPLIES: dict[str, frozenset[str]] = {
-    "jira-json": frozenset(QUIRKS),
+    "jira-json": frozenset(QUIRKS) - {"effort_points", "moved_iterations", "removed_items", "nested_iterations",
+                                      "moved_across_cycles", "open_cycle", "undated_project"},
     "jira-csv": frozenset({"no_story_points", "no_priorities", "no_sprints", "no_fix_versions", "non_utf8",
                            "no_resolution_dates", "custom_link_types"}),
     "github": frozenset({"no_fix_versions", "reverse_changelog", "non_utf8", "duplicated_issues"}),
@@ -42,6 +47,9 @@ APPLIES: dict[str, frozenset[str]] = {
                                "moved_iterations", "removed_items", "nested_iterations"}),
     "azure-devops-csv": frozenset({"custom_statuses", "no_story_points", "no_priorities", "effort_points",
                                    "removed_items", "nested_iterations"}),
+    "linear": frozenset({"no_story_points", "custom_statuses", "removed_items", "moved_across_cycles", "open_cycle",
+                         "undated_project"}),
+    "linear-csv": frozenset({"no_story_points", "custom_statuses", "removed_items"}),
 }
 
 TRUNCATED_HISTORIES = 4  # histories a truncated changelog keeps (Jira keeps 100 or 40; the simulator's are short)

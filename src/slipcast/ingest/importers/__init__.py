@@ -14,6 +14,8 @@ FORMATS = {  # format -> its importer, "module:function"
     "github": "slipcast.ingest.importers.github:import_github",
     "azure-devops": "slipcast.ingest.importers.azure_devops:import_azure_devops",
     "azure-devops-csv": "slipcast.ingest.importers.azure_devops_csv:import_azure_devops_csv",
+    "linear": "slipcast.ingest.importers.linear:import_linear",
+    "linear-csv": "slipcast.ingest.importers.linear_csv:import_linear_csv",
     "canonical": "slipcast.ingest.importers.canonical:import_canonical",
 }
 

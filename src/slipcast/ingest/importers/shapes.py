@@ -170,6 +170,115 @@ class AdoIteration(_Shape):
 class AdoState(_Shape):
     name: str
     category: str
+# -- Linear GraphQL (an issue with its history, as `slipcast sync linear` stores it) ---------------
+class LinearState(_Shape):
+    name: str
+    type: str
+
+
+class LinearUser(_Shape):
+    id: str | None = None
+    name: str | None = None
+
+
+class LinearTeam(_Shape):
+    key: str
+
+
+class LinearTeams(_Shape):
+    nodes: list[LinearTeam] = []
+
+
+class LinearCycle(_Shape):
+    id: Id
+    number: int | None = None
+    name: str | None = None
+    startsAt: str | None = None
+    endsAt: str | None = None
+    completedAt: str | None = None
+    team: LinearTeam | None = None
+
+
+class LinearProject(_Shape):
+    id: Id
+    name: str | None = None
+    startDate: str | None = None
+    targetDate: str | None = None
+    completedAt: str | None = None
+    teams: LinearTeams | None = None
+
+
+class LinearProjectMilestone(_Shape):
+    id: Id
+    name: str | None = None
+    targetDate: str | None = None
+    project: LinearProject | None = None
+
+
+class LinearIssueRef(_Shape):
+    identifier: str
+
+
+class LinearLabel(_Shape):
+    name: str
+
+
+class LinearLabels(_Shape):
+    nodes: list[LinearLabel] = []
+
+
+class LinearRelation(_Shape):
+    type: str
+    createdAt: str | None = None
+    relatedIssue: LinearIssueRef
+
+
+class LinearRelations(_Shape):
+    nodes: list[LinearRelation] = []
+
+
+class LinearHistoryEntry(_Shape):
+    id: Id | None = None
+    createdAt: str | None = None
+    fromState: LinearState | None = None
+    toState: LinearState | None = None
+    fromCycle: LinearCycle | None = None
+    toCycle: LinearCycle | None = None
+    fromProject: LinearProject | None = None
+    toProject: LinearProject | None = None
+    fromEstimate: float | None = None
+    toEstimate: float | None = None
+    fromAssignee: LinearUser | None = None
+    toAssignee: LinearUser | None = None
+    fromPriority: int | None = None
+    toPriority: int | None = None
+    fromDueDate: str | None = None
+    toDueDate: str | None = None
+    toParent: LinearIssueRef | None = None
+
+
+class LinearHistory(_Shape):
+    nodes: list[dict[str, Any]] = []  # each entry checked on its own (LinearHistoryEntry): one bad entry is one rejection
+
+
+class LinearIssue(_Shape):
+    identifier: str
+    createdAt: str | None = None
+    completedAt: str | None = None
+    canceledAt: str | None = None
+    dueDate: str | None = None
+    estimate: float | None = None
+    priority: int | None = None
+    team: LinearTeam | None = None
+    state: LinearState
+    assignee: LinearUser | None = None
+    cycle: LinearCycle | None = None
+    project: LinearProject | None = None
+    projectMilestone: LinearProjectMilestone | None = None
+    parent: LinearIssueRef | None = None
+    labels: LinearLabels | None = None
+    relations: LinearRelations | None = None
+    history: LinearHistory | None = None
 
 
 S = TypeVar("S", bound=BaseModel)

@@ -98,6 +98,13 @@ ADO_RELATIONS: dict[str, tuple[str, bool | None]] = {
     "System.LinkTypes.Duplicate-Forward": ("duplicates", True),
     "System.LinkTypes.Duplicate-Reverse": ("duplicates", False),
     "System.LinkTypes.Related": ("relates", None)}
+# what Linear says of a workflow state itself (its ``type``), in canonical terms: a canceled issue
+# (canceled, or a duplicate) is done, its state's name kept as its resolution
+LINEAR_STATE_TYPES = {"triage": "todo", "backlog": "todo", "unstarted": "todo", "started": "in_progress",
+                      "completed": "done", "canceled": "done"}
+CANCELED_TYPE = "canceled"
+# Linear's priorities (0 is "No priority": none)
+LINEAR_PRIORITIES = {1: "Urgent", 2: "High", 3: "Medium", 4: "Low"}
 # words of a link type's name or its outward or inward description, in canonical link kinds (first match
 # wins). Gantt apps' links (BigPicture's "Gantt: finish-start", "has to be done before" / "has to be done
 # after"; WBS Gantt's "Finish-to-Finish") say one task ends before another may start or end: the outward
