@@ -94,7 +94,8 @@ def test_an_export_goes_through_import_features_train_and_serve(fmt, quirks, his
         assert len(tables.tickets) == len(history.tickets)
         if fmt != "linear-csv":
             assert tables.milestones["due_at"].isna().all()
-        with pytest.raises(InsufficientHistory, match="insufficient history"):
+        # (a Jira CSV without resolution dates holds no change after creation at all: final states only)
+        with pytest.raises((InsufficientHistory, FinalStateOnly), match="insufficient history|no history"):
             train(s, features_dir=tmp_path / "features", candidates=candidates)
         return
     trained = train(s, features_dir=tmp_path / "features", candidates=candidates)

@@ -269,12 +269,12 @@ def _pair(model: dict, served: dict) -> dict:
             "model_ece": model["ece"], "served_ece": served["ece"], "served_ece_floor": served["ece_floor"]}
 
 
-def _verdict(horizon: str, held: dict, served: dict) -> str:
+def _verdict(target: str, horizon: str, held: dict, served: dict) -> str:
     """What the service answers at a horizon: a probability that is calibrated and not below the
-    base rate (served ECE within its floor, skill not below 0), or none (withheld, as
-    ``training.backtest.withheld`` marks it)."""
+    base rate (served ECE within its floor, skill not below 0), or, for tickets, none (withheld, as
+    ``training.backtest.withheld`` marks it); a milestone horizon failing both is said so."""
     if horizon in held:
-        return "withheld"
+        return "withheld" if target == "ticket" else "not honest"
     honest = served["ece"] <= served["ece_floor"] and served["brier_skill"] >= 0
     return "calibrated, not below the base rate" if honest else "not honest"
 
@@ -329,7 +329,7 @@ def _duraspace_section(results: dict, summary: dict, fp: str) -> list[str]:
                 [{"horizon": "all", "n": served["model"]["n"], **_pair(served["model"], served["served"]),
                   "answered": ""}]
                 + [{"horizon": h, "n": s["model"]["n"], **_pair(s["model"], s["served"]),
-                    "answered": _verdict(h, held, s["served"])} for h, s in served["horizons"].items()])
+                    "answered": _verdict(target, h, held, s["served"])} for h, s in served["horizons"].items()])
             lines += ["", f"Served forecast, forward only: on every fold after the first, the guard (pooled and per "
                           f"project) decided on the earlier folds alone, the base rate it serves from that fold's "
                           f"training rows; {chosen} alone on the same rows beside it. `served_ece_floor`: the ECE "
@@ -337,8 +337,9 @@ def _duraspace_section(results: dict, summary: dict, fp: str) -> list[str]:
                           "drawn from the served probabilities, one draw per release, or per ticket, as its "
                           "snapshots share their outcome): an ECE below it is indistinguishable from "
                           "calibrated. `answered`: at each horizon, a probability that is calibrated and not below "
-                          "the base rate (served ECE within its floor, skill not below 0) or none: the service "
-                          "withholds a forecast where it is not both (docs/architecture.md, \"The skill guard\").",
+                          "the base rate (served ECE within its floor, skill not below 0) or, for tickets, none: the "
+                          "service withholds a ticket forecast where it is not both (docs/architecture.md, \"The "
+                          "skill guard\").",
                           "",
                       *_table(table, ["horizon", "n", "model_skill", "served_skill", "model_ece", "served_ece",
                                       "served_ece_floor", "answered"])]

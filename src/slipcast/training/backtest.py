@@ -129,6 +129,8 @@ class Backtest:
         ``ece_floor``, the ECE that calibrated forecasts of that size would show (95 %; a
         release's, or a ticket's, snapshots are one piece of evidence)."""
         where, served = self.served(chosen, settings)
+        if not len(where):  # one fold: nothing is tested after a guard decided on earlier folds
+            return {"model": {}, "served": {}, "horizons": {}}
         rows = self.test_rows[where]
         y, elapsed = self.frame["label"].to_numpy()[rows], self.frame["span_elapsed"].to_numpy()[rows]
         unit = "ticket_id" if "ticket_id" in self.frame else "milestone_id"  # whose snapshots share an outcome

@@ -142,8 +142,9 @@ def train_target(client, settings: Settings, target: Target, frame, fingerprint:
         mlflow.log_metrics({f"backtest_{m}": chosen_scores[m] for m in METRICS if not np.isnan(chosen_scores[m])})
         mlflow.set_tag("leaks_flagged", ",".join(x["feature"] for x in bt.leaks) or "none")
         mlflow.set_tag("features_unavailable", ",".join(bt.unavailable) or "none")
-        # forecasts that are not both calibrated and skilful at a horizon, tested forward, are withheld there
-        held = withheld(bt.served_scores(chosen, settings.training))
+        # ticket forecasts that are not both calibrated and skilful at a horizon, tested forward, are withheld
+        # there; a milestone's are not yet (docs/architecture.md, "The skill guard")
+        held = withheld(bt.served_scores(chosen, settings.training)) if target == "ticket" else {}
         mlflow.set_tag("withheld_horizons", ",".join(held) or "none")
 
         stage("decide")
